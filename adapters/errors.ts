@@ -1,0 +1,98 @@
+/**
+ * Damselfly's own error types. Every error that crosses a module boundary is one of these, with a
+ * stable `code` that callers, HTTP handlers and gRPC interceptors switch on. Driver errors (pg,
+ * ioredis, AWS SDK, Firestore, sqlite) are translated into these at the adapter edge and never leak.
+ */
+export type ErrorCode =
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'UNAVAILABLE'
+  | 'INVALID'
+  | 'CONFIG'
+  | 'INTEGRITY'
+  | 'TIMEOUT'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'RATE_LIMITED'
+  | 'SOURCE'
+  | 'INTERNAL';
+
+export class DamselflyError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+/** The thing asked for does not exist. */
+export class NotFoundError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('NOT_FOUND', message, options);
+  }
+}
+
+/** A conditional write lost (create-if-absent on an existing key, compare-and-set on a stale version). */
+export class ConflictError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('CONFLICT', message, options);
+  }
+}
+
+/** A backend, peer or origin could not be reached in time; the operation may be retried. */
+export class UnavailableError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('UNAVAILABLE', message, options);
+  }
+}
+
+/** The caller's input is wrong; `details.fields` names what and why when known. */
+export class InvalidError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('INVALID', message, options);
+  }
+}
+
+/** A configuration file or option is wrong; the message names the file and key. */
+export class ConfigError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('CONFIG', message, options);
+  }
+}
+
+/** Bytes did not hash to the digest they were promised to have. */
+export class IntegrityError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('INTEGRITY', message, options);
+  }
+}
+
+/** An operation ran past its deadline. */
+export class TimeoutError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('TIMEOUT', message, options);
+  }
+}
+
+export function isDamselflyError(err: unknown): err is DamselflyError {
+  return err instanceof DamselflyError;
+}
+
+/** Returns the stable code of an error, `INTERNAL` for anything that is not ours. */
+export function errorCode(err: unknown): ErrorCode {
+  return err instanceof DamselflyError ? err.code : 'INTERNAL';
+}
+
+/** A one-line human reason for an error, for CLI exits and logs. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,67 @@
+/**
+ * The `proxy:` section of the agent configuration (registry mirror and HTTP proxy on port 4001),
+ * after Dragonfly's dfdaemon `proxy` block. Imported by `agent/config.ts`.
+ */
+import { z } from 'zod';
+import { sizeSchema } from '../../adapters/config.js';
+
+/** Query parameters that carry signatures/expiry and must not change the task ID (Dragonfly's list). */
+export const DEFAULT_FILTERED_QUERY_PARAMS = [
+  'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature',
+  'X-Amz-Security-Token', 'X-Amz-User-Agent',
+  'X-Goog-Algorithm', 'X-Goog-Credential', 'X-Goog-Date', 'X-Goog-Expires', 'X-Goog-SignedHeaders', 'X-Goog-Signature',
+  'OSSAccessKeyId', 'Expires', 'Signature', 'SecurityToken',
+  'AccessKeyId', 'X-Obs-Date', 'X-Obs-Security-Token',
+  'q-sign-algorithm', 'q-ak', 'q-sign-time', 'q-key-time', 'q-header-list', 'q-url-param-list', 'q-signature',
+  'x-cos-security-token',
+  'ns',
+];
+
+export const proxyRuleSchema = z.strictObject({
+  /** Requests whose URL (without query) matches go through P2P. */
+  regex: z.string().refine((s) => {
+    try {
+      new RegExp(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'expected a valid regular expression'),
+  /** Force https to the upstream for matching requests. */
+  useTLS: z.boolean().default(false),
+  /** Replace the upstream authority (host:port) for matching requests. */
+  redirect: z.string().optional(),
+  /** Query params ignored when computing the task ID; defaults to DEFAULT_FILTERED_QUERY_PARAMS. */
+  filteredQueryParams: z.array(z.string()).optional(),
+});
+
+export const proxyConfigSchema = z
+  .strictObject({
+    server: z
+      .strictObject({
+        ip: z.string().default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(4001),
+        /** PEM files of the CA used to intercept CONNECT to registry hosts matching a rule. */
+        caCert: z.string().optional(),
+        caKey: z.string().optional(),
+      })
+      .prefault({}),
+    rules: z.array(proxyRuleSchema).default([{ regex: 'blobs/sha256.*', useTLS: false }]),
+    registryMirror: z
+      .strictObject({
+        /** Upstream used when neither X-Dragonfly-Registry nor ?ns= names one. */
+        addr: z.string().default('https://index.docker.io'),
+        /** CA bundle (PEM file) trusted for the upstream in addition to the system store. */
+        certs: z.string().optional(),
+        insecureSkipVerify: z.boolean().default(false),
+      })
+      .prefault({}),
+    /** Download the whole blob in the background after serving a Range request. */
+    prefetch: z.boolean().default(false),
+    prefetchRateLimit: sizeSchema.default(10 * 1024 ** 3),
+    /** Never go to the origin from the proxy's P2P path (P2P only; direct fallback still applies). */
+    disableBackToSource: z.boolean().default(false),
+  })
+  .prefault({});
+
+export type ProxyConfig = z.output<typeof proxyConfigSchema>;
