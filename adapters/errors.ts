@@ -96,3 +96,21 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * The origin (registry, HTTP server, object store) answered with a non-success status. `status`,
+ * `headers` (with credentials removed) and a short `body` let a proxy pass the answer through
+ * unchanged (a 401 with its WWW-Authenticate challenge, a 404 with the registry's error JSON).
+ */
+export class SourceError extends DamselflyError {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer;
+
+  constructor(message: string, status: number, headers: Record<string, string> = {}, body: Buffer = Buffer.alloc(0), options?: { cause?: unknown }) {
+    super('SOURCE', message, { cause: options?.cause, details: { status } });
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
+}
