@@ -1,0 +1,287 @@
+/**
+ * Runs Damselfly roles as real child processes for integration tests and benchmarks.
+ *
+ *   const sched = await spawnRole('scheduler', { server: { ip: '127.0.0.1', port: 0 } });
+ *   sched.ready.grpc   // "127.0.0.1:PORT" from the role's one JSON ready line on stdout
+ *   await sched.stop(); // SIGTERM, then SIGKILL after a grace period
+ *   afterAll(() => killAll());
+ *
+ * Each process gets its own directory (config.yaml, stderr log); the stderr log is kept so a failed
+ * test can be debugged, and its tail is quoted in every error. Every spawned process is remembered so
+ * `killAll()` (and, as a last resort, process exit) never leaves orphans behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { cliPath } from './cli.js';
+
+export type ReadyLine = Record<string, unknown> & { ready: true; role?: string };
+
+export interface SpawnOptions {
+  /** Directory for config.yaml and the log; a fresh temp dir if absent. */
+  dir?: string;
+  /** Label used in file names and errors; defaults to the role. */
+  name?: string;
+  /** Extra CLI arguments after `<role> --config FILE`. */
+  args?: string[];
+  env?: Record<string, string | undefined>;
+  /** How long to wait for the ready line (default 20 s). */
+  readyTimeoutMs?: number;
+  /** Use this CLI instead of cliPath(). */
+  cli?: string;
+  /** Extra node flags, e.g. ['--max-old-space-size=256']. */
+  nodeArgs?: string[];
+}
+
+export interface RoleProcess {
+  role: string;
+  name: string;
+  /** The parsed JSON ready line. */
+  ready: ReadyLine;
+  pid: number;
+  dir: string;
+  configFile: string | undefined;
+  logFile: string;
+  child: ChildProcess;
+  /** Lines the process wrote to stdout after its ready line. */
+  stdoutLines: string[];
+  /** Resolves with the exit code (or null when killed by a signal) once the process exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** True while the process runs. */
+  alive(): boolean;
+  kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after `graceMs` (default 5 s); resolves with the exit status. Never throws. */
+  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last `lines` lines of the stderr log. */
+  tail(lines?: number): string;
+  /** Every stderr line that parses as JSON (the role's structured log). */
+  logs(): Array<Record<string, unknown>>;
+}
+
+const live = new Set<RoleProcess>();
+const tempDirs = new Set<string>();
+
+/** Makes a temp dir that `cleanupTempDirs()` removes (unless DAMSELFLY_KEEP_TMP=1). */
+export function makeTempDir(prefix = 'damselfly-'): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+/** Removes every dir made by makeTempDir; kept for debugging when DAMSELFLY_KEEP_TMP=1. */
+export function cleanupTempDirs(): void {
+  if (process.env.DAMSELFLY_KEEP_TMP === '1') {
+    for (const d of tempDirs) process.stderr.write(`kept ${d}\n`);
+    return;
+  }
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+function tailOf(file: string, lines: number): string {
+  if (!existsSync(file)) return '';
+  const all = readFileSync(file, 'utf8').split('\n');
+  return all.slice(-lines - 1).join('\n');
+}
+
+/**
+ * Starts `node <cli> <role> --config <dir>/config.yaml` with `config` written as YAML (pass null for
+ * no --config), waits for its JSON ready line on stdout. Throws (with the stderr tail) if the process
+ * exits or stays silent past the timeout; the process is killed in that case.
+ */
+export async function spawnRole(role: string, config: Record<string, unknown> | null, opts: SpawnOptions = {}): Promise<RoleProcess> {
+  const name = opts.name ?? role;
+  const dir = opts.dir ?? makeTempDir(`damselfly-${name.replace(/[^\w.-]/g, '_')}-`);
+  mkdirSync(dir, { recursive: true });
+  let configFile: string | undefined;
+  const args = [...(opts.nodeArgs ?? []), opts.cli ?? cliPath(), role];
+  if (config) {
+    configFile = path.join(dir, `${name.replace(/[^\w.-]/g, '_')}.yaml`);
+    writeFileSync(configFile, stringify(config));
+    args.push('--config', configFile);
+  }
+  args.push(...(opts.args ?? []));
+  const logFile = path.join(dir, `${name.replace(/[^\w.-]/g, '_')}.log`);
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(process.execPath, args, {
+    cwd: dir,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stderr!.pipe(log);
+  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      resolve(exitInfo);
+    });
+    child.once('error', () => {
+      exitInfo = { code: null, signal: null };
+      resolve(exitInfo);
+    });
+  });
+  // The log stream must have flushed before we quote its tail in an error.
+  const logClosed = new Promise<void>((resolve) => log.once('close', () => resolve()));
+  const stdoutLines: string[] = [];
+  let pending = '';
+  let onLine: ((line: string) => void) | undefined;
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    pending += chunk;
+    let i;
+    while ((i = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, i);
+      pending = pending.slice(i + 1);
+      if (onLine) onLine(line);
+      else stdoutLines.push(line);
+    }
+  });
+
+  const proc: RoleProcess = {
+    role,
+    name,
+    ready: { ready: true },
+    pid: child.pid ?? -1,
+    dir,
+    configFile,
+    logFile,
+    child,
+    stdoutLines,
+    exited,
+    alive: () => exitInfo === undefined,
+    kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (exitInfo === undefined) child.kill(signal);
+    },
+    async stop(graceMs = 5000) {
+      if (exitInfo === undefined) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      live.delete(proc);
+      await Promise.race([logClosed, new Promise((r) => setTimeout(r, 500))]);
+      return exitInfo!;
+    },
+    tail: (lines = 30) => tailOf(logFile, lines),
+    logs() {
+      if (!existsSync(logFile)) return [];
+      const out: Array<Record<string, unknown>> = [];
+      for (const l of readFileSync(logFile, 'utf8').split('\n')) {
+        if (!l.startsWith('{')) continue;
+        try {
+          out.push(JSON.parse(l) as Record<string, unknown>);
+        } catch {
+          // a partially written last line
+        }
+      }
+      return out;
+    },
+  };
+  live.add(proc);
+
+  const timeoutMs = opts.readyTimeoutMs ?? 20_000;
+  try {
+    proc.ready = await new Promise<ReadyLine>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name}: no ready line within ${timeoutMs} ms`)), timeoutMs);
+      const check = (line: string): boolean => {
+        if (!line.startsWith('{')) return false;
+        try {
+          const j = JSON.parse(line) as Record<string, unknown>;
+          if (j.ready === true) {
+            clearTimeout(timer);
+            resolve(j as ReadyLine);
+            return true;
+          }
+        } catch {
+          // not JSON: ordinary output
+        }
+        return false;
+      };
+      for (const l of stdoutLines.splice(0)) if (check(l)) return;
+      onLine = (line) => {
+        if (!check(line)) stdoutLines.push(line);
+      };
+      void exited.then((e) => {
+        clearTimeout(timer);
+        reject(new Error(`${name}: exited (code ${e.code}, signal ${e.signal}) before its ready line`));
+      });
+    });
+    onLine = (line) => stdoutLines.push(line);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    await exited;
+    await Promise.race([logClosed, new Promise((r) => setTimeout(r, 500))]);
+    live.delete(proc);
+    throw new Error(`${(err as Error).message}\nconfig: ${configFile ?? '(none)'}\nlog ${logFile}, last lines:\n${proc.tail(40)}`);
+  }
+  return proc;
+}
+
+/** Stops every process started by spawnRole that is still alive (SIGTERM, then SIGKILL). */
+export async function killAll(graceMs = 3000): Promise<void> {
+  await Promise.all([...live].map((p) => p.stop(graceMs)));
+}
+
+// Last resort when a test runner dies without afterAll: never leave role processes behind.
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * Runs `node <cli> ...args` to completion (e.g. `get URL -O FILE`) and returns its output. Never
+ * throws for a non-zero exit; kills the process and resolves with signal SIGKILL after `timeoutMs`.
+ */
+export function runCli(
+  args: string[],
+  opts: { timeoutMs?: number; env?: Record<string, string | undefined>; cwd?: string; cli?: string } = {},
+): Promise<RunResult> {
+  const start = performance.now();
+  const child = spawn(process.execPath, [opts.cli ?? cliPath(), ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    if (stderr.length > 1_000_000) stderr = stderr.slice(-500_000);
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+  return new Promise((resolve) => {
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: performance.now() - start });
+    });
+  });
+}
+
+/** "127.0.0.1:PORT" → PORT; throws if the address has no port. */
+export function portOf(addr: unknown): number {
+  const m = /:(\d+)$/.exec(String(addr));
+  if (!m) throw new Error(`no port in address ${String(addr)}`);
+  return Number(m[1]);
+}
+
+/** Polls `fn` every `intervalMs` until it returns a truthy value; throws after `timeoutMs`. */
+export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 10_000, intervalMs = 100): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
