@@ -285,3 +285,112 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A local cluster: scheduler + seed peer + agents, all on 127.0.0.1 with ephemeral ports.
+
+type Obj = Record<string, unknown>;
+
+/** Deep-merges plain objects (arrays and scalars in `over` replace). */
+export function merge<T extends Obj>(base: T, over: Obj | undefined): T {
+  if (!over) return base;
+  const out: Obj = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
+        ? merge(b as Obj, v as Obj)
+        : v;
+  }
+  return out as T;
+}
+
+/** A scheduler config listening on 127.0.0.1 ephemeral ports, tuned for fast tests. */
+export function schedulerConfigFor(over?: Obj): Obj {
+  return merge(
+    {
+      server: { ip: '127.0.0.1', port: 0 },
+      metrics: { ip: '127.0.0.1', port: 0 },
+      scheduling: { retryInterval: '100ms' },
+    },
+    over,
+  );
+}
+
+/** An agent (or seed peer) config: hostname `name`, storage and socket under `dir`, all ports 0. */
+export function agentConfigFor(name: string, dir: string, schedulers: string[], opts: { seed?: boolean } = {}, over?: Obj): Obj {
+  const any = { ip: '127.0.0.1', port: 0 };
+  return merge(
+    {
+      host: { hostname: name, ip: '127.0.0.1' },
+      seedPeer: { enable: opts.seed ?? false },
+      storage: { dir: path.join(dir, 'storage'), keep: false },
+      scheduler: { addrs: schedulers, announceInterval: '5s' },
+      upload: { server: { ...any }, pieceServer: { ...any } },
+      download: { server: { socket: path.join(dir, 'agent.sock') } },
+      proxy: { server: { ...any } },
+      metrics: { server: { ...any } },
+    },
+    over,
+  );
+}
+
+export interface Cluster {
+  scheduler: RoleProcess;
+  seed: RoleProcess | undefined;
+  agents: RoleProcess[];
+  /** Every process, scheduler first. */
+  all(): RoleProcess[];
+  /** Starts one more agent named `name` against the cluster's scheduler. */
+  addAgent(name: string, over?: Obj): Promise<RoleProcess>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  agents: number;
+  seed?: boolean;
+  scheduler?: Obj;
+  /** Overrides for agent i (0-based); the seed peer gets `seedOverrides`. */
+  agent?: (i: number) => Obj | undefined;
+  seedOverrides?: Obj;
+  readyTimeoutMs?: number;
+  env?: Record<string, string | undefined>;
+}
+
+/** Starts a scheduler, optionally a seed peer, and `agents` agents (in parallel); throws if any fails. */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const scheduler = await spawnRole('scheduler', schedulerConfigFor(opts.scheduler), { readyTimeoutMs: opts.readyTimeoutMs, env: opts.env });
+  const addr = String(scheduler.ready.grpc);
+  const startAgent = (name: string, seed: boolean, over?: Obj): Promise<RoleProcess> => {
+    const dir = makeTempDir(`damselfly-${name}-`);
+    return spawnRole('agent', agentConfigFor(name, dir, [addr], { seed }, over), {
+      dir,
+      name,
+      readyTimeoutMs: opts.readyTimeoutMs,
+      env: opts.env,
+    });
+  };
+  const seed = opts.seed === false ? undefined : await startAgent('seed', true, opts.seedOverrides);
+  const agents = await Promise.all(Array.from({ length: opts.agents }, (_, i) => startAgent(`agent-${i}`, false, opts.agent?.(i))));
+  const cluster: Cluster = {
+    scheduler,
+    seed,
+    agents,
+    all: () => [scheduler, ...(cluster.seed ? [cluster.seed] : []), ...cluster.agents],
+    async addAgent(name, over) {
+      const a = await startAgent(name, false, over);
+      cluster.agents.push(a);
+      return a;
+    },
+    async stop() {
+      await Promise.all([...(cluster.seed ? [cluster.seed] : []), ...cluster.agents].map((p) => p.stop()));
+      await scheduler.stop();
+    },
+  };
+  return cluster;
+}
+
+/** `damselfly get URL -O out --endpoint <agent socket>` through `agent`. */
+export function getThrough(agent: RoleProcess, url: string, out: string, extra: string[] = [], timeoutMs = 180_000): Promise<RunResult> {
+  return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs });
+}

@@ -1,0 +1,162 @@
+// Failure tests with real processes: a parent agent SIGKILLed mid-transfer, the scheduler stopped
+// mid-transfer, and a parent whose content file is corrupted on disk while it runs (a realistic fault:
+// no test switch in production code). In every case each download must complete with the right bytes.
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { openSync, writeSync, closeSync, readdirSync, statSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { startOrigin, fileSha256, MiB, type Origin } from '../support/origin.js';
+import {
+  startCluster,
+  getThrough,
+  killAll,
+  makeTempDir,
+  cleanupTempDirs,
+  type Cluster,
+  type RoleProcess,
+  type RunResult,
+} from '../support/procs.js';
+
+const PIECE = 4 * MiB; // Dragonfly's piece length for files ≤ 2 GiB
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let origin: Origin | undefined;
+let cluster: Cluster | undefined;
+
+afterEach(async () => {
+  await killAll();
+  await origin?.close();
+  origin = undefined;
+  cluster = undefined;
+});
+afterAll(() => cleanupTempDirs());
+
+interface Timed extends RunResult {
+  file: string;
+  agent: string;
+  doneAt: number;
+}
+function timedGet(a: RoleProcess, url: string, dir: string): Promise<Timed> {
+  const file = path.join(dir, `${a.name}.bin`);
+  return getThrough(a, url, file).then((r) => ({ ...r, file, agent: a.name, doneAt: performance.now() }));
+}
+
+/** Lines of `p`'s JSON log at warn/error level mentioning `needle`. */
+function complaints(p: RoleProcess, needle: string): Array<Record<string, unknown>> {
+  return p.logs().filter((l) => (l.level === 'warn' || l.level === 'error') && JSON.stringify(l).includes(needle));
+}
+
+/** Every regular file under `dir` (recursive). */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesUnder(p));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+describe('failures', () => {
+  it('a parent agent killed mid-transfer: its children finish from others', async () => {
+    const SIZE = 32 * MiB;
+    // 16 MiB/s at the origin makes the transfer last ~2 s, so the kill lands mid-transfer.
+    origin = await startOrigin({ rate: 16 * MiB });
+    cluster = await startCluster({ agents: 4 });
+    const url = origin.add('/fail/killed.bin', { size: SIZE, seed: `killed-${Date.now()}` });
+    const want = origin.sha256('/fail/killed.bin');
+    const out = makeTempDir('damselfly-fail-out-');
+    const [victim, ...children] = cluster.agents as [RoleProcess, ...RoleProcess[]];
+
+    // The victim starts first so it holds pieces (and is handed out as a parent) when children come.
+    const victimGet = timedGet(victim, url, out);
+    await sleep(700);
+    const childGets = children.map((c) => timedGet(c, url, out));
+    await sleep(600);
+    const killedAt = performance.now();
+    victim.kill('SIGKILL');
+    const results = await Promise.all(childGets);
+    await victimGet; // fails or not: its agent is gone; only the children matter
+
+    for (const r of results) {
+      expect(r.code, `${r.agent}: ${r.stderr.slice(-2000)}`).toBe(0);
+      // The kill happened while every child was still downloading.
+      expect(r.doneAt).toBeGreaterThan(killedAt);
+    }
+    expect(await Promise.all(results.map((r) => fileSha256(r.file)))).toEqual(results.map(() => want));
+    const reported = children.flatMap((c) => complaints(c, '127.0.0.1-agent-0'));
+    process.stderr.write(`killed parent: ${reported.length} child log lines name the dead parent\n`);
+    // The seed never went away, so the origin sent the file about once plus what the dead parent
+    // took with it; it must never be a full copy per child.
+    const served = origin.stats().bytes;
+    expect(served).toBeLessThanOrEqual(2 * SIZE);
+  });
+
+  it('the scheduler stopped mid-transfer: every download still completes', async () => {
+    const SIZE = 32 * MiB;
+    origin = await startOrigin({ rate: 16 * MiB });
+    cluster = await startCluster({ agents: 3 });
+    const url = origin.add('/fail/nosched.bin', { size: SIZE, seed: `nosched-${Date.now()}` });
+    const want = origin.sha256('/fail/nosched.bin');
+    const out = makeTempDir('damselfly-fail-out-');
+    const gets = cluster.agents.map((a) => timedGet(a, url, out));
+    await sleep(800);
+    const stoppedAt = performance.now();
+    const exit = await cluster.scheduler.stop();
+    expect(exit.code === 0 || exit.signal === 'SIGKILL').toBe(true);
+    const results = await Promise.all(gets);
+    for (const r of results) {
+      expect(r.code, `${r.agent}: ${r.stderr.slice(-2000)}`).toBe(0);
+      expect(r.doneAt).toBeGreaterThan(stoppedAt);
+    }
+    expect(await Promise.all(results.map((r) => fileSha256(r.file)))).toEqual(results.map(() => want));
+    // Without a scheduler each peer fetches its missing pieces itself: at most one copy per peer.
+    expect(origin.stats().bytes).toBeLessThanOrEqual((cluster.agents.length + 1) * SIZE);
+    for (const a of cluster.agents) expect(a.alive(), `${a.name} died; log ${a.logFile}`).toBe(true);
+  });
+
+  it('a parent serving corrupted bytes: rejected, never written, the parent avoided', async () => {
+    const SIZE = 24 * MiB;
+    origin = await startOrigin();
+    cluster = await startCluster({ agents: 3 });
+    const url = origin.add('/fail/corrupt.bin', { size: SIZE, seed: `corrupt-${Date.now()}` });
+    const want = origin.sha256('/fail/corrupt.bin');
+    const out = makeTempDir('damselfly-fail-out-');
+    const [bad, ...children] = cluster.agents as [RoleProcess, ...RoleProcess[]];
+
+    // 1. `bad` gets the file (through the seed), then the seed leaves: `bad` is the only holder.
+    const first = await timedGet(bad, url, out);
+    expect(first.code, first.stderr.slice(-2000)).toBe(0);
+    expect(await fileSha256(first.file)).toBe(want);
+    await cluster.seed!.stop();
+    cluster.seed = undefined;
+
+    // 2. Corrupt `bad`'s stored content in place (same inode, so the running agent reads it): one
+    //    byte flipped in every piece.
+    const content = filesUnder(path.join(bad.dir, 'storage', 'content')).filter((f) => statSync(f).size === SIZE);
+    expect(content, `content file of ${SIZE} bytes under ${bad.dir}/storage/content`).toHaveLength(1);
+    const fd = openSync(content[0]!, 'r+');
+    for (let off = 1000; off < SIZE; off += PIECE) writeSync(fd, Buffer.from([0x5a ^ (off & 0xff)]), 0, 1, off);
+    closeSync(fd);
+    const originBefore = origin.stats().bytes;
+
+    // 3. The children can only get the task from `bad` or the origin.
+    const results = await Promise.all(children.map((c) => timedGet(c, url, out)));
+    for (const r of results) expect(r.code, `${r.agent}: ${r.stderr.slice(-2000)}`).toBe(0);
+    expect(await Promise.all(results.map((r) => fileSha256(r.file)))).toEqual(results.map(() => want));
+
+    // 4. Someone noticed: a child rejected `bad`'s bytes, or `bad` refused to serve what no longer
+    //    matches its digest. Either way the origin had to send the file again — about once.
+    const badId = '127.0.0.1-agent-0';
+    const childComplaints = children.flatMap((c) => complaints(c, badId));
+    const badComplaints = bad.logs().filter((l) => l.level === 'warn' || l.level === 'error');
+    process.stderr.write(
+      `corrupt parent: ${childComplaints.length} child complaints, ${badComplaints.length} warnings on the bad parent\n`,
+    );
+    expect(childComplaints.length + badComplaints.length).toBeGreaterThan(0);
+    const again = origin.stats().bytes - originBefore;
+    expect(again).toBeGreaterThanOrEqual(PIECE);
+    expect(again).toBeLessThanOrEqual(SIZE + 2 * PIECE);
+    for (const a of cluster.agents) expect(a.alive(), `${a.name} died; log ${a.logFile}`).toBe(true);
+  });
+});
