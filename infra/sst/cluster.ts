@@ -1,0 +1,86 @@
+/**
+ * Schedulers and seed peers as long-running containers on ECS Fargate in a VPC, built from the
+ * project's Dockerfile. Agents reach the scheduler over gRPC through a network load balancer (a
+ * stable DNS name); seed peers keep their piece cache on the task's ephemeral disk.
+ */
+import type { Stores } from './stores';
+
+/** gRPC port of the scheduler and the ports of an agent, as in the roles' config defaults. */
+export const PORTS = { scheduler: 8002, schedulerMetrics: 8000, agentGrpc: 4000, agentPieces: 4005, agentMetrics: 4002 } as const;
+
+/** Where the container writes the configuration it receives in DAMSELFLY_CONFIG_YAML. */
+const CONFIG_PATH = '/tmp/damselfly.yaml';
+
+/** Runs `damselfly <role>` with the configuration text from the environment written to a file first. */
+function roleCommand(role: string): string[] {
+  return [`printf '%s' "$DAMSELFLY_CONFIG_YAML" > ${CONFIG_PATH} && exec node /app/dist/control/cli.js ${role} --config ${CONFIG_PATH}`];
+}
+
+export interface ClusterInputs {
+  stores: Stores;
+  managerUrl: $util.Output<string>;
+}
+
+/** Creates the VPC, the ECS cluster, the scheduler service behind an NLB, and the seed-peer service. */
+export function createCluster({ stores, managerUrl }: ClusterInputs) {
+  const region = aws.getRegionOutput().name;
+  const vpc = new sst.aws.Vpc('Vpc', { nat: 'ec2' });
+  const cluster = new sst.aws.Cluster('Cluster', { vpc });
+  const image = { context: '.', dockerfile: 'Dockerfile' };
+
+  // One scheduler task: agents keep one gRPC stream per peer, so every peer of a task must reach the
+  // same scheduler; more schedulers mean more services (each with its own address), not more tasks
+  // behind one load balancer.
+  const scheduler = new sst.aws.Service('Scheduler', {
+    cluster,
+    image,
+    cpu: '0.5 vCPU',
+    memory: '1 GB',
+    entrypoint: ['/bin/sh', '-c'],
+    command: roleCommand('scheduler'),
+    environment: {
+      DAMSELFLY_CONFIG_YAML: $jsonStringify({
+        server: { ip: '0.0.0.0', port: PORTS.scheduler },
+        metrics: { ip: '0.0.0.0', port: PORTS.schedulerMetrics },
+        manager: { addr: managerUrl, clusterId: 1 },
+        job: { enable: true, queue: { kind: 'sqs', region, queuePrefix: stores.queuePrefix } },
+      }),
+    },
+    link: [stores.jobs, stores.deadLetter],
+    scaling: { min: 1, max: 1 },
+    loadBalancer: {
+      public: false,
+      rules: [{ listen: `${PORTS.scheduler}/tcp`, forward: `${PORTS.scheduler}/tcp` }],
+    },
+    health: {
+      command: ['CMD-SHELL', `node -e "require('net').connect(${PORTS.scheduler},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"`],
+      interval: '30 seconds',
+      startPeriod: '30 seconds',
+    },
+  });
+  const schedulerAddress = $interpolate`${scheduler.url}`.apply((u) => `${new URL(u).hostname}:${PORTS.scheduler}`);
+
+  const seedPeer = new sst.aws.Service('SeedPeer', {
+    cluster,
+    image,
+    cpu: '1 vCPU',
+    memory: '2 GB',
+    // Fargate ephemeral storage holds the piece cache (gc.diskHighThresholdPercent keeps it bounded).
+    storage: '100 GB',
+    entrypoint: ['/bin/sh', '-c'],
+    command: roleCommand('agent'),
+    environment: {
+      DAMSELFLY_CONFIG_YAML: $jsonStringify({
+        seedPeer: { enable: true },
+        storage: { dir: '/var/lib/damselfly' },
+        scheduler: { addrs: [schedulerAddress] },
+        manager: { addr: managerUrl },
+        upload: { server: { ip: '0.0.0.0', port: PORTS.agentGrpc }, pieceServer: { ip: '0.0.0.0', port: PORTS.agentPieces } },
+        metrics: { server: { ip: '0.0.0.0', port: PORTS.agentMetrics } },
+      }),
+    },
+    scaling: { min: 1, max: 4, cpuUtilization: 70 },
+  });
+
+  return { vpc, cluster, scheduler, seedPeer, schedulerAddress };
+}

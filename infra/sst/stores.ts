@@ -1,0 +1,33 @@
+/**
+ * The manager's stores on AWS: one DynamoDB table (the KV port) with TTL, and the SQS job queue of
+ * scheduler cluster 1 with its dead-letter queue. Names carry the app and stage (SST prefixes
+ * physical names with `$app.name-$app.stage`), so stages never share state.
+ */
+
+/** Attribute names of the DynamoDB KV backend (adapters/kv/dynamodb.ts): keep them in step. */
+export const KV_TABLE_LAYOUT = { hashKey: 'pk', rangeKey: 'sk', ttl: 'expiresAt' } as const;
+
+/** Deliveries before a job message moves to the dead-letter queue (the queue port's `maxReceives`). */
+export const JOB_MAX_RECEIVES = 5;
+
+/** Creates the KV table and the job queues. */
+export function createStores() {
+  const table = new sst.aws.Dynamo('Kv', {
+    fields: { [KV_TABLE_LAYOUT.hashKey]: 'string', [KV_TABLE_LAYOUT.rangeKey]: 'string' },
+    primaryIndex: { hashKey: KV_TABLE_LAYOUT.hashKey, rangeKey: KV_TABLE_LAYOUT.rangeKey },
+    ttl: KV_TABLE_LAYOUT.ttl,
+  });
+  // SQS names: `${queuePrefix}${name}` and `${queuePrefix}${name}-dlq`, as the SQS queue backend builds them.
+  const queuePrefix = `${$app.name}-${$app.stage}-`;
+  const deadLetter = new sst.aws.Queue('JobsDlq', {
+    transform: { queue: { name: `${queuePrefix}jobs-cluster-1-dlq`, messageRetentionSeconds: 14 * 24 * 3600 } },
+  });
+  const jobs = new sst.aws.Queue('Jobs', {
+    visibilityTimeout: '5 minutes',
+    dlq: { queue: deadLetter.arn, retry: JOB_MAX_RECEIVES },
+    transform: { queue: { name: `${queuePrefix}jobs-cluster-1` } },
+  });
+  return { table, jobs, deadLetter, queuePrefix };
+}
+
+export type Stores = ReturnType<typeof createStores>;
