@@ -17,16 +17,18 @@ export const DEFAULT_FILTERED_QUERY_PARAMS = [
   'ns',
 ];
 
+const regexString = z.string().refine((s) => {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'expected a valid regular expression');
+
 export const proxyRuleSchema = z.strictObject({
   /** Requests whose URL (without query) matches go through P2P. */
-  regex: z.string().refine((s) => {
-    try {
-      new RegExp(s);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'expected a valid regular expression'),
+  regex: regexString,
   /** Force https to the upstream for matching requests. */
   useTLS: z.boolean().default(false),
   /** Replace the upstream authority (host:port) for matching requests. */
@@ -54,6 +56,25 @@ export const proxyConfigSchema = z
         /** CA bundle (PEM file) trusted for the upstream in addition to the system store. */
         certs: z.string().optional(),
         insecureSkipVerify: z.boolean().default(false),
+      })
+      .prefault({}),
+    /**
+     * HTTP-proxy mode: CONNECT to a host matching one of these regexes is intercepted (TLS terminated
+     * with a leaf signed on the fly by server.caCert/caKey) so its blob GETs can go P2P; any other
+     * CONNECT is tunneled untouched. Without a CA nothing is intercepted. After dfdaemon v1's hijackHTTPS.
+     */
+    hijackHTTPS: z
+      .strictObject({
+        hosts: z
+          .array(
+            z.strictObject({
+              /** Regex matched against the CONNECT authority without the port (e.g. `^registry-1\\.docker\\.io$`). */
+              regx: regexString,
+              /** Skip TLS verification towards this upstream. */
+              insecure: z.boolean().default(false),
+            }),
+          )
+          .default([{ regx: '.*', insecure: false }]),
       })
       .prefault({}),
     /** Download the whole blob in the background after serving a Range request. */

@@ -1,0 +1,229 @@
+/**
+ * The P2P path: a GET matching a proxy rule (or carrying `X-Dragonfly-Use-P2P: true`) becomes a
+ * TaskManager download. Until the first body byte is out, any failure lets the caller fall back to
+ * a direct upstream fetch within the same request; after it, a failure destroys the socket so the
+ * client sees a broken transfer, never a wrong 200.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { SourceError } from '../../adapters/errors.js';
+import type { ProxyConfig } from './config.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS } from './config.js';
+import { blobDigest, clientResponseHeaders, DF_HEADER, firstHeader, matchRule, upstreamRequestHeaders } from './upstream.js';
+
+/** The part of the agent's TaskManager (agent/task-manager.ts) the proxy uses. */
+export interface DownloadOptions {
+  url: string;
+  requestHeaders?: Record<string, string>;
+  tag?: string;
+  application?: string;
+  priority?: number;
+  filteredQueryParams?: string[];
+  pieceLength?: number;
+  digest?: string;
+  range?: { start: number; end?: number };
+  disableBackToSource?: boolean;
+  signal?: AbortSignal;
+}
+export interface TaskStream {
+  taskId: string;
+  peerId: string;
+  contentLength: number;
+  range?: { start: number; end: number };
+  responseHeaders: Record<string, string>;
+  fromCache: boolean;
+  body: Readable;
+}
+export interface ProxyTaskManager {
+  download(o: DownloadOptions): Promise<TaskStream>;
+  prefetch(o: DownloadOptions): void;
+}
+
+/** Dragonfly's default priority for proxy downloads (LEVEL6). */
+export const DEFAULT_PRIORITY = 6;
+
+export type ParsedRange =
+  | { kind: 'none' }
+  | { kind: 'single'; start: number; end?: number }
+  /** Suffix (`bytes=-N`), multi-range or a unit we do not serve from pieces: let the origin answer. */
+  | { kind: 'passthrough' };
+
+/** Parses a Range header for the P2P path; anything but one `bytes=a-b` / `bytes=a-` is passthrough. */
+export function parseRange(header: string | undefined): ParsedRange {
+  if (header === undefined || header.trim() === '') return { kind: 'none' };
+  const m = /^\s*bytes\s*=\s*(\d+)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!m) return { kind: 'passthrough' };
+  const start = Number(m[1]);
+  const end = m[2] === '' ? undefined : Number(m[2]);
+  if (!Number.isSafeInteger(start) || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) return { kind: 'passthrough' };
+  return { kind: 'single', start, end };
+}
+
+/** True when this request should go through P2P: GET and (a rule matches or X-Dragonfly-Use-P2P). */
+export function wantsP2P(method: string | undefined, url: URL, headers: IncomingMessage['headers'], config: ProxyConfig): boolean {
+  if (method !== 'GET') return false;
+  if ((firstHeader(headers[DF_HEADER.useP2P]) ?? '').toLowerCase() === 'true') return true;
+  return matchRule(url.pathname, config) !== undefined;
+}
+
+/** Builds the TaskManager options for a P2P request from its target URL and X-Dragonfly-* headers. */
+export function downloadOptions(target: URL, req: IncomingMessage, config: ProxyConfig, range: ParsedRange): DownloadOptions {
+  const h = req.headers;
+  const filteredHeader = firstHeader(h[DF_HEADER.filteredQueryParams]);
+  const rule = matchRule(target.pathname, config);
+  const priority = Number.parseInt(firstHeader(h[DF_HEADER.priority]) ?? '', 10);
+  const opts: DownloadOptions = {
+    url: target.href,
+    requestHeaders: upstreamRequestHeaders(h, ['range']),
+    priority: Number.isInteger(priority) ? priority : DEFAULT_PRIORITY,
+    filteredQueryParams: filteredHeader
+      ? filteredHeader.split(',').map((s) => s.trim()).filter(Boolean)
+      : (rule?.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS),
+    disableBackToSource: config.disableBackToSource,
+  };
+  const tag = firstHeader(h[DF_HEADER.tag]);
+  const application = firstHeader(h[DF_HEADER.application]);
+  if (tag) opts.tag = tag;
+  if (application) opts.application = application;
+  const digest = blobDigest(target.pathname);
+  if (digest) opts.digest = digest;
+  if (range.kind === 'single') opts.range = range.end === undefined ? { start: range.start } : { start: range.start, end: range.end };
+  return opts;
+}
+
+/** Resolves with the first chunk (null at end of stream) or rejects with the stream's error. */
+function firstChunk(body: Readable): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      body.off('readable', onReadable);
+      body.off('end', onEnd);
+      body.off('error', onError);
+    };
+    const onReadable = () => {
+      const c = body.read() as Buffer | null;
+      if (c === null) return;
+      cleanup();
+      resolve(c);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(null);
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    body.on('readable', onReadable);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
+}
+
+export type P2PResult =
+  | { outcome: 'served'; taskId: string; bytes: number }
+  | { outcome: 'source_error'; status: number }
+  | { outcome: 'fallback'; reason: string; error?: unknown }
+  | { outcome: 'broken'; error: unknown };
+
+/**
+ * Serves a P2P request. Resolves 'fallback' (nothing written yet) when the caller should fetch
+ * directly; 'source_error' after relaying the origin's non-2xx answer unchanged; 'broken' when the
+ * body failed after bytes went out (the socket has been destroyed).
+ */
+export async function serveP2P(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: URL,
+  deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
+): Promise<P2PResult> {
+  const range = parseRange(firstHeader(req.headers.range));
+  if (range.kind === 'passthrough') return { outcome: 'fallback', reason: 'range' };
+  const opts = downloadOptions(target, req, deps.config, range);
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+  opts.signal = abort.signal;
+  let stream: TaskStream;
+  try {
+    stream = await deps.taskManager.download(opts);
+  } catch (error) {
+    if (error instanceof SourceError) {
+      // The origin's own answer (401 + challenge, 404 + error JSON): relay it as the origin sent it.
+      res.writeHead(error.status, clientResponseHeaders(error.headers, ['content-length']));
+      res.end(req.method === 'HEAD' ? undefined : error.body);
+      return { outcome: 'source_error', status: error.status };
+    }
+    res.off('close', onClose);
+    return { outcome: 'fallback', reason: 'download', error };
+  }
+  if (opts.range && !stream.range) {
+    stream.body.destroy();
+    res.off('close', onClose);
+    return { outcome: 'fallback', reason: 'range' };
+  }
+  let first: Buffer | null;
+  try {
+    first = await firstChunk(stream.body);
+  } catch (error) {
+    stream.body.destroy();
+    res.off('close', onClose);
+    return { outcome: 'fallback', reason: 'first-byte', error };
+  }
+
+  const headers = clientResponseHeaders(stream.responseHeaders, ['content-length', 'content-range', 'accept-ranges']);
+  headers[DF_HEADER.taskId] = stream.taskId;
+  headers['accept-ranges'] = 'bytes';
+  if (opts.digest && !headers['docker-content-digest']) headers['docker-content-digest'] = opts.digest;
+  let status = 200;
+  if (stream.range) {
+    status = 206;
+    headers['content-range'] = `bytes ${stream.range.start}-${stream.range.end}/${stream.contentLength >= 0 ? stream.contentLength : '*'}`;
+    headers['content-length'] = String(stream.range.end - stream.range.start + 1);
+  } else if (stream.contentLength >= 0) {
+    headers['content-length'] = String(stream.contentLength);
+  }
+  res.writeHead(status, headers);
+
+  const prefetchHeader = firstHeader(req.headers[DF_HEADER.prefetch]);
+  const prefetch = prefetchHeader === undefined ? deps.config.prefetch : prefetchHeader.toLowerCase() === 'true';
+  if (opts.range && prefetch) {
+    const { range: _r, signal: _s, ...whole } = opts;
+    deps.taskManager.prefetch(whole);
+  }
+
+  let bytes = 0;
+  const count = (n: number) => {
+    bytes += n;
+    deps.onBytes?.(n);
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const body = stream.body;
+      const onError = (e: Error) => {
+        body.unpipe(res);
+        reject(e);
+      };
+      body.once('error', onError);
+      res.once('error', reject);
+      res.once('close', () => (res.writableFinished ? resolve() : reject(new Error('client went away'))));
+      if (first === null) {
+        res.end();
+        return;
+      }
+      count(first.length);
+      res.write(first);
+      body.on('data', (c: Buffer) => count(c.length));
+      body.once('end', () => res.end());
+      body.pipe(res, { end: false });
+    });
+  } catch (error) {
+    stream.body.destroy();
+    res.destroy(error instanceof Error ? error : new Error(String(error)));
+    return { outcome: 'broken', error };
+  } finally {
+    res.off('close', onClose);
+  }
+  return { outcome: 'served', taskId: stream.taskId, bytes };
+}

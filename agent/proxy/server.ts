@@ -1,0 +1,240 @@
+/**
+ * The agent's proxy port (default 4001): registry mirror for origin-form `/v2/...` requests, HTTP
+ * forward proxy for absolute-URI requests, and CONNECT (intercepted for hijack hosts when a CA is
+ * configured, tunneled untouched otherwise). Blob GETs matching a rule go P2P through the
+ * TaskManager; everything else is passed straight through. Started by the agent via startProxy().
+ */
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { Registry } from 'prom-client';
+import { Agent, type Dispatcher } from 'undici';
+import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
+import type { Logger } from '../../adapters/log.js';
+import { LeafSigner } from './ca.js';
+import type { ProxyConfig } from './config.js';
+import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
+import { serveP2P, wantsP2P, type ProxyTaskManager } from './p2p.js';
+import { relayResponse, upstreamRequest } from './passthrough.js';
+import { applyRuleRewrite, blobDigest, chooseUpstream, DF_HEADER, upstreamRequestHeaders } from './upstream.js';
+
+export interface StartProxyOptions {
+  /** The whole agent configuration; only `proxy` is read. */
+  config: { proxy: ProxyConfig };
+  taskManager: ProxyTaskManager;
+  logger: Logger;
+  metricsRegistry?: Registry;
+}
+
+export interface RunningProxy {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Where an intercepted TLS connection was CONNECTed to. */
+interface Hijacked {
+  authority: string;
+  insecure: boolean;
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`proxy: cannot read ${what} ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Starts the proxy on config.proxy.server.{ip,port}. Throws ConfigError for unreadable/mismatched
+ * CA files and rejects when the port cannot be bound.
+ */
+export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy> {
+  const config = opts.config.proxy;
+  const log = opts.logger.child({ component: 'proxy' });
+  const metrics = proxyMetrics(opts.metricsRegistry ?? new Registry());
+  const extraCa = config.registryMirror.certs ? readPem(config.registryMirror.certs, 'registryMirror.certs') : undefined;
+  const ca = [...tls.rootCertificates, ...(extraCa ? [extraCa] : [])];
+  const secure = new Agent({ connect: { ca, rejectUnauthorized: !config.registryMirror.insecureSkipVerify }, keepAliveTimeout: 30_000 });
+  const insecure = new Agent({ connect: { rejectUnauthorized: false }, keepAliveTimeout: 30_000 });
+  let signer: LeafSigner | undefined;
+  if (config.server.caCert || config.server.caKey) {
+    if (!config.server.caCert || !config.server.caKey) throw new ConfigError('proxy.server: caCert and caKey must be set together');
+    signer = new LeafSigner({ cert: readPem(config.server.caCert, 'proxy.server.caCert'), key: readPem(config.server.caKey, 'proxy.server.caKey') });
+  }
+  const hijackRules = config.hijackHTTPS.hosts.map((h) => ({ re: new RegExp(h.regx), insecure: h.insecure }));
+  const hijacked = new WeakMap<object, Hijacked>();
+
+  const handle = (req: IncomingMessage, res: ServerResponse, origin?: Hijacked) => {
+    void handleRequest(req, res, origin).catch((error: unknown) => {
+      // Anything unexpected: a 502 if nothing was sent yet, otherwise a broken socket.
+      log.warn('proxy request failed', { method: req.method, url: safeUrl(req.url), code: errorCode(error), error: errorMessage(error) });
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain', [DF_HEADER.errorType]: 'proxy' }).end(`damselfly proxy: ${errorMessage(error)}\n`);
+      } else res.destroy();
+    });
+  };
+
+  async function handleRequest(req: IncomingMessage, res: ServerResponse, origin?: Hijacked): Promise<void> {
+    const raw = req.url ?? '/';
+    let target: URL;
+    let dispatcher: Dispatcher = secure;
+    if (origin) {
+      target = new URL(raw, `https://${origin.authority}`);
+      if (origin.insecure) dispatcher = insecure;
+      applyRuleRewrite(target, config);
+    } else if (/^https?:\/\//i.test(raw)) {
+      target = new URL(raw);
+      applyRuleRewrite(target, config);
+    } else {
+      if (raw === '/healthy' || raw === '/healthz') {
+        metrics.requests.inc({ route: 'health', result: 'ok' });
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+        return;
+      }
+      target = chooseUpstream(raw, req.headers, config).url;
+    }
+
+    const route: ProxyRoute = wantsP2P(req.method, target, req.headers, config) ? 'p2p' : 'direct';
+    if (route === 'p2p') {
+      metrics.viaDfdaemon.inc();
+      const r = await serveP2P(req, res, target, { config, taskManager: opts.taskManager, onBytes: (n) => metrics.bytes.inc({ source: 'p2p' }, n) });
+      if (r.outcome === 'served') {
+        metrics.requests.inc({ route, result: 'ok' });
+        return;
+      }
+      if (r.outcome === 'source_error') {
+        metrics.requests.inc({ route, result: 'source_error' });
+        return;
+      }
+      if (r.outcome === 'broken') {
+        metrics.requests.inc({ route, result: 'error' });
+        metrics.failures.inc({ route });
+        log.warn('p2p body failed after headers were sent', { url: safeUrl(target.href), error: errorMessage(r.error) });
+        return;
+      }
+      metrics.fallbacks.inc({ reason: r.reason });
+      if (r.error !== undefined) log.info('p2p unavailable, fetching directly', { url: safeUrl(target.href), reason: r.reason, code: errorCode(r.error), error: errorMessage(r.error) });
+    }
+    await direct(req, res, target, dispatcher, route === 'p2p' ? 'fallback' : 'ok');
+  }
+
+  async function direct(req: IncomingMessage, res: ServerResponse, target: URL, dispatcher: Dispatcher, result: 'ok' | 'fallback'): Promise<void> {
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    let up;
+    try {
+      up = await upstreamRequest(target, {
+        method: req.method ?? 'GET',
+        headers: upstreamRequestHeaders(req.headers),
+        body: hasBody ? req : undefined,
+        dispatcher,
+        signal: abort.signal,
+      });
+    } catch (error) {
+      metrics.requests.inc({ route: 'direct', result: 'error' });
+      metrics.failures.inc({ route: 'direct' });
+      log.warn('upstream unreachable', { method: req.method, url: safeUrl(target.href), error: errorMessage(error) });
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain', [DF_HEADER.errorType]: 'proxy' }).end('damselfly proxy: upstream unreachable\n');
+      return;
+    }
+    const digest = req.method === 'GET' && !req.headers.range ? blobDigest(target.pathname) : undefined;
+    try {
+      await relayResponse(req, res, up, { verifyDigest: digest, onBytes: (n) => metrics.bytes.inc({ source: 'direct' }, n) });
+      metrics.requests.inc({ route: 'direct', result });
+    } catch (error) {
+      metrics.requests.inc({ route: 'direct', result: 'error' });
+      metrics.failures.inc({ route: 'direct' });
+      log.warn('direct body failed', { url: safeUrl(target.href), code: errorCode(error), error: errorMessage(error) });
+      res.destroy();
+    }
+  }
+
+  // TLS-terminated CONNECT tunnels are fed into this server as ordinary connections.
+  const inner = http.createServer((req, res) => {
+    const origin = hijacked.get(req.socket);
+    if (!origin) {
+      res.writeHead(500).end();
+      return;
+    }
+    handle(req, res, origin);
+  });
+
+  const server = http.createServer((req, res) => handle(req, res));
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const authority = req.url ?? '';
+    const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(authority);
+    socket.on('error', () => socket.destroy());
+    if (!m) {
+      socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+      return;
+    }
+    const host = m[1]!.replace(/^\[|\]$/g, '');
+    const port = Number(m[2]);
+    const rule = signer ? hijackRules.find((r) => r.re.test(host)) : undefined;
+    if (signer && rule) {
+      metrics.requests.inc({ route: 'connect', result: 'ok' });
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) socket.unshift(head);
+      const tlsSocket = new tls.TLSSocket(socket, {
+        isServer: true,
+        ALPNProtocols: ['http/1.1'],
+        secureContext: signer.contextFor(host),
+      });
+      tlsSocket.on('error', () => tlsSocket.destroy());
+      hijacked.set(tlsSocket, { authority: port === 443 ? m[1]! : authority, insecure: rule.insecure });
+      inner.emit('connection', tlsSocket);
+      return;
+    }
+    const upstream = net.connect(port, host, () => {
+      metrics.requests.inc({ route: 'tunnel', result: 'ok' });
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    upstream.on('error', () => {
+      metrics.requests.inc({ route: 'tunnel', result: 'error' });
+      if (socket.writable) socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+      socket.destroy();
+    });
+    socket.on('close', () => upstream.destroy());
+  });
+  // Registry blobs can take long; the client decides when to give up, not a server timeout.
+  server.requestTimeout = 0;
+  inner.requestTimeout = 0;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.server.port, config.server.ip, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  log.info('proxy listening', { ip: config.server.ip, port, intercept: !!signer });
+  return {
+    port,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        inner.closeAllConnections();
+      });
+      inner.close();
+      await Promise.all([secure.close(), insecure.close()]);
+    },
+  };
+}
+
+/** A URL for logs: query dropped (it may carry signatures or tokens). */
+function safeUrl(u: string | undefined): string {
+  if (!u) return '';
+  const q = u.indexOf('?');
+  return q < 0 ? u : `${u.slice(0, q)}?…`;
+}
