@@ -355,11 +355,17 @@ export interface ClusterOptions {
   seedOverrides?: Obj;
   readyTimeoutMs?: number;
   env?: Record<string, string | undefined>;
+  /** The CLI to run (default cliPath()). */
+  cli?: string;
 }
 
 /** Starts a scheduler, optionally a seed peer, and `agents` agents (in parallel); throws if any fails. */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const scheduler = await spawnRole('scheduler', schedulerConfigFor(opts.scheduler), { readyTimeoutMs: opts.readyTimeoutMs, env: opts.env });
+  const scheduler = await spawnRole('scheduler', schedulerConfigFor(opts.scheduler), {
+    readyTimeoutMs: opts.readyTimeoutMs,
+    env: opts.env,
+    cli: opts.cli,
+  });
   const addr = String(scheduler.ready.grpc);
   const startAgent = (name: string, seed: boolean, over?: Obj): Promise<RoleProcess> => {
     const dir = makeTempDir(`damselfly-${name}-`);
@@ -368,6 +374,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       name,
       readyTimeoutMs: opts.readyTimeoutMs,
       env: opts.env,
+      cli: opts.cli,
     });
   };
   const seed = opts.seed === false ? undefined : await startAgent('seed', true, opts.seedOverrides);
@@ -391,6 +398,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 }
 
 /** `damselfly get URL -O out --endpoint <agent socket>` through `agent`. */
-export function getThrough(agent: RoleProcess, url: string, out: string, extra: string[] = [], timeoutMs = 180_000): Promise<RunResult> {
-  return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs });
+export function getThrough(
+  agent: RoleProcess,
+  url: string,
+  out: string,
+  extra: string[] = [],
+  timeoutMs = 180_000,
+  cli?: string,
+): Promise<RunResult> {
+  return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs, cli });
 }

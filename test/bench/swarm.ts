@@ -1,0 +1,274 @@
+/**
+ * bench:swarm — how close the swarm gets to the theoretical minimum distribution time.
+ *
+ *   npm run bench:swarm -- --agents 16 --size 128MiB --origin-rate 20MiB --upload-rate 20MiB --download-rate 40MiB
+ *   node .build/<you>/test/bench/swarm.js ...same flags...   (DAMSELFLY_CLI overrides the CLI it runs)
+ *
+ * Starts a rate-limited origin, a scheduler, one seed peer and N agents as real processes on
+ * 127.0.0.1; every agent's `damselfly get` starts at once; measures when each finishes, verifies every
+ * sha256, counts origin bytes. Then, in the same run, the baseline: N plain HTTP clients downloading
+ * straight from the same rate-limited origin at once, each capped at --download-rate. Rates are per
+ * second and enforced by the agents' own limiters (upload.rateLimit, download.rateLimit) and the
+ * origin's token bucket. Progress goes to stderr; ONE JSON line goes to stdout.
+ *
+ * Lower bound (Kumar & Ross 2006, research/peers.md §3.10), F = file size, N = agents:
+ *
+ *   T_min = max( F / u_origin,  F / d_min,  N·F / (u_origin + Σ u_agents + u_seed) )
+ *
+ * The seed peer is counted as an extra uploader in the third term (its upload capacity adds to what
+ * the system can move), and as nothing else: it must itself receive F from the origin, which the first
+ * term already bounds, and its own finish time is not measured. Adding its capacity only lowers T_min,
+ * so the bound stays a true lower bound for this system.
+ * Client-server baseline bound (Kurose & Ross): D_cs = max( N·F / u_origin, F / d_min ).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import { Agent, request } from 'undici';
+import { parseSize } from '../../adapters/config.js';
+import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
+import { startCluster, getThrough, killAll, cleanupTempDirs, type Cluster } from '../support/procs.js';
+
+interface Flags {
+  agents: number;
+  size: number;
+  originRate: number;
+  uploadRate: number;
+  downloadRate: number;
+  seedUploadRate: number;
+  baseline: boolean;
+  candidateParentLimit?: number;
+  concurrentPieceCount?: number;
+}
+
+const USAGE = `usage: bench:swarm [--agents 16] [--size 128MiB] [--origin-rate 20MiB] [--upload-rate 20MiB]
+                   [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline]
+                   [--candidate-parent-limit N] [--concurrent-piece-count N]
+Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.`;
+
+function parseFlags(argv: string[]): Flags {
+  const f: Flags = {
+    agents: 16,
+    size: 128 * MiB,
+    originRate: 20 * MiB,
+    uploadRate: 20 * MiB,
+    downloadRate: 40 * MiB,
+    seedUploadRate: NaN,
+    baseline: true,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [k, inline] = a.includes('=') ? (a.split('=', 2) as [string, string]) : [a, undefined];
+    const val = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
+      return v;
+    };
+    switch (k) {
+      case '--agents':
+        f.agents = Number(val());
+        break;
+      case '--size':
+        f.size = parseSize(val());
+        break;
+      case '--origin-rate':
+        f.originRate = parseSize(val());
+        break;
+      case '--upload-rate':
+        f.uploadRate = parseSize(val());
+        break;
+      case '--download-rate':
+        f.downloadRate = parseSize(val());
+        break;
+      case '--seed-upload-rate':
+        f.seedUploadRate = parseSize(val());
+        break;
+      case '--no-baseline':
+        f.baseline = false;
+        break;
+      case '--candidate-parent-limit':
+        f.candidateParentLimit = Number(val());
+        break;
+      case '--concurrent-piece-count':
+        f.concurrentPieceCount = Number(val());
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\n');
+        process.exit(0);
+      // falls through (unreachable)
+      default:
+        throw new Error(`unknown flag ${a}\n${USAGE}`);
+    }
+  }
+  if (!Number.isInteger(f.agents) || f.agents < 1) throw new Error(`--agents must be a positive integer\n${USAGE}`);
+  if (Number.isNaN(f.seedUploadRate)) f.seedUploadRate = f.uploadRate;
+  return f;
+}
+
+/** Nearest-rank percentile of an ascending list. */
+function percentile(sorted: number[], p: number): number {
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(sorted.length, rank) - 1]!;
+}
+
+const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
+const progress = (msg: string): void => void process.stderr.write(`bench:swarm ${new Date().toISOString()} ${msg}\n`);
+
+/** Downloads `url` capped at `rate` bytes/s (reading pauses, so TCP backpressure holds the sender). */
+async function plainDownload(url: string, rate: number, dispatcher: Agent): Promise<{ bytes: number; digest: string; ms: number }> {
+  const t0 = performance.now();
+  const bucket = new TokenBucket(rate, 64 * 1024);
+  const res = await request(url, { dispatcher });
+  if (res.statusCode !== 200) throw new Error(`baseline GET ${url}: HTTP ${res.statusCode}`);
+  const h = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of res.body) {
+    const b = chunk as Buffer;
+    await bucket.take(b.length);
+    h.update(b);
+    bytes += b.length;
+  }
+  return { bytes, digest: `sha256:${h.digest('hex')}`, ms: performance.now() - t0 };
+}
+
+async function main(): Promise<number> {
+  const flags = parseFlags(process.argv.slice(2));
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const cli = process.env.DAMSELFLY_CLI ?? path.resolve(here, '..', '..', 'control', 'cli.js');
+  const F = flags.size;
+  const N = flags.agents;
+
+  // T_min = max(F/u_origin, F/d_min, N·F/(u_origin + Σu_agents + u_seed)) — see the header comment.
+  const termSource = F / flags.originRate;
+  const termDownload = F / flags.downloadRate;
+  const uTotal = flags.originRate + N * flags.uploadRate + flags.seedUploadRate;
+  const termSystem = (N * F) / uTotal;
+  const tMin = Math.max(termSource, termDownload, termSystem);
+  // D_cs = max(N·F/u_origin, F/d_min): the same N clients without P2P.
+  const dcs = Math.max((N * F) / flags.originRate, termDownload);
+
+  const origin = await startOrigin({ rate: flags.originRate });
+  const seedName = `bench-${process.pid}-${Date.now()}`;
+  const filePath = `/bench/${seedName}.bin`;
+  const url = origin.add(filePath, { size: F, seed: seedName });
+  progress(`computing sha256 of ${F} generated bytes`);
+  const want = origin.sha256(filePath);
+  const outDir = mkdtempSync(path.join(tmpdir(), 'damselfly-bench-out-'));
+  let cluster: Cluster | undefined;
+  try {
+    const agentOver = {
+      upload: { rateLimit: flags.uploadRate },
+      download: {
+        rateLimit: flags.downloadRate,
+        ...(flags.concurrentPieceCount ? { concurrentPieceCount: flags.concurrentPieceCount } : {}),
+      },
+    };
+    progress(`starting scheduler, seed peer and ${N} agents`);
+    cluster = await startCluster({
+      agents: N,
+      cli,
+      readyTimeoutMs: 60_000,
+      scheduler: flags.candidateParentLimit ? { scheduling: { candidateParentLimit: flags.candidateParentLimit } } : undefined,
+      agent: () => agentOver,
+      seedOverrides: { upload: { rateLimit: flags.seedUploadRate }, download: { rateLimit: flags.downloadRate } },
+    });
+    progress(`cluster up; all ${N} agents start downloading`);
+    const t0 = performance.now();
+    const results = await Promise.all(
+      cluster.agents.map(async (a, i) => {
+        const file = path.join(outDir, `agent-${i}.bin`);
+        const r = await getThrough(a, url, file, [], 30 * 60_000, cli);
+        const sec = (performance.now() - t0) / 1000;
+        progress(`${a.name} done in ${sec.toFixed(2)} s (exit ${r.code})`);
+        if (r.code !== 0) progress(`${a.name} stderr: ${r.stderr.slice(-1500)}`);
+        return { sec, code: r.code, file };
+      }),
+    );
+    const times = results.map((r) => r.sec).sort((a, b) => a - b);
+    const timeAll = times[times.length - 1]!;
+    const failed = results.filter((r) => r.code !== 0).length;
+    progress('verifying outputs');
+    const digests = await Promise.all(results.map((r) => (r.code === 0 ? fileSha256(r.file) : Promise.resolve('failed'))));
+    const badDigests = digests.filter((d) => d !== want).length;
+    const originBytes = origin.stats().byPath[filePath]?.bytes ?? 0;
+    await cluster.stop();
+    cluster = undefined;
+    rmSync(outDir, { recursive: true, force: true });
+
+    let baseline: Record<string, unknown> | undefined;
+    if (flags.baseline) {
+      progress(`baseline: ${N} plain clients straight from the origin (about ${dcs.toFixed(0)} s)`);
+      origin.resetStats();
+      const dispatcher = new Agent({ connections: N });
+      const tb = performance.now();
+      const runs = await Promise.all(Array.from({ length: N }, () => plainDownload(url, flags.downloadRate, dispatcher)));
+      const bTimes = runs.map((r) => r.ms / 1000).sort((a, b) => a - b);
+      await dispatcher.close();
+      baseline = {
+        timeSec: round((performance.now() - tb) / 1000),
+        p50Sec: round(percentile(bTimes, 50)),
+        p99Sec: round(percentile(bTimes, 99)),
+        originRatio: round((origin.stats().byPath[filePath]?.bytes ?? 0) / F),
+        boundSec: round(dcs),
+        digestsOk: runs.every((r) => r.digest === want && r.bytes === F),
+      };
+    }
+
+    const line = {
+      bench: 'swarm',
+      agents: N,
+      fileBytes: F,
+      rates: {
+        originBytesPerSec: flags.originRate,
+        uploadBytesPerSec: flags.uploadRate,
+        seedUploadBytesPerSec: flags.seedUploadRate,
+        downloadBytesPerSec: flags.downloadRate,
+      },
+      timeAllSec: round(timeAll),
+      p50Sec: round(percentile(times, 50)),
+      p99Sec: round(percentile(times, 99)),
+      firstSec: round(times[0]!),
+      failed,
+      digestsOk: failed === 0 && badDigests === 0,
+      originBytes,
+      originRatio: round(originBytes / F, 4),
+      tMin: {
+        sec: round(tMin),
+        fOverUOrigin: round(termSource),
+        fOverDMin: round(termDownload),
+        nFOverUTotal: round(termSystem),
+        uTotalBytesPerSec: uTotal,
+        seed: 'counted as an uploader in the third term (u_total = u_origin + N·u_agent + u_seed); its own download is not timed',
+      },
+      ratioToTMin: round(timeAll / tMin),
+      baseline,
+      speedupVsBaseline: baseline ? round((baseline.timeSec as number) / timeAll, 2) : undefined,
+    };
+    process.stdout.write(JSON.stringify(line) + '\n');
+    return line.digestsOk ? 0 : 1;
+  } finally {
+    if (cluster) await killAll();
+    await origin.close();
+    rmSync(outDir, { recursive: true, force: true });
+    cleanupTempDirs();
+  }
+}
+
+process.once('SIGINT', () => {
+  void killAll().then(() => process.exit(130));
+});
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (err: unknown) => {
+    process.stderr.write(`bench:swarm: ${(err as Error).stack ?? String(err)}\n`);
+    await killAll();
+    cleanupTempDirs();
+    process.exitCode = 1;
+  },
+);
