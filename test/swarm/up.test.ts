@@ -1,0 +1,59 @@
+// `damselfly up` end to end: it starts scheduler, seed peer and agent under one data dir, a
+// `damselfly get` through its agent socket works, and SIGTERM stops every child.
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { startOrigin, fileSha256, MiB, type Origin } from '../support/origin.js';
+import { spawnRole, runCli, killAll, makeTempDir, cleanupTempDirs, waitFor } from '../support/procs.js';
+
+let origin: Origin | undefined;
+afterAll(async () => {
+  await killAll();
+  await origin?.close();
+  cleanupTempDirs();
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('damselfly up', () => {
+  it('prints its options with --help', async () => {
+    const r = await runCli(['up', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--data-dir/);
+    const bad = await runCli(['up', '--bogus']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--bogus/);
+  });
+
+  it('runs the roles, serves a download, and stops them all on SIGTERM', async () => {
+    origin = await startOrigin();
+    const dataDir = makeTempDir('damselfly-up-');
+    const up = await spawnRole('up', null, {
+      args: ['--data-dir', dataDir, '--proxy-port', '0', '--scheduler-port', '0', '--json'],
+      readyTimeoutMs: 60_000,
+    });
+    const roles = up.ready.roles as Record<string, Record<string, unknown> & { pid: number }>;
+    expect(Object.keys(roles)).toEqual(['scheduler', 'seed-peer', 'agent']);
+    for (const r of Object.values(roles)) expect(alive(r.pid)).toBe(true);
+    expect(roles.agent!.socket).toBe(path.join(dataDir, 'agent.sock'));
+    expect(existsSync(path.join(dataDir, 'agent.yaml'))).toBe(true);
+    expect(existsSync(path.join(dataDir, 'logs', 'scheduler.log'))).toBe(true);
+
+    const url = origin.add('/up/file.bin', { size: 9 * MiB + 3, seed: `up-${Date.now()}` });
+    const out = path.join(dataDir, 'out.bin');
+    const r = await runCli(['get', url, '-O', out, '--endpoint', path.join(dataDir, 'agent.sock')], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect(await fileSha256(out)).toBe(origin.sha256('/up/file.bin'));
+
+    const exit = await up.stop(15_000);
+    expect(exit.code).toBe(0);
+    await waitFor(() => Object.values(roles).every((x) => !alive(x.pid)), 'every child of up to exit', 5_000);
+  });
+});
