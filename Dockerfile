@@ -33,8 +33,8 @@ COPY --chown=root:root infra/docker/healthcheck.mjs ./healthcheck.mjs
 # State (the embedded SQLite store, the piece cache) lives under /var/lib/damselfly, owned by the
 # unprivileged `node` user that every role runs as by default. The agent runs as root only where it
 # writes containerd's hosts.toml on the node (Kubernetes init container) or uses host networking.
-RUN mkdir -p /var/lib/damselfly /etc/damselfly \
- && chown node:node /var/lib/damselfly
+RUN mkdir -p /var/lib/damselfly/cache /var/lib/damselfly/store /etc/damselfly \
+ && chown -R node:node /var/lib/damselfly
 USER node
 # manager 8080; scheduler 8002 (+metrics 8000); agent 4000 gRPC, 4001 mirror/proxy, 4002 metrics, 4005 pieces
 EXPOSE 8080 8002 8000 4000 4001 4002 4005

@@ -11,7 +11,8 @@ const ROLE_PORTS = { manager: 8080, scheduler: 8002, agent: 4002, up: 8080 };
 
 function roleOfPid1() {
   try {
-    const args = readFileSync('/proc/1/cmdline', 'utf8').split('\0');
+    // DAMSELFLY_HEALTH_CMDLINE lets a test hand in another process's arguments.
+    const args = readFileSync(process.env.DAMSELFLY_HEALTH_CMDLINE || '/proc/1/cmdline', 'utf8').split('\0');
     return args.find((a) => Object.hasOwn(ROLE_PORTS, a));
   } catch {
     return undefined;

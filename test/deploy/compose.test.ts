@@ -1,0 +1,138 @@
+/**
+ * docker-compose.yml checked without a Docker engine: every service's image/build, command, ports,
+ * healthcheck and volumes; every configuration file it mounts exists and passes the role's own
+ * schema; each profile is a complete system whose addresses resolve to services of that profile.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from '../support/cli.js';
+import { ROLES, referencedHosts, validateRoleConfig, type Role } from './configs.js';
+
+interface Service {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  profiles?: string[];
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  volumes?: string[];
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string; required?: boolean }>;
+  networks?: { default?: { aliases?: string[] } };
+}
+interface Compose {
+  services: Record<string, Service>;
+  volumes: Record<string, unknown>;
+}
+
+const composeFile = path.join(repoRoot, 'docker-compose.yml');
+const compose = parse(readFileSync(composeFile, 'utf8'), { merge: true }) as Compose;
+const services = Object.entries(compose.services);
+const PROFILES = ['postgres', 'sqlite', 'localstack'];
+const damselflyServices = services.filter(([, s]) => s.build !== undefined);
+
+/** The configuration file a damselfly service runs with, as a path in the repository. */
+function mountedConfig(name: string, s: Service): { role: Role; file: string } {
+  const [role, flag, inContainer] = s.command ?? [];
+  expect(ROLES, `${name}: command must start with a role`).toContain(role);
+  expect(flag, `${name}: command must pass --config`).toBe('--config');
+  const mount = (s.volumes ?? []).map((v) => v.split(':')).find(([, target]) => target === inContainer);
+  expect(mount, `${name}: ${inContainer} is not mounted`).toBeDefined();
+  return { role: role as Role, file: path.resolve(repoRoot, mount![0]) };
+}
+
+function servicesOf(profile: string): [string, Service][] {
+  return services.filter(([, s]) => !s.profiles || s.profiles.includes(profile));
+}
+
+/** Names other containers reach a service by: its name and its network aliases. */
+function namesOf(name: string, s: Service): string[] {
+  return [name, ...(s.networks?.default?.aliases ?? [])];
+}
+
+describe('docker-compose.yml', () => {
+  it('builds every damselfly service from the one Dockerfile, with `damselfly` as the entry', () => {
+    expect(damselflyServices.map(([n]) => n).sort()).toEqual(
+      ['agent', 'manager', 'manager-localstack', 'manager-sqlite', 'scheduler', 'scheduler-localstack', 'scheduler-sqlite', 'seed-peer'].sort(),
+    );
+    for (const [name, s] of damselflyServices) {
+      expect(s.build, name).toEqual({ context: '.', dockerfile: 'Dockerfile' });
+      expect(existsSync(path.join(repoRoot, s.build!.dockerfile))).toBe(true);
+    }
+    for (const [name, s] of services.filter(([, x]) => !x.build)) {
+      expect(s.image, `${name} needs an image or a build`).toMatch(/^[a-z0-9./-]+:[\w.-]+$/);
+    }
+  });
+
+  it('gives every service a healthcheck and declares every named volume', () => {
+    for (const [name, s] of services) {
+      expect(s.healthcheck?.test?.length, `${name}: healthcheck`).toBeGreaterThan(1);
+      expect(['CMD', 'CMD-SHELL']).toContain(s.healthcheck!.test[0]);
+      for (const v of s.volumes ?? []) {
+        const source = v.split(':')[0];
+        if (source.startsWith('./')) expect(existsSync(path.join(repoRoot, source)), `${name}: ${source}`).toBe(true);
+        else expect(Object.keys(compose.volumes), `${name}: volume ${source}`).toContain(source);
+      }
+    }
+    for (const [name, s] of damselflyServices) expect(s.healthcheck!.test, name).toEqual(['CMD', 'node', '/app/healthcheck.mjs']);
+  });
+
+  it('mounts configuration files that exist and pass each role\'s schema, publishing the ports they configure', () => {
+    for (const [name, s] of damselflyServices) {
+      const { role, file } = mountedConfig(name, s);
+      expect(existsSync(file), file).toBe(true);
+      const doc = parse(readFileSync(file, 'utf8'));
+      const { config } = validateRoleConfig(role, doc, file);
+      const published = (s.ports ?? []).map((p) => Number(p.split(':')[1]));
+      if (role === 'manager') expect(published).toEqual([(config as { server: { port: number } }).server.port]);
+      if (role === 'scheduler') {
+        const c = config as { server: { port: number }; metrics: { port: number } };
+        expect(published).toEqual([c.server.port, c.metrics.port]);
+      }
+      if (name === 'agent') expect(published).toEqual([(config as { proxy: { server: { port: number } } }).proxy.server.port]);
+      if (name === 'seed-peer') expect((config as { seedPeer: { enable: boolean } }).seedPeer.enable).toBe(true);
+    }
+  });
+
+  it('rejects a mounted file with an unknown key (the check is the real schema)', () => {
+    const [, manager] = services.find(([n]) => n === 'manager')!;
+    const { file } = mountedConfig('manager', manager);
+    const doc = parse(readFileSync(file, 'utf8'));
+    expect(() => validateRoleConfig('manager', { ...doc, servr: {} }, file)).toThrow(/servr: unknown key/);
+    expect(() => validateRoleConfig('manager', { ...doc, store: { kv: { kind: 'mongo' } } }, file)).toThrow(/unknown kind "mongo"/);
+  });
+
+  for (const profile of PROFILES) {
+    it(`profile ${profile}: one manager, one scheduler, a seed peer and an agent whose addresses resolve inside the profile`, () => {
+      const active = servicesOf(profile);
+      const names = new Set(active.flatMap(([n, s]) => namesOf(n, s)));
+      const holders = (alias: string) => active.filter(([n, s]) => namesOf(n, s).includes(alias));
+      expect(holders('manager')).toHaveLength(1);
+      expect(holders('scheduler')).toHaveLength(1);
+      expect(holders('seed-peer')).toHaveLength(1);
+      expect(holders('agent')).toHaveLength(1);
+      for (const [name, s] of active.filter(([, x]) => x.build)) {
+        const { role, file } = mountedConfig(name, s);
+        const { config } = validateRoleConfig(role, parse(readFileSync(file, 'utf8')), file);
+        for (const host of referencedHosts(role, config)) expect(names, `${name} (${file}) refers to ${host}`).toContain(host);
+        for (const [dep, spec] of Object.entries(s.depends_on ?? {})) {
+          expect(compose.services[dep], `${name} depends on unknown ${dep}`).toBeDefined();
+          if (spec.required !== false) expect(active.map(([n]) => n), `${name} requires ${dep} in ${profile}`).toContain(dep);
+        }
+      }
+      const databases = active.filter(([n]) => ['postgres', 'redis', 'localstack'].includes(n)).map(([n]) => n);
+      expect(databases).toEqual({ postgres: ['postgres', 'redis'], sqlite: [], localstack: ['localstack'] }[profile]);
+    });
+  }
+
+  it('points the localstack manager and scheduler at LocalStack through the AWS endpoint overrides', () => {
+    for (const name of ['manager-localstack', 'scheduler-localstack']) {
+      const env = compose.services[name].environment!;
+      expect(env.AWS_ENDPOINT_URL_DYNAMODB).toBe('http://localstack:4566');
+      expect(env.AWS_ENDPOINT_URL_SQS).toBe('http://localstack:4566');
+    }
+    expect(compose.services['manager-localstack'].environment!.DAMSELFLY_ROOT_PASSWORD).toMatch(/^\$\{DAMSELFLY_ROOT_PASSWORD:\?/);
+  });
+});
