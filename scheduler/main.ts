@@ -1,5 +1,82 @@
-// Placeholder until this subcommand lands: it says so instead of pretending to work.
-export async function main(_argv: string[]): Promise<number> {
-  process.stderr.write('damselfly: this command is not available in this build yet\n');
-  return 2;
+/**
+ * `damselfly scheduler`: runs a scheduler until SIGTERM/SIGINT. Prints one ready line on stdout
+ * once listening: {"ready":true,"role":"scheduler","grpc":"ip:port","metrics":"ip:port"}.
+ */
+import { parseArgs } from 'node:util';
+import { InvalidError, errorCode, errorMessage } from '../adapters/errors.js';
+import { createLogger } from '../adapters/log.js';
+import { loadSchedulerConfig } from './config.js';
+import { startManagerLink } from './manager-link.js';
+import { createScheduler } from './server.js';
+
+const HELP = `usage: damselfly scheduler [--config FILE] [--port N] [--metrics-port N]
+
+Runs a scheduler: agents announce their hosts and open one stream per download; the scheduler
+answers with parents (or sends the first peer to the origin).
+
+options:
+  --config FILE       YAML configuration (server, metrics, scheduling, gc, seedPeer, manager, job)
+  --port N            gRPC port (overrides server.port; 0 = ephemeral)
+  --metrics-port N    Prometheus /metrics port (overrides metrics.port; 0 = ephemeral)
+  --help              show this help
+`;
+
+function port(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidError(`${flag}: expected a port number, got "${v}"`);
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { config: { type: 'string' }, port: { type: 'string' }, 'metrics-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`damselfly scheduler: ${errorMessage(err)}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const logger = createLogger({ role: 'scheduler' });
+  const config = loadSchedulerConfig(values.config);
+  const p = port(values.port, '--port');
+  if (p !== undefined) config.server.port = p;
+  const mp = port(values['metrics-port'], '--metrics-port');
+  if (mp !== undefined) config.metrics.port = mp;
+
+  const scheduler = createScheduler(config, logger);
+  const addresses = await scheduler.start();
+  let link;
+  try {
+    link = await startManagerLink(scheduler, config, logger);
+  } catch (err) {
+    await scheduler.stop();
+    throw err;
+  }
+  process.stdout.write(JSON.stringify({ ready: true, role: 'scheduler', ...addresses }) + '\n');
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string): void => {
+      logger.info('shutting down', { signal: sig });
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  try {
+    await link.stop();
+  } catch (err) {
+    logger.warn('manager link did not stop cleanly', { code: errorCode(err), error: errorMessage(err) });
+  }
+  await scheduler.stop();
+  return 0;
 }

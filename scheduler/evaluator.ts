@@ -1,0 +1,114 @@
+/**
+ * Parent scoring and bad-parent detection.
+ *
+ *   score = W_LOAD      · freeUploadSlots / uploadLimit           (parent host has room to serve)
+ *         + W_PIECES    · piecesHeld / pieceCount                  (parent can serve the most pieces)
+ *         + W_UPLOAD_OK · (uploads + 1) / (uploads + failures + 1)  (parent host served children well)
+ *         + W_HOST_TYPE · (seed peer 1 | normal peer 0.5)          (seed peers are built to upload)
+ *         + W_IDC       · (same IDC 1 | else 0)
+ *         + W_LOCATION  · matchedLocationPrefix / 5                 ('|'-separated, up to 5 elements)
+ *
+ * Why these weights: inside one cluster (the common case, and our benchmark) IDC and location are
+ * equal for every candidate and cancel out, so ranking is decided by load and pieces held, which
+ * are what bound a child's throughput; they get the largest weights. A host whose uploads failed
+ * before is likely to fail again (W_UPLOAD_OK, after Dragonfly's former base evaluator). Host type
+ * is a mild preference: a seed peer has upload capacity to spare, but a normal peer holding more
+ * pieces should still win. IDC and location together weigh as much as load: across sites they
+ * should dominate ties, not override an overloaded or empty parent.
+ */
+import type { Peer } from './resource/peer.js';
+
+export const W_LOAD = 0.25;
+export const W_PIECES = 0.25;
+export const W_UPLOAD_OK = 0.15;
+export const W_HOST_TYPE = 0.15;
+export const W_IDC = 0.1;
+export const W_LOCATION = 0.1;
+
+export const SEED_HOST_SCORE = 1;
+export const NORMAL_HOST_SCORE = 0.5;
+export const MAX_LOCATION_ELEMENTS = 5;
+
+/** Fewer samples than the window: a piece costing more than this many times the mean is an outlier. */
+export const BAD_COST_FACTOR = 20;
+/** Full window: a piece costing more than mean + this many standard deviations is an outlier. */
+export const BAD_COST_SIGMAS = 3;
+
+/** Context shared by every candidate of one scheduling round. */
+export interface EvalContext {
+  /** The task's piece count, or 0 when unknown. */
+  pieceCount: number;
+  /** The most pieces any candidate holds (used when pieceCount is unknown). */
+  maxPiecesHeld: number;
+}
+
+export function idcAffinity(a: string, b: string): number {
+  return a !== '' && b !== '' && a.toLowerCase() === b.toLowerCase() ? 1 : 0;
+}
+
+/** matched leading '|'-separated elements / 5; identical non-empty strings score 1. */
+export function locationAffinity(a: string, b: string): number {
+  if (a === '' || b === '') return 0;
+  if (a.toLowerCase() === b.toLowerCase()) return 1;
+  const x = a.split('|');
+  const y = b.split('|');
+  const n = Math.min(x.length, y.length, MAX_LOCATION_ELEMENTS);
+  let matched = 0;
+  for (let i = 0; i < n && x[i].toLowerCase() === y[i].toLowerCase(); i++) matched++;
+  return matched / MAX_LOCATION_ELEMENTS;
+}
+
+/** Scores `parent` as a parent of `child`; higher is better, in [0, 1]. */
+export function evaluate(parent: Peer, child: Peer, ctx: EvalContext): number {
+  const h = parent.host;
+  const load = h.freeUploadCount / h.uploadLimit;
+  const denom = ctx.pieceCount > 0 ? ctx.pieceCount : ctx.maxPiecesHeld;
+  const sourceLike = parent.fsm.is('Succeeded') ? 1 : 0;
+  const pieces = denom > 0 ? Math.min(1, parent.finishedPieces.size / denom) : sourceLike;
+  const hostType = h.isSeed ? SEED_HOST_SCORE : NORMAL_HOST_SCORE;
+  return (
+    W_LOAD * load +
+    W_PIECES * pieces +
+    W_UPLOAD_OK * h.uploadSuccessRatio +
+    W_HOST_TYPE * hostType +
+    W_IDC * idcAffinity(h.info.idc, child.host.info.idc) +
+    W_LOCATION * locationAffinity(h.info.location, child.host.info.location)
+  );
+}
+
+/** Sorts candidates best first (stable for equal scores). */
+export function rankParents(candidates: Peer[], child: Peer, pieceCount: number): Peer[] {
+  let maxPiecesHeld = 0;
+  for (const c of candidates) maxPiecesHeld = Math.max(maxPiecesHeld, c.finishedPieces.size);
+  const ctx: EvalContext = { pieceCount, maxPiecesHeld };
+  return candidates
+    .map((p, i) => ({ p, i, s: evaluate(p, child, ctx) }))
+    .sort((a, b) => b.s - a.s || a.i - b.i)
+    .map((x) => x.p);
+}
+
+/**
+ * Whether the last of `costs` is an outlier: with fewer than `window` samples, more than
+ * BAD_COST_FACTOR × the mean of the others; with a full window, more than mean + BAD_COST_SIGMAS·σ
+ * of the others.
+ */
+export function isCostOutlier(costs: readonly number[], window: number): boolean {
+  if (costs.length < 2) return false;
+  const last = costs[costs.length - 1];
+  const prev = costs.slice(0, -1);
+  const mean = prev.reduce((a, b) => a + b, 0) / prev.length;
+  if (costs.length < window) return last > BAD_COST_FACTOR * mean;
+  const variance = prev.reduce((a, b) => a + (b - mean) ** 2, 0) / prev.length;
+  return last > mean + BAD_COST_SIGMAS * Math.sqrt(variance);
+}
+
+/**
+ * Whether `parent` should not be offered: not yet downloading (Pending/Received*), finished badly
+ * (Failed/Leave), stalled (running but no piece for `stallMs`), or its last served piece was a
+ * cost outlier.
+ */
+export function isBadParent(parent: Peer, now: number, stallMs: number, window: number): boolean {
+  if (!parent.fsm.is('Running', 'BackToSource', 'Succeeded')) return true;
+  if (parent.fsm.is('Running', 'BackToSource') && now - parent.lastPieceAt > stallMs) return true;
+  return isCostOutlier(parent.uploadCosts, window);
+}

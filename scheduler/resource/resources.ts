@@ -1,0 +1,182 @@
+/**
+ * The scheduler's in-memory registry of hosts, tasks and peers. This is also the API the manager
+ * engineer's job code (preheat, get_task, delete_task) reads:
+ *
+ *   resources.hosts.list({ type: 'seed' })   every announced seed-peer host
+ *   resources.hosts.get(id)                   one host or undefined
+ *   resources.tasks.get(taskId)               one task or undefined
+ *   resources.peersOfTask(taskId)             the task's peers (empty when unknown)
+ *
+ * Mutations go through the methods here so that host↔peer↔task links and DAG edge bookkeeping
+ * (upload slots on parent hosts) stay consistent.
+ */
+import { NotFoundError } from '../../adapters/errors.js';
+import { Host, type HostInfo } from './host.js';
+import { Peer } from './peer.js';
+import { Task, type TaskSource } from './task.js';
+
+export type HostFilter = { type?: 'seed' | 'normal' | HostInfo['type'] };
+
+export class HostRegistry {
+  private readonly byId = new Map<string, Host>();
+
+  constructor(private readonly owner: Resources) {}
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): Host | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Hosts, optionally only seed peers (`type: 'seed'`), normal ones, or one exact HostType. */
+  list(filter: HostFilter = {}): Host[] {
+    const all = [...this.byId.values()];
+    const t = filter.type;
+    if (!t) return all;
+    if (t === 'seed') return all.filter((h) => h.isSeed);
+    if (t === 'normal') return all.filter((h) => !h.isSeed);
+    return all.filter((h) => h.info.type === t);
+  }
+
+  /** Creates or refreshes a host from an announcement; returns it. */
+  announce(info: HostInfo, intervalMs: number, now: number): Host {
+    let host = this.byId.get(info.id);
+    if (host) {
+      host.info = info;
+      host.lastAnnounce = now;
+    } else {
+      host = new Host(info, now);
+      this.byId.set(info.id, host);
+    }
+    host.announceIntervalMs = intervalMs;
+    return host;
+  }
+
+  /** Removes a host and every peer on it. Returns false when it was unknown. */
+  delete(id: string): boolean {
+    const host = this.byId.get(id);
+    if (!host) return false;
+    for (const peerId of [...host.peers]) this.owner.deletePeer(peerId);
+    this.byId.delete(id);
+    return true;
+  }
+}
+
+export class TaskRegistry {
+  private readonly byId = new Map<string, Task>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): Task | undefined {
+    return this.byId.get(id);
+  }
+
+  list(): Task[] {
+    return [...this.byId.values()];
+  }
+
+  /** Returns the task, creating it (Pending) when new. */
+  getOrCreate(id: string, source: TaskSource, now: number): Task {
+    let task = this.byId.get(id);
+    if (!task) {
+      task = new Task(id, source, now);
+      this.byId.set(id, task);
+    } else if (source.url) {
+      task.source = source;
+    }
+    return task;
+  }
+
+  /** Internal: drops the record only; use Resources.deleteTask to drop its peers too. */
+  remove(id: string): void {
+    this.byId.delete(id);
+  }
+}
+
+export class Resources {
+  readonly hosts = new HostRegistry(this);
+  readonly tasks = new TaskRegistry();
+  private readonly peers = new Map<string, Peer>();
+
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
+  peer(id: string): Peer | undefined {
+    return this.peers.get(id);
+  }
+
+  allPeers(): IterableIterator<Peer> {
+    return this.peers.values();
+  }
+
+  /** The peers of a task; empty when the task is unknown. */
+  peersOfTask(taskId: string): Peer[] {
+    const task = this.tasks.get(taskId);
+    return task ? [...task.peers()] : [];
+  }
+
+  /**
+   * Creates a peer of `task` on `host`. A peer id that already exists (an agent re-registering
+   * after a broken stream) replaces the old record. Throws NotFoundError if the host is unknown.
+   */
+  createPeer(id: string, task: Task, hostId: string, now: number): Peer {
+    const host = this.hosts.get(hostId);
+    if (!host) throw new NotFoundError(`host ${hostId} not found: announce the host first`);
+    if (this.peers.has(id)) this.deletePeer(id);
+    const peer = new Peer(id, task, host, now);
+    this.peers.set(id, peer);
+    host.peers.add(id);
+    task.dag.addVertex(id, peer);
+    task.updatedAt = now;
+    return peer;
+  }
+
+  /** Adds the parent edge and charges one upload slot on the parent's host. Throws as Dag.addEdge. */
+  addParent(parent: Peer, child: Peer): void {
+    child.task.dag.addEdge(parent.id, child.id);
+    parent.host.concurrentUploadCount++;
+  }
+
+  /** Drops the child's parent edges and returns the slots to the parents' hosts. */
+  deleteParents(child: Peer): void {
+    for (const pid of child.task.dag.deleteInEdges(child.id)) {
+      const p = this.peers.get(pid);
+      if (p) p.host.concurrentUploadCount = Math.max(0, p.host.concurrentUploadCount - 1);
+    }
+  }
+
+  /** Drops the peer's child edges, returning their slots to its host. */
+  deleteChildren(parent: Peer): void {
+    const n = parent.task.dag.deleteOutEdges(parent.id).length;
+    parent.host.concurrentUploadCount = Math.max(0, parent.host.concurrentUploadCount - n);
+  }
+
+  /** Removes a peer from its task, host and every edge. Returns false when unknown. */
+  deletePeer(id: string): boolean {
+    const peer = this.peers.get(id);
+    if (!peer) return false;
+    this.deleteParents(peer);
+    this.deleteChildren(peer);
+    peer.task.dag.deleteVertex(id);
+    peer.task.backToSourcePeers.delete(id);
+    peer.host.peers.delete(id);
+    peer.scheduleGeneration++;
+    peer.stream = undefined;
+    this.peers.delete(id);
+    return true;
+  }
+
+  /** Removes a task and all its peers. Returns false when unknown. */
+  deleteTask(id: string): boolean {
+    const task = this.tasks.get(id);
+    if (!task) return false;
+    for (const p of [...task.peers()]) this.deletePeer(p.id);
+    this.tasks.remove(id);
+    return true;
+  }
+}

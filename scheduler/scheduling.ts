@@ -1,0 +1,167 @@
+/**
+ * The scheduling loop (after Dragonfly's scheduler/scheduling/scheduling.go): find parents for a
+ * peer, or send it to the origin, or wait and retry. Decisions are applied to the resources here
+ * (states, DAG edges, back-to-source set) synchronously with the decision, so two peers scheduled
+ * at the same moment can never both take the last back-to-source slot.
+ */
+import { isBadParent, rankParents } from './evaluator.js';
+import type { Clock } from './clock.js';
+import type { SchedulerConfig } from './config.js';
+import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
+import type { Resources } from './resource/resources.js';
+import type { Task } from './resource/task.js';
+import type { Host } from './resource/host.js';
+
+/** After a seed peer failed a task, normal peers go to the origin themselves for this long. */
+export const SEED_PEER_FAILED_TIMEOUT_MS = 30 * 60_000;
+
+export type Decision =
+  | { kind: 'normal'; parents: Peer[] }
+  | { kind: 'backToSource'; reason: string }
+  | { kind: 'empty' }
+  | { kind: 'fail'; reason: string }
+  /** The peer left or was rescheduled meanwhile; send nothing. */
+  | { kind: 'cancelled' };
+
+export interface SchedulingHooks {
+  /** Asks a seed peer host to download the task; returns at once, reports failure via `onSeedFailed`. */
+  triggerSeedPeer?(seed: Host, task: Task, peer: Peer): void;
+}
+
+type Options = SchedulerConfig['scheduling'] & { seedPeerEnable: boolean; seedTriggerTimeout: number };
+
+export class Scheduling {
+  constructor(
+    private readonly resources: Resources,
+    private readonly opts: Options,
+    private readonly clock: Clock,
+    private readonly hooks: SchedulingHooks = {},
+    private readonly pickSeed: (task: Task) => Host | undefined = () => undefined,
+  ) {}
+
+  /** Whether a peer of the task other than on `host` holds or is reading the content. */
+  hasSource(task: Task, host: Host): boolean {
+    for (const p of task.peers()) {
+      if (p.host !== host && p.fsm.is('BackToSource', 'Succeeded', 'Running')) return true;
+    }
+    return false;
+  }
+
+  /**
+   * For a normal peer of a task nobody holds yet: asks a seed peer to go back to source (if one is
+   * announced and none was asked already). Returns true when a seed peer is (now) on its way.
+   */
+  maybeTriggerSeedPeer(peer: Peer): boolean {
+    const task = peer.task;
+    const now = this.clock.now();
+    if (!this.opts.seedPeerEnable || peer.host.isSeed || peer.needBackToSource) return false;
+    if (task.seedTriggeredAt !== undefined) return true;
+    if (task.seedFailedAt !== undefined && now - task.seedFailedAt < SEED_PEER_FAILED_TIMEOUT_MS) return false;
+    if (this.hasSource(task, peer.host)) return false;
+    const seed = this.pickSeed(task);
+    if (!seed || !this.hooks.triggerSeedPeer) return false;
+    task.seedTriggeredAt = now;
+    this.hooks.triggerSeedPeer(seed, task, peer);
+    return true;
+  }
+
+  /** Called when a seed trigger failed: waiting peers of the task may go to the origin. */
+  seedPeerFailed(task: Task): void {
+    task.seedTriggeredAt = undefined;
+    task.seedFailedAt = this.clock.now();
+  }
+
+  /**
+   * Candidate parents for `peer`, best first, at most candidateParentLimit: a random sample of
+   * filterParentLimit peers of the task, filtered (blocklist incl. self, same host, disable_shared,
+   * normal peers that neither have a parent nor are a source, bad parents, no free upload slot,
+   * edges that would close a cycle), then ranked by the evaluator.
+   */
+  findCandidateParents(peer: Peer): Peer[] {
+    const task = peer.task;
+    const now = this.clock.now();
+    const sample = this.sample(task, peer);
+    const filtered: Peer[] = [];
+    for (const p of sample) {
+      if (peer.blockParents.has(p.id)) continue;
+      if (p.host === peer.host || p.host.info.disableShared) continue;
+      if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) continue;
+      if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) continue;
+      if (p.host.freeUploadCount <= 0) continue;
+      filtered.push(p);
+    }
+    const allowed = new Set(task.dag.canAddEdges(filtered.map((p) => p.id), peer.id));
+    const ranked = rankParents(filtered.filter((p) => allowed.has(p.id)), peer, task.pieceCount);
+    return ranked.slice(0, this.opts.candidateParentLimit);
+  }
+
+  /** Up to filterParentLimit peers of the task other than `peer`, chosen uniformly (reservoir). */
+  private sample(task: Task, peer: Peer): Peer[] {
+    const k = this.opts.filterParentLimit;
+    const out: Peer[] = [];
+    let seen = 0;
+    for (const p of task.peers()) {
+      if (p === peer) continue;
+      seen++;
+      if (out.length < k) out.push(p);
+      else {
+        const j = Math.floor(this.clock.random() * seen);
+        if (j < k) out[j] = p;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Runs the loop for `peer` until it has parents, must go back to source, fails, or is cancelled
+   * (the peer left, or a newer schedule of it started). `disableBackToSource` comes from the download.
+   */
+  async schedule(peer: Peer, disableBackToSource = false): Promise<Decision> {
+    const gen = ++peer.scheduleGeneration;
+    const task = peer.task;
+    const o = this.opts;
+    for (let n = 0; ; n++) {
+      if (peer.scheduleGeneration !== gen || this.resources.peer(peer.id) !== peer) return { kind: 'cancelled' };
+      const now = this.clock.now();
+      if (task.contentLength === 0) return this.applyEmpty(peer);
+      if (task.seedTriggeredAt !== undefined && now - task.seedTriggeredAt > o.seedTriggerTimeout && !this.hasSource(task, peer.host)) {
+        this.seedPeerFailed(task);
+      }
+      if (!disableBackToSource && task.canBackToSource(o.backToSourceCount)) {
+        if (peer.needBackToSource) return this.applyBackToSource(peer, 'peer needs back-to-source');
+        if (task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
+          return this.applyBackToSource(peer, 'no peer of the task holds the content yet');
+        }
+        if (n >= o.retryBackToSourceLimit) return this.applyBackToSource(peer, 'scheduling exceeded retryBackToSourceLimit');
+      }
+      if (n >= o.retryLimit) return { kind: 'fail', reason: 'scheduling exceeded retryLimit' };
+      this.resources.deleteParents(peer);
+      const parents = this.findCandidateParents(peer);
+      if (parents.length > 0) return this.applyNormal(peer, parents);
+      // Jitter spreads retries of peers that registered together.
+      await this.clock.sleep(o.retryInterval * (0.5 + 0.5 * this.clock.random()));
+    }
+  }
+
+  private applyEmpty(peer: Peer): Decision {
+    if (peer.fsm.can('ReceivedEmpty')) peer.transition('ReceivedEmpty', this.clock.now());
+    return { kind: 'empty' };
+  }
+
+  private applyBackToSource(peer: Peer, reason: string): Decision {
+    const now = this.clock.now();
+    this.resources.deleteParents(peer);
+    if (!peer.fsm.is('BackToSource')) peer.transition('BackToSource', now);
+    peer.task.backToSourcePeers.add(peer.id);
+    if (peer.task.fsm.is('Pending', 'Failed', 'Leave')) peer.task.moveTo('Running', now);
+    return { kind: 'backToSource', reason };
+  }
+
+  private applyNormal(peer: Peer, parents: Peer[]): Decision {
+    const now = this.clock.now();
+    for (const p of parents) this.resources.addParent(p, peer);
+    if (peer.fsm.is('Pending')) peer.transition('ReceivedNormal', now);
+    if (peer.task.fsm.is('Pending', 'Failed', 'Leave')) peer.task.moveTo('Running', now);
+    return { kind: 'normal', parents };
+  }
+}

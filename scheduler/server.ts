@@ -1,0 +1,164 @@
+/**
+ * Builds a scheduler: registry, scheduling, gRPC server, metrics endpoint and GC timer. Used by
+ * `damselfly scheduler`, by `damselfly up` and by tests (in-process, on port 0).
+ *
+ *   const s = createScheduler(schedulerConfig({ server: { ip: '127.0.0.1', port: 0 } }), logger);
+ *   const { grpc, metrics } = await s.start();   // "127.0.0.1:PORT"
+ *   s.resources.hosts.list({ type: 'seed' }); s.resources.peersOfTask(id);
+ *   await s.stop();
+ */
+import type { Server as HttpServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { UnavailableError, errorMessage } from '../adapters/errors.js';
+import { silentLogger, type Logger } from '../adapters/log.js';
+import { systemClock, type Clock } from './clock.js';
+import type { SchedulerConfig } from './config.js';
+import { DfdaemonClientPool } from './dfdaemon-client.js';
+import { collectGarbage } from './gc.js';
+import { toGrpcStatus } from './grpc-status.js';
+import { SchedulerMetrics, serveMetrics } from './metrics.js';
+import { loadProto } from './proto.js';
+import { Resources } from './resource/resources.js';
+import { SchedulerService } from './service.js';
+
+export interface SchedulerAddresses {
+  /** "ip:port" agents dial (the advertise IP, or loopback when bound to a wildcard). */
+  grpc: string;
+  /** "ip:port" of /metrics, absent when metrics are disabled. */
+  metrics?: string;
+}
+
+export interface Scheduler {
+  readonly config: SchedulerConfig;
+  readonly resources: Resources;
+  readonly service: SchedulerService;
+  readonly metrics: SchedulerMetrics;
+  /** Agent gRPC clients, shared with job code (preheat, get_task, delete_task). */
+  readonly dfdaemon: DfdaemonClientPool;
+  /** Binds the gRPC and metrics ports and starts GC. Throws UnavailableError when a port cannot be bound. */
+  start(): Promise<SchedulerAddresses>;
+  /** Stops accepting, ends streams, stops timers. Idempotent. */
+  stop(): Promise<void>;
+  /** Runs one GC sweep now (also run every gc.interval). */
+  gc(): void;
+  readonly addresses: SchedulerAddresses | undefined;
+}
+
+function dialable(ip: string, advertise: string | undefined, port: number): string {
+  const host = advertise ?? (ip === '0.0.0.0' ? '127.0.0.1' : ip === '::' ? '::1' : ip);
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+type Handler<Req, Res> = (req: Req) => Res;
+
+function unary<Req, Res>(fn: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, cb) => {
+    try {
+      cb(null, fn(call.request));
+    } catch (err) {
+      cb(toGrpcStatus(err) as grpc.ServiceError);
+    }
+  };
+}
+
+/** Creates (but does not start) a scheduler. */
+export function createScheduler(config: SchedulerConfig, logger: Logger = silentLogger, opts: { clock?: Clock } = {}): Scheduler {
+  const clock = opts.clock ?? systemClock;
+  const log = logger.child({ role: 'scheduler' });
+  const resources = new Resources();
+  const metrics = new SchedulerMetrics();
+  const dfdaemon = new DfdaemonClientPool();
+  const service = new SchedulerService({ resources, config, clock, metrics, logger: log, dfdaemon });
+  let server: grpc.Server | undefined;
+  let metricsServer: HttpServer | undefined;
+  let gcTimer: NodeJS.Timeout | undefined;
+  let addresses: SchedulerAddresses | undefined;
+
+  const refreshGauges = (): void => {
+    metrics.hosts.reset();
+    for (const h of resources.hosts.list()) metrics.hosts.inc({ host_type: h.isSeed ? 'super' : 'normal' });
+    metrics.tasks.reset();
+    for (const t of resources.tasks.list()) metrics.tasks.inc({ state: t.state });
+    metrics.peers.reset();
+    for (const p of resources.allPeers()) metrics.peers.inc({ state: p.state });
+  };
+
+  const gc = (): void => {
+    const r = collectGarbage(resources, config.gc, clock.now());
+    if (r.hosts + r.peers + r.tasks > 0) log.info('garbage collected', { ...r });
+  };
+
+  const self: Scheduler = {
+    config,
+    resources,
+    service,
+    metrics,
+    dfdaemon,
+    gc,
+    get addresses() {
+      return addresses;
+    },
+    async start() {
+      const { Scheduler: Svc } = loadProto();
+      server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
+      server.addService(Svc.service, {
+        AnnounceHost: unary((req: Record<string, unknown>) => (service.announceHost(req), {})),
+        LeaveHost: unary((req: Record<string, unknown>) => (service.leaveHost(req), {})),
+        StatTask: unary((req: Record<string, unknown>) => service.statTask(req)),
+        ListTaskPeers: unary((req: Record<string, unknown>) => service.listTaskPeers(req)),
+        ListHosts: unary(() => service.listHosts()),
+        AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => service.announcePeer(call),
+      });
+      const { ip, port, advertiseIp } = config.server;
+      const bindHost = ip.includes(':') ? `[${ip}]` : ip;
+      const bound = await new Promise<number>((resolve, reject) =>
+        server!.bindAsync(`${bindHost}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+          err ? reject(new UnavailableError(`cannot listen on ${bindHost}:${port}: ${errorMessage(err)}`, { cause: err })) : resolve(p),
+        ),
+      );
+      addresses = { grpc: dialable(ip, advertiseIp, bound) };
+      if (config.metrics.enable) {
+        try {
+          const m = await serveMetrics(metrics, config.metrics.ip, config.metrics.port, refreshGauges);
+          metricsServer = m.server;
+          addresses.metrics = dialable(config.metrics.ip, undefined, m.port);
+        } catch (err) {
+          server.forceShutdown();
+          throw new UnavailableError(`cannot listen for metrics on ${config.metrics.ip}:${config.metrics.port}: ${errorMessage(err)}`, { cause: err });
+        }
+      }
+      gcTimer = setInterval(gc, config.gc.interval);
+      gcTimer.unref();
+      log.info('scheduler started', { ...addresses });
+      return addresses;
+    },
+    async stop() {
+      if (gcTimer) clearInterval(gcTimer);
+      gcTimer = undefined;
+      service.close();
+      dfdaemon.closeAll();
+      const s = server;
+      server = undefined;
+      if (s) {
+        // Streams are long-lived; give unary calls a moment, then cut the rest.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            s.forceShutdown();
+            resolve();
+          }, 1000);
+          s.tryShutdown(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+      }
+      const ms = metricsServer;
+      metricsServer = undefined;
+      if (ms) {
+        ms.closeAllConnections();
+        await new Promise<void>((resolve) => ms.close(() => resolve()));
+      }
+    },
+  };
+  return self;
+}

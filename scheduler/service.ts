@@ -1,0 +1,515 @@
+/**
+ * The Scheduler gRPC service: host announcements and one AnnouncePeer stream per download,
+ * implementing the agent ↔ scheduler protocol (README "Scheduler"; dragonfly.md §3.2).
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { InvalidError, NotFoundError, errorMessage } from '../adapters/errors.js';
+import type { Logger } from '../adapters/log.js';
+import type { Clock } from './clock.js';
+import type { SchedulerConfig } from './config.js';
+import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
+import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
+import { HashRing } from './hashring.js';
+import type { SchedulerMetrics } from './metrics.js';
+import type { Host, HostInfo, HostType } from './resource/host.js';
+import type { Peer, PeerResponse } from './resource/peer.js';
+import type { Resources } from './resource/resources.js';
+import type { PieceMeta, Task } from './resource/task.js';
+import { Scheduling } from './scheduling.js';
+
+/** Pushes of new piece digests to running peers are batched over this window. */
+export const PIECE_PUSH_BATCH_MS = 50;
+/** How long a triggered seed peer may take to download a whole task. */
+export const SEED_DOWNLOAD_TIMEOUT_MS = 10 * 3_600_000;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Msg = Record<string, any>;
+
+const HOST_TYPES: readonly HostType[] = ['NORMAL', 'SUPER_SEED', 'STRONG_SEED', 'WEAK_SEED'];
+
+/** proto Host → HostInfo. Throws InvalidError without an id. */
+export function hostFromMessage(h: Msg | undefined): HostInfo {
+  if (!h || !h.id) throw new InvalidError('host.id is required');
+  const type = HOST_TYPES.includes(h.type) ? (h.type as HostType) : 'NORMAL';
+  return {
+    id: String(h.id),
+    type,
+    hostname: h.hostname ?? '',
+    ip: h.ip ?? '',
+    port: Number(h.port ?? 0),
+    downloadPort: Number(h.download_port ?? 0),
+    idc: h.idc ?? '',
+    location: h.location ?? '',
+    maxTxBandwidth: Number(h.max_tx_bandwidth ?? 0),
+    uploadLimit: Number(h.upload_limit ?? 0),
+    concurrentUploadCount: Number(h.concurrent_upload_count ?? 0),
+    proxyPort: Number(h.proxy_port ?? 0),
+    schedulerClusterId: Number(h.scheduler_cluster_id ?? 0),
+    disableShared: Boolean(h.disable_shared),
+    os: h.os ?? '',
+    platform: h.platform ?? '',
+  };
+}
+
+/** HostInfo → proto Host. */
+export function hostMessage(i: HostInfo): Msg {
+  return {
+    id: i.id,
+    type: i.type,
+    hostname: i.hostname,
+    ip: i.ip,
+    port: i.port,
+    download_port: i.downloadPort,
+    idc: i.idc,
+    location: i.location,
+    max_tx_bandwidth: i.maxTxBandwidth,
+    upload_limit: i.uploadLimit,
+    concurrent_upload_count: i.concurrentUploadCount,
+    proxy_port: i.proxyPort,
+    scheduler_cluster_id: i.schedulerClusterId,
+    disable_shared: i.disableShared,
+    os: i.os,
+    platform: i.platform,
+  };
+}
+
+export function peerMessage(p: Peer): Msg {
+  return {
+    id: p.id,
+    host: hostMessage(p.host.info),
+    state: p.state,
+    finished_piece_count: p.finishedPieces.size,
+    task_id: p.task.id,
+    is_finished: p.fsm.is('Succeeded'),
+  };
+}
+
+function pieceMessage(p: PieceMeta): Msg {
+  return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0 };
+}
+
+/** proto TaskInfo; `pieces` defaults to every known digest. */
+export function taskMessage(t: Task, pieces: Iterable<PieceMeta> = t.pieces.values()): Msg {
+  return {
+    id: t.id,
+    content_length: t.contentLength,
+    piece_length: t.pieceLength,
+    piece_count: t.pieceCount,
+    pieces: Array.from(pieces, pieceMessage),
+    state: t.state,
+    peer_count: t.peerCount,
+  };
+}
+
+function labels(peer: Peer): { priority: string; task_type: string; host_type: string } {
+  return { priority: peer.priority, task_type: 'STANDARD', host_type: peer.host.isSeed ? 'super' : 'normal' };
+}
+
+export interface ServiceDeps {
+  resources: Resources;
+  config: SchedulerConfig;
+  clock: Clock;
+  metrics: SchedulerMetrics;
+  logger: Logger;
+  dfdaemon: DfdaemonClientPool;
+}
+
+export class SchedulerService {
+  readonly scheduling: Scheduling;
+  private readonly resources: Resources;
+  private readonly log: Logger;
+  private readonly pushTimers = new Map<string, NodeJS.Timeout>();
+  /** The download each peer registered with (request headers included: never logged). */
+  private readonly downloads = new WeakMap<Peer, Msg>();
+  private readonly seedTriggers = new Set<AbortController>();
+  private seedRing: { key: string; ring: HashRing } | undefined;
+
+  constructor(private readonly deps: ServiceDeps) {
+    this.resources = deps.resources;
+    this.log = deps.logger;
+    const s = deps.config.scheduling;
+    this.scheduling = new Scheduling(
+      deps.resources,
+      { ...s, seedPeerEnable: deps.config.seedPeer.enable, seedTriggerTimeout: deps.config.seedPeer.triggerTimeout },
+      deps.clock,
+      { triggerSeedPeer: (seed, task, peer) => this.triggerSeedPeer(seed, task, peer) },
+      (task) => this.pickSeed(task),
+    );
+  }
+
+  /** The seed-peer host of a task: consistent hash of the task ID over announced seed hosts. */
+  pickSeed(task: Task): Host | undefined {
+    const seeds = this.resources.hosts.list({ type: 'seed' }).filter((h) => !h.info.disableShared && h.info.port > 0);
+    if (seeds.length === 0) return undefined;
+    const key = seeds.map((h) => h.id).sort().join('\n');
+    if (this.seedRing?.key !== key) this.seedRing = { key, ring: new HashRing(seeds.map((h) => h.id)) };
+    return this.resources.hosts.get(this.seedRing.ring.pick(task.id)!);
+  }
+
+  private triggerSeedPeer(seed: Host, task: Task, peer: Peer): void {
+    const d = this.downloads.get(peer) ?? {};
+    const download: DownloadSpec = {
+      url: task.source.url,
+      tag: task.source.tag,
+      application: task.source.application,
+      filtered_query_params: task.source.filteredQueryParams,
+      request_header: d.request_header ?? {},
+      piece_length: Number(d.piece_length ?? 0),
+      priority: d.priority ?? 'LEVEL6',
+      need_back_to_source: true,
+    };
+    const log = this.log.child({ taskId: task.id, hostId: seed.id });
+    log.info('triggering seed peer');
+    this.deps.metrics.seedPeerTrigger.inc();
+    const abort = new AbortController();
+    this.seedTriggers.add(abort);
+    this.deps.dfdaemon
+      .get({ ip: seed.info.ip, port: seed.info.port })
+      .downloadTask(download, { timeoutMs: SEED_DOWNLOAD_TIMEOUT_MS, signal: abort.signal })
+      .then(
+        () => log.info('seed peer finished task'),
+        (err: unknown) => {
+          if (abort.signal.aborted) return;
+          this.deps.metrics.seedPeerTriggerFailure.inc();
+          log.warn('seed peer download failed; peers go back to source', { error: errorMessage(err) });
+          this.scheduling.seedPeerFailed(task);
+        },
+      )
+      .finally(() => this.seedTriggers.delete(abort));
+  }
+
+  /** Stops timers and in-flight seed triggers (shutdown). */
+  close(): void {
+    for (const t of this.pushTimers.values()) clearTimeout(t);
+    this.pushTimers.clear();
+    for (const a of this.seedTriggers) a.abort();
+  }
+
+  // ---- unary RPCs ----
+
+  announceHost(req: Msg): void {
+    const info = hostFromMessage(req.host);
+    this.resources.hosts.announce(info, Number(req.interval_ms ?? 0), this.deps.clock.now());
+    this.deps.metrics.announceHost.inc({ os: info.os, platform: info.platform, host_type: info.type });
+  }
+
+  leaveHost(req: Msg): void {
+    if (this.resources.hosts.delete(String(req.id ?? ''))) this.deps.metrics.leaveHost.inc();
+  }
+
+  /** Throws NotFoundError for an unknown task. */
+  statTask(req: Msg): Msg {
+    this.deps.metrics.statTask.inc();
+    const task = this.resources.tasks.get(String(req.task_id ?? ''));
+    if (!task) {
+      this.deps.metrics.statTaskFailure.inc();
+      throw new NotFoundError(`task ${req.task_id} not found`);
+    }
+    return taskMessage(task);
+  }
+
+  listTaskPeers(req: Msg): Msg {
+    return { peers: this.resources.peersOfTask(String(req.task_id ?? '')).map(peerMessage) };
+  }
+
+  listHosts(): Msg {
+    this.deps.metrics.listHosts.inc();
+    return { hosts: this.resources.hosts.list().map((h) => hostMessage(h.info)) };
+  }
+
+  // ---- the AnnouncePeer stream ----
+
+  announcePeer(call: grpc.ServerDuplexStream<Msg, Msg>): void {
+    this.deps.metrics.announcePeer.inc();
+    let peer: Peer | undefined;
+    let closed = false;
+    const stream = {
+      send: (r: PeerResponse) => {
+        if (!closed) call.write(r);
+      },
+    };
+    const finish = (): void => {
+      if (closed) return;
+      closed = true;
+      call.end();
+    };
+    const fail = (status: Partial<grpc.StatusObject>): void => {
+      if (closed) return;
+      closed = true;
+      this.deps.metrics.announcePeerFailure.inc();
+      call.emit('error', status);
+    };
+    const gone = (): void => {
+      closed = true;
+      if (!peer || this.resources.peer(peer.id) !== peer || peer.stream !== stream) return;
+      peer.stream = undefined;
+      // A finished peer stays as a parent candidate; anything else left with its stream.
+      if (!peer.fsm.is('Succeeded')) this.leave(peer);
+    };
+    call.on('data', (req: Msg) => {
+      try {
+        const p = this.onRequest(req, peer, stream, { finish, fail });
+        if (p) peer = p;
+      } catch (err) {
+        this.log.warn('announce peer request rejected', { peerId: req.peer_id, taskId: req.task_id, error: errorMessage(err) });
+        fail(toGrpcStatus(err));
+        gone();
+      }
+    });
+    call.on('end', () => {
+      gone();
+      finish();
+    });
+    call.on('cancelled', gone);
+    call.on('error', gone);
+  }
+
+  private leave(peer: Peer): void {
+    peer.task.updatedAt = this.deps.clock.now();
+    this.resources.deletePeer(peer.id);
+    this.deps.metrics.leavePeer.inc();
+  }
+
+  /** Handles one stream message; returns the peer when the message registered it. Throws DamselflyError. */
+  private onRequest(
+    req: Msg,
+    current: Peer | undefined,
+    stream: { send(r: PeerResponse): void },
+    end: { finish(): void; fail(s: Partial<grpc.StatusObject>): void },
+  ): Peer | undefined {
+    const now = this.deps.clock.now();
+    const m = this.deps.metrics;
+    const kind: string | undefined = req.request;
+    if (kind === 'register_peer_request') return this.register(req, stream, end);
+    const peer = current && current.id === req.peer_id && this.resources.peer(current.id) === current ? current : this.resources.peer(String(req.peer_id ?? ''));
+    if (!peer) {
+      if (kind === 'leave_peer_request') {
+        end.finish();
+        return undefined;
+      }
+      throw new NotFoundError(`peer ${req.peer_id} not found: register it first`);
+    }
+    const task = peer.task;
+    peer.updatedAt = now;
+    switch (kind) {
+      case 'download_peer_started_request':
+        if (peer.fsm.is('ReceivedNormal')) peer.transition('Running', now);
+        m.downloadPeerStarted.inc(labels(peer));
+        return undefined;
+      case 'download_peer_back_to_source_started_request': {
+        const r = req.download_peer_back_to_source_started_request;
+        if (!peer.fsm.is('BackToSource')) peer.transition('BackToSource', now);
+        task.backToSourcePeers.add(peer.id);
+        this.learnLength(task, Number(r.content_length ?? -1), Number(r.piece_length ?? 0));
+        m.downloadPeerBackToSourceStarted.inc(labels(peer));
+        return undefined;
+      }
+      case 'download_piece_back_to_source_finished_request': {
+        const p = req.download_piece_back_to_source_finished_request.piece ?? {};
+        const length = Number(p.length ?? 0);
+        peer.finishedPieces.add(Number(p.number));
+        peer.lastPieceAt = now;
+        if (task.addPiece({ number: Number(p.number), offset: Number(p.offset ?? 0), length, digest: String(p.digest ?? '') })) this.schedulePush(task);
+        m.downloadPieceFinished.inc({ traffic_type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type });
+        m.traffic.inc({ type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type }, length);
+        return undefined;
+      }
+      case 'download_piece_finished_request': {
+        const p = req.download_piece_finished_request.piece ?? {};
+        const length = Number(p.length ?? 0);
+        peer.finishedPieces.add(Number(p.number));
+        peer.lastPieceAt = now;
+        const parent = p.parent_id ? this.resources.peer(String(p.parent_id)) : undefined;
+        if (parent) {
+          parent.host.uploadCount++;
+          parent.addUploadCost(Number(p.cost_ms ?? 0));
+        }
+        const traffic = p.traffic_type === 'LOCAL_PEER' ? 'LOCAL_PEER' : 'REMOTE_PEER';
+        m.downloadPieceFinished.inc({ traffic_type: traffic, task_type: 'STANDARD', host_type: labels(peer).host_type });
+        m.traffic.inc({ type: traffic, task_type: 'STANDARD', host_type: labels(peer).host_type }, length);
+        return undefined;
+      }
+      case 'download_piece_failed_request': {
+        const r = req.download_piece_failed_request;
+        const parentId = String(r.parent_id ?? '');
+        m.downloadPieceFailure.inc({ traffic_type: 'REMOTE_PEER', task_type: 'STANDARD', host_type: labels(peer).host_type });
+        if (parentId) this.blockParent(peer, parentId);
+        return undefined;
+      }
+      case 'download_piece_back_to_source_failed_request':
+        m.downloadPieceBackToSourceFailure.inc({ task_type: 'STANDARD', host_type: labels(peer).host_type });
+        return undefined;
+      case 'reschedule_peer_request': {
+        for (const id of req.reschedule_peer_request.candidate_parent_ids ?? []) this.blockParent(peer, String(id));
+        this.runSchedule(peer, stream, end);
+        return undefined;
+      }
+      case 'download_peer_finished_request': {
+        const r = req.download_peer_finished_request;
+        this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
+        peer.scheduleGeneration++;
+        this.resources.deleteParents(peer);
+        if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
+        m.downloadPeerFinished.inc(labels(peer));
+        end.finish();
+        return undefined;
+      }
+      case 'download_peer_back_to_source_finished_request': {
+        const r = req.download_peer_back_to_source_finished_request;
+        this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
+        task.backToSourcePeers.delete(peer.id);
+        if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
+        task.moveTo('Succeeded', now);
+        m.downloadPeerFinished.inc(labels(peer));
+        end.finish();
+        return undefined;
+      }
+      case 'download_peer_failed_request':
+        peer.scheduleGeneration++;
+        this.resources.deleteParents(peer);
+        peer.transition('Failed', now);
+        m.downloadPeerFailure.inc(labels(peer));
+        end.finish();
+        return undefined;
+      case 'download_peer_back_to_source_failed_request':
+        task.backToSourcePeers.delete(peer.id);
+        peer.transition('Failed', now);
+        if (task.backToSourcePeers.size === 0 && !task.fsm.is('Succeeded')) task.moveTo('Failed', now);
+        m.downloadPeerBackToSourceFailure.inc(labels(peer));
+        end.finish();
+        return undefined;
+      case 'leave_peer_request':
+        this.leave(peer);
+        end.finish();
+        return undefined;
+      default:
+        throw new InvalidError(`unknown announce peer request ${String(kind)}`);
+    }
+  }
+
+  private register(req: Msg, stream: { send(r: PeerResponse): void }, end: { finish(): void; fail(s: Partial<grpc.StatusObject>): void }): Peer {
+    const download: Msg = req.register_peer_request?.download ?? {};
+    const hostId = String(req.host_id ?? '');
+    const taskId = String(req.task_id ?? '');
+    const peerId = String(req.peer_id ?? '');
+    const m = this.deps.metrics;
+    const lbl = { priority: String(download.priority ?? 'LEVEL6'), task_type: 'STANDARD', host_type: 'normal' };
+    if (!taskId || !peerId) {
+      m.registerPeerFailure.inc(lbl);
+      throw new InvalidError('task_id and peer_id are required');
+    }
+    const host = this.resources.hosts.get(hostId);
+    if (!host) {
+      m.registerPeerFailure.inc(lbl);
+      throw new NotFoundError(`host ${hostId} not found: announce the host first`);
+    }
+    const now = this.deps.clock.now();
+    const task = this.resources.tasks.getOrCreate(
+      taskId,
+      { url: String(download.url ?? ''), tag: String(download.tag ?? ''), application: String(download.application ?? ''), filteredQueryParams: download.filtered_query_params ?? [] },
+      now,
+    );
+    if (task.pieceLength === 0 && Number(download.piece_length ?? 0) > 0) task.pieceLength = Number(download.piece_length);
+    const peer = this.resources.createPeer(peerId, task, hostId, now);
+    peer.stream = stream;
+    peer.priority = String(download.priority ?? 'LEVEL6');
+    peer.needBackToSource = Boolean(download.need_back_to_source) || (host.isSeed && Boolean(download.is_preheat));
+    this.downloads.set(peer, download);
+    // The seed peer we asked for has arrived; it is a parent candidate from now on.
+    if (host.isSeed) task.seedTriggeredAt = undefined;
+    m.registerPeer.inc(labels(peer));
+    this.log.debug('peer registered', { taskId, peerId, hostId });
+    this.runSchedule(peer, stream, end, Boolean(download.disable_back_to_source));
+    return peer;
+  }
+
+  private runSchedule(peer: Peer, stream: { send(r: PeerResponse): void }, end: { fail(s: Partial<grpc.StatusObject>): void }, disableBackToSource = false): void {
+    const m = this.deps.metrics;
+    const t0 = performance.now();
+    m.concurrentSchedule.inc();
+    this.scheduling.maybeTriggerSeedPeer(peer);
+    this.scheduling.schedule(peer, disableBackToSource).then(
+      (d) => {
+        m.concurrentSchedule.dec();
+        m.scheduleDuration.observe(performance.now() - t0);
+        switch (d.kind) {
+          case 'normal':
+            stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task) } });
+            return;
+          case 'backToSource':
+            stream.send({ need_back_to_source_response: { description: d.reason } });
+            return;
+          case 'empty':
+            stream.send({ empty_task_response: {} });
+            return;
+          case 'fail':
+            this.log.info('scheduling failed', { taskId: peer.task.id, peerId: peer.id, reason: d.reason });
+            end.fail(schedulingFailedStatus(d.reason));
+            return;
+          case 'cancelled':
+            return;
+        }
+      },
+      (err: unknown) => {
+        m.concurrentSchedule.dec();
+        this.log.error('scheduling crashed', { taskId: peer.task.id, peerId: peer.id, error: errorMessage(err) });
+        end.fail(toGrpcStatus(err));
+      },
+    );
+  }
+
+  private blockParent(peer: Peer, parentId: string): void {
+    if (parentId === peer.id || peer.blockParents.has(parentId)) return;
+    peer.blockParents.add(parentId);
+    const parent = this.resources.peer(parentId);
+    if (!parent) return;
+    parent.host.uploadFailedCount++;
+    if (peer.task.dag.parents(peer.id).has(parentId)) {
+      peer.task.dag.deleteEdge(parentId, peer.id);
+      parent.host.concurrentUploadCount = Math.max(0, parent.host.concurrentUploadCount - 1);
+    }
+  }
+
+  private learnLength(task: Task, contentLength: number, pieceLength: number, pieceCount = 0): void {
+    let changed = false;
+    if (contentLength >= 0 && task.contentLength !== contentLength) {
+      task.contentLength = contentLength;
+      changed = true;
+    }
+    if (pieceLength > 0 && task.pieceLength !== pieceLength) {
+      task.pieceLength = pieceLength;
+      changed = true;
+    }
+    if (pieceCount > 0 && task.totalPieceCount !== pieceCount) {
+      task.totalPieceCount = pieceCount;
+      changed = true;
+    }
+    if (changed) {
+      task.pendingMetaChange = true;
+      this.schedulePush(task);
+    }
+  }
+
+  /** Batches new digests / lengths of a task and pushes them to its running peers. */
+  private schedulePush(task: Task): void {
+    if (this.pushTimers.has(task.id)) return;
+    const t = setTimeout(() => {
+      this.pushTimers.delete(task.id);
+      this.flushPush(task);
+    }, PIECE_PUSH_BATCH_MS);
+    this.pushTimers.set(task.id, t);
+  }
+
+  /** Sends the pieces learned since the last push (and the current lengths) to every running peer. */
+  flushPush(task: Task): void {
+    const pieces = task.pendingPieces;
+    if (pieces.length === 0 && !task.pendingMetaChange) return;
+    task.pendingPieces = [];
+    task.pendingMetaChange = false;
+    if (this.resources.tasks.get(task.id) !== task) return;
+    const msg = { task_pieces_response: { task: taskMessage(task, pieces) } };
+    for (const p of task.peers()) {
+      if (p.stream && p.fsm.is('ReceivedNormal', 'Running')) p.stream.send(msg);
+    }
+  }
+}
