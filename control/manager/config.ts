@@ -1,0 +1,74 @@
+/**
+ * The manager's YAML configuration (`damselfly manager --config FILE`). Every key has a default.
+ * Secrets may come from the environment instead of the file: DAMSELFLY_ROOT_PASSWORD,
+ * DAMSELFLY_JWT_SECRET, DAMSELFLY_SCHEDULER_SECRET.
+ */
+import { z } from 'zod';
+import { durationSchema, loadConfigFile, parseConfig } from '../../adapters/config.js';
+
+const portSchema = z.number().int().min(0).max(65535);
+
+export const managerConfigSchema = z.strictObject({
+  server: z
+    .strictObject({
+      ip: z.string().default('127.0.0.1'),
+      port: portSchema.default(8080),
+    })
+    .prefault({}),
+  /** Where state lives; parsed by adapters/stores.ts (kvConfigSchema / queueConfigSchema). */
+  store: z
+    .strictObject({
+      dataDir: z.string().default('./damselfly-data/manager'),
+      kv: z.unknown().optional(),
+      queue: z.unknown().optional(),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      /** The root user's password at first start. Without one, a generated password is printed once. */
+      rootPassword: z.string().min(8).optional(),
+      /** HS256 key for JWTs; generated and persisted in the KV store on first start when absent. */
+      jwtSecret: z.string().min(16).optional(),
+      /** Shared secret schedulers present (Bearer) to register, keep alive and report job results. */
+      schedulerSecret: z.string().min(16).optional(),
+      /** JWT lifetime. */
+      jwtTimeout: durationSchema.default(14 * 24 * 3_600_000),
+    })
+    .prefault({}),
+  jobs: z
+    .strictObject({
+      /** Dragonfly's DefaultJobTimeout: a job's `timeout: 0` means this. */
+      defaultTimeout: durationSchema.default(60 * 60_000),
+      /** Job creations per second per scheduler cluster (Dragonfly's DefaultClusterJobRateLimit). */
+      rateLimitPerCluster: z.number().int().min(1).max(1_000_000).default(10),
+    })
+    .prefault({}),
+  /** Schedulers are inactive after 3 missed intervals of this (unless they announce their own). */
+  schedulerKeepAliveInterval: durationSchema.default(5_000),
+});
+
+export type ManagerConfig = z.output<typeof managerConfigSchema>;
+
+/** Applies the DAMSELFLY_* environment secrets over a parsed config (file values win). */
+export function withEnvSecrets(config: ManagerConfig, env: NodeJS.ProcessEnv = process.env): ManagerConfig {
+  return {
+    ...config,
+    auth: {
+      ...config.auth,
+      rootPassword: config.auth.rootPassword ?? (env.DAMSELFLY_ROOT_PASSWORD || undefined),
+      jwtSecret: config.auth.jwtSecret ?? (env.DAMSELFLY_JWT_SECRET || undefined),
+      schedulerSecret: config.auth.schedulerSecret ?? (env.DAMSELFLY_SCHEDULER_SECRET || undefined),
+    },
+  };
+}
+
+/** Loads a config file (or defaults) and applies environment secrets. Throws ConfigError. */
+export function loadManagerConfig(file?: string): ManagerConfig {
+  const parsed = file ? loadConfigFile(managerConfigSchema, file) : parseConfig(managerConfigSchema, {}, '(defaults)');
+  return withEnvSecrets(parsed);
+}
+
+/** Builds a config from a partial object (tests, `damselfly up`). Throws ConfigError. */
+export function managerConfig(value: unknown = {}): ManagerConfig {
+  return parseConfig(managerConfigSchema, value, '(inline)');
+}
