@@ -1,0 +1,192 @@
+/**
+ * Wires an agent (or seed peer) together: piece store, rate limiters, scheduler client, task manager,
+ * piece server, Dfdaemon gRPC server, local API socket, metrics server, GC and the proxy.
+ */
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import { once } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../adapters/log.js';
+import type { AgentConfig } from './config.js';
+import { startDfdaemonServer } from './dfdaemon-server.js';
+import { startGc } from './gc.js';
+import type { HostMsg } from './grpc.js';
+import { startLocalApi } from './local-api.js';
+import { createAgentMetrics } from './metrics.js';
+import { startPieceServer } from './piece-server.js';
+import { TokenBucket } from './ratelimit.js';
+import { SchedulerClient } from './scheduler-client.js';
+import { PieceStore } from './storage/store.js';
+import { TaskManager } from './task-manager.js';
+
+export interface AgentPorts {
+  grpc: number;
+  pieces: number;
+  metrics: number;
+  proxy?: number;
+  socket: string;
+}
+
+export interface Agent {
+  start(): Promise<AgentPorts>;
+  stop(): Promise<void>;
+  taskManager: TaskManager;
+  ports: AgentPorts;
+  metricsRegistry: Registry;
+  hostId: string;
+  role: 'agent' | 'seed-peer';
+  /** The ready line printed on stdout by `damselfly agent`. */
+  readyLine(): Record<string, unknown>;
+}
+
+function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Builds an agent from a validated config. Nothing listens until start(), which throws when a port cannot be bound. */
+export function createAgent(config: AgentConfig, logger: Logger): Agent {
+  const seed = config.seedPeer.enable;
+  const role = seed ? 'seed-peer' : 'agent';
+  const hostId = `${config.host.ip}-${config.host.hostname}${seed ? '-seed' : ''}`;
+  const log = logger.child({ role, hostId });
+  const metrics = createAgentMetrics();
+  const store = new PieceStore(config.storage.dir, log);
+  const limits = {
+    download: new TokenBucket(config.download.rateLimit),
+    upload: new TokenBucket(config.upload.rateLimit),
+    source: new TokenBucket(config.download.backToSourceRateLimit),
+  };
+  const ports: AgentPorts = { grpc: 0, pieces: 0, metrics: 0, socket: config.download.server.socket };
+  const host = (): HostMsg => ({
+    id: hostId,
+    type: seed ? 'SUPER_SEED' : 'NORMAL',
+    hostname: config.host.hostname,
+    ip: config.host.ip,
+    port: ports.grpc,
+    download_port: ports.pieces,
+    idc: config.host.idc,
+    location: config.host.location,
+    max_tx_bandwidth: Math.min(config.upload.rateLimit, Number.MAX_SAFE_INTEGER),
+    upload_limit: config.upload.concurrentLimit,
+    concurrent_upload_count: 0,
+    proxy_port: ports.proxy ?? 0,
+    scheduler_cluster_id: 0,
+    disable_shared: false,
+    os: process.platform,
+    platform: `${os.platform()}/${os.arch()}`,
+  });
+  const hasSchedulers = config.scheduler.addrs.length > 0 || !!config.manager.addr;
+  const scheduler = hasSchedulers
+    ? new SchedulerClient(host(), {
+        addrs: config.scheduler.addrs,
+        announceIntervalMs: config.scheduler.announceInterval,
+        manager: config.manager.addr ? { addr: config.manager.addr, refreshIntervalMs: config.manager.refreshInterval, cacheFile: path.join(config.storage.dir, 'dynconfig.json') } : undefined,
+        logger: log,
+      })
+    : undefined;
+  const taskManager = new TaskManager({ config, store, scheduler, host, metrics, logger: log, limits });
+  const closers: (() => Promise<void> | void)[] = [];
+
+  async function start(): Promise<AgentPorts> {
+    store.load(config.storage.keep);
+    log.info('piece store loaded', { dir: config.storage.dir, tasks: store.tasks.size });
+    const pieces = await startPieceServer({ ip: config.upload.pieceServer.ip, port: config.upload.pieceServer.port, store, limiter: limits.upload, concurrentLimit: config.upload.concurrentLimit, metrics, logger: log });
+    closers.push(() => pieces.close());
+    ports.pieces = pieces.port;
+    const grpcServer = await startDfdaemonServer({ ip: config.upload.server.ip, port: config.upload.server.port, taskManager, hostId: () => hostId, logger: log });
+    closers.push(() => grpcServer.close());
+    ports.grpc = grpcServer.port;
+    const api = await startLocalApi({ socket: config.download.server.socket, taskManager, logger: log });
+    closers.push(() => api.close());
+    const metricsServer = http.createServer((req, res) => {
+      if (req.url?.startsWith('/metrics')) {
+        metrics.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
+      } else if (req.url === '/healthy') res.writeHead(200).end('ok');
+      else res.writeHead(404).end();
+    });
+    metricsServer.listen(config.metrics.server.port, config.metrics.server.ip);
+    await once(metricsServer, 'listening');
+    ports.metrics = (metricsServer.address() as AddressInfo).port;
+    closers.push(
+      () =>
+        new Promise<void>((r) => {
+          metricsServer.close(() => r());
+          metricsServer.closeAllConnections();
+        }),
+    );
+    // The proxy is the mirror engineer's module; it plugs in when present.
+    const proxyModule = fileURLToPath(new URL('./proxy/server.js', import.meta.url));
+    if (existsSync(proxyModule) || existsSync(proxyModule.replace(/\.js$/, '.ts'))) {
+      const specifier = './proxy/server.js';
+      const mod = (await import(specifier)) as { startProxy?: (ctx: unknown) => Promise<{ port: number; close(): Promise<void> | void }> };
+      if (mod.startProxy) {
+        const proxy = await mod.startProxy({ config, taskManager, logger: log.child({ component: 'proxy' }), metricsRegistry: metrics.registry });
+        ports.proxy = proxy.port;
+        closers.push(() => proxy.close());
+      }
+    }
+    if (scheduler) {
+      scheduler.setHost(host());
+      await scheduler.start();
+      closers.push(() => scheduler.close());
+    }
+    const stopGc = startGc(
+      {
+        store,
+        taskTTL: config.gc.taskTTL,
+        highPercent: config.gc.diskHighThresholdPercent,
+        lowPercent: config.gc.diskLowThresholdPercent,
+        diskThreshold: config.gc.diskThreshold,
+        evict: (id) => taskManager.delete(id),
+        logger: log,
+        onUsage: (u) => {
+          metrics.diskSpaceTotal.set(u.total);
+          metrics.diskUsageSpaceTotal.set(u.used);
+        },
+      },
+      config.gc.interval,
+    );
+    closers.push(stopGc);
+    return ports;
+  }
+
+  async function stop(): Promise<void> {
+    taskManager.stop();
+    for (const c of closers.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn('shutdown step failed', { err });
+      }
+    }
+    closers.length = 0;
+    await store.close();
+  }
+
+  return {
+    start,
+    stop,
+    taskManager,
+    ports,
+    metricsRegistry: metrics.registry,
+    hostId,
+    role,
+    readyLine: () => ({
+      ready: true,
+      role,
+      hostId,
+      grpc: hostPort(config.upload.server.ip, ports.grpc),
+      pieces: hostPort(config.upload.pieceServer.ip, ports.pieces),
+      ...(ports.proxy !== undefined ? { proxy: hostPort(config.proxy.server.ip, ports.proxy) } : {}),
+      metrics: hostPort(config.metrics.server.ip, ports.metrics),
+      socket: ports.socket,
+    }),
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * The agent's configuration file (`damselfly agent --config FILE`), after Dragonfly's dfdaemon.yaml.
+ * Every section is a zod strictObject: an unknown key or a wrong type is an error naming the key.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../adapters/config.js';
+import { proxyConfigSchema } from './proxy/config.js';
+
+/** The first non-internal IPv4 address of this machine, 127.0.0.1 when there is none. */
+export function defaultIp(): string {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+const port = z.number().int().min(0).max(65535);
+const listen = (ip: string, p: number) => z.strictObject({ ip: z.string().default(ip), port: port.default(p) }).prefault({});
+
+export const agentConfigSchema = z.strictObject({
+  host: z
+    .strictObject({
+      hostname: z.string().min(1).default(() => os.hostname()),
+      ip: z.string().min(1).default(() => defaultIp()),
+      idc: z.string().default(''),
+      location: z.string().default(''),
+    })
+    .prefault({}),
+  seedPeer: z.strictObject({ enable: z.boolean().default(false) }).prefault({}),
+  storage: z
+    .strictObject({
+      dir: z.string().default('/var/lib/damselfly'),
+      /** Keep the cache across restarts; false wipes the content on start (Dragonfly's storage.keep). */
+      keep: z.boolean().default(true),
+    })
+    .prefault({}),
+  scheduler: z
+    .strictObject({
+      addrs: z.array(z.string()).default(['127.0.0.1:8002']),
+      announceInterval: durationSchema.default(30_000),
+      scheduleTimeout: durationSchema.default(30_000),
+      enableBackToSource: z.boolean().default(true),
+    })
+    .prefault({}),
+  manager: z
+    .strictObject({
+      addr: z.string().url().optional(),
+      refreshInterval: durationSchema.default(60_000),
+    })
+    .prefault({}),
+  upload: z
+    .strictObject({
+      server: listen('0.0.0.0', 4000),
+      pieceServer: listen('0.0.0.0', 4005),
+      rateLimit: sizeSchema.default(50 * 1024 ** 3),
+      concurrentLimit: z.number().int().positive().default(200),
+    })
+    .prefault({}),
+  download: z
+    .strictObject({
+      server: z.strictObject({ socket: z.string().default('/var/run/damselfly/damselfly.sock') }).prefault({}),
+      rateLimit: sizeSchema.default(50 * 1024 ** 3),
+      backToSourceRateLimit: sizeSchema.default(50 * 1024 ** 3),
+      concurrentPieceCount: z.number().int().positive().default(8),
+      pieceTimeout: durationSchema.default(60_000),
+    })
+    .prefault({}),
+  proxy: proxyConfigSchema,
+  metrics: z.strictObject({ server: listen('0.0.0.0', 4002) }).prefault({}),
+  gc: z
+    .strictObject({
+      interval: durationSchema.default(60_000),
+      taskTTL: durationSchema.default(6 * 3_600_000),
+      diskHighThresholdPercent: z.number().min(0).max(100).default(80),
+      diskLowThresholdPercent: z.number().min(0).max(100).default(60),
+      /** Logical capacity the percentages apply to (instead of the file system's size). */
+      diskThreshold: sizeSchema.optional(),
+    })
+    .prefault({}),
+});
+
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+/** Loads the YAML file (or only defaults without one). Throws ConfigError naming the file and key. */
+export function loadAgentConfig(file?: string): AgentConfig {
+  return file ? loadConfigFile(agentConfigSchema, file) : parseConfig(agentConfigSchema, {}, '(defaults)');
+}
+
+/** Validates an in-memory config object (tests, `damselfly up`). Throws ConfigError. */
+export function parseAgentConfig(value: unknown, source = '(inline)'): AgentConfig {
+  return parseConfig(agentConfigSchema, value, source);
+}

@@ -1,0 +1,84 @@
+/** Loads scheduler/damselfly.proto once (from source or a build dir: it sits beside the scheduler code). */
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+let loaded: grpc.GrpcObject | undefined;
+
+export function protoPackage(): { Scheduler: grpc.ServiceClientConstructor; Dfdaemon: grpc.ServiceClientConstructor } {
+  if (!loaded) {
+    const file = fileURLToPath(new URL('../scheduler/damselfly.proto', import.meta.url));
+    const def = protoLoader.loadSync(file, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+    loaded = grpc.loadPackageDefinition(def);
+  }
+  const pkg = (loaded.damselfly as grpc.GrpcObject).v2 as grpc.GrpcObject;
+  return { Scheduler: pkg.Scheduler as grpc.ServiceClientConstructor, Dfdaemon: pkg.Dfdaemon as grpc.ServiceClientConstructor };
+}
+
+/** Wire shapes (keepCase) of the messages the agent builds and reads. */
+export interface PieceMsg {
+  number: number;
+  parent_id: string;
+  offset: number;
+  length: number;
+  digest: string;
+  traffic_type: 'BACK_TO_SOURCE' | 'REMOTE_PEER' | 'LOCAL_PEER';
+  cost_ms: number;
+}
+export interface HostMsg {
+  id: string;
+  type: 'NORMAL' | 'SUPER_SEED' | 'STRONG_SEED' | 'WEAK_SEED';
+  hostname: string;
+  ip: string;
+  port: number;
+  download_port: number;
+  idc: string;
+  location: string;
+  max_tx_bandwidth: number;
+  upload_limit: number;
+  concurrent_upload_count: number;
+  proxy_port: number;
+  scheduler_cluster_id: number;
+  disable_shared: boolean;
+  os: string;
+  platform: string;
+}
+export interface PeerMsg {
+  id: string;
+  host?: HostMsg;
+  state: string;
+  finished_piece_count: number;
+  task_id: string;
+  is_finished: boolean;
+}
+export interface TaskInfoMsg {
+  id: string;
+  content_length: number;
+  piece_length: number;
+  piece_count: number;
+  pieces: PieceMsg[];
+  state: string;
+  peer_count: number;
+}
+export interface DownloadMsg {
+  url: string;
+  digest: string;
+  tag: string;
+  application: string;
+  priority: string | number;
+  filtered_query_params: string[];
+  request_header: Record<string, string>;
+  piece_length: number;
+  disable_back_to_source: boolean;
+  need_back_to_source: boolean;
+  range?: { start: number; length: number } | null;
+  timeout_ms: number;
+  is_preheat: boolean;
+}
+export interface AnnouncePeerResponseMsg {
+  response?: 'empty_task_response' | 'normal_task_response' | 'need_back_to_source_response' | 'task_pieces_response';
+  empty_task_response?: object;
+  normal_task_response?: { candidate_parents: PeerMsg[]; task?: TaskInfoMsg };
+  need_back_to_source_response?: { description: string };
+  task_pieces_response?: { task?: TaskInfoMsg };
+}

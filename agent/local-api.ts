@@ -1,0 +1,131 @@
+/**
+ * The agent's local HTTP API on a unix socket (download.server.socket), used by `damselfly get`.
+ *
+ *   GET    /v1/healthy                         → 200 {"ok":true}
+ *   GET    /v1/download?url=U[&tag=][&application=][&digest=sha256:..][&piece_length=N]
+ *          [&priority=N][&filtered_query_param=P]...[&disable_back_to_source=true]
+ *          Origin request headers ride as `X-Damselfly-Header-<Name>: <value>`; an optional
+ *          `Range: bytes=S-E` gives 206. → the bytes with Content-Length and X-Damselfly-Task-Id.
+ *          Errors: JSON {code, message}; an origin non-2xx is 502 with X-Damselfly-Source-Status.
+ *   GET    /v1/tasks/{id}                      → {contentLength, finishedPieces, pieceCount, complete}
+ *   DELETE /v1/tasks/{id}                      → 204, 404 when absent
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import http from 'node:http';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
+import type { Logger } from '../adapters/log.js';
+import type { DownloadOptions, TaskManager } from './task-manager.js';
+
+const HEADER_PREFIX = 'x-damselfly-header-';
+
+function httpStatus(err: unknown): number {
+  if (err instanceof SourceError) return 502;
+  if (err instanceof RangeError) return 416;
+  switch (errorCode(err)) {
+    case 'INVALID':
+      return 400;
+    case 'NOT_FOUND':
+      return 404;
+    case 'INTEGRITY':
+      return 422;
+    case 'TIMEOUT':
+      return 504;
+    default:
+      return 503;
+  }
+}
+
+/** Parses the query and headers of a /v1/download request into DownloadOptions. */
+export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders): DownloadOptions {
+  const q = url.searchParams;
+  const target = q.get('url');
+  if (!target || !/^https?:\/\//i.test(target)) throw new RangeError('url must be an http(s) URL');
+  const requestHeaders: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (k.startsWith(HEADER_PREFIX) && typeof v === 'string') requestHeaders[k.slice(HEADER_PREFIX.length)] = v;
+  const o: DownloadOptions = { url: target, requestHeaders };
+  if (q.get('tag')) o.tag = q.get('tag')!;
+  if (q.get('application')) o.application = q.get('application')!;
+  if (q.get('digest')) o.digest = q.get('digest')!;
+  if (q.get('piece_length')) o.pieceLength = Number(q.get('piece_length'));
+  if (q.get('priority')) o.priority = Number(q.get('priority'));
+  if (q.getAll('filtered_query_param').length > 0) o.filteredQueryParams = q.getAll('filtered_query_param');
+  if (q.get('disable_back_to_source') === 'true') o.disableBackToSource = true;
+  const r = /^bytes=(\d+)-(\d*)$/.exec(String(headers.range ?? ''));
+  if (r) o.range = { start: Number(r[1]), end: r[2] ? Number(r[2]) : undefined };
+  return o;
+}
+
+export async function startLocalApi(opts: { socket: string; taskManager: TaskManager; logger: Logger }): Promise<{ socket: string; close(): Promise<void> }> {
+  const tm = opts.taskManager;
+  mkdirSync(path.dirname(opts.socket), { recursive: true });
+  rmSync(opts.socket, { force: true }); // a stale socket of a previous run would make listen fail
+  const server = http.createServer((req, res) => {
+    void handle(req, res).catch((err) => {
+      if (res.headersSent) {
+        res.destroy(err as Error);
+        return;
+      }
+      const status = httpStatus(err);
+      const extra: Record<string, string> = err instanceof SourceError ? { 'x-damselfly-source-status': String(err.status) } : {};
+      const body = JSON.stringify({ code: err instanceof RangeError ? 'INVALID' : errorCode(err), message: errorMessage(err) });
+      res.writeHead(status, { 'content-type': 'application/json', ...extra }).end(body);
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/v1/healthy') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      return;
+    }
+    const tmatch = /^\/v1\/tasks\/([0-9a-f]{64})$/.exec(url.pathname);
+    if (tmatch && req.method === 'GET') {
+      const s = tm.stat(tmatch[1]);
+      if (!s) res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(s));
+      return;
+    }
+    if (tmatch && req.method === 'DELETE') {
+      res.writeHead((await tm.delete(tmatch[1])) ? 204 : 404).end();
+      return;
+    }
+    if (url.pathname !== '/v1/download' || req.method !== 'GET') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
+      return;
+    }
+    const ac = new AbortController();
+    res.on('close', () => ac.abort(new Error('client went away')));
+    const o = parseDownloadRequest(url, req.headers);
+    o.signal = ac.signal;
+    const ts = await tm.download(o);
+    const length = ts.range ? ts.range.end - ts.range.start + 1 : ts.contentLength;
+    const headers: Record<string, string | number> = {
+      ...ts.responseHeaders,
+      'content-length': length,
+      'x-damselfly-task-id': ts.taskId,
+      'x-damselfly-peer-id': ts.peerId,
+      'x-damselfly-from-cache': String(ts.fromCache),
+    };
+    if (ts.range) headers['content-range'] = `bytes ${ts.range.start}-${ts.range.end}/${ts.contentLength}`;
+    res.writeHead(ts.range ? 206 : 200, headers);
+    // A failing task destroys the body; pipeline then destroys the response so the client sees a short read.
+    await pipeline(ts.body, res);
+  }
+
+  server.listen(opts.socket);
+  await once(server, 'listening');
+  return {
+    socket: opts.socket,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          rmSync(opts.socket, { force: true });
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}

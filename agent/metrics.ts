@@ -1,0 +1,46 @@
+/**
+ * The agent's Prometheus registry, `dragonfly_client_*` names after Dragonfly's client metrics so
+ * existing dashboards keep working. The proxy registers its own metrics on the same registry.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { version } from '../control/version.js';
+
+export function createAgentMetrics() {
+  const registry = new Registry();
+  const r = [registry];
+  const m = {
+    registry,
+    downloadTaskTotal: new Counter({ name: 'dragonfly_client_download_task_total', help: 'Downloads started', labelNames: ['type', 'tag', 'app', 'priority'], registers: r }),
+    downloadTaskFailureTotal: new Counter({ name: 'dragonfly_client_download_task_failure_total', help: 'Downloads failed', labelNames: ['type', 'tag', 'app', 'priority'], registers: r }),
+    downloadTraffic: new Counter({ name: 'dragonfly_client_download_traffic', help: 'Bytes downloaded by source', labelNames: ['type'], registers: r }),
+    uploadTraffic: new Counter({ name: 'dragonfly_client_upload_traffic', help: 'Bytes uploaded to other peers', registers: r }),
+    uploadTaskTotal: new Counter({ name: 'dragonfly_client_upload_task_total', help: 'Piece uploads', labelNames: ['type'], registers: r }),
+    uploadTaskFailureTotal: new Counter({ name: 'dragonfly_client_upload_task_failure_total', help: 'Piece uploads refused or failed', labelNames: ['type'], registers: r }),
+    concurrentDownloadTaskTotal: new Gauge({ name: 'dragonfly_client_concurrent_download_task_total', help: 'Tasks downloading now', registers: r }),
+    concurrentUploadPieceTotal: new Gauge({ name: 'dragonfly_client_concurrent_upload_piece_total', help: 'Pieces uploading now', registers: r }),
+    backendRequestTotal: new Counter({ name: 'dragonfly_client_backend_request_total', help: 'Requests to origins', labelNames: ['scheme', 'method'], registers: r }),
+    backendRequestFailureTotal: new Counter({ name: 'dragonfly_client_backend_request_failure_total', help: 'Failed requests to origins', labelNames: ['scheme', 'method'], registers: r }),
+    downloadTaskDuration: new Histogram({
+      name: 'dragonfly_client_download_task_duration_milliseconds',
+      help: 'Task download duration',
+      labelNames: ['task_type', 'task_size_level'],
+      buckets: Array.from({ length: 24 }, (_, i) => 2 ** i),
+      registers: r,
+    }),
+    diskSpaceTotal: new Gauge({ name: 'dragonfly_client_disk_space_total', help: 'Capacity of the storage file system (or diskThreshold)', registers: r }),
+    diskUsageSpaceTotal: new Gauge({ name: 'dragonfly_client_disk_usage_space_total', help: 'Used bytes of the storage file system', registers: r }),
+    version: new Gauge({ name: 'dragonfly_client_version', help: 'Version', labelNames: ['git_version', 'platform'], registers: r }),
+  };
+  m.version.set({ git_version: version, platform: `${process.platform}/${process.arch}` }, 1);
+  return m;
+}
+
+export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
+
+/** Dragonfly's task size level label: 1 for < 1 MiB ... by powers of 4 up to 7. */
+export function taskSizeLevel(bytes: number): string {
+  const mib = bytes / 1024 ** 2;
+  const levels = [1, 4, 8, 16, 32, 256, 512, 1024];
+  for (let i = 0; i < levels.length; i++) if (mib < levels[i]) return String(i + 1);
+  return String(levels.length + 1);
+}

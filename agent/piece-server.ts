@@ -1,0 +1,113 @@
+/**
+ * The upload side: an HTTP/1.1 keep-alive server other agents fetch pieces from. It serves only
+ * verified pieces (those the store lists), also of tasks still downloading, within the upload rate
+ * and concurrency limits (429 when saturated).
+ *
+ *   GET /v1/tasks/{taskId}/pieces?from=K&wait_ms=N
+ *       → {taskId, contentLength, pieceLength, headers, pieces:[numbers], next, complete}
+ *       `pieces` are the pieces finished at positions ≥ K of the order they finished in; pass `next`
+ *       as the following `from`. With nothing new, waits up to wait_ms (max 30 s) for a piece.
+ *   GET /v1/tasks/{taskId}/pieces/{number}  → the piece's bytes (404 unless held and verified)
+ */
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../adapters/log.js';
+import type { AgentMetrics } from './metrics.js';
+import type { TokenBucket } from './ratelimit.js';
+import type { PieceStore } from './storage/store.js';
+
+/** Bytes written per rate-limiter grant: small enough for a smooth rate, large enough to be cheap. */
+const UPLOAD_CHUNK = 256 * 1024;
+const MAX_WAIT_MS = 30_000;
+
+export interface PieceServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startPieceServer(opts: { ip: string; port: number; store: PieceStore; limiter: TokenBucket; concurrentLimit: number; metrics: AgentMetrics; logger: Logger }): Promise<PieceServer> {
+  const { store, limiter, metrics } = opts;
+  let uploading = 0;
+  const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    void handle(req, res).catch((err) => {
+      opts.logger.debug('piece request failed', { err: (err as Error).message });
+      if (!res.headersSent) {
+        res.writeHead(500).end();
+      } else res.destroy();
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const m = /^\/v1\/tasks\/([0-9a-f]{64})\/pieces(?:\/(\d+))?$/.exec(url.pathname);
+    if (req.method !== 'GET' || !m) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
+      return;
+    }
+    const task = store.get(m[1]);
+    if (m[2] === undefined) {
+      const from = Math.max(0, Number(url.searchParams.get('from') ?? 0) || 0);
+      const waitMs = Math.min(MAX_WAIT_MS, Math.max(0, Number(url.searchParams.get('wait_ms') ?? 0) || 0));
+      if (!task) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
+        return;
+      }
+      if (task.order.length <= from && !task.meta.complete && waitMs > 0) {
+        const closed = new Promise<void>((r) => res.once('close', r));
+        await Promise.race([task.waitPiece(waitMs), closed]);
+      }
+      const body = JSON.stringify({
+        taskId: task.taskId,
+        contentLength: task.meta.contentLength,
+        pieceLength: task.meta.pieceLength,
+        headers: task.meta.responseHeaders,
+        pieces: task.order.slice(from),
+        next: task.order.length,
+        complete: task.meta.complete,
+      });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
+    const n = Number(m[2]);
+    if (!task || !task.has(n)) {
+      res.writeHead(404).end();
+      return;
+    }
+    if (uploading >= opts.concurrentLimit) {
+      metrics.uploadTaskFailureTotal.inc({ type: 'standard' });
+      res.writeHead(429, { 'retry-after': '1' }).end();
+      return;
+    }
+    uploading++;
+    metrics.concurrentUploadPieceTotal.inc();
+    task.inUse++;
+    try {
+      const data = await task.readPiece(n);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'x-damselfly-piece-digest': task.meta.pieces[n] });
+      for (let off = 0; off < data.length && !res.destroyed; off += UPLOAD_CHUNK) {
+        const chunk = data.subarray(off, Math.min(off + UPLOAD_CHUNK, data.length));
+        await limiter.take(chunk.length);
+        if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      }
+      res.end();
+      metrics.uploadTraffic.inc(data.length);
+      metrics.uploadTaskTotal.inc({ type: 'standard' });
+    } finally {
+      task.inUse--;
+      uploading--;
+      metrics.concurrentUploadPieceTotal.dec();
+    }
+  }
+
+  server.listen(opts.port, opts.ip);
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

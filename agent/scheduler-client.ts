@@ -1,0 +1,194 @@
+/**
+ * The agent's side of the scheduler protocol: host announcements to every scheduler, the choice of
+ * one scheduler per task by consistent hashing (so all peers of a task meet), AnnouncePeer streams,
+ * and scheduler discovery through the manager (dynconfig) with a cached last good answer.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { request } from 'undici';
+import type { Logger } from '../adapters/log.js';
+import { protoPackage, type HostMsg } from './grpc.js';
+
+/** Virtual nodes per scheduler on the ring: enough that tasks spread evenly over a handful of schedulers. */
+const VIRTUAL_NODES = 128;
+
+function hash32(s: string): number {
+  return createHash('sha256').update(s).digest().readUInt32BE(0);
+}
+
+/** A consistent-hash ring over addresses; `pick(key)` is stable while the set is. */
+export class HashRing {
+  private points: { h: number; addr: string }[] = [];
+  constructor(addrs: string[]) {
+    for (const addr of new Set(addrs)) for (let i = 0; i < VIRTUAL_NODES; i++) this.points.push({ h: hash32(`${addr}#${i}`), addr });
+    this.points.sort((a, b) => a.h - b.h || (a.addr < b.addr ? -1 : 1));
+  }
+  /** The address owning `key`, undefined on an empty ring. */
+  pick(key: string): string | undefined {
+    if (this.points.length === 0) return undefined;
+    const h = hash32(key);
+    let lo = 0;
+    let hi = this.points.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.points[mid].h < h) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.points[lo % this.points.length].addr;
+  }
+}
+
+export interface SchedulerClientOptions {
+  addrs: string[];
+  announceIntervalMs: number;
+  manager?: { addr: string; refreshIntervalMs: number; cacheFile: string };
+  logger: Logger;
+}
+
+type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+export class SchedulerClient {
+  private clients = new Map<string, Client>();
+  private ring: HashRing;
+  private addrs: string[];
+  private timers: NodeJS.Timeout[] = [];
+  private announced = new Map<string, Promise<boolean>>();
+  private closed = false;
+
+  constructor(private host: HostMsg, private opts: SchedulerClientOptions) {
+    this.addrs = opts.addrs;
+    this.ring = new HashRing(this.addrs);
+  }
+
+  get schedulerAddrs(): string[] {
+    return [...this.addrs];
+  }
+
+  /** Updates the host record (e.g. once ports are bound). */
+  setHost(host: HostMsg): void {
+    this.host = host;
+  }
+
+  private client(addr: string): Client {
+    let c = this.clients.get(addr);
+    if (!c) {
+      const { Scheduler } = protoPackage();
+      c = new Scheduler(addr, grpc.credentials.createInsecure(), {
+        'grpc.keepalive_time_ms': 30_000,
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 2_000,
+      }) as unknown as Client;
+      this.clients.set(addr, c);
+    }
+    return c;
+  }
+
+  private unary<T>(addr: string, method: string, req: unknown, timeoutMs = 5_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.client(addr)[method](req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
+    });
+  }
+
+  /** Announces the host to one scheduler; resolves false (logged) on failure. */
+  announce(addr: string): Promise<boolean> {
+    const p = this.unary(addr, 'AnnounceHost', { host: this.host, interval_ms: this.opts.announceIntervalMs }).then(
+      () => true,
+      (err: grpc.ServiceError) => {
+        this.opts.logger.warn('announce host failed', { scheduler: addr, err: err.details ?? err.message });
+        return false;
+      },
+    );
+    this.announced.set(addr, p);
+    return p;
+  }
+
+  /** Starts discovery and the announce loop; resolves after the first round (never throws). */
+  async start(): Promise<void> {
+    if (this.opts.manager) {
+      await this.refreshFromManager();
+      const t = setInterval(() => void this.refreshFromManager(), this.opts.manager.refreshIntervalMs);
+      t.unref();
+      this.timers.push(t);
+    }
+    await Promise.all(this.addrs.map((a) => this.announce(a)));
+    const t = setInterval(() => {
+      for (const a of this.addrs) void this.announce(a);
+    }, this.opts.announceIntervalMs);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private setAddrs(addrs: string[]): void {
+    const changed = addrs.join(',') !== this.addrs.join(',');
+    if (!changed) return;
+    this.addrs = addrs;
+    this.ring = new HashRing(addrs);
+    for (const a of addrs) if (!this.announced.has(a)) void this.announce(a);
+    this.opts.logger.info('scheduler list updated', { schedulers: addrs });
+  }
+
+  private async refreshFromManager(): Promise<void> {
+    const m = this.opts.manager!;
+    const q = new URLSearchParams({ hostname: this.host.hostname, ip: this.host.ip, idc: this.host.idc, location: this.host.location });
+    try {
+      const res = await request(`${m.addr.replace(/\/$/, '')}/api/v1/schedulers/search?${q}`, { method: 'GET', headersTimeout: 5_000, bodyTimeout: 5_000 });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`manager answered ${res.statusCode}`);
+      const body = JSON.parse(text) as { schedulers?: { ip: string; port: number }[] };
+      const addrs = (body.schedulers ?? []).map((s) => `${s.ip}:${s.port}`);
+      if (addrs.length === 0) throw new Error('manager returned no schedulers');
+      const tmp = `${m.cacheFile}.tmp`;
+      writeFileSync(tmp, text);
+      renameSync(tmp, m.cacheFile);
+      this.setAddrs(addrs);
+    } catch (err) {
+      // A manager outage must never stop pulls: keep the last good answer, from memory or the cache file.
+      try {
+        const cached = JSON.parse(readFileSync(m.cacheFile, 'utf8')) as { schedulers?: { ip: string; port: number }[] };
+        const addrs = (cached.schedulers ?? []).map((s) => `${s.ip}:${s.port}`);
+        if (addrs.length > 0 && this.addrs === this.opts.addrs) this.setAddrs(addrs);
+      } catch {
+        /* no cache: static scheduler.addrs stay */
+      }
+      this.opts.logger.warn('scheduler discovery from manager failed; using cached schedulers', { err: (err as Error).message, cache: path.basename(m.cacheFile) });
+    }
+  }
+
+  /** The scheduler responsible for a task, or undefined when none is configured. */
+  pick(taskId: string): string | undefined {
+    return this.ring.pick(taskId);
+  }
+
+  /** Opens an AnnouncePeer stream to `addr`, announcing the host first if that has not succeeded yet. */
+  async openPeerStream(addr: string): Promise<grpc.ClientDuplexStream<unknown, unknown>> {
+    const ok = await (this.announced.get(addr) ?? this.announce(addr));
+    if (!ok && !(await this.announce(addr))) throw new Error(`scheduler ${addr} unreachable`);
+    return (this.client(addr).AnnouncePeer as () => grpc.ClientDuplexStream<unknown, unknown>).call(this.client(addr));
+  }
+
+  /** Tells the scheduler a peer left (eviction): a short stream with leave_peer_request. Never throws. */
+  async leavePeer(taskId: string, peerId: string): Promise<void> {
+    const addr = this.pick(taskId);
+    if (!addr || this.closed) return;
+    try {
+      const call = await this.openPeerStream(addr);
+      call.on('error', () => undefined);
+      call.on('data', () => undefined);
+      call.write({ host_id: this.host.id, task_id: taskId, peer_id: peerId, leave_peer_request: {} });
+      call.end();
+    } catch (err) {
+      this.opts.logger.debug('leave peer failed', { taskId, peerId, err: (err as Error).message });
+    }
+  }
+
+  /** LeaveHost to every scheduler, then closes channels. Never throws. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.all(this.addrs.map((a) => this.unary(a, 'LeaveHost', { id: this.host.id }, 2_000).catch(() => undefined)));
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Back-to-source HTTP client (undici). Redirects are followed here (up to 10) so credentials can be
+ * dropped when the host changes; non-2xx answers become SourceError with credential-free headers and
+ * a short body, connection failures become UnavailableError. Request headers are never logged.
+ */
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { SourceError, UnavailableError } from '../../adapters/errors.js';
+
+const MAX_REDIRECTS = 10;
+const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-connection', 'content-length', 'range']);
+const RESPONSE_SECRET = new Set(['set-cookie', 'authorization', 'proxy-authenticate-info']);
+/** Origin response headers kept with a task and handed to whoever reads it. */
+export const HEADERS_OF_INTEREST = ['content-type', 'docker-content-digest', 'etag', 'last-modified', 'cache-control', 'content-encoding'];
+
+let sharedDispatcher: Dispatcher | undefined;
+function dispatcher(): Dispatcher {
+  sharedDispatcher ??= new Agent({ keepAliveTimeout: 30_000, connections: 64, headersTimeout: 60_000, bodyTimeout: 120_000 });
+  return sharedDispatcher;
+}
+
+export interface SourceResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** Total length of the resource when known (from Content-Range or Content-Length of a 200), else -1. */
+  totalLength: number;
+  /** Offset of the first body byte within the resource. */
+  offset: number;
+  body: Readable;
+}
+
+function flatHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined && !RESPONSE_SECRET.has(k.toLowerCase())) out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+/** Picks the headers of interest from an origin response. */
+export function interestingHeaders(h: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of HEADERS_OF_INTEREST) if (h[k] !== undefined) out[k] = h[k];
+  return out;
+}
+
+/**
+ * GETs `url` with an optional inclusive byte range. Throws SourceError on non-2xx (incl. 416),
+ * UnavailableError when the origin cannot be reached.
+ */
+export async function sourceGet(url: string, requestHeaders: Record<string, string> = {}, range?: { start: number; end?: number }, signal?: AbortSignal): Promise<SourceResponse> {
+  let current = new URL(url);
+  const originalHost = current.host;
+  let headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(requestHeaders)) if (!HOP_HEADERS.has(k.toLowerCase())) headers[k] = v;
+  if (range) headers.range = `bytes=${range.start}-${range.end ?? ''}`;
+  for (let hop = 0; ; hop++) {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(current, { method: 'GET', headers, dispatcher: dispatcher(), signal });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new UnavailableError(`origin ${current.host} unreachable: ${(err as Error).message}`, { cause: err });
+    }
+    const h = flatHeaders(res.headers);
+    if ([301, 302, 303, 307, 308].includes(res.statusCode) && h.location) {
+      res.body.resume();
+      if (hop >= MAX_REDIRECTS) throw new SourceError(`too many redirects from ${originalHost}`, 508);
+      const next = new URL(h.location, current);
+      if (next.host !== current.host) {
+        // A redirect to another host (e.g. a registry sending blobs to S3) must not carry our credentials.
+        headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !CREDENTIAL_HEADERS.has(k.toLowerCase())));
+      }
+      current = next;
+      continue;
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const body = await readLimited(res.body, 64 * 1024);
+      throw new SourceError(`origin answered ${res.statusCode} for ${current.host}${current.pathname}`, res.statusCode, h, body);
+    }
+    let totalLength = -1;
+    let offset = 0;
+    const cr = /bytes (\d+)-(\d+)\/(\d+|\*)/.exec(h['content-range'] ?? '');
+    if (res.statusCode === 206 && cr) {
+      offset = Number(cr[1]);
+      totalLength = cr[3] === '*' ? -1 : Number(cr[3]);
+    } else if (res.statusCode === 200 && h['content-length'] !== undefined) {
+      totalLength = Number(h['content-length']);
+    }
+    return { status: res.statusCode, headers: h, totalLength, offset, body: res.body };
+  }
+}
+
+async function readLimited(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const c of body) {
+      if (n < limit) chunks.push(c as Buffer);
+      n += (c as Buffer).length;
+    }
+  } catch {
+    /* a truncated error body is still an error body */
+  }
+  return Buffer.concat(chunks).subarray(0, limit);
+}

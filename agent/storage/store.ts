@@ -1,0 +1,285 @@
+/**
+ * The piece store: one sparse content file per task at {dir}/content/tasks/{id[0..3]}/{id}, pieces
+ * written at their offsets, and one JSON metadata file per task at {dir}/metadata/tasks/{id}.json
+ * (written to a temp file, fsynced, renamed). Content is fdatasynced before metadata claims a piece,
+ * so after a crash or restart every piece the metadata lists is one that was verified and written.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { IntegrityError, NotFoundError } from '../../adapters/errors.js';
+import type { Logger } from '../../adapters/log.js';
+import { pieceBounds, pieceCount } from '../task-id.js';
+
+export interface TaskMetadata {
+  taskId: string;
+  peerId: string;
+  url: string; // without credentials
+  tag?: string;
+  application?: string;
+  contentLength: number; // -1 while unknown
+  pieceLength: number;
+  responseHeaders: Record<string, string>;
+  /** piece number → "sha256:<hex>" of the verified bytes on disk */
+  pieces: Record<string, string>;
+  complete: boolean;
+  digest?: string;
+  createdAt: number;
+  updatedAt: number;
+  accessedAt: number;
+}
+
+/** Removes userinfo from a URL before it is stored or logged. */
+export function stripCredentials(url: string): string {
+  return url.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)[^/@?#]*@/, '$1');
+}
+
+/** One task's files. Pieces are written and read with positional I/O on a shared handle. */
+export class StoredTask {
+  private fh?: fs.FileHandle;
+  private opening?: Promise<fs.FileHandle>;
+  private flushTimer?: NodeJS.Timeout;
+  private flushing: Promise<void> = Promise.resolve();
+  private dirty = false;
+  /** Finished piece numbers in the order they finished; the piece server's long-poll cursor indexes it. */
+  readonly order: number[] = [];
+  private listeners = new Set<() => void>();
+  inUse = 0;
+
+  constructor(readonly store: PieceStore, public meta: TaskMetadata) {
+    for (const n of Object.keys(meta.pieces)) this.order.push(Number(n));
+    this.order.sort((a, b) => a - b);
+  }
+
+  get taskId(): string {
+    return this.meta.taskId;
+  }
+  get pieceCount(): number {
+    return this.meta.contentLength < 0 ? -1 : pieceCount(this.meta.contentLength, this.meta.pieceLength);
+  }
+  has(n: number): boolean {
+    return this.meta.pieces[n] !== undefined;
+  }
+  get finishedCount(): number {
+    return this.order.length;
+  }
+
+  private handle(): Promise<fs.FileHandle> {
+    if (this.fh) return Promise.resolve(this.fh);
+    this.opening ??= (async () => {
+      const file = this.store.contentPath(this.taskId);
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      // 'a+' would force appends; open r+ and create when missing so positional writes land where asked.
+      let fh: fs.FileHandle;
+      try {
+        fh = await fs.open(file, 'r+');
+      } catch {
+        fh = await fs.open(file, 'w+');
+      }
+      this.fh = fh;
+      return fh;
+    })();
+    return this.opening;
+  }
+
+  /** Sets length facts learned from the origin, the scheduler or a parent. */
+  setContent(contentLength: number, pieceLength: number, headers?: Record<string, string>): void {
+    if (this.meta.contentLength < 0 && contentLength >= 0) this.meta.contentLength = contentLength;
+    if (pieceLength > 0 && this.order.length === 0) this.meta.pieceLength = pieceLength;
+    if (headers && Object.keys(headers).length > 0 && Object.keys(this.meta.responseHeaders).length === 0) this.meta.responseHeaders = headers;
+    this.markDirty();
+  }
+
+  /** Writes a verified piece at its offset and records it. Throws on I/O errors. */
+  async writePiece(n: number, data: Buffer, digest: string): Promise<void> {
+    if (this.has(n)) return;
+    const { offset, length } = pieceBounds(n, this.meta.contentLength, this.meta.pieceLength);
+    if (data.length !== length) throw new IntegrityError(`piece ${n} has ${data.length} bytes, expected ${length}`);
+    const fh = await this.handle();
+    let done = 0;
+    while (done < length) {
+      const { bytesWritten } = await fh.write(data, done, length - done, offset + done);
+      done += bytesWritten;
+    }
+    if (this.has(n)) return;
+    this.meta.pieces[n] = digest;
+    this.order.push(n);
+    this.meta.updatedAt = Date.now();
+    this.markDirty();
+    for (const l of [...this.listeners]) l();
+  }
+
+  /** Reads piece `n`; throws NotFoundError when it is not held and verified. */
+  async readPiece(n: number): Promise<Buffer> {
+    if (!this.has(n)) throw new NotFoundError(`piece ${n} of task ${this.taskId} is not held`);
+    const { offset, length } = pieceBounds(n, this.meta.contentLength, this.meta.pieceLength);
+    return this.readRange(offset, length);
+  }
+
+  /** Reads `length` bytes at `offset` of the content file. */
+  async readRange(offset: number, length: number): Promise<Buffer> {
+    const fh = await this.handle();
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0) throw new NotFoundError(`content of task ${this.taskId} is shorter than expected`);
+      done += bytesRead;
+    }
+    return buf;
+  }
+
+  /** Calls `fn` whenever a piece finishes; returns the unsubscribe function. */
+  onPiece(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Resolves when a piece finishes after this call or after `ms`. */
+  waitPiece(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const off = this.onPiece(done);
+      function done() {
+        clearTimeout(t);
+        off();
+        resolve();
+      }
+    });
+  }
+
+  touch(): void {
+    this.meta.accessedAt = Date.now();
+    this.markDirty();
+  }
+
+  private markDirty(): void {
+    this.dirty = true;
+    // Batch metadata writes: a piece lost by a crash inside this window is merely fetched again.
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.flush().catch((err) => this.store.logger.warn('metadata flush failed', { taskId: this.taskId, err }));
+    }, 200);
+  }
+
+  /** Persists metadata now: fdatasync the content, then atomically replace the JSON. */
+  flush(): Promise<void> {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    this.flushing = this.flushing.then(async () => {
+      if (!this.dirty || this.store.isDeleted(this.taskId)) return;
+      this.dirty = false;
+      if (this.fh) await this.fh.datasync();
+      await this.store.writeMeta(this.meta);
+    });
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    const fh = this.fh;
+    this.fh = undefined;
+    this.opening = undefined;
+    await fh?.close();
+  }
+
+  /** Bytes this task occupies on disk (approximately: the verified pieces). */
+  get size(): number {
+    if (this.meta.contentLength <= 0) return 0;
+    let s = 0;
+    for (const n of this.order) s += pieceBounds(n, this.meta.contentLength, this.meta.pieceLength).length;
+    return s;
+  }
+}
+
+export class PieceStore {
+  readonly tasks = new Map<string, StoredTask>();
+  private deleted = new Set<string>();
+
+  constructor(readonly dir: string, readonly logger: Logger) {}
+
+  contentPath(taskId: string): string {
+    return path.join(this.dir, 'content', 'tasks', taskId.slice(0, 3), taskId);
+  }
+  metaPath(taskId: string): string {
+    return path.join(this.dir, 'metadata', 'tasks', `${taskId}.json`);
+  }
+  isDeleted(taskId: string): boolean {
+    return this.deleted.has(taskId);
+  }
+
+  /** Loads every task's metadata; unreadable or inconsistent metadata drops that task's files. `keep:false` wipes. */
+  load(keep: boolean): void {
+    if (!keep) {
+      rmSync(path.join(this.dir, 'content'), { recursive: true, force: true });
+      rmSync(path.join(this.dir, 'metadata'), { recursive: true, force: true });
+    }
+    const metaDir = path.join(this.dir, 'metadata', 'tasks');
+    mkdirSync(metaDir, { recursive: true });
+    mkdirSync(path.join(this.dir, 'content', 'tasks'), { recursive: true });
+    for (const name of readdirSync(metaDir)) {
+      if (!name.endsWith('.json')) {
+        rmSync(path.join(metaDir, name), { force: true }); // leftover temp file of an interrupted write
+        continue;
+      }
+      const id = name.slice(0, -5);
+      try {
+        const meta = JSON.parse(readFileSync(path.join(metaDir, name), 'utf8')) as TaskMetadata;
+        if (meta.taskId !== id || typeof meta.pieces !== 'object' || typeof meta.pieceLength !== 'number') throw new Error('inconsistent metadata');
+        if (meta.contentLength >= 0) for (const n of Object.keys(meta.pieces)) pieceBounds(Number(n), meta.contentLength, meta.pieceLength);
+        this.tasks.set(id, new StoredTask(this, meta));
+      } catch (err) {
+        this.logger.warn('dropping task with unreadable metadata', { taskId: id, err });
+        rmSync(path.join(metaDir, name), { force: true });
+        rmSync(this.contentPath(id), { force: true });
+      }
+    }
+  }
+
+  get(taskId: string): StoredTask | undefined {
+    return this.tasks.get(taskId);
+  }
+
+  /** Returns the task's store entry, creating it with `init` when absent. */
+  open(taskId: string, init: () => Omit<TaskMetadata, 'pieces' | 'complete' | 'createdAt' | 'updatedAt' | 'accessedAt'>): StoredTask {
+    let t = this.tasks.get(taskId);
+    if (!t) {
+      const now = Date.now();
+      this.deleted.delete(taskId);
+      t = new StoredTask(this, { ...init(), pieces: {}, complete: false, createdAt: now, updatedAt: now, accessedAt: now });
+      this.tasks.set(taskId, t);
+    }
+    return t;
+  }
+
+  async writeMeta(meta: TaskMetadata): Promise<void> {
+    const file = this.metaPath(meta.taskId);
+    const tmp = `${file}.${process.pid}.tmp`;
+    const fh = await fs.open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(meta));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, file);
+  }
+
+  /** Removes a task's content and metadata. Returns false when absent. */
+  async delete(taskId: string): Promise<boolean> {
+    const t = this.tasks.get(taskId);
+    if (!t) return false;
+    this.tasks.delete(taskId);
+    this.deleted.add(taskId);
+    await t.close().catch(() => undefined);
+    await fs.rm(this.metaPath(taskId), { force: true });
+    await fs.rm(this.contentPath(taskId), { force: true });
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.tasks.values()].map((t) => t.close().catch(() => undefined)));
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Task IDs and piece math compatible with Dragonfly (research/dragonfly.md §4.1–4.2):
+ *   task_id = hex(sha256(filteredURL ‖ tag ‖ application ‖ revision ‖ decimal(piece_length) ‖ "STANDARD"))
+ * with the optional parts omitted when empty, and the remaining query re-encoded like Go's
+ * url.Values.Encode() (sorted keys, QueryEscape) so IDs match Dragonfly's for the same URL.
+ */
+import { createHash } from 'node:crypto';
+
+export const MIN_PIECE_LENGTH = 4 * 1024 * 1024;
+export const MAX_PIECE_LENGTH = 64 * 1024 * 1024;
+export const MAX_PIECE_COUNT = 500;
+
+export interface TaskIdOptions {
+  tag?: string;
+  application?: string;
+  /** HuggingFace/ModelScope revision in Dragonfly; kept so its published vectors can be checked. */
+  revision?: string;
+  pieceLength?: number;
+  filteredQueryParams?: string[];
+}
+
+/** Go's url.QueryEscape: everything but [A-Za-z0-9-_.~] percent-encoded (upper hex), space as '+'. */
+export function goQueryEscape(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-_.~]/.test(c)) out += c;
+    else if (byte === 0x20) out += '+';
+    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+/** Go's url.QueryUnescape; returns undefined for a malformed escape (Go drops such pairs). */
+function goQueryUnescape(s: string): string | undefined {
+  if (/%(?![0-9a-fA-F]{2})/.test(s)) return undefined;
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '%') {
+      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (ch === '+') bytes.push(0x20);
+    else for (const b of Buffer.from(ch, 'utf8')) bytes.push(b);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** Parses a raw query like Go's url.ParseQuery (pairs with ';' or bad escapes are skipped). */
+export function goParseQuery(raw: string): Map<string, string[]> {
+  const values = new Map<string, string[]>();
+  for (const part of raw.split('&')) {
+    if (part === '' || part.includes(';')) continue;
+    const eq = part.indexOf('=');
+    const k = goQueryUnescape(eq < 0 ? part : part.slice(0, eq));
+    const v = goQueryUnescape(eq < 0 ? '' : part.slice(eq + 1));
+    if (k === undefined || v === undefined) continue;
+    const list = values.get(k);
+    if (list) list.push(v);
+    else values.set(k, [v]);
+  }
+  return values;
+}
+
+/** Go's url.Values.Encode(): keys sorted bytewise, values in order. */
+export function goEncodeQuery(values: Map<string, string[]>): string {
+  const keys = [...values.keys()].sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  const parts: string[] = [];
+  for (const k of keys) for (const v of values.get(k)!) parts.push(`${goQueryEscape(k)}=${goQueryEscape(v)}`);
+  return parts.join('&');
+}
+
+/** The URL with filtered query params removed (query dropped if empty, a bare "/" path trimmed). */
+export function filterUrl(url: string, filtered: string[] = []): string {
+  const hashAt = url.indexOf('#');
+  const fragment = hashAt >= 0 ? url.slice(hashAt) : '';
+  const noFrag = hashAt >= 0 ? url.slice(0, hashAt) : url;
+  const qAt = noFrag.indexOf('?');
+  let base = qAt >= 0 ? noFrag.slice(0, qAt) : noFrag;
+  let query = qAt >= 0 ? noFrag.slice(qAt + 1) : '';
+  if (filtered.length > 0 && qAt >= 0) {
+    const hidden = new Set(filtered);
+    const values = goParseQuery(query);
+    for (const k of [...values.keys()]) if (hidden.has(k)) values.delete(k);
+    query = goEncodeQuery(values);
+  }
+  // Rust's url crate renders "https://host" as "https://host/"; Dragonfly trims that slash so both spellings share an ID.
+  const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/]*(\/.*)?$/.exec(base);
+  if (m && m[1] === '/') base = base.slice(0, -1);
+  return base + (query ? '?' + query : '') + fragment;
+}
+
+/** Dragonfly's URL-based task ID (TaskIDV2ByURLBased). */
+export function taskId(url: string, options: TaskIdOptions = {}): string {
+  const h = createHash('sha256');
+  h.update(filterUrl(url, options.filteredQueryParams ?? []));
+  if (options.tag) h.update(options.tag);
+  if (options.application) h.update(options.application);
+  if (options.revision) h.update(options.revision);
+  if (options.pieceLength !== undefined && options.pieceLength > 0) h.update(String(options.pieceLength));
+  h.update('STANDARD');
+  return h.digest('hex');
+}
+
+function nextPowerOfTwo(n: number): number {
+  if (n <= 1) return 1;
+  return 2 ** Math.ceil(Math.log2(n));
+}
+
+/** Piece length for a content length: nextPowerOfTwo(len/500) clamped to [4 MiB, 64 MiB]. */
+export function pieceLengthFor(contentLength: number): number {
+  const p = nextPowerOfTwo(Math.floor(Math.max(0, contentLength) / MAX_PIECE_COUNT));
+  if (p >= MAX_PIECE_LENGTH) return MAX_PIECE_LENGTH;
+  if (p > MIN_PIECE_LENGTH) return p;
+  return MIN_PIECE_LENGTH;
+}
+
+/** Number of pieces of a content (0 for empty content). */
+export function pieceCount(contentLength: number, pieceLength: number): number {
+  return contentLength <= 0 ? 0 : Math.ceil(contentLength / pieceLength);
+}
+
+/** Offset and length of piece `number`. Throws RangeError when out of bounds. */
+export function pieceBounds(number: number, contentLength: number, pieceLength: number): { offset: number; length: number } {
+  const count = pieceCount(contentLength, pieceLength);
+  if (!Number.isInteger(number) || number < 0 || number >= count) throw new RangeError(`piece ${number} out of range 0..${count - 1}`);
+  const offset = number * pieceLength;
+  return { offset, length: Math.min(pieceLength, contentLength - offset) };
+}
+
+/** First and last piece numbers covering bytes [start, end] (inclusive). Throws RangeError on a bad range. */
+export function piecesCovering(start: number, end: number, contentLength: number, pieceLength: number): { first: number; last: number } {
+  if (start < 0 || end < start || end >= contentLength) throw new RangeError(`range ${start}-${end} not within 0-${contentLength - 1}`);
+  return { first: Math.floor(start / pieceLength), last: Math.floor(end / pieceLength) };
+}
+
+/** "sha256:<hex>" of a buffer. */
+export function sha256Digest(buf: Uint8Array): string {
+  return 'sha256:' + createHash('sha256').update(buf).digest('hex');
+}

@@ -1,0 +1,974 @@
+/**
+ * The download engine. One Task per task ID at a time (concurrent downloads of the same URL share
+ * it); its run loop asks the scheduler for parents over one AnnouncePeer stream, fetches pieces from
+ * several parents in parallel, verifies each against the digest the scheduler relays, and goes back to
+ * source when told to, and as the fallback when the scheduler or every parent fails: P2P failing never
+ * fails a download. Readers get bytes in order as pieces land.
+ *
+ * Task lifecycle (Task.state):
+ *   running  --all wanted pieces verified-->  done
+ *   running  --origin error / integrity / disabled back-to-source-->  failed
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type * as grpc from '@grpc/grpc-js';
+import { Pool } from 'undici';
+import { IntegrityError, SourceError, TimeoutError, UnavailableError, errorMessage, isDamselflyError } from '../adapters/errors.js';
+import type { Logger } from '../adapters/log.js';
+import type { AgentConfig } from './config.js';
+import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, TaskInfoMsg } from './grpc.js';
+import type { AgentMetrics } from './metrics.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
+import type { TokenBucket } from './ratelimit.js';
+import type { SchedulerClient } from './scheduler-client.js';
+import { interestingHeaders, sourceGet } from './source/client.js';
+import { stripCredentials, type PieceStore, type StoredTask } from './storage/store.js';
+import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId as computeTaskId } from './task-id.js';
+
+export interface DownloadOptions {
+  url: string;
+  requestHeaders?: Record<string, string>; // forwarded to the origin (incl. Authorization); never logged
+  tag?: string;
+  application?: string;
+  priority?: number;
+  filteredQueryParams?: string[]; // default: DEFAULT_FILTERED_QUERY_PARAMS from agent/proxy/config.ts
+  pieceLength?: number;
+  digest?: string; // 'sha256:<hex>' of the whole content
+  range?: { start: number; end?: number }; // inclusive end; only pieces covering it are downloaded
+  disableBackToSource?: boolean;
+  signal?: AbortSignal;
+  /** Register with need_back_to_source (the scheduler's seed-peer trigger). */
+  needBackToSource?: boolean;
+  isPreheat?: boolean;
+}
+
+export interface TaskStream {
+  taskId: string;
+  peerId: string;
+  contentLength: number;
+  range?: { start: number; end: number };
+  responseHeaders: Record<string, string>;
+  fromCache: boolean;
+  body: Readable;
+}
+
+export interface TaskManagerDeps {
+  config: AgentConfig;
+  store: PieceStore;
+  scheduler?: SchedulerClient;
+  host: () => HostMsg;
+  metrics: AgentMetrics;
+  logger: Logger;
+  limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket };
+}
+
+/** Responses to give up on the scheduler after (Dragonfly's scheduler.maxScheduleCount). */
+const MAX_SCHEDULE_COUNT = 5;
+/** Long-poll window of a child asking a parent which pieces it holds. */
+const PARENT_POLL_WAIT_MS = 1_000;
+/** Pause before asking a parent again after a 429 or an empty 404. */
+const PARENT_RETRY_MS = 100;
+
+class Deferred<T = void> {
+  promise: Promise<T>;
+  resolve!: (v: T) => void;
+  reject!: (e: unknown) => void;
+  settled = false;
+  constructor() {
+    this.promise = new Promise<T>((res, rej) => {
+      this.resolve = (v) => {
+        this.settled = true;
+        res(v);
+      };
+      this.reject = (e) => {
+        this.settled = true;
+        rej(e);
+      };
+    });
+    this.promise.catch(() => undefined);
+  }
+}
+
+type TaskState = 'running' | 'done' | 'failed';
+
+class Task {
+  state: TaskState = 'running';
+  readonly peerId: string;
+  readonly contentKnown = new Deferred();
+  readonly finished = new Deferred();
+  wantAll = false;
+  wantRanges: [number, number][] = [];
+  /** piece number → digest announced by the scheduler (pieces read from the origin by some peer). */
+  readonly digests = new Map<number, string>();
+  readonly log: Logger;
+  readonly startedAt = Date.now();
+  private wake = new Set<() => void>();
+
+  constructor(readonly id: string, readonly stored: StoredTask, readonly opts: DownloadOptions, peerId: string, logger: Logger) {
+    this.peerId = peerId;
+    this.log = logger.child({ taskId: id, peerId });
+    if (stored.meta.contentLength >= 0) this.contentKnown.resolve();
+    for (const [n, d] of Object.entries(stored.meta.pieces)) this.digests.set(Number(n), d);
+  }
+
+  get contentLength(): number {
+    return this.stored.meta.contentLength;
+  }
+  get pieceLength(): number {
+    return this.stored.meta.pieceLength;
+  }
+  get pieceCount(): number {
+    return this.stored.pieceCount;
+  }
+
+  /** Adds what a caller wants; `undefined` range = the whole task. */
+  want(range?: [number, number]): void {
+    if (!range) this.wantAll = true;
+    else this.wantRanges.push(range);
+    this.notify();
+  }
+
+  wanted(n: number): boolean {
+    if (this.wantAll) return true;
+    return this.wantRanges.some(([a, b]) => n >= a && n <= b);
+  }
+
+  /** Wanted pieces not yet held; empty also while the content length is unknown and nothing is wanted. */
+  missing(): number[] {
+    const count = this.pieceCount;
+    if (count < 0) return [];
+    const out: number[] = [];
+    for (let n = 0; n < count; n++) if (this.wanted(n) && !this.stored.has(n)) out.push(n);
+    return out;
+  }
+
+  /** Whether someone wants something known: the whole task or a range in pieces. */
+  hasWants(): boolean {
+    return this.wantAll || this.wantRanges.some(([a]) => a >= 0);
+  }
+
+  satisfied(): boolean {
+    return this.contentLength >= 0 && this.hasWants() && this.missing().length === 0;
+  }
+
+  /** Subscribes to changes until the returned function is called. */
+  subscribe(fn: () => void): () => void {
+    this.wake.add(fn);
+    return () => this.wake.delete(fn);
+  }
+
+  setContent(contentLength: number, pieceLength: number, headers?: Record<string, string>): void {
+    if (contentLength < 0) return;
+    this.stored.setContent(contentLength, pieceLength > 0 ? pieceLength : this.opts.pieceLength ?? pieceLengthFor(contentLength), headers);
+    if (!this.contentKnown.settled) {
+      this.contentKnown.resolve();
+      this.log.debug('content length known', { contentLength, pieceLength: this.pieceLength });
+    }
+    this.notify();
+  }
+
+  /** Wakes everything waiting for a change (new want, new content facts, failure). */
+  notify(): void {
+    for (const w of [...this.wake]) w();
+  }
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const off = this.stored.onPiece(done);
+      const self = this;
+      this.wake.add(done);
+      function done() {
+        clearTimeout(t);
+        off();
+        self.wake.delete(done);
+        resolve();
+      }
+    });
+  }
+
+  fail(err: unknown): void {
+    if (this.state !== 'running') return;
+    this.state = 'failed';
+    if (!this.contentKnown.settled) this.contentKnown.reject(err);
+    this.finished.reject(err);
+    this.notify();
+  }
+}
+
+export class TaskManager {
+  private tasks = new Map<string, Task>();
+  private readonly cfg: AgentConfig;
+  private stopping = false;
+
+  constructor(private deps: TaskManagerDeps) {
+    this.cfg = deps.config;
+  }
+
+  /** Task ID of a download, as Dragonfly computes it. */
+  taskIdOf(o: DownloadOptions): string {
+    return computeTaskId(o.url, { tag: o.tag, application: o.application, pieceLength: o.pieceLength, filteredQueryParams: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS });
+  }
+
+  private newPeerId(): string {
+    const h = this.deps.host();
+    return `${h.ip}-${h.hostname}-${randomUUID()}${this.cfg.seedPeer.enable ? '-seed' : ''}`;
+  }
+
+  /** Starts or joins the task; returns it once registered (content length may still be unknown). */
+  private ensure(o: DownloadOptions, range?: [number, number]): Task {
+    const id = this.taskIdOf(o);
+    let task = this.tasks.get(id);
+    if (task && task.state === 'running') {
+      task.want(range);
+      return task;
+    }
+    const peerId = this.newPeerId();
+    const stored = this.deps.store.open(id, () => ({
+      taskId: id,
+      peerId,
+      url: stripCredentials(o.url),
+      tag: o.tag,
+      application: o.application,
+      contentLength: -1,
+      pieceLength: o.pieceLength ?? 0,
+      responseHeaders: {},
+      digest: o.digest,
+    }));
+    stored.meta.peerId = peerId;
+    task = new Task(id, stored, o, peerId, this.deps.logger);
+    task.want(range);
+    this.tasks.set(id, task);
+    stored.inUse++;
+    this.deps.metrics.concurrentDownloadTaskTotal.inc();
+    this.deps.metrics.downloadTaskTotal.inc({ type: 'standard', tag: o.tag ?? '', app: o.application ?? '', priority: String(o.priority ?? 6) });
+    void this.run(task).finally(() => {
+      stored.inUse--;
+      this.deps.metrics.concurrentDownloadTaskTotal.dec();
+      if (this.tasks.get(id) === task) this.tasks.delete(id);
+    });
+    return task;
+  }
+
+  /**
+   * Starts or joins the download of a task and resolves once the content length is known. Throws
+   * SourceError when the origin answers non-2xx, UnavailableError when neither P2P nor the origin can
+   * deliver, InvalidError-like RangeError when the range is outside the content.
+   */
+  async download(o: DownloadOptions): Promise<TaskStream> {
+    const id = this.taskIdOf(o);
+    const cached = this.deps.store.get(id);
+    if (cached?.meta.complete && !this.tasks.has(id)) {
+      cached.touch();
+      return this.stream(id, cached, undefined, o, true);
+    }
+    // The range is only known in pieces once the content length is; until then want the whole task
+    // only if no range was asked (a ranged request must not pull the whole blob).
+    let task: Task;
+    if (o.range && cached && cached.meta.contentLength >= 0) {
+      const len = cached.meta.contentLength;
+      const end = Math.min(o.range.end ?? len - 1, len - 1);
+      const { first, last } = piecesCovering(o.range.start, end, len, cached.meta.pieceLength);
+      if (first <= last && [...Array(last - first + 1).keys()].every((i) => cached.has(first + i))) {
+        cached.touch();
+        return this.stream(id, cached, undefined, o, true);
+      }
+      task = this.ensure(o, [first, last]);
+    } else {
+      task = this.ensure(o, o.range ? [-1, -1] : undefined);
+    }
+    await raceAbort(task.contentKnown.promise, o.signal);
+    if (o.range && task.contentLength >= 0) {
+      const len = task.contentLength;
+      const end = Math.min(o.range.end ?? len - 1, len - 1);
+      const { first, last } = piecesCovering(o.range.start, end, len, task.pieceLength);
+      task.want([first, last]);
+    }
+    return this.stream(id, task.stored, task, o, false);
+  }
+
+  /** Starts (or joins) a download of the whole task in the background, e.g. proxy prefetch. */
+  prefetch(o: DownloadOptions): void {
+    const task = this.ensure({ ...o, range: undefined });
+    task.finished.promise.catch((err) => task.log.warn('prefetch failed', { err: errorMessage(err) }));
+  }
+
+  /** Downloads the whole task into the cache (Dfdaemon.DownloadTask); `onProgress` after each piece. Throws like download(). */
+  async fetchToCache(o: DownloadOptions, onProgress: (t: { taskId: string; peerId: string; contentLength: number; finished: number; count: number; done: boolean }) => void): Promise<void> {
+    const id = this.taskIdOf(o);
+    const cached = this.deps.store.get(id);
+    if (cached?.meta.complete && !this.tasks.has(id)) {
+      onProgress({ taskId: id, peerId: cached.meta.peerId, contentLength: cached.meta.contentLength, finished: cached.finishedCount, count: cached.pieceCount, done: true });
+      return;
+    }
+    const task = this.ensure({ ...o, range: undefined });
+    const report = () => onProgress({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, finished: task.stored.finishedCount, count: task.pieceCount, done: false });
+    const off = task.stored.onPiece(report);
+    try {
+      await raceAbort(task.finished.promise, o.signal);
+    } finally {
+      off();
+    }
+    onProgress({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, finished: task.stored.finishedCount, count: task.pieceCount, done: true });
+  }
+
+  stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean } | undefined {
+    const s = this.deps.store.get(taskId);
+    if (!s) return undefined;
+    return { contentLength: s.meta.contentLength, finishedPieces: s.finishedCount, pieceCount: s.pieceCount, complete: s.meta.complete };
+  }
+
+  /** Evicts a task (running downloads of it fail). Returns false when absent. */
+  async delete(taskId: string): Promise<boolean> {
+    const t = this.tasks.get(taskId);
+    t?.fail(new UnavailableError(`task ${taskId} was deleted`));
+    const s = this.deps.store.get(taskId);
+    const peerId = s?.meta.peerId;
+    const ok = await this.deps.store.delete(taskId);
+    if (ok && peerId) void this.deps.scheduler?.leavePeer(taskId, peerId);
+    return ok;
+  }
+
+  /** Fails running tasks so their readers end; used on shutdown. */
+  stop(): void {
+    this.stopping = true;
+    for (const t of this.tasks.values()) t.fail(new UnavailableError('agent is shutting down'));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reading
+
+  private stream(id: string, stored: StoredTask, task: Task | undefined, o: DownloadOptions, fromCache: boolean): TaskStream {
+    const len = stored.meta.contentLength;
+    let start = 0;
+    let end = len - 1;
+    let range: { start: number; end: number } | undefined;
+    if (o.range) {
+      start = o.range.start;
+      end = Math.min(o.range.end ?? len - 1, len - 1);
+      if (len > 0) piecesCovering(start, end, len, stored.meta.pieceLength); // throws RangeError when outside
+      range = { start, end };
+    }
+    stored.inUse++;
+    let released = false;
+    const release = () => {
+      if (!released) {
+        released = true;
+        stored.inUse--;
+      }
+    };
+    const pl = stored.meta.pieceLength;
+    const metrics = this.deps.metrics;
+    async function* gen(): AsyncGenerator<Buffer> {
+      try {
+        if (len <= 0) {
+          if (task) await task.finished.promise;
+          return;
+        }
+        const first = Math.floor(start / pl);
+        const last = Math.floor(end / pl);
+        for (let n = first; n <= last; n++) {
+          while (!stored.has(n)) {
+            if (!task || task.state === 'failed') throw task ? await task.finished.promise.then(() => new UnavailableError('task ended without piece')).catch((e: unknown) => e) : new UnavailableError(`piece ${n} missing`);
+            await task.changed(5_000);
+          }
+          // The whole-content digest is checked before the last bytes go out, so a reader never
+          // receives a complete body that does not hash to what was asked.
+          if (n === last && task && o.digest && last === stored.pieceCount - 1 && !o.range) await task.finished.promise;
+          const b = pieceBounds(n, len, pl);
+          const s = Math.max(start, b.offset);
+          const e = Math.min(end + 1, b.offset + b.length);
+          const buf = await stored.readRange(s, e - s);
+          if (fromCache) metrics.downloadTraffic.inc({ type: 'local_peer' }, buf.length);
+          yield buf;
+        }
+      } finally {
+        release();
+      }
+    }
+    const body = Readable.from(gen(), { objectMode: false, highWaterMark: 1 });
+    body.on('close', release);
+    return { taskId: id, peerId: task?.peerId ?? stored.meta.peerId, contentLength: len, range, responseHeaders: { ...stored.meta.responseHeaders }, fromCache, body };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Running
+
+  private async run(task: Task): Promise<void> {
+    const o = task.opts;
+    const labels = { type: 'standard', tag: o.tag ?? '', app: o.application ?? '', priority: String(o.priority ?? 6) };
+    try {
+      let rounds = 0;
+      let triedScheduler = false;
+      let idleSince = 0;
+      while (!this.stopping && task.state === 'running') {
+        if (task.satisfied()) break;
+        if (task.contentLength >= 0 && !task.hasWants()) {
+          // A ranged reader learned the length and is about to say which pieces it wants.
+          idleSince ||= Date.now();
+          if (Date.now() - idleSince > 5_000) break;
+          await task.changed(50);
+          continue;
+        }
+        if (rounds++ > 10) throw new UnavailableError('task made no progress');
+        const sched = this.deps.scheduler;
+        const addr = sched?.pick(task.id);
+        let p2pFailed = !sched || !addr;
+        if (sched && addr && !triedScheduler) {
+          // One AnnouncePeer stream per peer: later rounds (new wants after it ended) read the origin.
+          triedScheduler = true;
+          try {
+            await new PeerSession(this, task, sched, addr, this.deps).run();
+          } catch (err) {
+            if (err instanceof SourceError || err instanceof IntegrityError || task.state !== 'running') throw err;
+            p2pFailed = true;
+            task.log.warn('P2P download failed; going back to source', { err: errorMessage(err), scheduler: addr });
+          }
+        }
+        if (task.state !== 'running' || task.satisfied()) continue;
+        if (!this.cfg.scheduler.enableBackToSource || o.disableBackToSource) {
+          if (p2pFailed) throw new UnavailableError('P2P download failed and back-to-source is disabled');
+          continue;
+        }
+        await this.backToSource(task, undefined);
+        task.wantRanges = task.wantRanges.filter(([a]) => a >= 0);
+      }
+      if (task.state !== 'running') throw await task.finished.promise.then(() => new UnavailableError('stopped')).catch((e: unknown) => e);
+      await this.complete(task);
+      this.deps.metrics.downloadTaskDuration.observe({ task_type: 'standard', task_size_level: '0' }, Date.now() - task.startedAt);
+      task.state = 'done';
+      task.finished.resolve();
+      task.notify();
+    } catch (err) {
+      this.deps.metrics.downloadTaskFailureTotal.inc(labels);
+      if (task.state === 'running') task.log.warn('download failed', { err: errorMessage(err), code: isDamselflyError(err) ? err.code : undefined });
+      task.fail(err);
+      if (err instanceof IntegrityError || (err instanceof SourceError && task.stored.finishedCount === 0)) await this.deps.store.delete(task.id).catch(() => undefined);
+    }
+  }
+
+  /** Marks a fully downloaded task complete after checking the whole-content digest. Throws IntegrityError. */
+  private async complete(task: Task): Promise<void> {
+    const s = task.stored;
+    if (s.finishedCount === s.pieceCount && s.pieceCount >= 0) {
+      const want = task.opts.digest ?? s.meta.digest;
+      if (want) {
+        const [alg, hex] = want.split(':');
+        if (alg !== 'sha256') throw new IntegrityError(`unsupported digest algorithm ${alg}`);
+        const h = createHash('sha256');
+        for (let n = 0; n < s.pieceCount; n++) h.update(await s.readPiece(n));
+        const got = h.digest('hex');
+        if (got !== hex?.toLowerCase()) throw new IntegrityError(`content digest mismatch: want sha256:${hex}, got sha256:${got}`);
+      }
+      s.meta.complete = true;
+      s.touch();
+      await s.flush();
+      task.log.info('task complete', { contentLength: s.meta.contentLength, pieces: s.pieceCount, ms: Date.now() - task.startedAt });
+    } else {
+      await s.flush();
+    }
+  }
+
+  /**
+   * Reads the missing wanted pieces (or everything, while the length is unknown) from the origin in
+   * one streaming GET, with a Range when only part is needed. Throws SourceError / UnavailableError.
+   */
+  async backToSource(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
+    const o = task.opts;
+    const known = task.contentLength >= 0;
+    let range: { start: number; end?: number } | undefined;
+    if (known) {
+      const missing = task.missing();
+      if (missing.length === 0 && task.contentLength > 0) {
+        reporter?.started(task.contentLength, task.pieceLength);
+        return;
+      }
+      if (missing.length > 0) {
+        const first = pieceBounds(missing[0], task.contentLength, task.pieceLength);
+        const last = pieceBounds(missing[missing.length - 1], task.contentLength, task.pieceLength);
+        if (first.offset > 0 || last.offset + last.length < task.contentLength) range = { start: first.offset, end: last.offset + last.length - 1 };
+      }
+    }
+    const scheme = new URL(o.url).protocol.replace(':', '');
+    this.deps.metrics.backendRequestTotal.inc({ scheme, method: 'GET' });
+    let res;
+    try {
+      res = await sourceGet(o.url, o.requestHeaders, range, o.signal);
+    } catch (err) {
+      this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
+      reporter?.failed(errorMessage(err));
+      throw err;
+    }
+    const total = res.totalLength >= 0 ? res.totalLength : task.contentLength;
+    if (total < 0) {
+      res.body.destroy();
+      // Without a length there is no piece layout; Dragonfly requires one too.
+      throw new UnavailableError('origin did not announce a content length');
+    }
+    task.setContent(total, o.pieceLength ?? (task.pieceLength > 0 && task.stored.finishedCount > 0 ? task.pieceLength : pieceLengthFor(total)), interestingHeaders(res.headers));
+    if (range === undefined && task.pieceLength < MIN_PIECE_LENGTH && !o.pieceLength && task.stored.finishedCount === 0) task.setContent(total, pieceLengthFor(total));
+    reporter?.started(total, task.pieceLength);
+    const pl = task.pieceLength;
+    const count = pieceCount(total, pl);
+    if (count === 0) {
+      res.body.resume();
+      return;
+    }
+    let pos = res.offset;
+    let n = Math.floor(pos / pl);
+    let skip = pos - n * pl; // a 206 starting mid-piece cannot happen with our ranges, but be exact
+    let cur = Buffer.allocUnsafe(pieceBounds(n, total, pl).length);
+    let fill = 0;
+    let t0 = Date.now();
+    const src = this.deps.limits.source;
+    try {
+      for await (const chunk0 of res.body) {
+        let chunk = chunk0 as Buffer;
+        await src.take(chunk.length);
+        this.deps.metrics.downloadTraffic.inc({ type: 'back_to_source' }, chunk.length);
+        while (chunk.length > 0) {
+          if (n >= count) {
+            chunk = Buffer.alloc(0);
+            break;
+          }
+          if (skip > 0) {
+            const k = Math.min(skip, chunk.length);
+            skip -= k;
+            chunk = chunk.subarray(k);
+            continue;
+          }
+          const k = Math.min(cur.length - fill, chunk.length);
+          chunk.copy(cur, fill, 0, k);
+          fill += k;
+          chunk = chunk.subarray(k);
+          if (fill === cur.length) {
+            const digest = 'sha256:' + createHash('sha256').update(cur).digest('hex');
+            const b = pieceBounds(n, total, pl);
+            if (!task.stored.has(n)) {
+              await task.stored.writePiece(n, cur, digest);
+              task.digests.set(n, digest);
+              reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0 });
+            }
+            t0 = Date.now();
+            n++;
+            if (n >= count || (range && b.offset + b.length > (range.end ?? Infinity))) break;
+            cur = Buffer.allocUnsafe(pieceBounds(n, total, pl).length);
+            fill = 0;
+          }
+        }
+        if (task.state !== 'running') {
+          res.body.destroy();
+          return;
+        }
+      }
+    } catch (err) {
+      this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
+      reporter?.failed(errorMessage(err));
+      throw new UnavailableError(`reading from origin failed: ${errorMessage(err)}`, { cause: err });
+    }
+    const lastWanted = range ? Math.floor((range.end ?? total - 1) / pl) : count - 1;
+    if (n <= lastWanted) {
+      reporter?.failed('origin closed the body early');
+      throw new UnavailableError(`origin closed the body after piece ${n - 1} of ${lastWanted}`);
+    }
+    reporter?.finished(total, count);
+  }
+}
+
+export interface BackToSourceReporter {
+  started(contentLength: number, pieceLength: number): void;
+  piece(p: PieceMsg): void;
+  finished(contentLength: number, pieceCount: number): void;
+  failed(description: string): void;
+}
+
+function raceAbort<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+// -----------------------------------------------------------------------------------------------
+// One AnnouncePeer stream: scheduling rounds, P2P piece fetching, back-to-source when told.
+
+interface Parent {
+  id: string;
+  hostId: string;
+  base: string;
+  pool: Pool;
+  has: Set<number>;
+  cursor: number;
+  inflight: number;
+  failed: boolean;
+  retryAt: number;
+}
+
+class PeerSession {
+  private call?: grpc.ClientDuplexStream<unknown, unknown>;
+  private parents = new Map<string, Parent>();
+  private failedParents = new Set<string>();
+  private inflight = new Set<number>();
+  private done = new Deferred();
+  private mode: 'waiting' | 'p2p' | 'source' = 'waiting';
+  private startedSent = false;
+  private schedules = 0;
+  private lastProgress = Date.now();
+  private closed = false;
+  private timers: NodeJS.Timeout[] = [];
+  private hostId: string;
+
+  constructor(
+    private tm: TaskManager,
+    private task: Task,
+    private sched: SchedulerClient,
+    private addr: string,
+    private deps: TaskManagerDeps,
+  ) {
+    this.hostId = deps.host().id;
+  }
+
+  private send(req: Record<string, unknown>): void {
+    if (this.closed || !this.call) return;
+    try {
+      this.call.write({ host_id: this.hostId, task_id: this.task.id, peer_id: this.task.peerId, ...req });
+    } catch {
+      /* the stream broke; the 'error' handler decides what happens */
+    }
+  }
+
+  /** Resolves when the wanted pieces are held; throws when P2P cannot deliver (caller falls back). */
+  async run(): Promise<void> {
+    const cfg = this.deps.config;
+    const o = this.task.opts;
+    const call = await withTimeout(this.sched.openPeerStream(this.addr), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
+    this.call = call;
+    call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
+    call.on('error', (err: Error) => this.done.reject(new UnavailableError(`scheduler stream failed: ${err.message}`)));
+    call.on('end', () => this.done.reject(new UnavailableError('scheduler closed the stream')));
+    const download: DownloadMsg = {
+      url: o.url,
+      digest: o.digest ?? '',
+      tag: o.tag ?? '',
+      application: o.application ?? '',
+      priority: `LEVEL${o.priority ?? 6}`,
+      filtered_query_params: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS,
+      request_header: o.requestHeaders ?? {},
+      piece_length: o.pieceLength ?? 0,
+      disable_back_to_source: !!o.disableBackToSource,
+      need_back_to_source: !!o.needBackToSource,
+      range: o.range ? { start: o.range.start, length: o.range.end === undefined ? 0 : o.range.end - o.range.start + 1 } : null,
+      timeout_ms: 0,
+      is_preheat: !!o.isPreheat,
+    };
+    this.send({ register_peer_request: { download } });
+    const firstAnswer = setTimeout(() => {
+      if (this.mode === 'waiting') this.done.reject(new TimeoutError('scheduler gave no answer in time'));
+    }, cfg.scheduler.scheduleTimeout);
+    this.timers.push(firstAnswer);
+    const watchdog = setInterval(() => this.checkStall(), 500);
+    this.timers.push(watchdog);
+    const off = this.task.subscribe(() => {
+      this.checkDone();
+      this.pump();
+    });
+    try {
+      await this.done.promise;
+    } finally {
+      off();
+      this.close();
+    }
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    for (const p of this.parents.values()) void p.pool.close().catch(() => undefined);
+    try {
+      this.call?.end();
+    } catch {
+      /* already gone */
+    }
+  }
+
+  private onResponse(msg: AnnouncePeerResponseMsg): void {
+    if (this.closed) return;
+    const task = this.task;
+    switch (msg.response) {
+      case 'empty_task_response':
+        task.setContent(0, MIN_PIECE_LENGTH);
+        this.send({ download_peer_finished_request: { content_length: 0, piece_count: 0 } });
+        this.done.resolve();
+        return;
+      case 'need_back_to_source_response':
+        if (this.mode === 'source') return;
+        this.mode = 'source';
+        task.log.info('scheduler says back to source', { reason: msg.need_back_to_source_response?.description });
+        void this.runBackToSource();
+        return;
+      case 'normal_task_response': {
+        const r = msg.normal_task_response!;
+        if (r.task) this.applyTaskInfo(r.task);
+        if (this.mode === 'source') return;
+        this.mode = 'p2p';
+        if (!this.startedSent) {
+          this.startedSent = true;
+          this.send({ download_peer_started_request: {} });
+        }
+        for (const p of r.candidate_parents ?? []) this.addParent(p);
+        this.lastProgress = Date.now();
+        this.checkDone();
+        this.pump();
+        return;
+      }
+      case 'task_pieces_response':
+        if (msg.task_pieces_response?.task) this.applyTaskInfo(msg.task_pieces_response.task);
+        this.pump();
+        return;
+    }
+  }
+
+  private applyTaskInfo(t: TaskInfoMsg): void {
+    if (t.content_length >= 0) this.task.setContent(Number(t.content_length), Number(t.piece_length));
+    for (const p of t.pieces ?? []) if (p.digest) this.task.digests.set(p.number, p.digest);
+  }
+
+  private async runBackToSource(): Promise<void> {
+    for (const p of this.parents.values()) p.failed = true; // stop polling: the origin serves this peer now
+    const reporter: BackToSourceReporter = {
+      started: (contentLength, pieceLength) => this.send({ download_peer_back_to_source_started_request: { description: '', content_length: contentLength, piece_length: pieceLength } }),
+      piece: (piece) => this.send({ download_piece_back_to_source_finished_request: { piece } }),
+      finished: (contentLength, count) => this.send({ download_peer_back_to_source_finished_request: { content_length: contentLength, piece_count: count } }),
+      failed: (description) => this.send({ download_peer_back_to_source_failed_request: { description } }),
+    };
+    try {
+      await this.tm.backToSource(this.task, reporter);
+      this.done.resolve();
+    } catch (err) {
+      // Origin errors (404, 401...) are final: P2P cannot help; other failures go back to source without the scheduler.
+      this.done.reject(err);
+    }
+  }
+
+  private addParent(p: PeerMsg): void {
+    if (!p.host || this.parents.has(p.id) || this.failedParents.has(p.id) || p.id === this.task.peerId) return;
+    const base = `http://${p.host.ip.includes(':') ? `[${p.host.ip}]` : p.host.ip}:${p.host.download_port}`;
+    const parent: Parent = {
+      id: p.id,
+      hostId: p.host.id,
+      base,
+      pool: new Pool(base, { connections: this.deps.config.download.concurrentPieceCount + 1, keepAliveTimeout: 10_000 }),
+      has: new Set(),
+      cursor: 0,
+      inflight: 0,
+      failed: false,
+      retryAt: 0,
+    };
+    this.parents.set(p.id, parent);
+    void this.poll(parent);
+  }
+
+  /** Long-polls a parent for the pieces it holds, until the session ends or the parent fails. */
+  private async poll(parent: Parent): Promise<void> {
+    let errors = 0;
+    while (!this.closed && !parent.failed) {
+      try {
+        const res = await parent.pool.request({
+          path: `/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}`,
+          method: 'GET',
+          headersTimeout: PARENT_POLL_WAIT_MS + 10_000,
+        });
+        if (res.statusCode === 404) {
+          await res.body.dump();
+          await sleep(PARENT_RETRY_MS * 2);
+          continue;
+        }
+        if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+        const body = (await res.body.json()) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean };
+        errors = 0;
+        if (body.contentLength >= 0 && this.task.contentLength < 0) this.task.setContent(body.contentLength, body.pieceLength, body.headers);
+        else if (body.headers && Object.keys(this.task.stored.meta.responseHeaders).length === 0) this.task.stored.setContent(body.contentLength, body.pieceLength, body.headers);
+        if (body.pieces.length > 0) {
+          for (const n of body.pieces) parent.has.add(n);
+          this.lastProgress = Date.now();
+          this.pump();
+        }
+        parent.cursor = body.next;
+        if (body.complete) return; // it has everything; nothing more to learn
+      } catch (err) {
+        if (this.closed) return;
+        if (++errors >= 2) {
+          this.parentFailed(parent, undefined, `unreachable: ${errorMessage(err)}`);
+          return;
+        }
+        await sleep(PARENT_RETRY_MS);
+      }
+    }
+  }
+
+  private usable(p: Parent): boolean {
+    return !p.failed && p.retryAt <= Date.now();
+  }
+
+  /** Fills free download slots: rarest piece first (ties: lowest number), least busy holder. */
+  private pump(): void {
+    if (this.closed || this.mode !== 'p2p' || this.task.contentLength < 0) return;
+    const limit = this.deps.config.download.concurrentPieceCount;
+    if (this.inflight.size >= limit) return;
+    const missing = this.task.missing();
+    const candidates: { n: number; holders: Parent[] }[] = [];
+    for (const n of missing) {
+      if (this.inflight.has(n) || !this.task.digests.has(n)) continue;
+      const holders = [...this.parents.values()].filter((p) => p.has.has(n) && this.usable(p));
+      if (holders.length > 0) candidates.push({ n, holders });
+    }
+    candidates.sort((a, b) => a.holders.length - b.holders.length || a.n - b.n);
+    for (const c of candidates) {
+      if (this.inflight.size >= limit) break;
+      const least = Math.min(...c.holders.map((p) => p.inflight));
+      const best = c.holders.filter((p) => p.inflight === least);
+      const parent = best[Math.floor(Math.random() * best.length)];
+      void this.fetchPiece(c.n, parent);
+    }
+  }
+
+  private async fetchPiece(n: number, parent: Parent): Promise<void> {
+    const task = this.task;
+    this.inflight.add(n);
+    parent.inflight++;
+    const t0 = Date.now();
+    const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
+    const want = task.digests.get(n)!;
+    let failure: string | undefined;
+    try {
+      const res = await parent.pool.request({
+        path: `/v1/tasks/${task.id}/pieces/${n}`,
+        method: 'GET',
+        signal: AbortSignal.timeout(this.deps.config.download.pieceTimeout),
+      });
+      if (res.statusCode === 404) {
+        await res.body.dump();
+        parent.has.delete(n);
+        return;
+      }
+      if (res.statusCode === 429) {
+        await res.body.dump();
+        parent.retryAt = Date.now() + PARENT_RETRY_MS;
+        setTimeout(() => this.pump(), PARENT_RETRY_MS + 5).unref();
+        return;
+      }
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        failure = `status ${res.statusCode}`;
+        return;
+      }
+      const buf = Buffer.allocUnsafe(length);
+      const h = createHash('sha256');
+      let got = 0;
+      const limiter = this.deps.limits.download;
+      for await (const c of res.body) {
+        const chunk = c as Buffer;
+        if (got + chunk.length > length) {
+          failure = 'parent sent too many bytes';
+          res.body.destroy();
+          return;
+        }
+        chunk.copy(buf, got);
+        h.update(chunk);
+        got += chunk.length;
+        await limiter.take(chunk.length);
+      }
+      if (got !== length) {
+        failure = `short piece (${got}/${length} bytes)`;
+        return;
+      }
+      const digest = 'sha256:' + h.digest('hex');
+      if (digest !== want) {
+        failure = 'digest mismatch';
+        return;
+      }
+      if (this.closed || task.stored.has(n)) return;
+      await task.stored.writePiece(n, buf, digest);
+      this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
+      this.lastProgress = Date.now();
+      this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
+    } catch (err) {
+      failure = errorMessage(err);
+    } finally {
+      this.inflight.delete(n);
+      parent.inflight--;
+      if (failure !== undefined) this.parentFailed(parent, n, failure);
+      this.checkDone();
+      this.pump();
+    }
+  }
+
+  /** A parent that failed a piece (or is unreachable) is reported and never used again by this peer. */
+  private parentFailed(parent: Parent, n: number | undefined, reason: string): void {
+    if (this.closed) return;
+    this.task.log.warn('parent failed', { parentId: parent.id, piece: n, reason });
+    if (n !== undefined) this.send({ download_piece_failed_request: { piece_number: n, parent_id: parent.id, temporary: true, reason } });
+    if (parent.failed) return;
+    parent.failed = true;
+    this.failedParents.add(parent.id);
+    this.parents.delete(parent.id);
+    void parent.pool.destroy().catch(() => undefined);
+    if (this.mode === 'p2p' && [...this.parents.values()].every((p) => p.failed)) this.reschedule('every parent failed');
+  }
+
+  private reschedule(description: string): void {
+    if (++this.schedules > MAX_SCHEDULE_COUNT) {
+      this.done.reject(new UnavailableError(`gave up after ${MAX_SCHEDULE_COUNT} schedules: ${description}`));
+      return;
+    }
+    this.task.log.info('asking for new parents', { description, blocked: [...this.failedParents] });
+    this.lastProgress = Date.now();
+    this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description } });
+  }
+
+  private checkStall(): void {
+    if (this.closed || this.mode !== 'p2p') return;
+    const stallMs = Math.max(3_000, Math.min(this.deps.config.download.pieceTimeout, 15_000));
+    if (this.inflight.size === 0 && Date.now() - this.lastProgress > stallMs) this.reschedule('no progress from parents');
+  }
+
+  private checkDone(): void {
+    if (this.mode !== 'p2p' || !this.task.satisfied()) return;
+    if (this.task.stored.finishedCount === this.task.pieceCount) {
+      this.send({ download_peer_finished_request: { content_length: this.task.contentLength, piece_count: this.task.pieceCount } });
+    }
+    this.done.resolve();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new TimeoutError(what)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
