@@ -114,7 +114,7 @@ export async function createKvStore(config: KvConfigInput | KvConfig): Promise<K
     case 'sqlite':
       return (await import('./kv/sqlite.js')).SqliteKvStore.open(c);
     case 'postgres':
-      throw notYet(c.kind); // TODO kv/postgres
+      return (await import('./kv/postgres.js')).PostgresKvStore.open(c);
     case 'redis':
       throw notYet(c.kind); // TODO kv/redis
     case 'dynamodb':
@@ -136,7 +136,7 @@ export async function createQueue(config: QueueConfigInput | QueueConfig): Promi
     case 'sqlite':
       return (await import('./queue/sqlite.js')).SqliteQueue.open(c);
     case 'postgres':
-      throw notYet(c.kind); // TODO queue/postgres
+      return (await import('./queue/postgres.js')).PostgresQueue.open(c);
     case 'redis':
       throw notYet(c.kind); // TODO queue/redis
     case 'sqs':

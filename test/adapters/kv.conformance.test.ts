@@ -5,9 +5,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { kvConformance } from '../../adapters/kv/conformance.js';
 import { createKvStore } from '../../adapters/stores.js';
+import { requireOrSkip } from '../support/require.js';
+import { TEST_TIMEOUT_MS, dynamoBackend, firestoreBackend, postgresBackend, redisBackend, type Backend } from './backends.js';
 
 describe('kv: memory', () => {
   // Both clients of the suite get the one in-process store, as two clients would share one server.
@@ -21,3 +23,28 @@ describe('kv: sqlite', () => {
   kvConformance({ open: () => createKvStore({ kind: 'sqlite', path: path.join(dir, 'store.db'), timeoutMs: 2_000 }) });
 });
 
+
+/** Registers the suite for a server backend; `start` runs in beforeAll (servers start only when this file runs). */
+function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boolean, what: string, reason?: string): void {
+  describe.skipIf(!requireOrSkip(probeOk, what, reason))(`kv: ${name}`, () => {
+    let backend: Backend;
+    beforeAll(async () => {
+      backend = await start();
+      if (!backend.ok) throw new Error(`${backend.what} did not start: ${backend.reason}`);
+    });
+    afterAll(async () => backend?.stop());
+    kvConformance({
+      open: () => createKvStore(backend.kv!),
+      timeoutMs: TEST_TIMEOUT_MS,
+      outage: { down: () => backend.proxy!.down(), up: () => backend.proxy!.up() },
+    });
+  });
+}
+
+const [pg, redis] = await Promise.all([postgresBackend(), redisBackend()]);
+serverSuite('postgres', async () => pg, pg.ok, pg.what, pg.reason);
+serverSuite('redis', async () => redis, redis.ok, redis.what, redis.reason);
+afterAll(async () => {
+  await pg.stop();
+  await redis.stop();
+});

