@@ -1,16 +1,265 @@
-// Placeholder until the manager integration lands (owned by the manager engineer, who replaces
-// this file): without a manager address the scheduler runs standalone.
-import { ConfigError } from '../adapters/errors.js';
+/**
+ * The scheduler's side of the manager: registration and keepalive over HTTP, and the worker that
+ * consumes this cluster's job queue (preheat, get_task, delete_task) and reports results back.
+ *
+ * Auth: every call carries the shared scheduler secret (`DAMSELFLY_SCHEDULER_SECRET`, or
+ * `opts.secret`) as a Bearer token; the manager's `auth.schedulerSecret` must match.
+ *
+ * Delivery: at least once. A message is hidden while it runs (visibility extended every third of
+ * the visibility timeout) and acked only after the manager recorded the final report, so a
+ * scheduler that dies mid-job leaves the message to another delivery. Work is idempotent by
+ * (job id, cluster): before starting, the worker reports PENDING and stops if the manager says the
+ * cluster's part is already terminal; the blobs themselves are cached by task ID on the peers, so a
+ * repeated download is served from the P2P cache, not the origin.
+ */
+import { hostname as osHostname } from 'node:os';
+import { fetch } from 'undici';
+import { ConfigError, UnavailableError, errorMessage } from '../adapters/errors.js';
+import { jobQueue } from '../adapters/keys.js';
 import type { Logger } from '../adapters/log.js';
+import type { Queue, QueueMessage } from '../adapters/queue/port.js';
+import { createQueue, parseQueueConfig } from '../adapters/stores.js';
 import type { SchedulerConfig } from './config.js';
+import { runJob, type JobMessage, type JobOutcome } from './job/runner.js';
 import type { Scheduler } from './server.js';
 
 export interface ManagerLink {
+  /** Registered with the manager at least once. */
+  readonly registered: boolean;
   stop(): Promise<void>;
 }
 
-/** Throws ConfigError when manager.addr is set: not available in this build yet. */
-export async function startManagerLink(_scheduler: Scheduler, config: SchedulerConfig, _logger: Logger): Promise<ManagerLink> {
-  if (!config.manager.addr) return { stop: async () => {} };
-  throw new ConfigError('manager integration is not available in this build yet');
+export interface ManagerLinkOptions {
+  /** The shared scheduler secret; defaults to $DAMSELFLY_SCHEDULER_SECRET. */
+  secret?: string;
+  /** Use this queue instead of opening `job.queue` (e.g. `damselfly up` shares the manager's). */
+  queue?: Queue;
+  hostname?: string;
+  /** Jobs run at once. */
+  concurrency?: number;
+}
+
+/** A 404 from the manager: the thing does not exist there. */
+class ManagerNotFound extends Error {}
+
+interface ReportAnswer {
+  id: number;
+  state: 'PENDING' | 'SUCCESS' | 'FAILURE';
+  cluster_state: 'PENDING' | 'SUCCESS' | 'FAILURE' | null;
+}
+
+/** How long after it was sent a message may name a job the manager has not stored yet. */
+const UNKNOWN_JOB_GRACE_MS = 30_000;
+const REPORT_PROGRESS_EVERY_MS = 1_000;
+
+function splitAddress(addr: string): { ip: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(addr);
+  if (!m) throw new ConfigError(`cannot parse scheduler address ${addr}`);
+  return { ip: m[1], port: Number(m[2]) };
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/**
+ * Starts registration/keepalive and (when `job.enable` and a queue is configured) the job worker.
+ * Without `manager.addr` it does nothing. Throws ConfigError (no secret, bad job.queue) and
+ * UnavailableError when the job queue cannot be opened. An unreachable manager is not an error:
+ * registration is retried every keepalive interval.
+ */
+export async function startManagerLink(scheduler: Scheduler, config: SchedulerConfig, logger: Logger, opts: ManagerLinkOptions = {}): Promise<ManagerLink> {
+  if (!config.manager.addr) return { registered: false, stop: async () => {} };
+  const base = (/^https?:\/\//.test(config.manager.addr) ? config.manager.addr : `http://${config.manager.addr}`).replace(/\/+$/, '');
+  const secret = opts.secret ?? process.env.DAMSELFLY_SCHEDULER_SECRET;
+  if (!secret) throw new ConfigError('manager.addr is set but no scheduler secret: set DAMSELFLY_SCHEDULER_SECRET (the manager\'s auth.schedulerSecret)');
+  if (!scheduler.addresses) throw new ConfigError('start the scheduler before its manager link');
+  const log = logger.child({ component: 'manager-link' });
+  const clusterId = config.manager.clusterId;
+  const { ip, port } = splitAddress(scheduler.addresses.grpc);
+  const hostname = opts.hostname ?? osHostname();
+  const interval = config.manager.keepAliveInterval;
+  const stopper = new AbortController();
+  let registered = false;
+
+  const call = async <T>(method: string, path: string, body: unknown, timeoutMs = 10_000): Promise<T> => {
+    let res;
+    try {
+      res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      throw new UnavailableError(`manager ${base} unreachable: ${errorMessage(err)}`, { cause: err });
+    }
+    const text = await res.text();
+    if (res.status === 404) throw new ManagerNotFound(text);
+    if (!res.ok) throw new UnavailableError(`manager ${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`);
+    return JSON.parse(text) as T;
+  };
+
+  const features = config.job.enable ? ['schedule', 'preheat'] : ['schedule'];
+  const register = async (): Promise<void> => {
+    await call('POST', '/api/v1/schedulers', { hostname, ip, port, features, scheduler_cluster_id: clusterId, keep_alive_interval_ms: interval });
+    if (!registered) log.info('registered with manager', { manager: base, clusterId });
+    registered = true;
+  };
+  const keepAlive = async (): Promise<void> => {
+    try {
+      if (!registered) await register();
+      else await call('POST', '/api/v1/schedulers/keepalive', { hostname, ip, scheduler_cluster_id: clusterId });
+    } catch (err) {
+      if (err instanceof ManagerNotFound) {
+        // The manager lost us (new store, record deleted): register again.
+        registered = false;
+        await register().catch((e) => log.warn('manager registration failed', { error: errorMessage(e) }));
+      } else {
+        log.warn('manager keepalive failed', { error: errorMessage(err) });
+      }
+    }
+  };
+  await keepAlive();
+  const timer = setInterval(() => void keepAlive(), interval);
+  timer.unref();
+
+  // ------------------------------------------------------------------ job worker
+  let queue: Queue | undefined;
+  let ownQueue = false;
+  let visibilityMs = 30_000;
+  if (config.job.enable && (opts.queue || config.job.queue)) {
+    if (opts.queue) queue = opts.queue;
+    else {
+      const qc = parseQueueConfig(config.job.queue, 'job.queue');
+      visibilityMs = qc.visibilityMs;
+      queue = await createQueue(qc);
+      ownQueue = true;
+    }
+  }
+  const inflight = new Map<string, Promise<void>>();
+  const queueName = jobQueue(String(clusterId));
+
+  const report = async (msg: JobMessage, body: Record<string, unknown>): Promise<ReportAnswer> =>
+    call<ReportAnswer>('POST', `/api/v1/jobs/${msg.job_id}/report`, { scheduler_cluster_id: msg.scheduler_cluster_id, ...body });
+
+  /** Retries a final report until the manager takes it; gives up (no ack) when stopping. */
+  const reportFinal = async (msg: JobMessage, outcome: JobOutcome): Promise<boolean> => {
+    for (let delay = 200; !stopper.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        await report(msg, { state: outcome.state, results: outcome.results, error: outcome.error });
+        return true;
+      } catch (err) {
+        if (err instanceof ManagerNotFound) return true; // the job was deleted: nothing to record
+        log.warn('job report failed; retrying', { jobId: msg.job_id, error: errorMessage(err) });
+        await sleep(delay, stopper.signal);
+      }
+    }
+    return false;
+  };
+
+  const handle = async (q: Queue, m: QueueMessage<JobMessage>): Promise<void> => {
+    const msg = m.body;
+    const jlog = log.child({ jobId: msg.job_id, type: msg.type });
+    const heartbeat = setInterval(() => {
+      q.extend(queueName, m.receipt, visibilityMs).catch((err) => jlog.warn('cannot extend job visibility', { error: errorMessage(err) }));
+    }, Math.max(500, Math.floor(visibilityMs / 3)));
+    heartbeat.unref();
+    try {
+      let answer: ReportAnswer;
+      try {
+        answer = await report(msg, { state: 'PENDING' });
+      } catch (err) {
+        if (err instanceof ManagerNotFound) {
+          if (Date.now() - m.sentAt < UNKNOWN_JOB_GRACE_MS) {
+            // The manager enqueues before it stores: give it a moment, then look again.
+            await q.extend(queueName, m.receipt, 1_000);
+          } else {
+            jlog.warn('dropping a message for a job the manager does not know');
+            await q.ack(queueName, m.receipt);
+          }
+          return;
+        }
+        // Manager unreachable: leave the message for a later delivery.
+        jlog.warn('manager unreachable; job left for redelivery', { error: errorMessage(err) });
+        return;
+      }
+      if (answer.cluster_state !== 'PENDING' || answer.state !== 'PENDING') {
+        await q.ack(queueName, m.receipt);
+        return;
+      }
+      const ac = new AbortController();
+      const onStop = () => ac.abort(new Error('scheduler stopping'));
+      stopper.signal.addEventListener('abort', onStop, { once: true });
+      const deadline = setTimeout(() => ac.abort(new Error('job deadline passed')), Math.max(0, msg.deadline_ms - Date.now()));
+      let lastProgress = 0;
+      jlog.info('job started', { receiveCount: m.receiveCount });
+      const outcome = await runJob(scheduler, msg, {
+        signal: ac.signal,
+        logger: jlog,
+        onProgress: (done, total) => {
+          const now = Date.now();
+          if (now - lastProgress < REPORT_PROGRESS_EVERY_MS && done < total) return;
+          lastProgress = now;
+          report(msg, { state: 'PENDING', progress: { done, total } }).catch(() => {});
+        },
+      }).finally(() => {
+        clearTimeout(deadline);
+        stopper.signal.removeEventListener('abort', onStop);
+      });
+      if (stopper.signal.aborted) {
+        // Not recorded, not acked: make it visible again so another scheduler finishes it now.
+        await q.extend(queueName, m.receipt, 0).catch(() => {});
+        return;
+      }
+      jlog.info('job finished', { state: outcome.state });
+      if (await reportFinal(msg, outcome)) await q.ack(queueName, m.receipt);
+    } catch (err) {
+      jlog.error('job handling failed; left for redelivery', { error: errorMessage(err) });
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+
+  const concurrency = opts.concurrency ?? 4;
+  const loop = async (q: Queue): Promise<void> => {
+    while (!stopper.signal.aborted) {
+      if (inflight.size >= concurrency) {
+        await Promise.race(inflight.values());
+        continue;
+      }
+      let msgs: QueueMessage<JobMessage>[];
+      try {
+        msgs = await q.receive<JobMessage>(queueName, { max: concurrency - inflight.size, waitMs: 5_000, visibilityMs, signal: stopper.signal });
+      } catch (err) {
+        if (stopper.signal.aborted) break;
+        log.warn('job queue receive failed', { error: errorMessage(err) });
+        await sleep(1_000, stopper.signal);
+        continue;
+      }
+      for (const m of msgs) {
+        const key = `${m.body.job_id}/${m.body.scheduler_cluster_id}`;
+        if (inflight.has(key)) continue; // a redelivery of what this scheduler is running now
+        const p = handle(q, m).finally(() => inflight.delete(key));
+        inflight.set(key, p);
+      }
+    }
+  };
+  const looping = queue ? loop(queue) : Promise.resolve();
+  if (queue) log.info('consuming job queue', { queue: queueName, kind: queue.kind });
+
+  return {
+    get registered() {
+      return registered;
+    },
+    async stop() {
+      clearInterval(timer);
+      stopper.abort();
+      await looping;
+      await Promise.allSettled(inflight.values());
+      if (ownQueue) await queue?.close();
+    },
+  };
 }
