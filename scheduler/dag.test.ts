@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { Dag } from './dag.js';
+import { FakeClock } from './clock.js';
+
+function dagOf(n: number): Dag<number> {
+  const d = new Dag<number>();
+  for (let i = 0; i < n; i++) d.addVertex(`v${i}`, i);
+  return d;
+}
+
+describe('Dag', () => {
+  it('rejects self loops, duplicates, unknown vertices and cycles with typed errors', () => {
+    const d = dagOf(3);
+    expect(() => d.addEdge('v0', 'v0')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    d.addEdge('v0', 'v1');
+    expect(() => d.addEdge('v0', 'v1')).toThrow(expect.objectContaining({ code: 'CONFLICT' }));
+    d.addEdge('v1', 'v2');
+    expect(() => d.addEdge('v2', 'v0')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => d.addEdge('v2', 'nope')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    expect(() => d.addVertex('v0', 9)).toThrow(expect.objectContaining({ code: 'CONFLICT' }));
+    expect(d.hasCycle()).toBe(false);
+  });
+
+  it('canAddEdges keeps only parents that are neither descendants nor existing parents', () => {
+    const d = dagOf(5);
+    d.addEdge('v0', 'v1');
+    d.addEdge('v1', 'v2');
+    d.addEdge('v2', 'v3');
+    expect(d.canAddEdges(['v0', 'v2', 'v3', 'v4', 'v1', 'missing'], 'v1')).toEqual(['v4']);
+    expect(d.canAddEdge('v4', 'v0')).toBe(true);
+    expect(d.canAddEdge('v3', 'v0')).toBe(false);
+  });
+
+  it('deletes in and out edges and vertices with their edges', () => {
+    const d = dagOf(4);
+    d.addEdge('v0', 'v2');
+    d.addEdge('v1', 'v2');
+    d.addEdge('v2', 'v3');
+    expect(d.deleteInEdges('v2').sort()).toEqual(['v0', 'v1']);
+    expect(d.inDegree('v2')).toBe(0);
+    expect(d.outDegree('v0')).toBe(0);
+    expect(d.deleteOutEdges('v2')).toEqual(['v3']);
+    expect(d.inDegree('v3')).toBe(0);
+    d.addEdge('v0', 'v1');
+    d.addEdge('v1', 'v3');
+    d.deleteVertex('v1');
+    expect(d.has('v1')).toBe(false);
+    expect(d.outDegree('v0')).toBe(0);
+    expect(d.inDegree('v3')).toBe(0);
+  });
+
+  it('never holds a cycle under random mutations (seeded)', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const rnd = new FakeClock(0, seed);
+      const pick = (n: number) => Math.floor(rnd.random() * n);
+      const d = new Dag<number>();
+      let next = 0;
+      let rejected = 0;
+      for (let step = 0; step < 3000; step++) {
+        const ids = [...d.ids()];
+        const op = pick(10);
+        if (op === 0 || ids.length < 2) d.addVertex(`v${next++}`, next);
+        else if (op === 1) d.deleteVertex(ids[pick(ids.length)]);
+        else if (op === 2) d.deleteInEdges(ids[pick(ids.length)]);
+        else {
+          const a = ids[pick(ids.length)];
+          const b = ids[pick(ids.length)];
+          const allowed = d.canAddEdge(a, b);
+          try {
+            d.addEdge(a, b);
+            expect(allowed).toBe(true);
+          } catch {
+            expect(allowed).toBe(false);
+            rejected++;
+          }
+        }
+        expect(d.hasCycle()).toBe(false);
+      }
+      expect(rejected).toBeGreaterThan(0);
+    }
+  });
+});

@@ -1,0 +1,182 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from './clock.js';
+import { schedulerConfig } from './config.js';
+import { Scheduling, type Decision } from './scheduling.js';
+import { World } from './test-fixtures.js';
+import type { Host } from './resource/host.js';
+
+function setup(overrides: Record<string, unknown> = {}, seed?: () => Host | undefined, trigger?: (h: Host) => void) {
+  const clock = new FakeClock();
+  const cfg = schedulerConfig({ scheduling: { retryInterval: '100ms', retryLimit: 5, retryBackToSourceLimit: 3, backToSourceCount: 1, candidateParentLimit: 2, ...overrides } });
+  const w = new World(() => clock.now());
+  const s = new Scheduling(
+    w.r,
+    { ...cfg.scheduling, seedPeerEnable: true, seedTriggerTimeout: 1000 },
+    clock,
+    { triggerSeedPeer: trigger ? (h) => trigger(h) : undefined },
+    seed ?? (() => undefined),
+  );
+  return { clock, w, s };
+}
+
+describe('scheduling', () => {
+  it('sends the first peer of a task back to source and takes the slot', async () => {
+    const { w, s } = setup();
+    const a = w.peer('a', 'ha', 'Pending');
+    const d = await s.schedule(a);
+    expect(d).toEqual({ kind: 'backToSource', reason: expect.stringContaining('no peer') });
+    expect(a.state).toBe('BackToSource');
+    expect([...a.task.backToSourcePeers]).toEqual(['a']);
+    expect(a.task.state).toBe('Running');
+  });
+
+  it('gives later peers the source as parent, best first, limited, with upload slots charged', async () => {
+    const { w, s } = setup();
+    const src = w.peer('src', 'h0', 'BackToSource', 't1', 4);
+    const r1 = w.peer('r1', 'h1', 'Pending');
+    expect(await s.schedule(r1)).toMatchObject({ kind: 'normal', parents: [src] });
+    expect(r1.state).toBe('ReceivedNormal');
+    expect(src.host.concurrentUploadCount).toBe(1);
+    r1.transition('Running', 0);
+    r1.finishedPieces.add(0);
+    const r2 = w.peer('r2', 'h2', 'Pending');
+    w.peer('r3', 'h3', 'ReceivedNormal'); // not started: never a parent
+    const d = (await s.schedule(r2)) as Extract<Decision, { kind: 'normal' }>;
+    expect(d.parents.map((p) => p.id)).toEqual(['src', 'r1']);
+  });
+
+  it('filters blocklisted parents, same host, disable_shared, and normal peers without a parent', async () => {
+    const { w, s, clock } = setup();
+    w.host('shy', { disableShared: true });
+    w.peer('src', 'h0', 'BackToSource');
+    w.peer('orphan', 'h1', 'Running'); // normal, in-degree 0, not a source
+    w.peer('shy1', 'shy', 'Succeeded');
+    w.peer('same', 'hc', 'Succeeded');
+    const c = w.peer('c', 'hc', 'Pending');
+    c.blockParents.add('src');
+    const p = s.schedule(c);
+    // Nothing acceptable, and the slot is taken by src: wait and retry, then fail at retryLimit.
+    for (let i = 0; i < 10; i++) await clock.advance(100);
+    expect(await p).toEqual({ kind: 'fail', reason: 'scheduling exceeded retryLimit' });
+  });
+
+  it('waits with jitter and goes back to source after retryBackToSourceLimit when the slot frees', async () => {
+    const { w, s, clock } = setup();
+    const src = w.peer('src', 'h0', 'BackToSource');
+    const c = w.peer('c', 'h1', 'Pending');
+    c.blockParents.add('src');
+    let d: Decision | undefined;
+    const t0 = clock.now();
+    s.schedule(c).then((x) => (d = x));
+    await clock.advance(10);
+    expect(d).toBeUndefined();
+    // The source fails: the slot frees, but there is still a "source" until it leaves.
+    src.task.backToSourcePeers.delete('src');
+    for (let i = 0; i < 10 && !d; i++) await clock.advance(50);
+    expect(d).toEqual({ kind: 'backToSource', reason: 'scheduling exceeded retryBackToSourceLimit' });
+    // Three sleeps of 50..100 ms each.
+    expect(clock.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(clock.now() - t0).toBeLessThanOrEqual(360);
+  });
+
+  it('sends only the first of peers registering together to the origin', async () => {
+    const { w, s } = setup();
+    const ds = await Promise.all(['a', 'b', 'c'].map((id, i) => s.schedule(w.peer(id, `h${i}`, 'Pending'))));
+    expect(ds.map((d) => d.kind)).toEqual(['backToSource', 'normal', 'normal']);
+    expect([...w.r.tasks.get('t1')!.backToSourcePeers]).toEqual(['a']);
+  });
+
+  it('lets a peer that needs the origin go there while the cap allows, and not beyond', async () => {
+    const { w, s, clock } = setup({ backToSourceCount: 2 });
+    w.peer('src', 'h0', 'BackToSource');
+    const a = w.peer('a', 'h1', 'Pending');
+    a.needBackToSource = true;
+    expect(await s.schedule(a)).toMatchObject({ kind: 'backToSource', reason: 'peer needs back-to-source' });
+    const b = w.peer('b', 'h2', 'Pending');
+    b.needBackToSource = true;
+    b.blockParents.add('src').add('a');
+    let d: Decision | undefined;
+    s.schedule(b).then((x) => (d = x));
+    for (let i = 0; i < 10 && !d; i++) await clock.advance(100);
+    expect(d).toMatchObject({ kind: 'fail' });
+    expect(w.r.tasks.get('t1')!.backToSourcePeers.size).toBe(2);
+  });
+
+  it('never adds an edge that closes a cycle', async () => {
+    const { w, s, clock } = setup({ candidateParentLimit: 4 });
+    w.peer('src', 'h0', 'BackToSource');
+    const a = w.peer('a', 'h1', 'Pending');
+    const b = w.peer('b', 'h2', 'Pending');
+    await s.schedule(a);
+    a.transition('Running', 0);
+    await s.schedule(b);
+    b.transition('Running', 0);
+    expect(w.r.tasks.get('t1')!.dag.parents('b').has('a')).toBe(true);
+    a.blockParents.add('src');
+    // a's only other candidate is b, whose parent is a; src holds the only slot: a fails.
+    let d: Decision | undefined;
+    s.schedule(a).then((x) => (d = x));
+    for (let i = 0; i < 10 && !d; i++) await clock.advance(100);
+    expect(d).toEqual({ kind: 'fail', reason: 'scheduling exceeded retryLimit' });
+    expect(w.r.tasks.get('t1')!.dag.hasCycle()).toBe(false);
+  });
+
+  it('cancels a loop when the peer is rescheduled or leaves', async () => {
+    const { w, s, clock } = setup();
+    w.peer('src', 'h0', 'BackToSource');
+    const c = w.peer('c', 'h1', 'Pending');
+    c.blockParents.add('src');
+    const first = s.schedule(c);
+    await clock.advance(10);
+    w.r.deletePeer('c');
+    await clock.advance(200);
+    expect(await first).toEqual({ kind: 'cancelled' });
+  });
+
+  it('triggers a seed peer for a task nobody holds and waits for it instead of the origin', async () => {
+    const triggered: string[] = [];
+    let seedHost: Host | undefined;
+    const { w, s, clock } = setup({}, () => seedHost, (h) => triggered.push(h.id));
+    w.host('seed', { type: 'SUPER_SEED' });
+    seedHost = w.r.hosts.get('seed');
+    const n = w.peer('n', 'h1', 'Pending');
+    expect(s.maybeTriggerSeedPeer(n)).toBe(true);
+    expect(s.maybeTriggerSeedPeer(n)).toBe(true);
+    expect(triggered).toEqual(['seed']);
+    let d: Decision | undefined;
+    s.schedule(n).then((x) => (d = x));
+    await clock.advance(120);
+    expect(d).toBeUndefined();
+    // The seed peer registers and is sent to the source; the normal peer gets it as parent.
+    const sp = w.peer('sp', 'seed', 'BackToSource');
+    n.task.seedTriggeredAt = undefined;
+    await clock.advance(100);
+    expect(d).toMatchObject({ kind: 'normal', parents: [sp] });
+  });
+
+  it('sends the normal peer to the source when the seed trigger fails or times out', async () => {
+    const seedHost = new World().host('seed', { type: 'SUPER_SEED' }).r.hosts.get('seed');
+    const { w, s, clock } = setup({ retryLimit: 50, retryBackToSourceLimit: 50 }, () => seedHost, () => {});
+    const n = w.peer('n', 'h1', 'Pending');
+    s.maybeTriggerSeedPeer(n);
+    let d: Decision | undefined;
+    s.schedule(n).then((x) => (d = x));
+    await clock.advance(900);
+    expect(d).toBeUndefined();
+    await clock.advance(300); // past seedTriggerTimeout (1 s)
+    expect(d).toMatchObject({ kind: 'backToSource' });
+    expect(n.task.seedFailedAt).toBeDefined();
+    // Within the failure window no seed is asked again.
+    const m = w.peer('m', 'h2', 'Pending', 't2');
+    m.task.seedFailedAt = clock.now();
+    expect(s.maybeTriggerSeedPeer(m)).toBe(false);
+  });
+
+  it('answers empty for a zero-length task', async () => {
+    const { w, s } = setup();
+    const a = w.peer('a', 'h1', 'Pending');
+    a.task.contentLength = 0;
+    expect(await s.schedule(a)).toEqual({ kind: 'empty' });
+    expect(a.state).toBe('ReceivedEmpty');
+  });
+});
