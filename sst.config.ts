@@ -6,6 +6,7 @@
  *
  *   npx sst secret set RootPassword '...' --stage prod    # once per stage
  *   npx sst secret set JwtSecret "$(openssl rand -hex 32)" --stage prod
+ *   npx sst secret set SchedulerSecret "$(openssl rand -hex 32)" --stage prod
  *   npx sst deploy --stage prod
  *   npx sst remove --stage prod
  */
@@ -28,10 +29,12 @@ export default $config({
     const secrets = {
       rootPassword: new sst.Secret('RootPassword'),
       jwtSecret: new sst.Secret('JwtSecret'),
+      // Schedulers present it (Bearer) to register with the manager and report job results.
+      schedulerSecret: new sst.Secret('SchedulerSecret'),
     };
     const stores = createStores();
     const manager = createManager({ stores, secrets });
-    const cluster = createCluster({ stores, managerUrl: manager.url });
+    const cluster = createCluster({ stores, managerUrl: manager.url, schedulerSecret: secrets.schedulerSecret });
 
     return {
       managerUrl: manager.url,

@@ -19,10 +19,11 @@ function roleCommand(role: string): string[] {
 export interface ClusterInputs {
   stores: Stores;
   managerUrl: $util.Output<string>;
+  schedulerSecret: sst.Secret;
 }
 
 /** Creates the VPC, the ECS cluster, the scheduler service behind an NLB, and the seed-peer service. */
-export function createCluster({ stores, managerUrl }: ClusterInputs) {
+export function createCluster({ stores, managerUrl, schedulerSecret }: ClusterInputs) {
   const region = aws.getRegionOutput().name;
   const vpc = new sst.aws.Vpc('Vpc', { nat: 'ec2' });
   const cluster = new sst.aws.Cluster('Cluster', { vpc });
@@ -39,6 +40,7 @@ export function createCluster({ stores, managerUrl }: ClusterInputs) {
     entrypoint: ['/bin/sh', '-c'],
     command: roleCommand('scheduler'),
     environment: {
+      DAMSELFLY_SCHEDULER_SECRET: schedulerSecret.value,
       DAMSELFLY_CONFIG_YAML: $jsonStringify({
         server: { ip: '0.0.0.0', port: PORTS.scheduler },
         metrics: { ip: '0.0.0.0', port: PORTS.schedulerMetrics },

@@ -8,7 +8,7 @@ import type { Stores } from './stores';
 
 export interface ManagerInputs {
   stores: Stores;
-  secrets: { rootPassword: sst.Secret; jwtSecret: sst.Secret };
+  secrets: { rootPassword: sst.Secret; jwtSecret: sst.Secret; schedulerSecret: sst.Secret };
 }
 
 /** Creates the manager function and returns its public URL. */
@@ -27,11 +27,12 @@ export function createManager({ stores, secrets }: ManagerInputs) {
     memory: '512 MB',
     timeout: '30 seconds',
     url: true,
-    link: [stores.table, stores.jobs, stores.deadLetter, secrets.rootPassword, secrets.jwtSecret],
+    link: [stores.table, stores.jobs, stores.deadLetter, secrets.rootPassword, secrets.jwtSecret, secrets.schedulerSecret],
     environment: {
       DAMSELFLY_MANAGER_CONFIG: config,
       DAMSELFLY_ROOT_PASSWORD: secrets.rootPassword.value,
       DAMSELFLY_JWT_SECRET: secrets.jwtSecret.value,
+      DAMSELFLY_SCHEDULER_SECRET: secrets.schedulerSecret.value,
     },
     nodejs: {
       // The SQL backends are never chosen on Lambda; keeping their native drivers out of the bundle
