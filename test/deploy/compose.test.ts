@@ -133,6 +133,17 @@ describe('docker-compose.yml', () => {
       expect(env.AWS_ENDPOINT_URL_DYNAMODB).toBe('http://localstack:4566');
       expect(env.AWS_ENDPOINT_URL_SQS).toBe('http://localstack:4566');
     }
-    expect(compose.services['manager-localstack'].environment!.DAMSELFLY_ROOT_PASSWORD).toMatch(/^\$\{DAMSELFLY_ROOT_PASSWORD:\?/);
+  });
+
+  it('takes secrets from the environment, required, and gives managers and schedulers the same scheduler secret', () => {
+    for (const [name, s] of damselflyServices) {
+      const { role } = mountedConfig(name, s);
+      const env = s.environment ?? {};
+      if (role === 'manager') expect(env.DAMSELFLY_ROOT_PASSWORD, name).toBe('${DAMSELFLY_ROOT_PASSWORD:?set DAMSELFLY_ROOT_PASSWORD}');
+      if (role === 'manager' || role === 'scheduler') {
+        expect(env.DAMSELFLY_SCHEDULER_SECRET, name).toBe('${DAMSELFLY_SCHEDULER_SECRET:?set DAMSELFLY_SCHEDULER_SECRET}');
+      }
+      if (role === 'agent') expect(Object.keys(env).filter((k) => /SECRET|PASSWORD/.test(k)), name).toEqual([]);
+    }
   });
 });
