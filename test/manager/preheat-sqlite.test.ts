@@ -1,0 +1,63 @@
+/**
+ * Preheat end to end on the embedded SQLite store and queue, posted exactly as Harbor posts it;
+ * then a pull of every blob through an agent is served from the P2P cache (the registry counts one
+ * GET per blob in total). Needs the compiled CLI (DAMSELFLY_CLI) and docker-registry/umoci/skopeo.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliPath } from '../support/cli.js';
+import { cleanupTempDirs, killAll, makeTempDir } from '../support/procs.js';
+import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
+import { requireOrSkip } from '../support/require.js';
+import { harborBody, http, pollJob, pullBlobs, startStack, type Stack } from './flow.js';
+
+const tools = registryToolsAvailable();
+
+describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missing: ${tools.missing.join(', ')}`))('preheat end to end (SQLite)', () => {
+  let registry: RunningRegistry;
+  let image: BuiltImage;
+  let stack: Stack;
+  beforeAll(async () => {
+    const dir = makeTempDir('damselfly-e2e-sqlite-');
+    const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs: 5_000 } };
+    [registry, image] = await Promise.all([startRegistry(), buildImage({ layers: [1_500_000, 3_000_000] })]);
+    await pushImage(image, `${registry.host}/test/app:v1`);
+    registry.resetCounters();
+    stack = await startStack(cliPath(), store);
+  }, 120_000);
+  afterAll(async () => {
+    await killAll();
+    await registry?.close();
+    await image?.cleanup();
+    cleanupTempDirs();
+  });
+
+  it('Harbor-style preheat reaches SUCCESS, then every blob is pulled from the P2P cache', async () => {
+    const started = Date.now();
+    const created = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: harborBody(`${registry.url}/v2/test/app/manifests/v1`) });
+    expect(created.status).toBe(200);
+    expect(created.json).toMatchObject({ state: 'PENDING' });
+    expect(typeof created.json.id).toBe('number');
+    const job = await pollJob(stack, created.json.id);
+    expect(job.state, JSON.stringify(job.result)).toBe('SUCCESS');
+    const [js] = job.result.job_states;
+    expect(js.state).toBe('SUCCESS');
+    const urls = js.results[0].success_tasks.map((t: { url: string }) => t.url).sort();
+    expect(urls).toEqual(image.blobs.map((d) => `${registry.url}/v2/test/app/blobs/${d}`).sort());
+    expect(js.results[0].success_tasks.every((t: { hostname: string }) => t.hostname === 'seed')).toBe(true);
+    process.stderr.write(`preheat of ${image.blobs.length} blobs took ${Date.now() - started} ms\n`);
+    for (const d of image.blobs) expect(registry.blobGets.get(d)).toBe(1);
+
+    expect(await pullBlobs(stack.agent, registry, 'test/app', image)).toEqual(image.blobs);
+    // The origin still saw one GET per blob in total: the pulls came from the P2P cache.
+    for (const d of image.blobs) expect(registry.blobGets.get(d)).toBe(1);
+    expect(registry.totalBlobGets()).toBe(image.blobs.length);
+  }, 120_000);
+
+  it('a preheat of an image that does not exist ends in FAILURE with the registry error', async () => {
+    const created = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: harborBody(`${registry.url}/v2/test/missing/manifests/v1`) });
+    const job = await pollJob(stack, created.json.id);
+    expect(job.state).toBe('FAILURE');
+    expect(job.result.job_states[0].error).toMatch(/404/);
+  }, 60_000);
+});
