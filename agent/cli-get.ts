@@ -1,5 +1,303 @@
-// Placeholder until this subcommand lands: it says so instead of pretending to work.
-export async function main(_argv: string[]): Promise<number> {
-  process.stderr.write('damselfly: this command is not available in this build yet\n');
-  return 2;
+/**
+ * `damselfly get URL -O FILE`: downloads through the local agent (like dfget). The bytes go to a
+ * temporary file beside FILE that is renamed at the end, so on any failure FILE is untouched. When no
+ * agent answers (or it breaks off), the file comes straight from the origin: P2P failing never fails
+ * a download.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, request } from 'undici';
+import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
+import { parseDuration, parseSize } from '../adapters/config.js';
+import { sourceGet } from './source/client.js';
+
+const HELP = `usage: damselfly get URL -O FILE [options]
+
+Downloads URL through the local agent (P2P), or straight from the origin when no agent answers.
+FILE is only replaced once the whole content arrived (and matched --digest).
+
+options:
+  -O, --output FILE              where to write (required)
+  --digest sha256:HEX            check the whole file against this digest
+  -H, --header 'Name: value'     request header for the origin (repeatable)
+  --tag TAG                      task tag (part of the task ID)
+  --application APP              application (part of the task ID)
+  --filtered-query-param NAME    query param ignored for the task ID (repeatable)
+  --piece-length SIZE            fixed piece length (part of the task ID), e.g. 8MiB
+  --priority N                   0..6 (default 6)
+  --disable-back-to-source       never let the agent read the origin (P2P only)
+  -e, --endpoint SOCKET          agent socket (default $DAMSELFLY_ENDPOINT, ~/.damselfly/agent.sock,
+                                 /var/run/damselfly/damselfly.sock)
+  --timeout DURATION             give up after e.g. 30m (default 2h)
+  --no-progress                  no progress bar (none is drawn unless stderr is a terminal)
+  --help                         this text
+`;
+
+interface GetArgs {
+  url: string;
+  output: string;
+  digest?: string;
+  headers: Record<string, string>;
+  tag?: string;
+  application?: string;
+  filtered: string[];
+  pieceLength?: number;
+  priority?: number;
+  disableBackToSource: boolean;
+  endpoint?: string;
+  timeoutMs: number;
+  progress: boolean;
+}
+
+class UsageError extends Error {}
+
+/** Parses argv; throws UsageError with a one-line reason. */
+export function parseGetArgs(argv: string[]): GetArgs | 'help' {
+  const a: Partial<GetArgs> & { headers: Record<string, string>; filtered: string[] } = { headers: {}, filtered: [], disableBackToSource: false, timeoutMs: 2 * 3_600_000, progress: true };
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let inline: string | undefined;
+    if (arg.startsWith('--') && arg.includes('=')) {
+      inline = arg.slice(arg.indexOf('=') + 1);
+      arg = arg.slice(0, arg.indexOf('='));
+    }
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new UsageError(`${arg} needs a value`);
+      return v;
+    };
+    switch (arg) {
+      case '--help':
+      case '-h':
+        return 'help';
+      case '-O':
+      case '--output':
+        a.output = value();
+        break;
+      case '--digest': {
+        const d = value();
+        if (!/^sha256:[0-9a-fA-F]{64}$/.test(d)) throw new UsageError(`--digest must be sha256:<64 hex digits>`);
+        a.digest = d.toLowerCase();
+        break;
+      }
+      case '-H':
+      case '--header': {
+        const h = value();
+        const c = h.indexOf(':');
+        if (c <= 0) throw new UsageError(`--header must look like 'Name: value'`);
+        a.headers[h.slice(0, c).trim()] = h.slice(c + 1).trim();
+        break;
+      }
+      case '--tag':
+        a.tag = value();
+        break;
+      case '--application':
+        a.application = value();
+        break;
+      case '--filtered-query-param':
+        a.filtered.push(value());
+        break;
+      case '--piece-length':
+        a.pieceLength = parseSize(value());
+        break;
+      case '--priority':
+        a.priority = Number(value());
+        if (!Number.isInteger(a.priority) || a.priority < 0 || a.priority > 6) throw new UsageError('--priority must be 0..6');
+        break;
+      case '--disable-back-to-source':
+        a.disableBackToSource = true;
+        break;
+      case '-e':
+      case '--endpoint':
+        a.endpoint = value();
+        break;
+      case '--timeout':
+        a.timeoutMs = parseDuration(value());
+        break;
+      case '--no-progress':
+        a.progress = false;
+        break;
+      default:
+        if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
+        rest.push(arg);
+    }
+  }
+  if (rest.length !== 1) throw new UsageError(rest.length === 0 ? 'a URL is required' : 'exactly one URL is expected');
+  if (!/^https?:\/\//i.test(rest[0])) throw new UsageError('URL must be http:// or https://');
+  if (!a.output) throw new UsageError('-O FILE is required');
+  a.url = rest[0];
+  return a as GetArgs;
+}
+
+/** The agent socket to use: --endpoint, $DAMSELFLY_ENDPOINT, then the first of the defaults that exists. */
+export function resolveEndpoint(explicit?: string): string {
+  if (explicit) return explicit;
+  if (process.env.DAMSELFLY_ENDPOINT) return process.env.DAMSELFLY_ENDPOINT;
+  const home = path.join(os.homedir(), '.damselfly', 'agent.sock');
+  return existsSync(home) ? home : '/var/run/damselfly/damselfly.sock';
+}
+
+class Progress extends Transform {
+  private done = 0;
+  private last = 0;
+  private readonly t0 = performance.now();
+  constructor(private total: number, private enabled: boolean) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.done += chunk.length;
+    const now = performance.now();
+    if (this.enabled && now - this.last > 100) {
+      this.last = now;
+      this.draw(now);
+    }
+    this.push(chunk);
+    cb();
+  }
+  override _flush(cb: () => void): void {
+    if (this.enabled) {
+      this.draw(performance.now());
+      process.stderr.write('\n');
+    }
+    cb();
+  }
+  private draw(now: number): void {
+    const secs = Math.max((now - this.t0) / 1000, 1e-3);
+    const rate = this.done / secs;
+    const pct = this.total > 0 ? this.done / this.total : 0;
+    const width = 30;
+    const bar = '#'.repeat(Math.round(pct * width)).padEnd(width, ' ');
+    const eta = rate > 0 && this.total > 0 ? Math.max(0, (this.total - this.done) / rate) : 0;
+    process.stderr.write(`\r[${bar}] ${(pct * 100).toFixed(1).padStart(5)}% ${fmt(this.done)}/${fmt(this.total)} ${fmt(rate)}/s ETA ${eta.toFixed(0)}s `);
+  }
+}
+
+function fmt(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)}${units[i]}`;
+}
+
+/** Thrown when the agent could not be used and the origin should be tried directly. */
+class AgentUnusable extends Error {}
+
+interface Body {
+  length: number;
+  body: Readable;
+}
+
+async function viaAgent(args: GetArgs, socket: string, signal: AbortSignal): Promise<Body> {
+  const q = new URLSearchParams({ url: args.url });
+  if (args.tag) q.set('tag', args.tag);
+  if (args.application) q.set('application', args.application);
+  if (args.digest) q.set('digest', args.digest);
+  if (args.pieceLength) q.set('piece_length', String(args.pieceLength));
+  if (args.priority !== undefined) q.set('priority', String(args.priority));
+  if (args.disableBackToSource) q.set('disable_back_to_source', 'true');
+  for (const f of args.filtered) q.append('filtered_query_param', f);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(args.headers)) headers[`x-damselfly-header-${k.toLowerCase()}`] = v;
+  const dispatcher = new Agent({ connect: { socketPath: socket }, bodyTimeout: 0, headersTimeout: 0 });
+  let res;
+  try {
+    res = await request(`http://localhost/v1/download?${q}`, { dispatcher, headers, signal });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new AgentUnusable(`no agent at ${socket} (${errorMessage(err)})`);
+  }
+  if (res.statusCode !== 200) {
+    const text = await res.body.text().catch(() => '');
+    let message = text;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? text;
+    } catch {
+      /* not JSON */
+    }
+    // The origin's own refusal and a digest mismatch are answers; anything else is the agent failing.
+    if (res.statusCode === 502 || res.statusCode === 422 || res.statusCode === 416 || res.statusCode === 400) throw new Error(message || `agent answered ${res.statusCode}`);
+    throw new AgentUnusable(`agent answered ${res.statusCode}: ${message}`);
+  }
+  return { length: Number(res.headers['content-length'] ?? -1), body: res.body };
+}
+
+async function direct(args: GetArgs, signal: AbortSignal): Promise<Body> {
+  const res = await sourceGet(args.url, args.headers, undefined, signal);
+  return { length: res.totalLength, body: res.body };
+}
+
+/** Streams `src` into `tmp`, checking length and digest. Throws on short bodies or a digest mismatch. */
+async function writeBody(src: Body, tmp: string, args: GetArgs): Promise<void> {
+  const hash = createHash('sha256');
+  let n = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      n += chunk.length;
+      if (args.digest) hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const progress = new Progress(src.length, args.progress && process.stderr.isTTY === true);
+  await pipeline(src.body, counter, progress, createWriteStream(tmp));
+  if (src.length >= 0 && n !== src.length) throw new Error(`download ended after ${n} of ${src.length} bytes`);
+  if (args.digest) {
+    const got = 'sha256:' + hash.digest('hex');
+    if (got !== args.digest) throw new IntegrityError(`digest mismatch: want ${args.digest}, got ${got}`);
+  }
+  // The rename must not publish a file whose bytes are still only in the page cache.
+  const fh = await fs.open(tmp, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let args: GetArgs | 'help';
+  try {
+    args = parseGetArgs(argv);
+  } catch (err) {
+    process.stderr.write(`damselfly get: ${errorMessage(err)}\n`);
+    return 2;
+  }
+  if (args === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const output = path.resolve(args.output);
+  const tmp = path.join(path.dirname(output), `.${path.basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`);
+  const signal = AbortSignal.timeout(args.timeoutMs);
+  const socket = resolveEndpoint(args.endpoint);
+  try {
+    try {
+      await writeBody(await viaAgent(args, socket, signal), tmp, args);
+    } catch (err) {
+      if (signal.aborted || args.disableBackToSource || err instanceof IntegrityError || !(err instanceof AgentUnusable || isStreamBreak(err))) throw err;
+      process.stderr.write(`damselfly get: warning: ${errorMessage(err)}; downloading from the origin directly\n`);
+      await writeBody(await direct(args, signal), tmp, args);
+    }
+    await fs.rename(tmp, output);
+    return 0;
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    const reason = signal.aborted ? `timed out after ${args.timeoutMs} ms` : err instanceof SourceError ? `origin answered ${err.status}` : errorMessage(err);
+    process.stderr.write(`damselfly get: ${reason}\n`);
+    return 1;
+  }
+}
+
+/** A body that broke off mid-way (agent killed, socket reset): the origin can still deliver. */
+function isStreamBreak(err: unknown): boolean {
+  const code = (err as { code?: string })?.code ?? '';
+  return /^(UND_ERR_SOCKET|ECONNRESET|EPIPE|ERR_STREAM_PREMATURE_CLOSE|UND_ERR_ABORTED)$/.test(code) || /ended after \d+ of/.test(errorMessage(err));
 }
