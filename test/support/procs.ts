@@ -397,7 +397,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   return cluster;
 }
 
-/** `damselfly get URL -O out --endpoint <agent socket>` through `agent`. */
+/**
+ * `damselfly get URL -O out --endpoint <agent socket>` through `agent`. With DAMSELFLY_GET_VIA=api
+ * the agent's local API is called in-process instead (apiGet): same agent path, no CLI process.
+ */
 export function getThrough(
   agent: RoleProcess,
   url: string,
@@ -406,5 +409,37 @@ export function getThrough(
   timeoutMs = 180_000,
   cli?: string,
 ): Promise<RunResult> {
+  if (process.env.DAMSELFLY_GET_VIA === 'api') {
+    const i = extra.indexOf('--digest');
+    return apiGet(agent, url, out, { timeoutMs, digest: i >= 0 ? extra[i + 1] : undefined });
+  }
   return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs, cli });
+}
+
+/**
+ * Downloads `url` through `agent`'s local API (unix socket, GET /v1/download) into `out`, in this
+ * process: what `damselfly get` does, without a process per download. Resolves like runCli (code 0
+ * on success, 1 with the error body in `stderr`); never throws.
+ */
+export async function apiGet(agent: RoleProcess, url: string, out: string, opts: { digest?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  const { Agent: UndiciAgent, request } = await import('undici');
+  const { createWriteStream } = await import('node:fs');
+  const { pipeline } = await import('node:stream/promises');
+  const start = performance.now();
+  const dispatcher = new UndiciAgent({ connect: { socketPath: String(agent.ready.socket) }, bodyTimeout: opts.timeoutMs ?? 180_000 });
+  const q = new URLSearchParams({ url });
+  if (opts.digest) q.set('digest', opts.digest);
+  try {
+    const res = await request(`http://localhost/v1/download?${q}`, { dispatcher, signal: AbortSignal.timeout(opts.timeoutMs ?? 180_000) });
+    if (res.statusCode !== 200) {
+      const body = await res.body.text();
+      return { code: 1, signal: null, stdout: '', stderr: `HTTP ${res.statusCode}: ${body}`, ms: performance.now() - start };
+    }
+    await pipeline(res.body, createWriteStream(out));
+    return { code: 0, signal: null, stdout: '', stderr: '', ms: performance.now() - start };
+  } catch (err) {
+    return { code: 1, signal: null, stdout: '', stderr: String((err as Error).stack ?? err), ms: performance.now() - start };
+  } finally {
+    await dispatcher.close().catch(() => undefined);
+  }
 }

@@ -43,6 +43,8 @@ describe('swarm of 8 agents', () => {
     const seconds = (performance.now() - t0) / 1000;
     for (const r of results) {
       expect(r.code, `${r.agent}: get failed: ${r.stderr.slice(-2000)}`).toBe(0);
+      // `damselfly get` falls back to the origin when its agent fails: that would hide a broken swarm.
+      expect(r.stderr, `${r.agent}'s get bypassed its agent`).not.toMatch(/from the origin directly/);
     }
     const digests = await Promise.all(results.map((r) => fileSha256(r.file)));
     expect(digests).toEqual(results.map(() => want));
@@ -64,6 +66,7 @@ describe('swarm of 8 agents', () => {
     const file = path.join(makeTempDir('damselfly-swarm-late-'), 'out.bin');
     const r = await getThrough(fresh, url, file, ['--digest', want]);
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect(r.stderr).not.toMatch(/from the origin directly/);
     expect(await fileSha256(file)).toBe(want);
     expect(origin.stats().bytes - before).toBe(0);
   });

@@ -50,6 +50,7 @@ describe('damselfly up', () => {
     const out = path.join(dataDir, 'out.bin');
     const r = await runCli(['get', url, '-O', out, '--endpoint', path.join(dataDir, 'agent.sock')], { timeoutMs: 60_000 });
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect(r.stderr).not.toMatch(/from the origin directly/);
     expect(await fileSha256(out)).toBe(origin.sha256('/up/file.bin'));
 
     const exit = await up.stop(15_000);
