@@ -116,7 +116,7 @@ export async function createKvStore(config: KvConfigInput | KvConfig): Promise<K
     case 'postgres':
       return (await import('./kv/postgres.js')).PostgresKvStore.open(c);
     case 'redis':
-      throw notYet(c.kind); // TODO kv/redis
+      return (await import('./kv/redis.js')).RedisKvStore.open(c);
     case 'dynamodb':
       throw notYet(c.kind); // TODO kv/dynamodb
     case 'firestore':
@@ -138,7 +138,7 @@ export async function createQueue(config: QueueConfigInput | QueueConfig): Promi
     case 'postgres':
       return (await import('./queue/postgres.js')).PostgresQueue.open(c);
     case 'redis':
-      throw notYet(c.kind); // TODO queue/redis
+      return (await import('./queue/redis.js')).RedisQueue.open(c);
     case 'sqs':
       throw notYet(c.kind); // TODO queue/sqs
     case 'firestore':
