@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath } from '../support/cli.js';
-import { cleanupTempDirs, killAll, makeTempDir } from '../support/procs.js';
+import { cleanupTempDirs, killAll, makeTempDir, runCli } from '../support/procs.js';
 import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
 import { harborBody, http, pollJob, pullBlobs, startStack, type Stack } from './flow.js';
@@ -52,6 +52,29 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
     // The origin still saw one GET per blob in total: the pulls came from the P2P cache.
     for (const d of image.blobs) expect(registry.blobGets.get(d)).toBe(1);
     expect(registry.totalBlobGets()).toBe(image.blobs.length);
+  }, 120_000);
+
+  it('damselfly preheat IMAGE: progress on stderr, exit 0 on SUCCESS; exit 1 with the error on FAILURE; 2 on usage errors', async () => {
+    const other = await buildImage({ layers: [700_000] });
+    try {
+      await pushImage(other, `${registry.host}/test/cli:v1`);
+      const before = registry.totalBlobGets();
+      const ok = await runCli(['preheat', `${registry.host}/test/cli:v1`, '--manager', stack.managerUrl, '--token', stack.pat, '--interval', '200ms'], { timeoutMs: 60_000 });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout.trim())).toMatchObject({ state: 'SUCCESS', success_tasks: other.blobs.length });
+      expect(ok.stderr).toMatch(/preheat job \d+ created/);
+      expect(registry.totalBlobGets() - before).toBe(other.blobs.length);
+      const bad = await runCli(['preheat', `${registry.host}/test/nothing:v1`, '--manager', stack.managerUrl, '--token', stack.pat, '--interval', '200ms'], { timeoutMs: 60_000 });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/404/);
+      const denied = await runCli(['preheat', `${registry.host}/test/cli:v1`, '--manager', stack.managerUrl, '--token', 'wrong'], { timeoutMs: 30_000 });
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toMatch(/401/);
+      const usage = await runCli(['preheat', `${registry.host}/test/cli:v1`, '--manager', stack.managerUrl], { timeoutMs: 30_000, env: { DAMSELFLY_TOKEN: undefined } });
+      expect(usage.code).toBe(2);
+    } finally {
+      await other.cleanup();
+    }
   }, 120_000);
 
   it('a preheat of an image that does not exist ends in FAILURE with the registry error', async () => {
