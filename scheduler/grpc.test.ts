@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerConfig } from './config.js';
+import { DfdaemonClient } from './dfdaemon-client.js';
 import { loadProto } from './proto.js';
 import { createScheduler, type Scheduler } from './server.js';
 import { SimPeer, hostMsg, schedulerClient, unaryCall } from './test-support.js';
@@ -232,6 +233,16 @@ describe('seed peer trigger', () => {
     expect(downloads).toHaveLength(1);
     expect(downloads[0].need_back_to_source).toBe(true);
     expect(downloads[0].request_header).toEqual({ Authorization: 'Bearer x' });
+  });
+
+  it('maps Dfdaemon statuses to typed errors in the client', async () => {
+    const seed = scheduler.resources.hosts.get('seed')!;
+    const c = scheduler.dfdaemon.get(seed.info);
+    await expect(c.statTask('nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(c.deleteTask('nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const dead = new DfdaemonClient('127.0.0.1:1');
+    await expect(dead.statTask('x', 2000)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    dead.close();
   });
 
   it('sends the normal peer to the source when the seed trigger fails', async () => {
