@@ -443,3 +443,15 @@ export async function apiGet(agent: RoleProcess, url: string, out: string, opts:
     await dispatcher.close().catch(() => undefined);
   }
 }
+
+/** Sums every sample of Prometheus metric `name` (any labels) served at http://`addr`/metrics. Throws on HTTP errors. */
+export async function scrapeMetric(addr: unknown, name: string): Promise<number> {
+  const res = await fetch(`http://${String(addr)}/metrics`);
+  if (!res.ok) throw new Error(`GET http://${String(addr)}/metrics: HTTP ${res.status}`);
+  let sum = 0;
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m && m[1] === name) sum += Number(m[3]);
+  }
+  return sum;
+}

@@ -15,6 +15,7 @@ import {
   type Cluster,
   type RoleProcess,
   type RunResult,
+  scrapeMetric,
 } from '../support/procs.js';
 
 const PIECE = 4 * MiB; // Dragonfly's piece length for files ≤ 2 GiB
@@ -94,6 +95,8 @@ describe('failures', () => {
     expect(await Promise.all(results.map((r) => fileSha256(r.file)))).toEqual(results.map(() => want));
     const reported = children.flatMap((c) => complaints(c, '127.0.0.1-agent-0'));
     process.stderr.write(`killed parent: ${reported.length} child log lines name the dead parent\n`);
+    // The victim really was a parent (else this test proved nothing about its children).
+    expect(reported.length).toBeGreaterThan(0);
     // The seed never went away, so the origin sent the file about once plus what the dead parent
     // took with it; it must never be a full copy per child.
     const served = origin.stats().bytes;
@@ -124,9 +127,12 @@ describe('failures', () => {
   });
 
   it('a parent serving corrupted bytes: rejected, never written, the parent avoided', async () => {
-    const SIZE = 24 * MiB;
+    const SIZE = 32 * MiB; // 8 pieces
+    const SLOTS = 2; // the children's download.concurrentPieceCount
     origin = await startOrigin();
-    cluster = await startCluster({ agents: 3 });
+    // Few download slots make "avoided" measurable: a child that kept asking the bad parent would
+    // fetch all 8 pieces from it; one that drops it after the first failure fetches at most SLOTS.
+    cluster = await startCluster({ agents: 3, agent: (i) => (i > 0 ? { download: { concurrentPieceCount: SLOTS } } : undefined) });
     const url = origin.add('/fail/corrupt.bin', { size: SIZE, seed: `corrupt-${Date.now()}` });
     const want = origin.sha256('/fail/corrupt.bin');
     const out = makeTempDir('damselfly-fail-out-');
@@ -162,6 +168,13 @@ describe('failures', () => {
       `corrupt parent: ${childComplaints.length} child complaints, ${badComplaints.length} warnings on the bad parent\n`,
     );
     expect(childComplaints.length + badComplaints.length).toBeGreaterThan(0);
+    // The children reported the bad parent to the scheduler (which blocklists it for them)...
+    const failedPieces = await scrapeMetric(cluster.scheduler.ready.metrics, 'dragonfly_scheduler_download_piece_finished_failure_total');
+    expect(failedPieces).toBeGreaterThan(0);
+    // ...and stopped asking it: at most one round of download slots each.
+    const uploadsByBad = await scrapeMetric(bad.ready.metrics, 'dragonfly_client_upload_task_total');
+    process.stderr.write(`corrupt parent: scheduler saw ${failedPieces} failed pieces; bad parent served ${uploadsByBad}\n`);
+    expect(uploadsByBad).toBeLessThanOrEqual(children.length * SLOTS);
     const again = origin.stats().bytes - originBefore;
     expect(again).toBeGreaterThanOrEqual(PIECE);
     expect(again).toBeLessThanOrEqual(SIZE + 2 * PIECE);
