@@ -4,8 +4,11 @@
  * physical names with `$app.name-$app.stage`), so stages never share state.
  */
 
-/** Attribute names of the DynamoDB KV backend (adapters/kv/dynamodb.ts): keep them in step. */
-export const KV_TABLE_LAYOUT = { hashKey: 'pk', rangeKey: 'sk', ttl: 'expiresAt' } as const;
+/**
+ * Key schema and TTL attribute of the DynamoDB KV backend (adapters/kv/dynamodb.ts creates the same
+ * table when it is missing; test/deploy/sst-layout.test.ts keeps the two in step).
+ */
+export const KV_TABLE_LAYOUT = { hashKey: 'p', rangeKey: 'k', ttl: 'ttl' } as const;
 
 /** Deliveries before a job message moves to the dead-letter queue (the queue port's `maxReceives`). */
 export const JOB_MAX_RECEIVES = 5;
@@ -17,7 +20,7 @@ export function createStores() {
     primaryIndex: { hashKey: KV_TABLE_LAYOUT.hashKey, rangeKey: KV_TABLE_LAYOUT.rangeKey },
     ttl: KV_TABLE_LAYOUT.ttl,
   });
-  // SQS names: `${queuePrefix}${name}` and `${queuePrefix}${name}-dlq`, as the SQS queue backend builds them.
+  // SQS names: `${queuePrefix}${jobQueue('1')}` and its deadLetterName(), as the SQS queue backend builds them.
   const queuePrefix = `${$app.name}-${$app.stage}-`;
   const deadLetter = new sst.aws.Queue('JobsDlq', {
     transform: { queue: { name: `${queuePrefix}jobs-cluster-1-dlq`, messageRetentionSeconds: 14 * 24 * 3600 } },

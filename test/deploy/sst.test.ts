@@ -86,3 +86,24 @@ describe.skipIf(!requireOrSkip(registry.ok, 'the npm registry (for `sst install`
     }
   }, 180_000);
 });
+
+describe('SST stores match the adapters that use them', () => {
+  const stores = readFileSync(path.join(repoRoot, 'infra', 'sst', 'stores.ts'), 'utf8');
+
+  it('creates the DynamoDB table with the key schema and TTL attribute the KV backend uses', () => {
+    const m = /KV_TABLE_LAYOUT = \{ hashKey: '(\w+)', rangeKey: '(\w+)', ttl: '(\w+)' \}/.exec(stores);
+    expect(m).not.toBeNull();
+    const [, hashKey, rangeKey, ttl] = m!;
+    const backend = readFileSync(path.join(repoRoot, 'adapters', 'kv', 'dynamodb.ts'), 'utf8');
+    expect(backend).toContain(`{ AttributeName: '${hashKey}', KeyType: 'HASH' }`);
+    expect(backend).toContain(`{ AttributeName: '${rangeKey}', KeyType: 'RANGE' }`);
+    expect(backend).toContain(`TimeToLiveSpecification: { AttributeName: '${ttl}', Enabled: true }`);
+  });
+
+  it('names the job queue and its dead-letter queue as the queue backend does for cluster 1', async () => {
+    const { jobQueue } = await import('../../adapters/keys.js');
+    const { deadLetterName } = await import('../../adapters/queue/port.js');
+    expect(stores).toContain(`name: \`\${queuePrefix}${jobQueue('1')}\``);
+    expect(stores).toContain(`name: \`\${queuePrefix}${deadLetterName(jobQueue('1'))}\``);
+  });
+});
