@@ -118,7 +118,7 @@ export async function createKvStore(config: KvConfigInput | KvConfig): Promise<K
     case 'redis':
       return (await import('./kv/redis.js')).RedisKvStore.open(c);
     case 'dynamodb':
-      throw notYet(c.kind); // TODO kv/dynamodb
+      return (await import('./kv/dynamodb.js')).DynamoKvStore.open(c);
     case 'firestore':
       throw notYet(c.kind); // TODO kv/firestore
   }

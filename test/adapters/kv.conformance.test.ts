@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { kvConformance } from '../../adapters/kv/conformance.js';
 import { createKvStore } from '../../adapters/stores.js';
 import { requireOrSkip } from '../support/require.js';
+import { dynamoLocalAvailable, fauxqsAvailable, firestoreEmulatorAvailable } from '../support/servers.js';
 import { TEST_TIMEOUT_MS, dynamoBackend, firestoreBackend, postgresBackend, redisBackend, type Backend } from './backends.js';
 
 describe('kv: memory', () => {
@@ -44,7 +45,12 @@ function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boole
 const [pg, redis] = await Promise.all([postgresBackend(), redisBackend()]);
 serverSuite('postgres', async () => pg, pg.ok, pg.what, pg.reason);
 serverSuite('redis', async () => redis, redis.ok, redis.what, redis.reason);
+serverSuite('dynamodb', dynamoBackend, ...available(dynamoLocalAvailable()));
 afterAll(async () => {
   await pg.stop();
   await redis.stop();
 });
+
+function available(a: { ok: boolean; what: string; reason?: string }): [boolean, string, string | undefined] {
+  return [a.ok, a.what, a.reason];
+}

