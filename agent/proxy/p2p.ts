@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { SourceError } from '../../adapters/errors.js';
 import type { ProxyConfig } from './config.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './config.js';
@@ -194,32 +195,28 @@ export async function serveP2P(
   }
 
   let bytes = 0;
-  const count = (n: number) => {
-    bytes += n;
-    deps.onBytes?.(n);
-  };
+  const body = stream.body;
+  // The first chunk was already taken off the stream (to decide on fallback); the body may even
+  // have ended meanwhile, so the rest is read through an async iterator, which copes with both.
+  async function* rest(): AsyncGenerator<Buffer> {
+    if (first === null) return;
+    yield first;
+    for await (const c of body) yield c as Buffer;
+  }
   try {
-    await new Promise<void>((resolve, reject) => {
-      const body = stream.body;
-      const onError = (e: Error) => {
-        body.unpipe(res);
-        reject(e);
-      };
-      body.once('error', onError);
-      res.once('error', reject);
-      res.once('close', () => (res.writableFinished ? resolve() : reject(new Error('client went away'))));
-      if (first === null) {
-        res.end();
-        return;
-      }
-      count(first.length);
-      res.write(first);
-      body.on('data', (c: Buffer) => count(c.length));
-      body.once('end', () => res.end());
-      body.pipe(res, { end: false });
-    });
+    await pipeline(
+      rest(),
+      async function* (src: AsyncIterable<Buffer>) {
+        for await (const c of src) {
+          bytes += c.length;
+          deps.onBytes?.(c.length);
+          yield c;
+        }
+      },
+      res,
+    );
   } catch (error) {
-    stream.body.destroy();
+    body.destroy();
     res.destroy(error instanceof Error ? error : new Error(String(error)));
     return { outcome: 'broken', error };
   } finally {

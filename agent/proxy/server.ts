@@ -98,6 +98,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     }
 
     const route: ProxyRoute = wantsP2P(req.method, target, req.headers, config) ? 'p2p' : 'direct';
+    log.debug('request', { method: req.method, url: safeUrl(raw), route });
     if (route === 'p2p') {
       metrics.viaDfdaemon.inc();
       const r = await serveP2P(req, res, target, { config, taskManager: opts.taskManager, onBytes: (n) => metrics.bytes.inc({ source: 'p2p' }, n) });
@@ -218,9 +219,8 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
   });
   const port = (server.address() as net.AddressInfo).port;
   log.info('proxy listening', { ip: config.server.ip, port, intercept: !!signer });
-  return {
-    port,
-    close: async () => {
+  let closing: Promise<void> | undefined;
+  const close = async () => {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -228,8 +228,8 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
       });
       inner.close();
       await Promise.all([secure.close(), insecure.close()]);
-    },
   };
+  return { port, close: () => (closing ??= close()) };
 }
 
 /** A URL for logs: query dropped (it may carry signatures or tokens). */

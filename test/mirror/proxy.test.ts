@@ -1,0 +1,255 @@
+/**
+ * The proxy against real registries (distribution 2.8 anonymous, htpasswd, token-auth front, 307
+ * redirect front) with the in-process fixture TaskManager on the P2P path: upstream choice, header
+ * pass-through, auth, redirects without credential leaks, Range, integrity, fallback, metrics.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { Registry } from 'prom-client';
+import { request } from 'undici';
+import { createLogger } from '../../adapters/log.js';
+import { proxyConfigSchema, type ProxyConfig } from '../../agent/proxy/config.js';
+import { startProxy, type RunningProxy } from '../../agent/proxy/server.js';
+import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
+import { requireOrSkip } from '../support/require.js';
+import { OriginTaskManager } from './origin-task-manager.js';
+
+const tools = registryToolsAvailable();
+const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+
+interface Harness {
+  proxy: RunningProxy;
+  tm: OriginTaskManager;
+  url: string;
+  metrics: Registry;
+  logs: string[];
+}
+
+const harnesses: Harness[] = [];
+async function harness(proxy: Partial<Record<keyof ProxyConfig, unknown>> = {}): Promise<Harness> {
+  const logs: string[] = [];
+  const metrics = new Registry();
+  const tm = new OriginTaskManager();
+  const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 }, ...proxy });
+  const p = await startProxy({ config: { proxy: config }, taskManager: tm, logger: createLogger({}, { write: (l) => { logs.push(l); if (process.env.PROXY_DEBUG) process.stderr.write(l); }, level: 'debug' }), metricsRegistry: metrics });
+  const h = { proxy: p, tm, url: `http://127.0.0.1:${p.port}`, metrics, logs };
+  harnesses.push(h);
+  return h;
+}
+
+async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
+  const r = await request(url, { method: method as 'GET', headers });
+  const body = Buffer.from(await r.body.arrayBuffer());
+  return { status: r.statusCode, headers: r.headers as Record<string, string>, body };
+}
+
+describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missing: ${tools.missing.join(', ')}`))('proxy against real registries', () => {
+  let image: BuiltImage;
+  let plain: RunningRegistry;
+  let redirecting: RunningRegistry;
+  let htpasswd: RunningRegistry;
+  let token: RunningRegistry;
+  beforeAll(async () => {
+    image = await buildImage({ layers: [600_000, 2_500_000] });
+    [plain, redirecting, htpasswd, token] = await Promise.all([
+      startRegistry(),
+      startRegistry({ redirectBlobs: true, auth: 'htpasswd' }),
+      startRegistry({ auth: 'htpasswd' }),
+      startRegistry({ auth: 'token' }),
+    ]);
+    for (const r of [plain, redirecting, htpasswd, token]) await pushImage(image, `${r.host}/test/app:v1`, { creds: r.creds });
+    for (const r of [plain, redirecting, htpasswd, token]) r.resetCounters();
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all(harnesses.splice(0).map((h) => h.proxy.close()));
+    await Promise.all([plain, redirecting, htpasswd, token].filter(Boolean).map((r) => r.close()));
+    await image?.cleanup();
+  });
+
+  it('mirror mode: ns picks the upstream; manifests pass through with digest and length; blobs go P2P once', async () => {
+    const h = await harness();
+    const ns = encodeURIComponent(plain.host);
+    const ping = await get(`${h.url}/v2/?ns=${ns}`);
+    expect(ping.status).toBe(200);
+    expect(ping.headers['docker-distribution-api-version']).toBe('registry/2.0');
+    const head = await get(`${h.url}/v2/test/app/manifests/v1?ns=${ns}`, { accept: OCI_ACCEPT }, 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.headers['docker-content-digest']).toBe(image.manifestDigest);
+    expect(head.headers['content-length']).toBeDefined();
+    expect(Number(head.headers['content-length'])).toBeGreaterThan(100);
+    const man = await get(`${h.url}/v2/test/app/manifests/${image.manifestDigest}?ns=${ns}`, { accept: OCI_ACCEPT });
+    expect(sha(man.body)).toBe(image.manifestDigest);
+    expect(man.headers['content-type']).toBe('application/vnd.oci.image.manifest.v1+json');
+
+    for (let i = 0; i < 3; i++) {
+      for (const digest of image.blobs) {
+        const b = await get(`${h.url}/v2/test/app/blobs/${digest}?ns=${ns}`);
+        expect(b.status).toBe(200);
+        expect(sha(b.body)).toBe(digest);
+        expect(b.headers['x-dragonfly-task-id']).toMatch(/^[0-9a-f]{64}$/);
+        expect(b.headers['docker-content-digest']).toBe(digest);
+      }
+    }
+    for (const digest of image.blobs) expect(plain.blobGets.get(digest)).toBe(1);
+    // ns never reaches the origin, and is filtered from the task ID.
+    expect(h.tm.calls.every((c) => !new URL(c.url).searchParams.has('ns'))).toBe(true);
+    expect(plain.requests.some((r) => r.url.includes('ns='))).toBe(false);
+    const text = await h.metrics.metrics();
+    expect(text).toContain(`dragonfly_client_proxy_request_total{route="p2p",result="ok"} ${image.blobs.length * 3}`);
+    expect(text).toMatch(/dragonfly_client_proxy_traffic_bytes_total\{source="p2p"\} \d+/);
+  });
+
+  it('X-Dragonfly-Registry wins over ns; the configured default is used when neither is given', async () => {
+    const h = await harness({ registryMirror: { addr: `http://${htpasswd.host}` } });
+    const viaHeader = await get(`${h.url}/v2/test/app/manifests/v1?ns=${encodeURIComponent(htpasswd.host)}`, { 'x-dragonfly-registry': plain.url, accept: OCI_ACCEPT });
+    expect(viaHeader.status).toBe(200);
+    const viaDefault = await get(`${h.url}/v2/test/app/manifests/v1`, { accept: OCI_ACCEPT });
+    expect(viaDefault.status).toBe(401);
+    expect(viaDefault.headers['www-authenticate']).toMatch(/^Basic realm="damselfly-test"/);
+  });
+
+  it('htpasswd: the 401 challenge reaches the client unchanged; with Basic credentials pulls work and are never logged', async () => {
+    const h = await harness({ registryMirror: { addr: htpasswd.url } });
+    const basic = `Basic ${Buffer.from(`${htpasswd.creds!.username}:${htpasswd.creds!.password}`).toString('base64')}`;
+    const anonBlob = await get(`${h.url}/v2/test/app/blobs/${image.configDigest}`);
+    expect(anonBlob.status).toBe(401);
+    expect(anonBlob.headers['www-authenticate']).toMatch(/^Basic /);
+    const blob = await get(`${h.url}/v2/test/app/blobs/${image.layers[1]!.digest}`, { authorization: basic });
+    expect(blob.status).toBe(200);
+    expect(sha(blob.body)).toBe(image.layers[1]!.digest);
+    expect(h.tm.calls.at(-1)!.requestHeaders!.authorization).toBe(basic);
+    expect(h.logs.join('')).not.toContain(htpasswd.creds!.password);
+    expect(h.logs.join('')).not.toContain(basic.slice(6));
+  });
+
+  it('token auth: Bearer challenge passes through, the token endpoint is reachable through the proxy, the token is used upstream', async () => {
+    const h = await harness({ registryMirror: { addr: token.url } });
+    const anon = await get(`${h.url}/v2/test/app/manifests/v1`, { accept: OCI_ACCEPT });
+    expect(anon.status).toBe(401);
+    const challenge = anon.headers['www-authenticate']!;
+    expect(challenge).toBe(`Bearer realm="${token.url}/token",service="damselfly-test",scope="repository:test/app:pull"`);
+    // nydus <= 2.3.4 sends the token request to the mirror: origin-form /token goes to the upstream.
+    const tok = JSON.parse((await get(`${h.url}/token?service=damselfly-test&scope=repository:test/app:pull`)).body.toString()) as { token: string };
+    const man = await get(`${h.url}/v2/test/app/manifests/v1`, { accept: OCI_ACCEPT, authorization: `Bearer ${tok.token}` });
+    expect(man.status).toBe(200);
+    expect(man.headers['docker-content-digest']).toBe(image.manifestDigest);
+    const blob = await get(`${h.url}/v2/test/app/blobs/${image.layers[0]!.digest}`, { authorization: `Bearer ${tok.token}` });
+    expect(blob.status).toBe(200);
+    expect(sha(blob.body)).toBe(image.layers[0]!.digest);
+  });
+
+  it('307 to signed storage URLs is followed by the agent without leaking Authorization, on the P2P and the direct path; signatures do not change the task ID', async () => {
+    const basic = `Basic ${Buffer.from(`${redirecting.creds!.username}:${redirecting.creds!.password}`).toString('base64')}`;
+    const h = await harness({ registryMirror: { addr: redirecting.url } });
+    const digest = image.layers[0]!.digest;
+    const first = await get(`${h.url}/v2/test/app/blobs/${digest}`, { authorization: basic });
+    expect(first.status).toBe(200);
+    expect(sha(first.body)).toBe(digest);
+    // Direct path (HEAD and GET with P2P disabled by rules) follows the redirect too.
+    const direct = await harness({ registryMirror: { addr: redirecting.url }, rules: [] });
+    const d = await get(`${direct.url}/v2/test/app/blobs/${image.configDigest}`, { authorization: basic });
+    expect(d.status).toBe(200);
+    expect(sha(d.body)).toBe(image.configDigest);
+    expect(redirecting.storageGets.get(digest)).toBe(1);
+    expect(redirecting.storageAuthLeaks).toBe(0);
+    // A task ID computed from a URL carrying signature params equals the one without them.
+    const withSig = h.tm.taskId({ url: `${redirecting.url}/v2/x/blobs/${digest}?X-Amz-Signature=abc&X-Amz-Date=1`, filteredQueryParams: h.tm.calls[0]!.filteredQueryParams });
+    expect(withSig).toBe(h.tm.taskId({ url: `${redirecting.url}/v2/x/blobs/${digest}` }));
+  });
+
+  it('Range: nydusd pattern (HEAD for size, then many closed ranges) answered 206 with exactly one correct Content-Range; prefetch on request', async () => {
+    const h = await harness({ registryMirror: { addr: plain.url } });
+    const { digest } = image.layers[1]!;
+    const full = await get(`${plain.backendUrl}/v2/test/app/blobs/${digest}`);
+    const head = await get(`${h.url}/v2/test/app/blobs/${digest}`, {}, 'HEAD');
+    expect(head.status).toBe(200);
+    const size = Number(head.headers['content-length']);
+    expect(size).toBe(full.body.length);
+    const chunk = 64 * 1024 + 7;
+    for (let off = 0; off < size; off += chunk) {
+      const end = Math.min(off + chunk, size) - 1;
+      const r = await get(`${h.url}/v2/test/app/blobs/${digest}`, { range: `bytes=${off}-${end}`, 'x-dragonfly-prefetch': off === 0 ? 'true' : 'false' });
+      expect(r.status).toBe(206);
+      expect(r.headers['content-range']).toBe(`bytes ${off}-${end}/${size}`);
+      expect(Number(r.headers['content-length'])).toBe(end - off + 1);
+      expect(r.body.equals(full.body.subarray(off, end + 1))).toBe(true);
+    }
+    expect(h.tm.prefetches).toHaveLength(1);
+    expect(h.tm.prefetches[0]!.range).toBeUndefined();
+    // Open-ended (containerd resume) and suffix (served by the origin) ranges.
+    const open = await get(`${h.url}/v2/test/app/blobs/${digest}`, { range: `bytes=${size - 1000}-` });
+    expect(open.status).toBe(206);
+    expect(open.headers['content-range']).toBe(`bytes ${size - 1000}-${size - 1}/${size}`);
+    expect(open.body.equals(full.body.subarray(size - 1000))).toBe(true);
+    const suffix = await get(`${h.url}/v2/test/app/blobs/${digest}`, { range: 'bytes=-500' });
+    expect(suffix.status).toBe(206);
+    expect(suffix.body.equals(full.body.subarray(size - 500))).toBe(true);
+  });
+
+  it('X-Dragonfly-Tag/-Application/-Priority/-Filtered-Query-Params reach the task manager; control headers never reach the origin', async () => {
+    const h = await harness({ registryMirror: { addr: plain.url } });
+    await get(`${h.url}/v2/test/app/blobs/${image.configDigest}?foo=1`, {
+      'x-dragonfly-tag': 't1', 'x-dragonfly-application': 'app1', 'x-dragonfly-priority': '3', 'x-dragonfly-filtered-query-params': 'foo, bar',
+    });
+    const c = h.tm.calls.at(-1)!;
+    expect(c).toMatchObject({ tag: 't1', application: 'app1', priority: 3, filteredQueryParams: ['foo', 'bar'], digest: image.configDigest });
+    expect(Object.keys(c.requestHeaders!).some((k) => k.startsWith('x-dragonfly'))).toBe(false);
+    // X-Dragonfly-Use-P2P forces P2P for a URL no rule matches.
+    const before = h.tm.calls.length;
+    const m = await get(`${h.url}/v2/test/app/manifests/${image.manifestDigest}`, { 'x-dragonfly-use-p2p': 'true', accept: OCI_ACCEPT });
+    expect(m.status).toBe(200);
+    expect(h.tm.calls.length).toBe(before + 1);
+  });
+
+  it('P2P failure before the first byte falls back to a direct fetch in the same request', async () => {
+    const h = await harness({ registryMirror: { addr: plain.url } });
+    h.tm.failNext = 1;
+    const b = await get(`${h.url}/v2/test/app/blobs/${image.layers[0]!.digest}`);
+    expect(b.status).toBe(200);
+    expect(sha(b.body)).toBe(image.layers[0]!.digest);
+    expect(b.headers['x-dragonfly-task-id']).toBeUndefined();
+    expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_fallback_total\{reason="download"\} 1/);
+    expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_request_total\{route="direct",result="fallback"\} 1/);
+  });
+});
+
+describe('integrity against a lying origin', () => {
+  let liar: http.Server;
+  let liarUrl = '';
+  const good = Buffer.alloc(300_000, 7);
+  const bad = Buffer.alloc(300_000, 8);
+  const digest = sha(good);
+  beforeAll(async () => {
+    liar = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-length': String(bad.length), 'content-type': 'application/octet-stream' });
+      res.end(req.method === 'HEAD' ? undefined : bad);
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
+    liarUrl = `http://127.0.0.1:${(liar.address() as net.AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await Promise.all(harnesses.splice(0).map((h) => h.proxy.close()));
+    liar.closeAllConnections();
+    await new Promise((r) => liar.close(r));
+  });
+
+  async function pull(url: string) {
+    const r = await request(url);
+    expect(r.statusCode).toBe(200);
+    return r.body.arrayBuffer();
+  }
+
+  it('P2P path: a blob whose bytes do not hash to its digest is a broken transfer, never a complete 200', async () => {
+    const h = await harness({ registryMirror: { addr: liarUrl } });
+    await expect(pull(`${h.url}/v2/x/blobs/${digest}`)).rejects.toThrow();
+  });
+
+  it('direct path: the same with P2P disabled (the guard withholds the last bytes)', async () => {
+    const h = await harness({ registryMirror: { addr: liarUrl }, rules: [] });
+    await expect(pull(`${h.url}/v2/x/blobs/${digest}`)).rejects.toThrow();
+    expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_request_failure_total\{route="direct"\} 1/);
+  });
+});
