@@ -140,7 +140,7 @@ export async function createQueue(config: QueueConfigInput | QueueConfig): Promi
     case 'redis':
       return (await import('./queue/redis.js')).RedisQueue.open(c);
     case 'sqs':
-      throw notYet(c.kind); // TODO queue/sqs
+      return (await import('./queue/sqs.js')).SqsQueue.open(c);
     case 'firestore':
       throw notYet(c.kind); // TODO queue/firestore
   }

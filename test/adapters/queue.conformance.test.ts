@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { queueConformance } from '../../adapters/queue/conformance.js';
 import { createQueue } from '../../adapters/stores.js';
 import { requireOrSkip } from '../support/require.js';
+import { fauxqsAvailable, firestoreEmulatorAvailable } from '../support/servers.js';
 import { TEST_TIMEOUT_MS, firestoreBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from './backends.js';
 
 describe('queue: memory', () => {
@@ -42,7 +43,12 @@ function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boole
 const [pg, redis] = await Promise.all([postgresBackend(), redisBackend()]);
 serverSuite('postgres', async () => pg, pg.ok, pg.what, pg.reason);
 serverSuite('redis', async () => redis, redis.ok, redis.what, redis.reason);
+serverSuite('sqs', sqsBackend, ...available(fauxqsAvailable()));
 afterAll(async () => {
   await pg.stop();
   await redis.stop();
 });
+
+function available(a: { ok: boolean; what: string; reason?: string }): [boolean, string, string | undefined] {
+  return [a.ok, a.what, a.reason];
+}
