@@ -1,5 +1,87 @@
-// Placeholder until this subcommand lands: it says so instead of pretending to work.
-export async function main(_argv: string[]): Promise<number> {
-  process.stderr.write('damselfly: this command is not available in this build yet\n');
-  return 2;
+/**
+ * `damselfly config containerd|nydusd|podman|docker [--mirror URL] [--registry R]... [--write DIR]`:
+ * prints (or writes) the client configuration that points a container client at the agent.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { errorMessage } from '../../adapters/errors.js';
+import { CLIENT_KINDS, generateClientConfig, type ClientKind } from './client-config.js';
+
+const USAGE = `usage: damselfly config <containerd|nydusd|podman|docker> [options]
+
+Prints the configuration that points a container client at the agent's registry mirror / proxy.
+
+options:
+  --mirror URL        the agent's proxy (default http://127.0.0.1:4001)
+  --registry R        upstream registry, host[:port] or URL; repeatable (default https://index.docker.io)
+  --write DIR         write the files under DIR instead of printing them
+  --config-path DIR   containerd: the hosts directory containerd reads (default: --write DIR, else /etc/containerd/certs.d)
+  --ca FILE           docker: the proxy CA (damselfly ca init) to install under certs.d/<host>/ca.crt
+  -h, --help          this help
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        mirror: { type: 'string', default: 'http://127.0.0.1:4001' },
+        registry: { type: 'string', multiple: true, default: [] },
+        write: { type: 'string' },
+        'config-path': { type: 'string' },
+        ca: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`damselfly config: ${errorMessage(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const kind = positionals[0] as ClientKind | undefined;
+  if (!kind || !CLIENT_KINDS.includes(kind) || positionals.length > 1) {
+    process.stderr.write(`damselfly config: expected one of ${CLIENT_KINDS.join(', ')}\n\n${USAGE}`);
+    return 2;
+  }
+  let caPem: string | undefined;
+  if (values.ca) {
+    try {
+      caPem = readFileSync(values.ca, 'utf8');
+    } catch (e) {
+      process.stderr.write(`damselfly config: cannot read --ca ${values.ca}: ${errorMessage(e)}\n`);
+      return 1;
+    }
+  }
+  const writeDir = values.write ? path.resolve(values.write) : undefined;
+  let files;
+  try {
+    files = generateClientConfig(kind, {
+      mirror: values.mirror,
+      registries: values.registry,
+      configPath: values['config-path'] ?? writeDir,
+      caPem,
+    });
+  } catch (e) {
+    process.stderr.write(`damselfly config: ${errorMessage(e)}\n`);
+    return 2;
+  }
+  if (!writeDir) {
+    for (const f of files) process.stdout.write(`# ==> ${f.path} <==\n# ${f.note}\n${f.content}\n`);
+    return 0;
+  }
+  for (const f of files) {
+    const target = path.join(writeDir, f.path);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeFile(target, f.content);
+    process.stdout.write(`${target}\n`);
+  }
+  return 0;
 }

@@ -1,0 +1,65 @@
+/** Each generated file is parsed back (TOML / JSON) and the fields the client reads are checked. */
+import { describe, expect, it } from 'vitest';
+import { parse as parseToml } from 'smol-toml';
+import { generateClientConfig } from './client-config.js';
+
+const mirror = 'http://127.0.0.1:4001';
+const byPath = (files: { path: string; content: string }[]) => Object.fromEntries(files.map((f) => [f.path, f.content]));
+
+describe('client configuration generators', () => {
+  it('containerd: hosts.toml per registry with the mirror first, header and server; _default; config_path snippets', () => {
+    const f = byPath(generateClientConfig('containerd', { mirror, registries: ['docker.io', '127.0.0.1:5000'], configPath: '/etc/containerd/certs.d' }));
+    const hub = parseToml(f['docker.io/hosts.toml']!) as any;
+    expect(hub.server).toBe('https://index.docker.io');
+    expect(Object.keys(hub.host)).toEqual([mirror]);
+    expect(hub.host[mirror].capabilities).toEqual(['pull', 'resolve']);
+    expect(hub.host[mirror].header['X-Dragonfly-Registry']).toBe('https://index.docker.io');
+    expect(hub.host[mirror].skip_verify).toBeUndefined();
+    const local = parseToml(f['127.0.0.1:5000/hosts.toml']!) as any;
+    expect(local.server).toBe('http://127.0.0.1:5000');
+    expect(local.host[mirror].header['X-Dragonfly-Registry']).toBe('http://127.0.0.1:5000');
+    const def = parseToml(f['_default/hosts.toml']!) as any;
+    expect(def.server).toBeUndefined();
+    expect(def.host[mirror].capabilities).toEqual(['pull', 'resolve']);
+    const v2 = parseToml(f['containerd-1.x-config.toml']!) as any;
+    expect(v2.version).toBe(2);
+    expect(v2.plugins['io.containerd.grpc.v1.cri'].registry.config_path).toBe('/etc/containerd/certs.d');
+    const v3 = parseToml(f['containerd-2.x-config.toml']!) as any;
+    expect(v3.version).toBe(3);
+    expect(v3.plugins['io.containerd.cri.v1.images'].registry.config_path).toBe('/etc/containerd/certs.d');
+  });
+  it('nydusd: mirrors[] with X-Dragonfly-Registry (<= 2.3.4) and proxy (2.3.5+), never both', () => {
+    const f = byPath(generateClientConfig('nydusd', { mirror, registries: [] }));
+    const m = JSON.parse(f['nydusd-mirror-docker.io.json']!);
+    const cfg = m.device.backend.config;
+    expect(m.device.backend.type).toBe('registry');
+    expect(cfg.host).toBe('index.docker.io');
+    expect(cfg.scheme).toBe('https');
+    expect(cfg.mirrors[0].host).toBe(mirror);
+    expect(cfg.mirrors[0].headers['X-Dragonfly-Registry']).toBe('https://index.docker.io');
+    expect(cfg.proxy).toBeUndefined();
+    const p = JSON.parse(f['nydusd-proxy-docker.io.json']!).device.backend.config;
+    expect(p.proxy).toMatchObject({ url: mirror, fallback: true });
+    expect(p.mirrors).toBeUndefined();
+  });
+  it('podman/skopeo/CRI-O: [[registry]] with [[registry.mirror]]', () => {
+    const f = byPath(generateClientConfig('podman', { mirror, registries: ['127.0.0.1:5000'] }));
+    const c = parseToml(f['registries.conf']!) as any;
+    expect(c.registry).toHaveLength(1);
+    expect(c.registry[0]).toMatchObject({ prefix: '127.0.0.1:5000', location: '127.0.0.1:5000', insecure: true });
+    expect(c.registry[0].mirror).toEqual([{ location: '127.0.0.1:4001', insecure: true }]);
+  });
+  it('docker: registry-mirrors only for Docker Hub, the proxy drop-in, and the CA per host', () => {
+    const f = byPath(generateClientConfig('docker', { mirror, registries: ['docker.io', 'ghcr.io'], caPem: 'PEM' }));
+    expect(JSON.parse(f['daemon.json']!)).toEqual({ 'registry-mirrors': [mirror] });
+    expect(f['docker.service.d/http-proxy.conf']).toContain(`Environment="HTTPS_PROXY=${mirror}"`);
+    expect(f['docker.service.d/http-proxy.conf']).toMatch(/^\[Service\]\n/);
+    expect(f['certs.d/registry-1.docker.io/ca.crt']).toBe('PEM');
+    expect(f['certs.d/ghcr.io/ca.crt']).toBe('PEM');
+    const noHub = byPath(generateClientConfig('docker', { mirror, registries: ['ghcr.io'] }));
+    expect(noHub['daemon.json']).toBeUndefined();
+  });
+  it('rejects a mirror that is not a URL', () => {
+    expect(() => generateClientConfig('containerd', { mirror: '127.0.0.1:4001', registries: [] })).toThrow(/--mirror/);
+  });
+});
