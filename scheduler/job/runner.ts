@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS } from '../../agent/proxy/config.js';
 import { taskId as computeTaskId } from '../../agent/task-id.js';
 import { HashRing } from '../hashring.js';
 import type { Host } from '../resource/host.js';
@@ -34,15 +35,6 @@ export interface RunOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Dragonfly's default filtered query params, used when a job names none. */
-export const DEFAULT_FILTERED_QUERY_PARAMS = [
-  'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature', 'X-Amz-Security-Token', 'X-Amz-User-Agent',
-  'X-Goog-Algorithm', 'X-Goog-Credential', 'X-Goog-Date', 'X-Goog-Expires', 'X-Goog-SignedHeaders', 'X-Goog-Signature',
-  'OSSAccessKeyId', 'Expires', 'Signature', 'SecurityToken',
-  'AccessKeyId', 'Signature', 'Expires', 'X-Obs-Date', 'X-Obs-Security-Token',
-  'q-sign-algorithm', 'q-ak', 'q-sign-time', 'q-key-time', 'q-header-list', 'q-url-param-list', 'q-signature', 'x-cos-security-token',
-  'ns',
-];
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && v > 0 ? v : undefined);

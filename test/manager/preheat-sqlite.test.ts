@@ -54,6 +54,51 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
     expect(registry.totalBlobGets()).toBe(image.blobs.length);
   }, 120_000);
 
+  it('get_task lists the peers holding a blob; delete_task evicts it everywhere, so the next pull goes to the origin', async () => {
+    const blob = image.layers[1].digest;
+    const url = `${registry.url}/v2/test/app/blobs/${blob}`;
+    const got = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: { type: 'get_task', args: { url } } });
+    expect(got.status).toBe(200);
+    const gjob = await pollJob(stack, got.json.id);
+    expect(gjob.state).toBe('SUCCESS');
+    const hosts = gjob.result.job_states[0].results[0].peers.map((p: { hostname: string }) => p.hostname).sort();
+    expect(hosts).toEqual(['agent-0', 'seed']);
+    const del = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: { type: 'delete_task', args: { url } } });
+    const djob = await pollJob(stack, del.json.id);
+    expect(djob.state, JSON.stringify(djob.result)).toBe('SUCCESS');
+    expect(djob.result.job_states[0].results[0].success_tasks.map((t: { hostname: string }) => t.hostname).sort()).toEqual(['agent-0', 'seed']);
+    const before = registry.blobGets.get(blob) ?? 0;
+    await pullBlobs(stack.agent, registry, 'test/app', { ...image, blobs: [blob] });
+    expect(registry.blobGets.get(blob)).toBe(before + 1);
+  }, 60_000);
+
+  it('a registry behind a token service, with the Authorization header Harbor sends: SUCCESS, and the token is never stored, returned or logged', async () => {
+    const tokenReg = await startRegistry({ auth: 'token' });
+    try {
+      await pushImage(image, `${tokenReg.host}/test/app:v1`, { creds: tokenReg.creds });
+      tokenReg.resetCounters();
+      // What Harbor does: a pull-scoped registry token, passed as headers.Authorization.
+      const challenge = (await fetch(`${tokenReg.url}/v2/`)).headers.get('www-authenticate') ?? '';
+      const realm = /realm="([^"]+)"/.exec(challenge)![1];
+      const service = /service="([^"]+)"/.exec(challenge)?.[1] ?? '';
+      const basic = Buffer.from(`${tokenReg.creds!.username}:${tokenReg.creds!.password}`).toString('base64');
+      const tokenRes = await fetch(`${realm}?service=${encodeURIComponent(service)}&scope=repository:test/app:pull`, { headers: { authorization: `Basic ${basic}` } });
+      const token = ((await tokenRes.json()) as { token: string }).token;
+      expect(token).toBeTruthy();
+      const created = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: harborBody(`${tokenReg.url}/v2/test/app/manifests/v1`, `Bearer ${token}`) });
+      expect(created.status).toBe(200);
+      const job = await pollJob(stack, created.json.id);
+      expect(job.state, JSON.stringify(job.result)).toBe('SUCCESS');
+      for (const d of image.blobs) expect(tokenReg.blobGets.get(d)).toBe(1);
+      const listed = await http('GET', `${stack.managerUrl}/oapi/v1/jobs?per_page=100`, { token: stack.pat });
+      for (const text of [JSON.stringify(created.json), JSON.stringify(job), JSON.stringify(listed.json), stack.manager.tail(10_000), stack.scheduler.tail(10_000)]) {
+        expect(text).not.toContain(token);
+      }
+    } finally {
+      await tokenReg.close();
+    }
+  }, 60_000);
+
   it('damselfly preheat IMAGE: progress on stderr, exit 0 on SUCCESS; exit 1 with the error on FAILURE; 2 on usage errors', async () => {
     const other = await buildImage({ layers: [700_000] });
     try {
