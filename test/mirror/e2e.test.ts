@@ -1,0 +1,163 @@
+/**
+ * End to end with real components: Debian's registry (behind a counting front) holding an
+ * umoci-built 3-layer image pushed by skopeo; a scheduler, a seed peer and 3 agents (compiled CLI);
+ * pulls through each agent's proxy with `skopeo --registries-conf` (file from `damselfly config
+ * podman`) and with a real containerd 1.6 daemon + `ctr images pull --hosts-dir` (hosts.toml from
+ * `damselfly config containerd`). Every pulled digest must match the pushed one and each blob must
+ * be fetched from the registry exactly once across all agents and clients.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { cleanupTempDirs, killAll, makeTempDir, portOf, runCli, scrapeMetric, startCluster, waitFor, type Cluster } from '../support/procs.js';
+import { buildImage, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
+import { requireOrSkip } from '../support/require.js';
+import { cliPath } from '../support/cli.js';
+
+const execFileP = promisify(execFile);
+const tools = registryToolsAvailable();
+let cliOk = true;
+try {
+  cliPath();
+} catch {
+  cliOk = false;
+}
+const isRoot = process.getuid?.() === 0;
+const haveContainerd = onPath('containerd') && onPath('ctr') && isRoot;
+
+async function sha256File(file: string): Promise<string> {
+  return `sha256:${createHash('sha256').update(await readFile(file)).digest('hex')}`;
+}
+
+describe.skipIf(
+  !requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missing: ${tools.missing.join(', ')}`) ||
+    !requireOrSkip(cliOk, 'compiled damselfly CLI', 'run npm run build or set DAMSELFLY_CLI'),
+)('mirror end to end: registry, scheduler, seed peer, 3 agents, skopeo and containerd', () => {
+  let reg: RunningRegistry;
+  let image: BuiltImage;
+  let cluster: Cluster;
+  let work: string;
+  const proxies: string[] = [];
+
+  beforeAll(async () => {
+    work = makeTempDir('damselfly-mirror-e2e-');
+    [reg, image] = await Promise.all([startRegistry(), buildImage({ layers: [1 << 20, 5 << 20, 9 << 20] })]);
+    const pushed = await pushImage(image, `${reg.host}/test/app:v1`);
+    expect(pushed).toBe(image.manifestDigest);
+    reg.resetCounters();
+    cluster = await startCluster({
+      agents: 3,
+      // containers/image sends no upstream hint to a mirror: the agents' default upstream is the registry.
+      agent: () => ({ proxy: { registryMirror: { addr: reg.url } } }),
+      seedOverrides: { proxy: { registryMirror: { addr: reg.url } } },
+      readyTimeoutMs: 30_000,
+    });
+    for (const a of cluster.agents) proxies.push(`http://127.0.0.1:${String(a.ready.proxy).includes(':') ? portOf(a.ready.proxy) : Number(a.ready.proxy)}`);
+    expect(proxies.every((p) => /:\d+$/.test(p) && !p.endsWith(':0') && !p.endsWith(':NaN'))).toBe(true);
+  }, 180_000);
+
+  afterAll(async () => {
+    await killAll();
+    await reg?.close();
+    await image?.cleanup();
+    cleanupTempDirs();
+  });
+
+  it('skopeo pulls through each agent (registries.conf from `damselfly config podman`); digests match; blobs fetched from the registry once', async () => {
+    for (const [i, proxy] of proxies.entries()) {
+      const dir = path.join(work, `skopeo-${i}`);
+      const gen = await runCli(['config', 'podman', '--mirror', proxy, '--registry', reg.host, '--write', dir]);
+      expect(gen.code, gen.stderr).toBe(0);
+      const out = path.join(dir, 'out');
+      await execFileP('skopeo', ['--registries-conf', path.join(dir, 'registries.conf'), 'copy', '--insecure-policy', '--src-tls-verify=false', `docker://${reg.host}/test/app:v1`, `oci:${out}:v1`], { timeout: 120_000 });
+      const index = JSON.parse(await readFile(path.join(out, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      expect(index.manifests[0]!.digest).toBe(image.manifestDigest);
+      for (const d of [image.manifestDigest, ...image.blobs]) expect(await sha256File(path.join(out, 'blobs', 'sha256', d.slice(7)))).toBe(d);
+      // The proxy served it (skopeo would silently use the registry if the mirror failed).
+      expect(await scrapeMetric(cluster.agents[i]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total')).toBeGreaterThanOrEqual(image.blobs.length);
+    }
+    for (const d of image.blobs) expect(reg.blobGets.get(d), `registry GETs of ${d}`).toBe(1);
+  }, 300_000);
+
+  describe.skipIf(!requireOrSkip(haveContainerd, 'containerd + ctr as root', isRoot ? 'binaries missing' : 'not root'))('containerd 1.6', () => {
+    let ctrd: ChildProcess | undefined;
+    let sock = '';
+    beforeAll(async () => {
+      const base = path.join(work, 'ctrd');
+      await mkdir(base, { recursive: true });
+      sock = path.join(base, 'containerd.sock');
+      await writeFile(
+        path.join(base, 'config.toml'),
+        `version = 2\nroot = "${base}/root"\nstate = "${base}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n[ttrpc]\n  address = "${sock}.ttrpc"\n[debug]\n  address = "${base}/debug.sock"\n[metrics]\n  address = ""\n`,
+      );
+      ctrd = spawn('containerd', ['--config', path.join(base, 'config.toml'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      ctrd.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
+      await waitFor(() => existsSync(sock), `containerd socket (${err})`, 20_000);
+      await waitFor(async () => (await execFileP('ctr', ['-a', sock, 'version']).then(() => true, () => false)) || undefined, 'containerd answering', 20_000);
+    }, 60_000);
+    afterAll(async () => {
+      if (ctrd && ctrd.exitCode === null) {
+        ctrd.kill('SIGTERM');
+        await new Promise((r) => {
+          const t = setTimeout(() => {
+            ctrd!.kill('SIGKILL');
+            r(undefined);
+          }, 5000);
+          ctrd!.once('exit', () => {
+            clearTimeout(t);
+            r(undefined);
+          });
+        });
+      }
+    });
+
+    it('ctr images pull --hosts-dir (hosts.toml from `damselfly config containerd`) through each agent; digests match; still one registry GET per blob', async () => {
+      for (const [i, proxy] of proxies.entries()) {
+        const hosts = path.join(work, `hosts-${i}`);
+        const gen = await runCli(['config', 'containerd', '--mirror', proxy, '--registry', reg.host, '--write', hosts]);
+        expect(gen.code, gen.stderr).toBe(0);
+        expect(readFileSync(path.join(hosts, reg.host, 'hosts.toml'), 'utf8')).toContain(`[host."${proxy}"]`);
+        const ns = `e2e${i}`;
+        const before = await scrapeMetric(cluster.agents[i]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+        await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'pull', '--hosts-dir', hosts, '--plain-http', '--snapshotter', 'native', `${reg.host}/test/app:v1`], { timeout: 180_000 });
+        const { stdout } = await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'ls']);
+        expect(stdout).toContain(image.manifestDigest);
+        const content = (await execFileP('ctr', ['-a', sock, '-n', ns, 'content', 'ls', '-q'])).stdout;
+        for (const d of image.blobs) expect(content).toContain(d);
+        const after = await scrapeMetric(cluster.agents[i]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+        expect(after - before).toBeGreaterThanOrEqual(image.blobs.length);
+        // Remove the content so the next namespace pulls again instead of sharing the content store.
+        await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'rm', '--sync', `${reg.host}/test/app:v1`]);
+        const left = (await execFileP('ctr', ['-a', sock, '-n', ns, 'content', 'ls', '-q'])).stdout.trim();
+        if (left) await execFileP('ctr', ['-a', sock, '-n', ns, 'content', 'rm', ...left.split('\n')]).catch(() => undefined);
+      }
+      for (const d of image.blobs) expect(reg.blobGets.get(d), `registry GETs of ${d}`).toBe(1);
+    }, 400_000);
+  });
+
+  it('nydusd read pattern through an agent: HEAD for the size, then many closed ranges, every byte checked', async () => {
+    const layer = image.layers[2]!;
+    const full = Buffer.from(await (await request(`${reg.backendUrl}/v2/test/app/blobs/${layer.digest}`)).body.arrayBuffer());
+    const proxy = proxies[1]!;
+    const url = `${proxy}/v2/test/app/blobs/${layer.digest}`;
+    const head = await request(url, { method: 'HEAD' });
+    await head.body.dump();
+    expect(head.statusCode).toBe(200);
+    expect(Number(head.headers['content-length'])).toBe(full.length);
+    const chunk = 1_048_576 + 4099;
+    for (let off = 0; off < full.length; off += chunk) {
+      const end = Math.min(off + chunk, full.length) - 1;
+      const r = await request(url, { headers: { range: `bytes=${off}-${end}` } });
+      const body = Buffer.from(await r.body.arrayBuffer());
+      expect(r.statusCode).toBe(206);
+      expect(r.headers['content-range']).toBe(`bytes ${off}-${end}/${full.length}`);
+      expect(body.equals(full.subarray(off, end + 1))).toBe(true);
+    }
+  }, 120_000);
+});
