@@ -76,7 +76,8 @@ describe('bad parents', () => {
   it('flags parents by state and by stall', () => {
     const w = new World(() => NOW).host('h');
     expect(isBadParent(w.peer('p0', 'h', 'Pending'), NOW, 1000, 20)).toBe(true);
-    expect(isBadParent(w.peer('p1', 'h', 'ReceivedNormal'), NOW, 1000, 20)).toBe(true);
+    expect(isBadParent(w.peer('p1', 'h', 'ReceivedNormal'), NOW, 1000, 20)).toBe(false);
+    expect(isBadParent(w.peer('p1e', 'h', 'ReceivedEmpty'), NOW, 1000, 20)).toBe(true);
     expect(isBadParent(w.peer('p2', 'h', 'Failed'), NOW, 1000, 20)).toBe(true);
     const running = w.peer('p3', 'h', 'Running');
     expect(isBadParent(running, NOW + 999, 1000, 20)).toBe(false);

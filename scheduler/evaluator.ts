@@ -63,7 +63,8 @@ export function evaluate(parent: Peer, child: Peer, ctx: EvalContext): number {
   const h = parent.host;
   const load = h.freeUploadCount / h.uploadLimit;
   const denom = ctx.pieceCount > 0 ? ctx.pieceCount : ctx.maxPiecesHeld;
-  const sourceLike = parent.fsm.is('Succeeded') ? 1 : 0;
+  // With no piece count known yet, a source (or a finished peer) will hold every piece.
+  const sourceLike = parent.fsm.is('Succeeded', 'BackToSource') ? 1 : 0;
   const pieces = denom > 0 ? Math.min(1, parent.finishedPieces.size / denom) : sourceLike;
   const hostType = h.isSeed ? SEED_HOST_SCORE : NORMAL_HOST_SCORE;
   return (
@@ -103,12 +104,16 @@ export function isCostOutlier(costs: readonly number[], window: number): boolean
 }
 
 /**
- * Whether `parent` should not be offered: not yet downloading (Pending/Received*), finished badly
- * (Failed/Leave), stalled (running but no piece for `stallMs`), or its last served piece was a
- * cost outlier.
+ * Whether `parent` should not be offered: not scheduled yet (Pending/ReceivedEmpty), finished
+ * badly (Failed/Leave), stalled (downloading but no piece for `stallMs`), or its last served piece
+ * was a cost outlier.
+ *
+ * Unlike Dragonfly, a ReceivedNormal peer (it has parents and is about to fetch) is acceptable:
+ * children long-poll their parents for pieces, so a parent that holds nothing yet costs nothing,
+ * and peers that register together can form a mesh instead of all hanging off the first source.
  */
 export function isBadParent(parent: Peer, now: number, stallMs: number, window: number): boolean {
-  if (!parent.fsm.is('Running', 'BackToSource', 'Succeeded')) return true;
-  if (parent.fsm.is('Running', 'BackToSource') && now - parent.lastPieceAt > stallMs) return true;
+  if (!parent.fsm.is('ReceivedNormal', 'Running', 'BackToSource', 'Succeeded')) return true;
+  if (!parent.fsm.is('Succeeded') && now - parent.lastPieceAt > stallMs) return true;
   return isCostOutlier(parent.uploadCosts, window);
 }

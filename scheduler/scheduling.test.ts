@@ -40,9 +40,23 @@ describe('scheduling', () => {
     r1.transition('Running', 0);
     r1.finishedPieces.add(0);
     const r2 = w.peer('r2', 'h2', 'Pending');
-    w.peer('r3', 'h3', 'ReceivedNormal'); // not started: never a parent
+    w.peer('r3', 'h3', 'ReceivedNormal'); // no parent and not a source: never a parent
     const d = (await s.schedule(r2)) as Extract<Decision, { kind: 'normal' }>;
     expect(d.parents.map((p) => p.id)).toEqual(['src', 'r1']);
+  });
+
+  it('lets peers registering together use each other (a mesh, not a star on the source)', async () => {
+    const { w, s } = setup({ candidateParentLimit: 3 });
+    w.peer('src', 'h0', 'BackToSource');
+    const got: string[][] = [];
+    for (let i = 1; i <= 5; i++) {
+      const d = (await s.schedule(w.peer(`p${i}`, `h${i}`, 'Pending'))) as Extract<Decision, { kind: 'normal' }>;
+      got.push(d.parents.map((p) => p.id));
+    }
+    expect(got[0]).toEqual(['src']);
+    expect(got[1].sort()).toEqual(['p1', 'src']);
+    expect(got[4]).toHaveLength(3);
+    expect(w.r.tasks.get('t1')!.dag.hasCycle()).toBe(false);
   });
 
   it('filters blocklisted parents, same host, disable_shared, and normal peers without a parent', async () => {
