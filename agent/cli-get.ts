@@ -13,7 +13,6 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request } from 'undici';
 import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
-import { parseDuration, parseSize } from '../adapters/config.js';
 import { sourceGet } from './source/client.js';
 
 const HELP = `usage: damselfly get URL -O FILE [options]
@@ -56,8 +55,16 @@ interface GetArgs {
 
 class UsageError extends Error {}
 
+// adapters/config.js pulls in zod and yaml; `get` runs once per download, so it loads them only
+// when a size or duration flag needs parsing.
+let parsers: typeof import('../adapters/config.js') | undefined;
+async function loadParsers(): Promise<typeof import('../adapters/config.js')> {
+  parsers ??= await import('../adapters/config.js');
+  return parsers;
+}
+
 /** Parses argv; throws UsageError with a one-line reason. */
-export function parseGetArgs(argv: string[]): GetArgs | 'help' {
+export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
   const a: Partial<GetArgs> & { headers: Record<string, string>; filtered: string[] } = { headers: {}, filtered: [], disableBackToSource: false, timeoutMs: 2 * 3_600_000, progress: true };
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -104,7 +111,7 @@ export function parseGetArgs(argv: string[]): GetArgs | 'help' {
         a.filtered.push(value());
         break;
       case '--piece-length':
-        a.pieceLength = parseSize(value());
+        a.pieceLength = (await loadParsers()).parseSize(value());
         break;
       case '--priority':
         a.priority = Number(value());
@@ -118,7 +125,7 @@ export function parseGetArgs(argv: string[]): GetArgs | 'help' {
         a.endpoint = value();
         break;
       case '--timeout':
-        a.timeoutMs = parseDuration(value());
+        a.timeoutMs = (await loadParsers()).parseDuration(value());
         break;
       case '--no-progress':
         a.progress = false;
@@ -265,7 +272,7 @@ async function writeBody(src: Body, tmp: string, args: GetArgs): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   let args: GetArgs | 'help';
   try {
-    args = parseGetArgs(argv);
+    args = await parseGetArgs(argv);
   } catch (err) {
     process.stderr.write(`damselfly get: ${errorMessage(err)}\n`);
     return 2;

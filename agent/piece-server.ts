@@ -20,6 +20,27 @@ import type { PieceStore } from './storage/store.js';
 /** Bytes written per rate-limiter grant: small enough for a smooth rate, large enough to be cheap. */
 const UPLOAD_CHUNK = 256 * 1024;
 const MAX_WAIT_MS = 30_000;
+/**
+ * Under an upload rate limit, pieces are sent a few at a time (first come, first served) instead of
+ * all at once: a piece that finishes in 1/k of the time lets its receiver re-serve it sooner, which is
+ * what makes a swarm fast. Requests beyond the slots wait in a short queue; beyond that, 429 sends
+ * the child to another holder.
+ */
+const LIMITED_UPLOAD_SLOTS = 2;
+const LIMITED_UPLOAD_QUEUE = 2;
+
+/** Resolves on 'drain' or 'close', removing both listeners (a loop of once() races would leak them). */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
 
 export interface PieceServer {
   port: number;
@@ -29,6 +50,23 @@ export interface PieceServer {
 export async function startPieceServer(opts: { ip: string; port: number; store: PieceStore; limiter: TokenBucket; concurrentLimit: number; metrics: AgentMetrics; logger: Logger }): Promise<PieceServer> {
   const { store, limiter, metrics } = opts;
   let uploading = 0;
+  let sending = 0;
+  const queue: (() => void)[] = [];
+  const limited = !limiter.unlimited;
+  const acquire = async (): Promise<void> => {
+    if (!limited) return;
+    if (sending < LIMITED_UPLOAD_SLOTS) {
+      sending++;
+      return;
+    }
+    await new Promise<void>((resolve) => queue.push(resolve));
+  };
+  const releaseSlot = (): void => {
+    if (!limited) return;
+    const next = queue.shift();
+    if (next) next();
+    else sending--;
+  };
   const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     void handle(req, res).catch((err) => {
       opts.logger.debug('piece request failed', { err: (err as Error).message });
@@ -74,7 +112,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       res.writeHead(404).end();
       return;
     }
-    if (uploading >= opts.concurrentLimit) {
+    if (uploading >= opts.concurrentLimit || (limited && sending >= LIMITED_UPLOAD_SLOTS && queue.length >= LIMITED_UPLOAD_QUEUE)) {
       metrics.uploadTaskFailureTotal.inc({ type: 'standard' });
       res.writeHead(429, { 'retry-after': '1' }).end();
       return;
@@ -82,18 +120,23 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
     uploading++;
     metrics.concurrentUploadPieceTotal.inc();
     task.inUse++;
+    let slot = false;
     try {
+      await acquire();
+      slot = true;
+      if (res.destroyed) return;
       const data = await task.readPiece(n);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'x-damselfly-piece-digest': task.meta.pieces[n] });
       for (let off = 0; off < data.length && !res.destroyed; off += UPLOAD_CHUNK) {
         const chunk = data.subarray(off, Math.min(off + UPLOAD_CHUNK, data.length));
         await limiter.take(chunk.length);
-        if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        if (!res.write(chunk)) await drained(res);
       }
       res.end();
       metrics.uploadTraffic.inc(data.length);
       metrics.uploadTaskTotal.inc({ type: 'standard' });
     } finally {
+      if (slot) releaseSlot();
       task.inUse--;
       uploading--;
       metrics.concurrentUploadPieceTotal.dec();

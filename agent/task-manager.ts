@@ -68,6 +68,13 @@ const MAX_SCHEDULE_COUNT = 5;
 const PARENT_POLL_WAIT_MS = 1_000;
 /** Pause before asking a parent again after a 429 or an empty 404. */
 const PARENT_RETRY_MS = 100;
+/**
+ * The scheduler hands out a few parents per answer; peers that started later hold pieces too. While
+ * pieces are missing and this peer has fewer than TARGET_PARENTS usable parents, it asks for a fresh
+ * set (an empty reschedule_peer_request) every PARENT_REFRESH_MS and keeps the parents it had.
+ */
+const PARENT_REFRESH_MS = 1_000;
+const TARGET_PARENTS = 12;
 
 class Deferred<T = void> {
   promise: Promise<T>;
@@ -547,6 +554,7 @@ export class TaskManager {
               await task.stored.writePiece(n, cur, digest);
               task.digests.set(n, digest);
               reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0 });
+              task.log.debug('piece from origin', { piece: n, ms: Date.now() - t0 });
             }
             t0 = Date.now();
             n++;
@@ -679,6 +687,8 @@ class PeerSession {
     this.timers.push(firstAnswer);
     const watchdog = setInterval(() => this.checkStall(), 500);
     this.timers.push(watchdog);
+    const refresh = setInterval(() => this.refreshParents(), PARENT_REFRESH_MS);
+    this.timers.push(refresh);
     const off = this.task.subscribe(() => {
       this.checkDone();
       this.pump();
@@ -728,6 +738,7 @@ class PeerSession {
           this.send({ download_peer_started_request: {} });
         }
         for (const p of r.candidate_parents ?? []) this.addParent(p);
+        task.log.debug('parents', { parents: (r.candidate_parents ?? []).map((p) => p.id), contentLength: r.task?.content_length, digests: r.task?.pieces?.length });
         this.lastProgress = Date.now();
         this.checkDone();
         this.pump();
@@ -904,6 +915,7 @@ class PeerSession {
       this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
+      task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size });
     } catch (err) {
       failure = errorMessage(err);
     } finally {
@@ -936,6 +948,13 @@ class PeerSession {
     this.task.log.info('asking for new parents', { description, blocked: [...this.failedParents] });
     this.lastProgress = Date.now();
     this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description } });
+  }
+
+  private refreshParents(): void {
+    if (this.closed || this.mode !== 'p2p' || this.task.satisfied()) return;
+    const usable = [...this.parents.values()].filter((p) => !p.failed).length;
+    if (usable >= TARGET_PARENTS) return;
+    this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description: 'more parents' } });
   }
 
   private checkStall(): void {
