@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
+
+const MiB = 1024 * 1024;
+
+describe('task ID (Dragonfly TaskIDV2ByURLBased vectors)', () => {
+  it('matches the published vector with tag, application, revision and piece length', () => {
+    expect(taskId('https://example.com', { pieceLength: 1024, tag: 'foo', application: 'bar', revision: 'v1.0' })).toBe(
+      '5844f27a257287e9b734256bb25603d8005422ced8c0377f15063ec11963b25f',
+    );
+  });
+  it('matches the published vector with tag and application', () => {
+    expect(taskId('https://example.com', { tag: 'foo', application: 'bar' })).toBe('06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca');
+  });
+  it('matches the published vector with every query param filtered', () => {
+    expect(taskId('https://example.com?foo=foo&bar=bar', { filteredQueryParams: ['foo', 'bar'] })).toBe('457b4328cde278e422c9e243f7bfd1e97f511fec43a80f535cf6b0ef6b086776');
+  });
+  it('ignores signature params by default list, so presigned URLs share a task', () => {
+    const a = taskId('https://bucket.s3.amazonaws.com/blob?X-Amz-Signature=aaa&X-Amz-Date=1&v=2', { filteredQueryParams: DEFAULT_FILTERED_QUERY_PARAMS });
+    const b = taskId('https://bucket.s3.amazonaws.com/blob?v=2&X-Amz-Signature=bbb&X-Amz-Date=2', { filteredQueryParams: DEFAULT_FILTERED_QUERY_PARAMS });
+    expect(a).toBe(b);
+    expect(a).not.toBe(taskId('https://bucket.s3.amazonaws.com/blob?v=3', { filteredQueryParams: DEFAULT_FILTERED_QUERY_PARAMS }));
+  });
+  it('a bare "/" path and no path are the same task; other paths keep their slash', () => {
+    expect(taskId('https://example.com/')).toBe(taskId('https://example.com'));
+    expect(filterUrl('https://example.com/a/')).toBe('https://example.com/a/');
+  });
+  it('a user piece length changes the ID; zero/absent does not', () => {
+    expect(taskId('https://e.com/x', { pieceLength: 4 * MiB })).not.toBe(taskId('https://e.com/x'));
+    expect(taskId('https://e.com/x', { pieceLength: 0 })).toBe(taskId('https://e.com/x'));
+  });
+});
+
+describe("Go's url.Values encoding", () => {
+  it('escapes like QueryEscape', () => {
+    expect(goQueryEscape('a b+c/d?e=f&g~h-i_j.k')).toBe('a+b%2Bc%2Fd%3Fe%3Df%26g~h-i_j.k');
+    expect(goQueryEscape('é')).toBe('%C3%A9');
+  });
+  it('sorts keys and keeps value order when re-encoding remaining params', () => {
+    expect(filterUrl('https://e.com/p?z=1&a=2&a=1&drop=x', ['drop'])).toBe('https://e.com/p?a=2&a=1&z=1');
+    expect(filterUrl('https://e.com/p?q=a%20b&r=c+d', ['x'])).toBe('https://e.com/p?q=a+b&r=c+d');
+  });
+  it('skips pairs with bad escapes or semicolons like ParseQuery', () => {
+    const v = goParseQuery('a=1;b=2&c=%zz&d=ok&e');
+    expect([...v.keys()]).toEqual(['d', 'e']);
+    expect(goEncodeQuery(v)).toBe('d=ok&e=');
+  });
+  it('leaves the URL untouched when nothing is filtered', () => {
+    expect(filterUrl('https://e.com/p?b=1&a=2')).toBe('https://e.com/p?b=1&a=2');
+  });
+});
+
+describe('piece math', () => {
+  it('piece length follows nextPowerOfTwo(len/500) clamped to 4..64 MiB', () => {
+    expect(pieceLengthFor(0)).toBe(MIN_PIECE_LENGTH);
+    expect(pieceLengthFor(128 * MiB)).toBe(4 * MiB);
+    expect(pieceLengthFor(2000 * MiB)).toBe(4 * MiB); // 4 MiB exactly → not > 4 MiB → 4 MiB
+    expect(pieceLengthFor(2001 * MiB)).toBe(8 * MiB);
+    expect(pieceLengthFor(10_000 * MiB)).toBe(32 * MiB);
+    expect(pieceLengthFor(16_000 * MiB)).toBe(32 * MiB);
+    expect(pieceLengthFor(16_001 * MiB)).toBe(MAX_PIECE_LENGTH);
+    expect(pieceLengthFor(1e13)).toBe(MAX_PIECE_LENGTH);
+  });
+  it('counts pieces and bounds the last one', () => {
+    expect(pieceCount(0, 4 * MiB)).toBe(0);
+    expect(pieceCount(1, 4 * MiB)).toBe(1);
+    expect(pieceCount(8 * MiB, 4 * MiB)).toBe(2);
+    expect(pieceCount(8 * MiB + 1, 4 * MiB)).toBe(3);
+    expect(pieceBounds(2, 8 * MiB + 1, 4 * MiB)).toEqual({ offset: 8 * MiB, length: 1 });
+    expect(pieceBounds(0, 10, 4 * MiB)).toEqual({ offset: 0, length: 10 });
+    expect(() => pieceBounds(3, 8 * MiB + 1, 4 * MiB)).toThrow(RangeError);
+    expect(() => pieceBounds(-1, 8 * MiB, 4 * MiB)).toThrow(RangeError);
+  });
+  it('finds the pieces covering a byte range', () => {
+    expect(piecesCovering(0, 0, 100, 10)).toEqual({ first: 0, last: 0 });
+    expect(piecesCovering(9, 10, 100, 10)).toEqual({ first: 0, last: 1 });
+    expect(piecesCovering(95, 99, 100, 10)).toEqual({ first: 9, last: 9 });
+    expect(() => piecesCovering(50, 100, 100, 10)).toThrow(RangeError);
+    expect(() => piecesCovering(5, 4, 100, 10)).toThrow(RangeError);
+  });
+});
