@@ -128,6 +128,34 @@ describe('scheduler over real gRPC streams', () => {
     expect(stat.state).toBe('Succeeded');
   });
 
+  it('offers a peer that finished to running peers with room for another parent', async () => {
+    const t = taskId();
+    const a = open('a', t, 'fa');
+    a.register();
+    await a.next('need_back_to_source_response');
+    a.send('download_peer_back_to_source_started_request', { content_length: PL, piece_length: PL });
+    const d = open('d', t, 'fd');
+    d.register();
+    expect((await d.next('normal_task_response')).normal_task_response.candidate_parents.map((p: any) => p.id)).toEqual(['fa']);
+    d.send('download_peer_started_request');
+    const b = open('b', t, 'fb');
+    b.register();
+    const rb = await b.next('normal_task_response');
+    expect(new Set(rb.normal_task_response.candidate_parents.map((p: any) => p.id))).toEqual(new Set(['fa', 'fd']));
+    b.send('download_peer_started_request');
+    // b finishes first (its parent edges go): d, still running with one parent, is offered b.
+    b.send('download_peer_finished_request', { content_length: PL, piece_count: 1 });
+    await b.closed();
+    const offer = await d.next('normal_task_response');
+    expect(offer.normal_task_response.candidate_parents.map((p: any) => p.id)).toEqual(['fb']);
+    expect(offer.normal_task_response.task.content_length).toBe(PL);
+    expect([...scheduler.resources.tasks.get(t)!.dag.parents('fd')].sort()).toEqual(['fa', 'fb']);
+    // a (back-to-source) is not offered anything.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(a.drain().filter((m) => m.response === 'normal_task_response')).toEqual([]);
+    expect(scheduler.resources.tasks.get(t)!.dag.hasCycle()).toBe(false);
+  });
+
   it('answers an empty task with empty_task_response', async () => {
     const t = taskId();
     const a = open('a', t, 'ea');

@@ -352,6 +352,7 @@ export class SchedulerService {
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
         end.finish();
+        this.offerFinishedParent(peer);
         return undefined;
       }
       case 'download_peer_back_to_source_finished_request': {
@@ -362,6 +363,7 @@ export class SchedulerService {
         task.moveTo('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
         end.finish();
+        this.offerFinishedParent(peer);
         return undefined;
       }
       case 'download_peer_failed_request':
@@ -456,6 +458,28 @@ export class SchedulerService {
         end.fail(toGrpcStatus(err));
       },
     );
+  }
+
+  /**
+   * A peer that just finished holds every piece: offer it to running peers of the task that have
+   * room for another parent (fewer than candidateParentLimit). Peers that registered early only got
+   * the first source; this spreads the tail of a swarm. Agents add parents from any
+   * normal_task_response, so this is an ordinary answer with one candidate.
+   */
+  private offerFinishedParent(parent: Peer): void {
+    const task = parent.task;
+    if (parent.host.info.disableShared || parent.host.freeUploadCount <= 0) return;
+    const limit = this.deps.config.scheduling.candidateParentLimit;
+    let info: Msg | undefined;
+    for (const child of task.peers()) {
+      if (child === parent || !child.stream || !child.fsm.is('ReceivedNormal', 'Running')) continue;
+      if (child.host === parent.host || child.blockParents.has(parent.id)) continue;
+      if (task.dag.inDegree(child.id) >= limit || !task.dag.canAddEdge(parent.id, child.id)) continue;
+      this.resources.addParent(parent, child);
+      info ??= taskMessage(task);
+      child.stream.send({ normal_task_response: { candidate_parents: [peerMessage(parent)], task: info } });
+      if (parent.host.freeUploadCount <= 0) return;
+    }
   }
 
   private blockParent(peer: Peer, parentId: string): void {
