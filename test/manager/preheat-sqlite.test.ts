@@ -9,6 +9,7 @@ import { cliPath } from '../support/cli.js';
 import { cleanupTempDirs, killAll, makeTempDir, runCli } from '../support/procs.js';
 import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
+import { startOrigin } from '../support/origin.js';
 import { harborBody, http, pollJob, pullBlobs, startStack, type Stack } from './flow.js';
 
 const tools = registryToolsAvailable();
@@ -121,6 +122,25 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
       await other.cleanup();
     }
   }, 120_000);
+
+  it('a job past its timeout is FAILURE at the deadline, and a late result does not change it', async () => {
+    const origin = await startOrigin({ rate: 1024 * 1024 });
+    try {
+      const url = origin.add('/slow.bin', { size: 8 * 1024 * 1024, seed: 'slow' });
+      const t0 = Date.now();
+      const created = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: { type: 'preheat', args: { type: 'file', url, timeout: 2e9 } } });
+      const job = await pollJob(stack, created.json.id, 20_000);
+      const took = Date.now() - t0;
+      expect(job.state).toBe('FAILURE');
+      expect(job.result.job_states[0].error).toMatch(/timed out|deadline/);
+      expect(took).toBeGreaterThanOrEqual(1_900);
+      expect(took).toBeLessThan(4_000);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect((await http('GET', `${stack.managerUrl}/oapi/v1/jobs/${created.json.id}`, { token: stack.pat })).json.state).toBe('FAILURE');
+    } finally {
+      await origin.close();
+    }
+  }, 60_000);
 
   it('a preheat of an image that does not exist ends in FAILURE with the registry error', async () => {
     const created = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: harborBody(`${registry.url}/v2/test/missing/manifests/v1`) });
