@@ -25,6 +25,7 @@ export default $config({
     const { createStores } = await import('./infra/sst/stores');
     const { createManager } = await import('./infra/sst/manager');
     const { createCluster } = await import('./infra/sst/cluster');
+    const { agentConfigDoc } = await import('./infra/sst/configs');
 
     const secrets = {
       rootPassword: new sst.Secret('RootPassword'),
@@ -43,7 +44,7 @@ export default $config({
       jobQueue: stores.jobs.url,
       // Paste into each agent's YAML (damselfly agent --config FILE): the agent finds its scheduler
       // through the manager and falls back to the load-balanced address when the manager is away.
-      agentConfig: $interpolate`manager:\n  addr: ${manager.url}\nscheduler:\n  addrs: ["${cluster.schedulerAddress}"]\n`,
+      agentConfig: $resolve([cluster.schedulerAddress, manager.url]).apply(([addr, url]) => JSON.stringify(agentConfigDoc(addr, url))),
     };
   },
 });

@@ -3,10 +3,8 @@
  * project's Dockerfile. Agents reach the scheduler over gRPC through a network load balancer (a
  * stable DNS name); seed peers keep their piece cache on the task's ephemeral disk.
  */
+import { PORTS, schedulerConfigDoc, seedPeerConfigDoc } from './configs';
 import type { Stores } from './stores';
-
-/** gRPC port of the scheduler and the ports of an agent, as in the roles' config defaults. */
-export const PORTS = { scheduler: 8002, schedulerMetrics: 8000, agentGrpc: 4000, agentPieces: 4005, agentMetrics: 4002 } as const;
 
 /** Where the container writes the configuration it receives in DAMSELFLY_CONFIG_YAML. */
 const CONFIG_PATH = '/tmp/damselfly.yaml';
@@ -41,14 +39,12 @@ export function createCluster({ stores, managerUrl, schedulerSecret }: ClusterIn
     command: roleCommand('scheduler'),
     environment: {
       DAMSELFLY_SCHEDULER_SECRET: schedulerSecret.value,
-      DAMSELFLY_CONFIG_YAML: $jsonStringify({
-        server: { ip: '0.0.0.0', port: PORTS.scheduler },
-        metrics: { ip: '0.0.0.0', port: PORTS.schedulerMetrics },
-        manager: { addr: managerUrl, clusterId: 1 },
-        job: { enable: true, queue: { kind: 'sqs', region, queuePrefix: stores.queuePrefix } },
-      }),
+      DAMSELFLY_CONFIG_YAML: $resolve([stores.table.name, region, managerUrl]).apply(([table, r, url]) =>
+        JSON.stringify(schedulerConfigDoc({ table, region: r, queuePrefix: stores.queuePrefix }, url)),
+      ),
     },
     link: [stores.jobs, stores.deadLetter],
+    permissions: stores.queuePermissions,
     scaling: { min: 1, max: 1 },
     loadBalancer: {
       public: false,
@@ -72,14 +68,7 @@ export function createCluster({ stores, managerUrl, schedulerSecret }: ClusterIn
     entrypoint: ['/bin/sh', '-c'],
     command: roleCommand('agent'),
     environment: {
-      DAMSELFLY_CONFIG_YAML: $jsonStringify({
-        seedPeer: { enable: true },
-        storage: { dir: '/var/lib/damselfly' },
-        scheduler: { addrs: [schedulerAddress] },
-        manager: { addr: managerUrl },
-        upload: { server: { ip: '0.0.0.0', port: PORTS.agentGrpc }, pieceServer: { ip: '0.0.0.0', port: PORTS.agentPieces } },
-        metrics: { server: { ip: '0.0.0.0', port: PORTS.agentMetrics } },
-      }),
+      DAMSELFLY_CONFIG_YAML: $resolve([schedulerAddress, managerUrl]).apply(([addr, url]) => JSON.stringify(seedPeerConfigDoc(addr, url))),
     },
     scaling: { min: 1, max: 4, cpuUtilization: 70 },
   });

@@ -4,6 +4,7 @@
  * (JSON is YAML) in DAMSELFLY_MANAGER_CONFIG; the secrets come from SST secrets as environment
  * variables the manager already reads, so they never appear in code or in the config text.
  */
+import { managerConfigDoc } from './configs';
 import type { Stores } from './stores';
 
 export interface ManagerInputs {
@@ -14,12 +15,9 @@ export interface ManagerInputs {
 /** Creates the manager function and returns its public URL. */
 export function createManager({ stores, secrets }: ManagerInputs) {
   const region = aws.getRegionOutput().name;
-  const config = $jsonStringify({
-    store: {
-      kv: { kind: 'dynamodb', table: stores.table.name, region },
-      queue: { kind: 'sqs', region, queuePrefix: stores.queuePrefix },
-    },
-  });
+  const config = $resolve([stores.table.name, region]).apply(([table, r]) =>
+    JSON.stringify(managerConfigDoc({ table, region: r, queuePrefix: stores.queuePrefix })),
+  );
   const fn = new sst.aws.Function('Manager', {
     handler: 'control/manager/lambda.handler',
     runtime: 'nodejs20.x',
@@ -28,6 +26,7 @@ export function createManager({ stores, secrets }: ManagerInputs) {
     timeout: '30 seconds',
     url: true,
     link: [stores.table, stores.jobs, stores.deadLetter, secrets.rootPassword, secrets.jwtSecret, secrets.schedulerSecret],
+    permissions: stores.queuePermissions,
     environment: {
       DAMSELFLY_MANAGER_CONFIG: config,
       DAMSELFLY_ROOT_PASSWORD: secrets.rootPassword.value,

@@ -30,7 +30,14 @@ export function createStores() {
     dlq: { queue: deadLetter.arn, retry: JOB_MAX_RECEIVES },
     transform: { queue: { name: `${queuePrefix}jobs-cluster-1` } },
   });
-  return { table, jobs, deadLetter, queuePrefix };
+  // The queue backend creates the queues of further scheduler clusters (jobs-cluster-2, ...) on
+  // first use: whoever uses the queue may manage every queue under the stage's prefix.
+  const account = aws.getCallerIdentityOutput().accountId;
+  const region = aws.getRegionOutput().name;
+  const queuePermissions = [
+    { actions: ['sqs:*'], resources: [$interpolate`arn:aws:sqs:${region}:${account}:${queuePrefix}*`] },
+  ];
+  return { table, jobs, deadLetter, queuePrefix, queuePermissions };
 }
 
 export type Stores = ReturnType<typeof createStores>;

@@ -107,3 +107,36 @@ describe('SST stores match the adapters that use them', () => {
     expect(stores).toContain(`name: \`\${queuePrefix}${deadLetterName(jobQueue('1'))}\``);
   });
 });
+
+describe('SST: the configuration each role receives on AWS', () => {
+  // Sample values of the shapes AWS produces: a Function URL, an internal NLB name, a stage prefix.
+  const stores = { table: 'damselfly-prod-KvTable-abcdefgh', region: 'eu-west-1', queuePrefix: 'damselfly-prod-' };
+  const managerUrl = 'https://abcdefghijklmnop.lambda-url.eu-west-1.on.aws/';
+  const schedulerAddress = 'internal-damselfly-prod-Scheduler-123456.eu-west-1.elb.amazonaws.com:8002';
+
+  it('passes the roles\' own schemas', async () => {
+    const c = await import('../../infra/sst/configs.js');
+    const { validateRoleConfig } = await import('./configs.js');
+    const manager = validateRoleConfig('manager', c.managerConfigDoc(stores), 'DAMSELFLY_MANAGER_CONFIG').config as { store: { kv: { kind: string } } };
+    expect(manager.store.kv.kind).toBe('dynamodb');
+    const scheduler = validateRoleConfig('scheduler', c.schedulerConfigDoc(stores, managerUrl), 'scheduler DAMSELFLY_CONFIG_YAML').config as { server: { port: number } };
+    expect(scheduler.server.port).toBe(c.PORTS.scheduler);
+    const seed = validateRoleConfig('agent', c.seedPeerConfigDoc(schedulerAddress, managerUrl), 'seed peer DAMSELFLY_CONFIG_YAML').config as {
+      seedPeer: { enable: boolean };
+      upload: { pieceServer: { port: number } };
+    };
+    expect(seed.seedPeer.enable).toBe(true);
+    expect(seed.upload.pieceServer.port).toBe(c.PORTS.agentPieces);
+    validateRoleConfig('agent', c.agentConfigDoc(schedulerAddress, managerUrl), 'agentConfig output');
+    // The manager and the schedulers must agree on the queue, or jobs are never picked up.
+    expect(c.schedulerConfigDoc(stores, managerUrl).job.queue).toEqual(c.managerConfigDoc(stores).store.queue);
+  });
+
+  it('runs every container role from a config the entry point writes, with the image\'s own CLI', () => {
+    const cluster = readFileSync(path.join(repoRoot, 'infra', 'sst', 'cluster.ts'), 'utf8');
+    const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
+    const entry = /ENTRYPOINT \["node", "([^"]+)"\]/.exec(dockerfile)![1];
+    expect(cluster).toContain(`exec node ${entry} \${role} --config`);
+    expect(cluster).toMatch(/dockerfile: 'Dockerfile'/);
+  });
+});
