@@ -108,6 +108,17 @@ describe('manager link', () => {
     expect(after.json.result.job_states[0].error).toBe('done elsewhere');
   });
 
+  it('a message for a job the manager never stored (crash between enqueue and store) is retried, then dropped', async () => {
+    const env = await setup();
+    await env.queue.send(jobQueue('1'), { job_id: 999, scheduler_cluster_id: 1, type: 'get_task', args: { task_id: 'x' }, deadline_ms: Date.now() + 60_000, task_uuid: 'task_x' });
+    env.link = await startManagerLink(env.scheduler, env.scheduler.config, silentLogger, { secret: SECRET, queue: env.queue, hostname: 'sched-a', unknownJobGraceMs: 300 });
+    await until(async () => {
+      const waiting = await env.queue.receive(jobQueue('1'), { visibilityMs: 0 });
+      return waiting.length === 0 ? true : undefined;
+    }, 'the orphan message to be dropped', 5_000);
+    expect((await api(env, 'GET', '/api/v1/jobs')).json).toEqual([]);
+  });
+
   it('runs get_task and a preheat without seed peers to terminal states within a second', async () => {
     const env = await setup();
     env.link = await startManagerLink(env.scheduler, env.scheduler.config, silentLogger, { secret: SECRET, queue: env.queue, hostname: 'sched-a' });

@@ -37,6 +37,8 @@ export interface ManagerLinkOptions {
   hostname?: string;
   /** Jobs run at once. */
   concurrency?: number;
+  /** How long after it was sent a message may name a job the manager has not stored yet (default 30 s). */
+  unknownJobGraceMs?: number;
 }
 
 /** A 404 from the manager: the thing does not exist there. */
@@ -48,7 +50,6 @@ interface ReportAnswer {
   cluster_state: 'PENDING' | 'SUCCESS' | 'FAILURE' | null;
 }
 
-/** How long after it was sent a message may name a job the manager has not stored yet. */
 const UNKNOWN_JOB_GRACE_MS = 30_000;
 const REPORT_PROGRESS_EVERY_MS = 1_000;
 
@@ -173,7 +174,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
         answer = await report(msg, { state: 'PENDING' });
       } catch (err) {
         if (err instanceof ManagerNotFound) {
-          if (Date.now() - m.sentAt < UNKNOWN_JOB_GRACE_MS) {
+          if (Date.now() - m.sentAt < (opts.unknownJobGraceMs ?? UNKNOWN_JOB_GRACE_MS)) {
             // The manager enqueues before it stores: give it a moment, then look again.
             await q.extend(queueName, m.receipt, 1_000);
           } else {

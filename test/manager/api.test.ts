@@ -257,6 +257,17 @@ describe('manager API: jobs', () => {
     expect((msg.body.args.headers as Record<string, string>).Authorization).toBe('Bearer harbor-registry-jwt');
   });
 
+  it('a job whose messages cannot be enqueued is not stored: no job without its messages', async () => {
+    const m = await testManager();
+    const jwt = await m.signin();
+    await m.registerScheduler(1);
+    await m.queue.close();
+    const res = await m.req('POST', '/api/v1/jobs', { token: jwt, body: { type: 'get_task', args: { task_id: 'x' } } });
+    // The status is the queue adapter's error mapped (a closed memory queue says INVALID → 400).
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(await (await m.req('GET', '/api/v1/jobs', { token: jwt })).json()).toEqual([]);
+  });
+
   it('rejects bad jobs with 400 naming each field', async () => {
     const m = await testManager();
     const jwt = await m.signin();
