@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
-import { startCluster, getThrough, killAll, cleanupTempDirs, type Cluster } from '../support/procs.js';
+import { startCluster, getThrough, killAll, cleanupTempDirs, scrapeMetric, type Cluster } from '../support/procs.js';
 
 interface Flags {
   agents: number;
@@ -41,11 +41,12 @@ interface Flags {
   baseline: boolean;
   candidateParentLimit?: number;
   concurrentPieceCount?: number;
+  uploadConcurrentLimit?: number;
 }
 
 const USAGE = `usage: bench:swarm [--agents 16] [--size 128MiB] [--origin-rate 20MiB] [--upload-rate 20MiB]
                    [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline]
-                   [--candidate-parent-limit N] [--concurrent-piece-count N]
+                   [--candidate-parent-limit N] [--concurrent-piece-count N] [--upload-concurrent-limit N]
 Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.`;
 
 function parseFlags(argv: string[]): Flags {
@@ -93,6 +94,9 @@ function parseFlags(argv: string[]): Flags {
         break;
       case '--concurrent-piece-count':
         f.concurrentPieceCount = Number(val());
+        break;
+      case '--upload-concurrent-limit':
+        f.uploadConcurrentLimit = Number(val());
         break;
       case '--help':
       case '-h':
@@ -159,8 +163,9 @@ async function main(): Promise<number> {
   const outDir = mkdtempSync(path.join(tmpdir(), 'damselfly-bench-out-'));
   let cluster: Cluster | undefined;
   try {
+    const concurrentLimit = flags.uploadConcurrentLimit ? { concurrentLimit: flags.uploadConcurrentLimit } : {};
     const agentOver = {
-      upload: { rateLimit: flags.uploadRate },
+      upload: { rateLimit: flags.uploadRate, ...concurrentLimit },
       download: {
         rateLimit: flags.downloadRate,
         ...(flags.concurrentPieceCount ? { concurrentPieceCount: flags.concurrentPieceCount } : {}),
@@ -173,7 +178,7 @@ async function main(): Promise<number> {
       readyTimeoutMs: 60_000,
       scheduler: flags.candidateParentLimit ? { scheduling: { candidateParentLimit: flags.candidateParentLimit } } : undefined,
       agent: () => agentOver,
-      seedOverrides: { upload: { rateLimit: flags.seedUploadRate }, download: { rateLimit: flags.downloadRate } },
+      seedOverrides: { upload: { rateLimit: flags.seedUploadRate, ...concurrentLimit }, download: { rateLimit: flags.downloadRate } },
     });
     progress(`cluster up; all ${N} agents start downloading`);
     const t0 = performance.now();
@@ -194,6 +199,11 @@ async function main(): Promise<number> {
     const digests = await Promise.all(results.map((r) => (r.code === 0 ? fileSha256(r.file) : Promise.resolve('failed'))));
     const badDigests = digests.filter((d) => d !== want).length;
     const originBytes = origin.stats().byPath[filePath]?.bytes ?? 0;
+    // Who uploaded the N·F bytes: the seed alone (client-server in disguise) or the agents too.
+    const uploaded = async (p: (typeof cluster.agents)[number]): Promise<number> =>
+      scrapeMetric(p.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => NaN);
+    const seedUploaded = cluster.seed ? await uploaded(cluster.seed) : 0;
+    const agentUploads = (await Promise.all(cluster.agents.map(uploaded))).sort((a, b) => a - b);
     await cluster.stop();
     cluster = undefined;
     rmSync(outDir, { recursive: true, force: true });
@@ -235,6 +245,11 @@ async function main(): Promise<number> {
       digestsOk: failed === 0 && badDigests === 0,
       originBytes,
       originRatio: round(originBytes / F, 4),
+      uploads: {
+        seedFileCopies: round(seedUploaded / F, 2),
+        agentsFileCopies: round(agentUploads.reduce((a, b) => a + b, 0) / F, 2),
+        perAgentMinMaxFileCopies: [round(agentUploads[0]! / F, 2), round(agentUploads[agentUploads.length - 1]! / F, 2)],
+      },
       tMin: {
         sec: round(tMin),
         fOverUOrigin: round(termSource),
@@ -244,6 +259,11 @@ async function main(): Promise<number> {
         seed: 'counted as an uploader in the third term (u_total = u_origin + N·u_agent + u_seed); its own download is not timed',
       },
       ratioToTMin: round(timeAll / tMin),
+      tuning: {
+        candidateParentLimit: flags.candidateParentLimit ?? 'scheduler default',
+        concurrentPieceCount: flags.concurrentPieceCount ?? 'agent default',
+        uploadConcurrentLimit: flags.uploadConcurrentLimit ?? 'agent default',
+      },
       baseline,
       speedupVsBaseline: baseline ? round((baseline.timeSec as number) / timeAll, 2) : undefined,
     };
