@@ -475,6 +475,21 @@ export function createApp(deps: ManagerDeps): Hono<AuthEnv> {
     });
   }
 
+  // Dragonfly's separate scheduler-cluster and seed-peer-cluster resources, read-only here: each
+  // façade cluster is both (same id), so tools that list them see the same clusters.
+  for (const prefix of ['/api/v1/scheduler-clusters', '/api/v1/seed-peer-clusters']) {
+    app.get(prefix, userAuth, async (c) => {
+      const q = query(c, pageQuery);
+      const all = (await listAll<ClusterRecord>(kv, managerKeys.clusterPrefix())).map((r) => r.value);
+      return c.json(paginate(c, all, q.page, q.per_page).map(publicCluster));
+    });
+    app.get(`${prefix}/:id`, userAuth, async (c) => {
+      const rec = await kv.get<ClusterRecord>(managerKeys.cluster(idParam(c)));
+      if (!rec) throw new NotFoundError('cluster not found');
+      return c.json(publicCluster(rec.value));
+    });
+  }
+
   // ---------------------------------------------------------------- schedulers
   const schedulerView = (s: SchedulerRecord) => ({ ...s, state: isActive(s, now(), config.schedulerKeepAliveInterval) ? 'active' : 'inactive' });
   app.get('/api/v1/schedulers/search', async (c) => {

@@ -169,6 +169,12 @@ describe('manager API: clusters', () => {
     expect((await m.req('DELETE', `/oapi/v1/clusters/${east.id}`, { token: pat.token })).status).toBe(200);
     expect((await m.req('GET', `/api/v1/clusters/${east.id}`, { token: jwt })).status).toBe(404);
     expect((await m.req('GET', '/api/v1/clusters/abc', { token: jwt })).status).toBe(400);
+    // Read-only Dragonfly aliases see the same clusters.
+    const sc = (await (await m.req('GET', '/api/v1/scheduler-clusters', { token: jwt })).json()) as Array<{ id: number }>;
+    // ids are never reused; a refused create (409) still consumed one
+    expect(sc.map((x) => x.id)).toEqual([1, 4]);
+    expect((await m.req('GET', '/api/v1/seed-peer-clusters/1', { token: jwt })).status).toBe(200);
+    expect((await m.req('GET', '/api/v1/seed-peer-clusters/2', { token: jwt })).status).toBe(404);
   });
 });
 
