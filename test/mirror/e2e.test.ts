@@ -39,6 +39,8 @@ describe.skipIf(
     !requireOrSkip(cliOk, 'compiled damselfly CLI', 'run npm run build or set DAMSELFLY_CLI'),
 )('mirror end to end: registry, scheduler, seed peer, 3 agents, skopeo and containerd', () => {
   let reg: RunningRegistry;
+  let tokenReg: RunningRegistry;
+  let basicReg: RunningRegistry;
   let image: BuiltImage;
   let cluster: Cluster;
   let work: string;
@@ -49,7 +51,12 @@ describe.skipIf(
     [reg, image] = await Promise.all([startRegistry(), buildImage({ layers: [1 << 20, 5 << 20, 9 << 20] })]);
     const pushed = await pushImage(image, `${reg.host}/test/app:v1`);
     expect(pushed).toBe(image.manifestDigest);
-    reg.resetCounters();
+    // Auth paths for real: a Bearer token-auth registry, and an htpasswd one whose blob GETs 307 to
+    // a signed storage URL (the agent must follow it without carrying the credentials along).
+    [tokenReg, basicReg] = await Promise.all([startRegistry({ auth: 'token', anonymousPull: false }), startRegistry({ auth: 'htpasswd', redirectBlobs: true })]);
+    await pushImage(image, `${tokenReg.host}/test/app:v1`, { creds: tokenReg.creds });
+    await pushImage(image, `${basicReg.host}/test/app:v1`, { creds: basicReg.creds });
+    for (const r of [reg, tokenReg, basicReg]) r.resetCounters();
     cluster = await startCluster({
       agents: 3,
       // containers/image sends no upstream hint to a mirror: the agents' default upstream is the registry.
@@ -63,7 +70,7 @@ describe.skipIf(
 
   afterAll(async () => {
     await killAll();
-    await reg?.close();
+    await Promise.all([reg, tokenReg, basicReg].filter(Boolean).map((r) => r.close()));
     await image?.cleanup();
     cleanupTempDirs();
   });
@@ -93,7 +100,7 @@ describe.skipIf(
       sock = path.join(base, 'containerd.sock');
       await writeFile(
         path.join(base, 'config.toml'),
-        `version = 2\nroot = "${base}/root"\nstate = "${base}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n[ttrpc]\n  address = "${sock}.ttrpc"\n[debug]\n  address = "${base}/debug.sock"\n[metrics]\n  address = ""\n`,
+        `version = 2\nroot = "${base}/root"\nstate = "${base}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n[ttrpc]\n  address = "${sock}.ttrpc"\n[debug]\n  address = "${base}/debug.sock"\n[metrics]\n  address = ""\n# Each namespace fetches its own blobs (the default "shared" would reuse another namespace's content).\n[plugins."io.containerd.metadata.v1.bolt"]\n  content_sharing_policy = "isolated"\n`,
       );
       ctrd = spawn('containerd', ['--config', path.join(base, 'config.toml'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
@@ -139,12 +146,38 @@ describe.skipIf(
       }
       for (const d of image.blobs) expect(reg.blobGets.get(d), `registry GETs of ${d}`).toBe(1);
     }, 400_000);
+
+    it('ctr pulls with credentials through the agents: token-auth registry (Bearer) and htpasswd registry behind 307 redirects', async () => {
+      for (const [k, r] of [[0, tokenReg], [2, basicReg]] as const) {
+        const proxy = proxies[k]!;
+        const hosts = path.join(work, `hosts-auth-${k}`);
+        const gen = await runCli(['config', 'containerd', '--mirror', proxy, '--registry', r.host, '--write', hosts]);
+        expect(gen.code, gen.stderr).toBe(0);
+        const ns = `auth${k}`;
+        const before = await scrapeMetric(cluster.agents[k]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+        await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'pull', '--user', `${r.creds!.username}:${r.creds!.password}`, '--hosts-dir', hosts, '--plain-http', '--snapshotter', 'native', `${r.host}/test/app:v1`], { timeout: 180_000 });
+        const { stdout } = await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'ls']);
+        expect(stdout).toContain(image.manifestDigest);
+        const after = await scrapeMetric(cluster.agents[k]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+        expect(after - before).toBeGreaterThanOrEqual(image.blobs.length);
+        for (const d of image.blobs) expect(r.blobGets.get(d), `registry GETs of ${d}`).toBe(1);
+        // Every blob GET reached the registry authenticated (via the agent), none anonymously.
+        expect(r.requests.filter((q) => q.url.includes('/blobs/') && q.method === 'GET' && !q.authorization)).toEqual([]);
+      }
+      expect(tokenReg.tokensIssued).toBeGreaterThan(0);
+      for (const d of image.blobs) expect(basicReg.storageGets.get(d)).toBe(1);
+      expect(basicReg.storageAuthLeaks).toBe(0);
+      for (const a of cluster.all()) expect(readFileSync(a.logFile, 'utf8')).not.toContain(basicReg.creds!.password);
+    }, 400_000);
   });
 
   it('nydusd read pattern through an agent: HEAD for the size, then many closed ranges, every byte checked', async () => {
     const layer = image.layers[2]!;
     const full = Buffer.from(await (await request(`${reg.backendUrl}/v2/test/app/blobs/${layer.digest}`)).body.arrayBuffer());
-    const proxy = proxies[1]!;
+    // A fresh agent: the ranges come from its peers (pieces covering each range only), not the registry.
+    const fresh = await cluster.addAgent('agent-range', { proxy: { registryMirror: { addr: reg.url } } });
+    const p = String(fresh.ready.proxy);
+    const proxy = `http://127.0.0.1:${p.includes(':') ? portOf(p) : Number(p)}`;
     const url = `${proxy}/v2/test/app/blobs/${layer.digest}`;
     const head = await request(url, { method: 'HEAD' });
     await head.body.dump();
@@ -153,11 +186,14 @@ describe.skipIf(
     const chunk = 1_048_576 + 4099;
     for (let off = 0; off < full.length; off += chunk) {
       const end = Math.min(off + chunk, full.length) - 1;
-      const r = await request(url, { headers: { range: `bytes=${off}-${end}` } });
+      const r = await request(url, { headers: { range: `bytes=${off}-${end}` }, headersTimeout: 15_000, bodyTimeout: 15_000 }).catch((e: unknown) => {
+        throw new Error(`range ${off}-${end}: ${String(e)}\n${fresh.tail(30)}`);
+      });
       const body = Buffer.from(await r.body.arrayBuffer());
       expect(r.statusCode).toBe(206);
       expect(r.headers['content-range']).toBe(`bytes ${off}-${end}/${full.length}`);
       expect(body.equals(full.subarray(off, end + 1))).toBe(true);
     }
+    expect(reg.blobGets.get(layer.digest)).toBe(1);
   }, 120_000);
 });
