@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
-import { startCluster, getThrough, killAll, cleanupTempDirs, scrapeMetric, type Cluster } from '../support/procs.js';
+import { startCluster, getThrough, killAll, cleanupTempDirs, scrapeMetric, type Cluster, type RoleProcess } from '../support/procs.js';
 
 interface Flags {
   agents: number;
@@ -200,7 +200,7 @@ async function main(): Promise<number> {
     const badDigests = digests.filter((d) => d !== want).length;
     const originBytes = origin.stats().byPath[filePath]?.bytes ?? 0;
     // Who uploaded the N·F bytes: the seed alone (client-server in disguise) or the agents too.
-    const uploaded = async (p: (typeof cluster.agents)[number]): Promise<number> =>
+    const uploaded = async (p: RoleProcess): Promise<number> =>
       scrapeMetric(p.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => NaN);
     const seedUploaded = cluster.seed ? await uploaded(cluster.seed) : 0;
     const agentUploads = (await Promise.all(cluster.agents.map(uploaded))).sort((a, b) => a - b);
