@@ -22,7 +22,6 @@ export const PIECE_PUSH_BATCH_MS = 50;
 /** How long a triggered seed peer may take to download a whole task. */
 export const SEED_DOWNLOAD_TIMEOUT_MS = 10 * 3_600_000;
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Msg = Record<string, any>;
 
 const HOST_TYPES: readonly HostType[] = ['NORMAL', 'SUPER_SEED', 'STRONG_SEED', 'WEAK_SEED'];
@@ -436,9 +435,11 @@ export class SchedulerService {
         m.scheduleDuration.observe(performance.now() - t0);
         switch (d.kind) {
           case 'normal':
+            this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id) });
             stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task) } });
             return;
           case 'backToSource':
+            this.log.debug('back to source', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, reason: d.reason });
             stream.send({ need_back_to_source_response: { description: d.reason } });
             return;
           case 'empty':

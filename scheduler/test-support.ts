@@ -5,7 +5,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from './proto.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type Msg = Record<string, any>;
 
 export function schedulerClient(address: string): grpc.Client & Record<string, any> {
