@@ -92,6 +92,11 @@ export class LeafSigner {
     return forge.pki.certificateToPem(cert);
   }
 
+  /** Key and certificate chain for serving `host` (e.g. a test's TLS upstream). */
+  serverOptions(host: string): { key: string; cert: string } {
+    return { key: this.leafKeys.pem, cert: this.leafPem(host) + this.ca.cert };
+  }
+
   /** The TLS server context for `host`, created on first use. */
   contextFor(host: string): tls.SecureContext {
     const h = host.replace(/^\[|\]$/g, '').toLowerCase();

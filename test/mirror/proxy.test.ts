@@ -8,15 +8,24 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { Registry } from 'prom-client';
-import { request } from 'undici';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { Agent as UndiciAgent, request } from 'undici';
+import { createCa, LeafSigner } from '../../agent/proxy/ca.js';
 import { createLogger } from '../../adapters/log.js';
 import { proxyConfigSchema, type ProxyConfig } from '../../agent/proxy/config.js';
 import { startProxy, type RunningProxy } from '../../agent/proxy/server.js';
-import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
+import { buildImage, fileDigest, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
 import { OriginTaskManager } from './origin-task-manager.js';
 
 const tools = registryToolsAvailable();
+const execFileP = promisify(execFile);
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 
@@ -29,10 +38,9 @@ interface Harness {
 }
 
 const harnesses: Harness[] = [];
-async function harness(proxy: Partial<Record<keyof ProxyConfig, unknown>> = {}): Promise<Harness> {
+async function harness(proxy: Partial<Record<keyof ProxyConfig, unknown>> = {}, tm = new OriginTaskManager()): Promise<Harness> {
   const logs: string[] = [];
   const metrics = new Registry();
-  const tm = new OriginTaskManager();
   const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 }, ...proxy });
   const p = await startProxy({ config: { proxy: config }, taskManager: tm, logger: createLogger({}, { write: (l) => { logs.push(l); if (process.env.PROXY_DEBUG) process.stderr.write(l); }, level: 'debug' }), metricsRegistry: metrics });
   const h = { proxy: p, tm, url: `http://127.0.0.1:${p.port}`, metrics, logs };
@@ -251,5 +259,92 @@ describe('integrity against a lying origin', () => {
     const h = await harness({ registryMirror: { addr: liarUrl }, rules: [] });
     await expect(pull(`${h.url}/v2/x/blobs/${digest}`)).rejects.toThrow();
     expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_request_failure_total\{route="direct"\} 1/);
+  });
+});
+
+describe.skipIf(!requireOrSkip(tools.ok && onPath('curl'), 'docker-registry/umoci/skopeo/curl', 'missing tools'))('HTTP proxy mode (docker-style HTTP(S)_PROXY)', () => {
+  let image: BuiltImage;
+  let reg: RunningRegistry;
+  let tlsFront: https.Server;
+  let tlsPort = 0;
+  let dir = '';
+  let proxyCaFile = '';
+  let upstreamCaFile = '';
+  const curl = async (args: string[]) => execFileP('curl', ['-sS', '--fail', '--noproxy', '', ...args], { encoding: 'buffer', maxBuffer: 64 << 20 });
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'dfly-connect-'));
+    image = await buildImage({ layers: [700_000] });
+    reg = await startRegistry();
+    await pushImage(image, `${reg.host}/test/app:v1`);
+    reg.resetCounters();
+    // The registry over TLS, with a certificate from an unrelated "public" CA the agent trusts via registryMirror.certs.
+    const upstreamCa = createCa('Upstream CA');
+    upstreamCaFile = path.join(dir, 'upstream-ca.crt');
+    await writeFile(upstreamCaFile, upstreamCa.cert);
+    tlsFront = https.createServer(new LeafSigner(upstreamCa).serverOptions('127.0.0.1'), (req, res) => {
+      const up = http.request(`${reg.url}${req.url}`, { method: req.method, headers: { ...req.headers, host: reg.host } }, (u) => {
+        res.writeHead(u.statusCode ?? 502, u.headers);
+        u.pipe(res);
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => tlsFront.listen(0, '127.0.0.1', r));
+    tlsPort = (tlsFront.address() as net.AddressInfo).port;
+    const proxyCa = createCa('Damselfly test proxy CA');
+    proxyCaFile = path.join(dir, 'ca.crt');
+    await writeFile(proxyCaFile, proxyCa.cert);
+    await writeFile(path.join(dir, 'ca.key'), proxyCa.key, { mode: 0o600 });
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all(harnesses.splice(0).map((h) => h.proxy.close()));
+    tlsFront?.closeAllConnections();
+    await new Promise((r) => (tlsFront ? tlsFront.close(r) : r(undefined)));
+    await reg?.close();
+    await image?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function proxyWith(hijackHosts: string[]) {
+    // The fixture task manager must reach the TLS upstream too: it trusts the same CA.
+    const tm = new OriginTaskManager(new UndiciAgent({ connect: { ca: [readFileSync(upstreamCaFile, 'utf8')] } }));
+    return harness(
+      {
+        server: { ip: '127.0.0.1', port: 0, caCert: proxyCaFile, caKey: path.join(dir, 'ca.key') },
+        registryMirror: { certs: upstreamCaFile },
+        hijackHTTPS: { hosts: hijackHosts.map((regx) => ({ regx })) },
+      },
+      tm,
+    );
+  }
+
+  it('CONNECT to a hijack host is intercepted with a leaf from the configured CA; blob GETs go P2P, manifests pass through', async () => {
+    const h = await proxyWith(['^127\\.0\\.0\\.1$']);
+    const layer = image.layers[0]!;
+    const out = path.join(dir, 'blob');
+    await curl(['-x', h.url, '--cacert', proxyCaFile, '-o', out, `https://127.0.0.1:${tlsPort}/v2/test/app/blobs/${layer.digest}`]);
+    expect(await fileDigest(out)).toBe(layer.digest);
+    const man = await curl(['-x', h.url, '--cacert', proxyCaFile, '-H', `accept: ${OCI_ACCEPT}`, `https://127.0.0.1:${tlsPort}/v2/test/app/manifests/v1`]);
+    expect(sha(man.stdout)).toBe(image.manifestDigest);
+    // Trusting only the upstream's CA fails: the client really talks to the proxy's leaf.
+    await expect(curl(['-x', h.url, '--cacert', upstreamCaFile, `https://127.0.0.1:${tlsPort}/v2/`])).rejects.toThrow();
+    const text = await h.metrics.metrics();
+    expect(text).toMatch(/dragonfly_client_proxy_request_total\{route="connect",result="ok"\} [1-9]/);
+    expect(text).toMatch(/dragonfly_client_proxy_request_total\{route="p2p",result="ok"\} 1/);
+    expect(h.tm.calls.map((c) => c.url)).toEqual([`https://127.0.0.1:${tlsPort}/v2/test/app/blobs/${layer.digest}`]);
+  });
+
+  it('CONNECT to any other host is tunneled untouched (the client sees the upstream certificate)', async () => {
+    const h = await proxyWith(['^registry\\.example$']);
+    const r = await curl(['-x', h.url, '--cacert', upstreamCaFile, `https://127.0.0.1:${tlsPort}/v2/test/app/blobs/${image.configDigest}`]);
+    expect(sha(r.stdout)).toBe(image.configDigest);
+    expect(h.tm.calls).toHaveLength(0);
+    expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_request_total\{route="tunnel",result="ok"\} 1/);
+  });
+
+  it('absolute-URI requests (HTTP_PROXY for plain-http registries) go P2P for blobs', async () => {
+    const h = await proxyWith([]);
+    const r = await curl(['-x', h.url, `${reg.url}/v2/test/app/blobs/${image.layers[0]!.digest}`]);
+    expect(sha(r.stdout)).toBe(image.layers[0]!.digest);
+    expect(h.tm.calls).toHaveLength(1);
   });
 });
