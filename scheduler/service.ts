@@ -19,6 +19,8 @@ import { Scheduling } from './scheduling.js';
 
 /** Pushes of new piece digests to running peers are batched over this window. */
 export const PIECE_PUSH_BATCH_MS = 50;
+/** At most this many running peers are offered a just-finished peer (bounds the work per finish). */
+export const FINISHED_PARENT_OFFERS = 8;
 /** How long a triggered seed peer may take to download a whole task. */
 export const SEED_DOWNLOAD_TIMEOUT_MS = 10 * 3_600_000;
 
@@ -472,13 +474,16 @@ export class SchedulerService {
     if (parent.host.info.disableShared || parent.host.freeUploadCount <= 0) return;
     const limit = this.deps.config.scheduling.candidateParentLimit;
     let info: Msg | undefined;
+    let offers = 0;
     for (const child of task.peers()) {
+      if (offers >= FINISHED_PARENT_OFFERS) return;
       if (child === parent || !child.stream || !child.fsm.is('ReceivedNormal', 'Running')) continue;
       if (child.host === parent.host || child.blockParents.has(parent.id)) continue;
       if (task.dag.inDegree(child.id) >= limit || !task.dag.canAddEdge(parent.id, child.id)) continue;
       this.resources.addParent(parent, child);
       info ??= taskMessage(task);
       child.stream.send({ normal_task_response: { candidate_parents: [peerMessage(parent)], task: info } });
+      offers++;
       if (parent.host.freeUploadCount <= 0) return;
     }
   }
