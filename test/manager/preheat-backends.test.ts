@@ -8,7 +8,7 @@ import { cliPath } from '../support/cli.js';
 import { cleanupTempDirs, killAll } from '../support/procs.js';
 import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
-import { dynamoBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from '../adapters/backends.js';
+import { dynamoBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from '../support/servers.js';
 import { harborBody, http, pollJob, pullBlobs, startStack } from './flow.js';
 
 const tools = registryToolsAvailable();
