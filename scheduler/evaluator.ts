@@ -64,7 +64,7 @@ export function evaluate(parent: Peer, child: Peer, ctx: EvalContext): number {
   const load = h.freeUploadCount / h.uploadLimit;
   const denom = ctx.pieceCount > 0 ? ctx.pieceCount : ctx.maxPiecesHeld;
   // With no piece count known yet, a source (or a finished peer) will hold every piece.
-  const sourceLike = parent.fsm.is('Succeeded', 'BackToSource') ? 1 : 0;
+  const sourceLike = !parent.partial && parent.fsm.is('Succeeded', 'BackToSource') ? 1 : 0;
   const pieces = denom > 0 ? Math.min(1, parent.finishedPieces.size / denom) : sourceLike;
   const hostType = h.isSeed ? SEED_HOST_SCORE : NORMAL_HOST_SCORE;
   return (

@@ -186,6 +186,19 @@ describe('scheduling', () => {
     expect(s.maybeTriggerSeedPeer(m)).toBe(false);
   });
 
+  it('does not count a peer that read only a range as a source', async () => {
+    const { w, s } = setup({ backToSourceCount: 2 });
+    const r = w.peer('ranged', 'h0', 'Succeeded');
+    r.partial = true;
+    r.task.backToSourcePeers.clear();
+    w.host('h1');
+    expect(s.hasSource(r.task, w.r.hosts.get('h1')!)).toBe(false);
+    r.partial = false;
+    expect(s.hasSource(r.task, w.r.hosts.get('h1')!)).toBe(true);
+    r.partial = true;
+    expect(await s.schedule(w.peer('n', 'h1', 'Pending'))).toMatchObject({ kind: 'backToSource' });
+  });
+
   it('answers empty for a zero-length task', async () => {
     const { w, s } = setup();
     const a = w.peer('a', 'h1', 'Pending');

@@ -39,10 +39,10 @@ export class Scheduling {
     private readonly pickSeed: (task: Task) => Host | undefined = () => undefined,
   ) {}
 
-  /** Whether a peer of the task other than on `host` holds or is reading the content. */
+  /** Whether a peer of the task other than on `host` holds or is reading the whole content. */
   hasSource(task: Task, host: Host): boolean {
     for (const p of task.peers()) {
-      if (p.host !== host && p.fsm.is('BackToSource', 'Succeeded', 'Running')) return true;
+      if (p.host !== host && !p.partial && p.fsm.is('BackToSource', 'Succeeded', 'Running')) return true;
     }
     return false;
   }

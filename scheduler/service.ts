@@ -361,7 +361,8 @@ export class SchedulerService {
         this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
         task.backToSourcePeers.delete(peer.id);
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
-        task.moveTo('Succeeded', now);
+        // A ranged read from the origin proves nothing about the rest of the content.
+        if (!peer.partial) task.moveTo('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
         end.finish();
         this.offerFinishedParent(peer);
@@ -417,6 +418,7 @@ export class SchedulerService {
     peer.stream = stream;
     peer.priority = String(download.priority ?? 'LEVEL6');
     peer.needBackToSource = Boolean(download.need_back_to_source) || (host.isSeed && Boolean(download.is_preheat));
+    peer.partial = Number(download.range?.length ?? 0) > 0;
     this.downloads.set(peer, download);
     // The seed peer we asked for has arrived; it is a parent candidate from now on.
     if (host.isSeed) task.seedTriggeredAt = undefined;
@@ -471,7 +473,7 @@ export class SchedulerService {
    */
   private offerFinishedParent(parent: Peer): void {
     const task = parent.task;
-    if (parent.host.info.disableShared || parent.host.freeUploadCount <= 0) return;
+    if (parent.partial || parent.host.info.disableShared || parent.host.freeUploadCount <= 0) return;
     const limit = this.deps.config.scheduling.candidateParentLimit;
     let info: Msg | undefined;
     let offers = 0;

@@ -24,6 +24,8 @@ export class Peer {
   /** Parents this peer must not be given again (itself included, as Dragonfly does). */
   readonly blockParents = new Set<string>();
   needBackToSource = false;
+  /** The download asked for a byte range: finishing does not mean holding every piece. */
+  partial = false;
   priority = 'LEVEL6';
   stream: PeerStream | undefined;
   /** Bumped on every (re)schedule so an older scheduling loop stops. */
