@@ -30,11 +30,12 @@ COPY --from=build --chown=root:root /src/package.json ./package.json
 COPY --from=build --chown=root:root /src/node_modules ./node_modules
 COPY --from=build --chown=root:root /src/dist ./dist
 COPY --chown=root:root infra/docker/healthcheck.mjs ./healthcheck.mjs
-# State (the embedded SQLite store, the piece cache) lives under /var/lib/damselfly, owned by the
-# unprivileged `node` user that every role runs as by default. The agent runs as root only where it
-# writes containerd's hosts.toml on the node (Kubernetes init container) or uses host networking.
-RUN mkdir -p /var/lib/damselfly/cache /var/lib/damselfly/store /etc/damselfly \
- && chown -R node:node /var/lib/damselfly
+# State (the embedded SQLite store, the piece cache) lives under /var/lib/damselfly and the agent's
+# socket under /var/run/damselfly, both owned by the unprivileged `node` user that every role runs
+# as by default. The agent runs as root only where it writes on the node itself: containerd's
+# hosts.toml (Kubernetes init container) and host-path cache/socket in the DaemonSet.
+RUN mkdir -p /var/lib/damselfly/cache /var/lib/damselfly/store /var/lib/damselfly/manager /var/run/damselfly /etc/damselfly \
+ && chown -R node:node /var/lib/damselfly /var/run/damselfly
 USER node
 # manager 8080; scheduler 8002 (+metrics 8000); agent 4000 gRPC, 4001 mirror/proxy, 4002 metrics, 4005 pieces
 EXPOSE 8080 8002 8000 4000 4001 4002 4005

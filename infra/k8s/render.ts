@@ -44,6 +44,7 @@ export const schedulerAddrs = (port: number) =>
 const managerDoc = {
   server: { ip: '0.0.0.0', port: 8080 },
   store: {
+    dataDir: '/var/lib/damselfly/manager',
     // The password comes from PGPASSWORD (secret key postgres-password), never from this file.
     kv: { kind: 'postgres', url: `postgres://damselfly@${fqdn('damselfly-postgres')}:5432/damselfly` },
     queue: { kind: 'redis', url: `redis://${fqdn('damselfly-redis')}:6379/0` },

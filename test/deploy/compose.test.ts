@@ -144,6 +144,11 @@ describe('docker-compose.yml', () => {
         expect(env.DAMSELFLY_SCHEDULER_SECRET, name).toBe('${DAMSELFLY_SCHEDULER_SECRET:?set DAMSELFLY_SCHEDULER_SECRET}');
       }
       if (role === 'agent') expect(Object.keys(env).filter((k) => /SECRET|PASSWORD/.test(k)), name).toEqual([]);
+      // No credential inside a mounted file: URLs carry no user:password@.
+      const { file } = mountedConfig(name, s);
+      expect(readFileSync(file, 'utf8'), file).not.toMatch(/:\/\/[^@/\s]*:[^@/\s]*@|password:|secret:/i);
     }
+    const pgEnv = compose.services.postgres.environment!;
+    expect(compose.services.manager.environment!.PGPASSWORD).toBe(pgEnv.POSTGRES_PASSWORD);
   });
 });

@@ -109,6 +109,32 @@ describe('Dockerfile', () => {
   });
 });
 
+describe('Dockerfile and the shipped configs', () => {
+  it('creates, for the unprivileged user, every directory the compose configs write to', async () => {
+    const { parse } = await import('yaml');
+    const { validateRoleConfig } = await import('./configs.js');
+    const run = find(runtime, 'RUN').map((i) => i.args).find((a) => a.includes('mkdir'))!;
+    const made = /mkdir -p ([^&]+)/.exec(run)![1].trim().split(/\s+/);
+    const owned = /chown -R node:node ([^&]+)/.exec(run)![1].trim().split(/\s+/);
+    const dirs = new Set<string>();
+    for (const [file, role] of [['agent.yaml', 'agent'], ['seed-peer.yaml', 'agent'], ['manager.yaml', 'manager'], ['manager-sqlite.yaml', 'manager'], ['manager-localstack.yaml', 'manager'], ['scheduler-sqlite.yaml', 'scheduler']] as const) {
+      const doc = parse(readFileSync(path.join(repoRoot, 'infra', 'compose', file), 'utf8'));
+      const c = validateRoleConfig(role, doc, file).config as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      if (role === 'agent') {
+        dirs.add(c.storage.dir);
+        dirs.add(path.posix.dirname(c.download.server.socket));
+      }
+      if (role === 'manager') dirs.add(c.store.dataDir);
+      for (const s of [c.store?.kv, c.store?.queue, c.job?.queue]) if (s?.path) dirs.add(path.posix.dirname(s.path));
+    }
+    expect(dirs.size).toBeGreaterThanOrEqual(3);
+    for (const d of dirs) {
+      expect(made, d).toContain(d);
+      expect(owned.some((o) => d === o || d.startsWith(o + '/')), `${d} owned by node`).toBe(true);
+    }
+  });
+});
+
 describe('healthcheck.mjs', () => {
   const script = path.join(repoRoot, 'infra', 'docker', 'healthcheck.mjs');
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'damselfly-health-'));
