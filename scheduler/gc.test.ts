@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { schedulerConfig } from './config.js';
 import { collectGarbage, hostExpired } from './gc.js';
 import { World, hostInfo } from './test-fixtures.js';
+import { FakeClock } from './clock.js';
+import { createScheduler } from './server.js';
 
 const gc = schedulerConfig({ gc: { peerTTL: '10m', taskTTL: '30m', hostTTL: '1h' } }).gc;
 
@@ -58,3 +60,19 @@ describe('garbage collection', () => {
   });
 });
 
+
+describe('scheduler GC with an injected clock', () => {
+  it('drops a host after three missed announces of the interval it declared', async () => {
+    const clock = new FakeClock();
+    const s = createScheduler(schedulerConfig({}), undefined, { clock });
+    s.service.announceHost({ host: { id: 'h1', hostname: 'h1', ip: '127.0.0.1' }, interval_ms: 1000 });
+    s.service.announceHost({ host: { id: 'h2', hostname: 'h2', ip: '127.0.0.1' }, interval_ms: 0 });
+    await clock.advance(2500);
+    s.service.announceHost({ host: { id: 'h2', hostname: 'h2', ip: '127.0.0.1' }, interval_ms: 0 });
+    s.gc();
+    expect(s.resources.hosts.list().map((h) => h.id).sort()).toEqual(['h1', 'h2']);
+    await clock.advance(600);
+    s.gc();
+    expect(s.resources.hosts.list().map((h) => h.id)).toEqual(['h2']);
+  });
+});
