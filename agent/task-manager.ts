@@ -375,12 +375,14 @@ export class TaskManager {
         const last = Math.floor(end / pl);
         for (let n = first; n <= last; n++) {
           while (!stored.has(n)) {
+            if (task?.state === 'done') throw new UnavailableError(`piece ${n} was not downloaded`);
             if (!task || task.state === 'failed') throw task ? await task.finished.promise.then(() => new UnavailableError('task ended without piece')).catch((e: unknown) => e) : new UnavailableError(`piece ${n} missing`);
             await task.changed(5_000);
           }
-          // The whole-content digest is checked before the last bytes go out, so a reader never
-          // receives a complete body that does not hash to what was asked.
-          if (n === last && task && o.digest && last === stored.pieceCount - 1 && !o.range) await task.finished.promise;
+          // A whole-content reader gets its last bytes only once the task is complete (digest
+          // checked, metadata durable): it never receives a full body that does not hash to what was
+          // asked, and whoever asks next finds the task in the cache.
+          if (n === last && task && !o.range) await task.finished.promise;
           const b = pieceBounds(n, len, pl);
           const s = Math.max(start, b.offset);
           const e = Math.min(end + 1, b.offset + b.length);
@@ -407,40 +409,45 @@ export class TaskManager {
       let rounds = 0;
       let triedScheduler = false;
       let idleSince = 0;
-      while (!this.stopping && task.state === 'running') {
-        if (task.satisfied()) break;
-        if (task.contentLength >= 0 && !task.hasWants()) {
-          // A ranged reader learned the length and is about to say which pieces it wants.
-          idleSince ||= Date.now();
-          if (Date.now() - idleSince > 5_000) break;
-          await task.changed(50);
-          continue;
-        }
-        if (rounds++ > 10) throw new UnavailableError('task made no progress');
-        const sched = this.deps.scheduler;
-        const addr = sched?.pick(task.id);
-        let p2pFailed = !sched || !addr;
-        if (sched && addr && !triedScheduler) {
-          // One AnnouncePeer stream per peer: later rounds (new wants after it ended) read the origin.
-          triedScheduler = true;
-          try {
-            await new PeerSession(this, task, sched, addr, this.deps).run();
-          } catch (err) {
-            if (err instanceof SourceError || err instanceof IntegrityError || task.state !== 'running') throw err;
-            p2pFailed = true;
-            task.log.warn('P2P download failed; going back to source', { err: errorMessage(err), scheduler: addr });
+      // Wants may grow while complete() awaits (a reader joining late); loop until none is left.
+      for (;;) {
+        while (!this.stopping && task.state === 'running') {
+          if (task.satisfied()) break;
+          if (task.contentLength >= 0 && !task.hasWants()) {
+            // A ranged reader learned the length and is about to say which pieces it wants.
+            idleSince ||= Date.now();
+            if (Date.now() - idleSince > 5_000) break;
+            await task.changed(50);
+            continue;
           }
+          if (rounds++ > 10) throw new UnavailableError('task made no progress');
+          const sched = this.deps.scheduler;
+          const addr = sched?.pick(task.id);
+          let p2pFailed = !sched || !addr;
+          if (sched && addr && !triedScheduler) {
+            // One AnnouncePeer stream per peer: later rounds (new wants after it ended) read the origin.
+            triedScheduler = true;
+            try {
+              await new PeerSession(this, task, sched, addr, this.deps).run();
+            } catch (err) {
+              if (err instanceof SourceError || err instanceof IntegrityError || task.state !== 'running') throw err;
+              p2pFailed = true;
+              task.log.warn('P2P download failed; going back to source', { err: errorMessage(err), scheduler: addr });
+            }
+          }
+          if (task.state !== 'running' || task.satisfied()) continue;
+          if (!this.cfg.scheduler.enableBackToSource || o.disableBackToSource) {
+            if (p2pFailed) throw new UnavailableError('P2P download failed and back-to-source is disabled');
+            continue;
+          }
+          await this.backToSource(task, undefined);
+          task.wantRanges = task.wantRanges.filter(([a]) => a >= 0);
         }
-        if (task.state !== 'running' || task.satisfied()) continue;
-        if (!this.cfg.scheduler.enableBackToSource || o.disableBackToSource) {
-          if (p2pFailed) throw new UnavailableError('P2P download failed and back-to-source is disabled');
-          continue;
-        }
-        await this.backToSource(task, undefined);
-        task.wantRanges = task.wantRanges.filter(([a]) => a >= 0);
+        if (task.state !== 'running') throw await task.finished.promise.then(() => new UnavailableError('stopped')).catch((e: unknown) => e);
+        await this.complete(task);
+        // Nothing may await between this check and state = 'done': ensure() joins only running tasks.
+        if (task.state !== 'running' || this.stopping || task.satisfied() || !task.hasWants()) break;
       }
-      if (task.state !== 'running') throw await task.finished.promise.then(() => new UnavailableError('stopped')).catch((e: unknown) => e);
-      await this.complete(task);
       this.deps.metrics.downloadTaskDuration.observe({ task_type: 'standard', task_size_level: '0' }, Date.now() - task.startedAt);
       task.state = 'done';
       task.finished.resolve();
@@ -559,6 +566,12 @@ export class TaskManager {
             t0 = Date.now();
             n++;
             if (n >= count || (range && b.offset + b.length > (range.end ?? Infinity))) break;
+            // A ranged reader that asked before the length was known: stop once its pieces are in.
+            if (!task.wantAll && task.satisfied()) {
+              res.body.destroy();
+              reporter?.finished(total, count);
+              return;
+            }
             cur = Buffer.allocUnsafe(pieceBounds(n, total, pl).length);
             fill = 0;
           }

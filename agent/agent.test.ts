@@ -1,0 +1,213 @@
+// In-process agents against a real scheduler (scheduler/server.ts) and a real local origin, all on
+// 127.0.0.1 port 0: back-to-source, the scheduler-unreachable fallback, a small swarm with a seed
+// peer, restart/resume, ranges, digests and origin errors.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../adapters/log.js';
+import { createScheduler, type Scheduler } from '../scheduler/server.js';
+import { schedulerConfig } from '../scheduler/config.js';
+import { startOrigin, MiB, type Origin } from '../test/support/origin.js';
+import { createAgent, type Agent } from './agent.js';
+import { parseAgentConfig } from './config.js';
+
+const dirs: string[] = [];
+const agents: Agent[] = [];
+let origin: Origin;
+
+function tmp(prefix: string): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+async function startAgent(name: string, schedulers: string[], opts: { seed?: boolean; dir?: string; over?: Record<string, unknown> } = {}): Promise<Agent> {
+  const dir = opts.dir ?? tmp(`damselfly-agent-${name}-`);
+  const any = { ip: '127.0.0.1', port: 0 };
+  const config = parseAgentConfig({
+    host: { hostname: name, ip: '127.0.0.1' },
+    seedPeer: { enable: opts.seed ?? false },
+    storage: { dir: path.join(dir, 'storage') },
+    scheduler: { addrs: schedulers, announceInterval: '5s', scheduleTimeout: '10s' },
+    upload: { server: any, pieceServer: any },
+    download: { server: { socket: path.join(dir, 'agent.sock') }, pieceTimeout: '10s' },
+    proxy: { server: any },
+    metrics: { server: any },
+    ...opts.over,
+  });
+  const a = createAgent(config, silentLogger);
+  await a.start();
+  agents.push(a);
+  return a;
+}
+
+async function stopAgent(a: Agent): Promise<void> {
+  agents.splice(agents.indexOf(a), 1);
+  await a.stop();
+}
+
+async function sha(body: Readable): Promise<{ digest: string; bytes: number }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  for await (const c of body) {
+    h.update(c as Buffer);
+    bytes += (c as Buffer).length;
+  }
+  return { digest: 'sha256:' + h.digest('hex'), bytes };
+}
+
+async function metric(a: Agent, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = await a.metricsRegistry.getSingleMetric(name)?.get();
+  return (m?.values ?? []).filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);
+}
+
+// A port nothing listens on: the scheduler is "unreachable".
+const DEAD_SCHEDULER = '127.0.0.1:1';
+
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+
+afterAll(async () => {
+  for (const a of agents.splice(0)) await a.stop().catch(() => undefined);
+  await origin?.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('agent alone (scheduler unreachable)', () => {
+  it('downloads from the origin, then serves the next download from its cache', async () => {
+    const a = await startAgent('alone', [DEAD_SCHEDULER]);
+    const url = origin.add('/alone.bin', { size: 9 * MiB + 123, seed: 'alone' });
+    origin.resetStats();
+    const s = await a.taskManager.download({ url });
+    expect(s.contentLength).toBe(9 * MiB + 123);
+    expect(s.fromCache).toBe(false);
+    expect(await sha(s.body)).toEqual({ digest: origin.sha256('/alone.bin'), bytes: 9 * MiB + 123 });
+    expect(origin.stats().bytes).toBe(9 * MiB + 123);
+    const again = await a.taskManager.download({ url });
+    expect(again.fromCache).toBe(true);
+    expect((await sha(again.body)).digest).toBe(origin.sha256('/alone.bin'));
+    expect(origin.stats().bytes).toBe(9 * MiB + 123);
+    expect(a.taskManager.stat(s.taskId)).toEqual({ contentLength: 9 * MiB + 123, finishedPieces: 3, pieceCount: 3, complete: true });
+    await stopAgent(a);
+  });
+
+  it('joins concurrent downloads of one URL into one task', async () => {
+    const a = await startAgent('join', [DEAD_SCHEDULER]);
+    const url = origin.add('/join.bin', { size: 6 * MiB, seed: 'join' });
+    origin.resetStats();
+    const [x, y] = await Promise.all([a.taskManager.download({ url }), a.taskManager.download({ url })]);
+    expect(x.peerId).toBe(y.peerId);
+    const [hx, hy] = await Promise.all([sha(x.body), sha(y.body)]);
+    expect(hx.digest).toBe(origin.sha256('/join.bin'));
+    expect(hy.digest).toBe(origin.sha256('/join.bin'));
+    expect(origin.stats().bytes).toBe(6 * MiB);
+    await stopAgent(a);
+  });
+
+  it('a range downloads only the pieces covering it', async () => {
+    const a = await startAgent('range', [DEAD_SCHEDULER]);
+    const url = origin.add('/range.bin', { size: 40 * MiB, seed: 'range' });
+    origin.resetStats();
+    const start = 5 * MiB + 7;
+    const end = 6 * MiB + 99;
+    const s = await a.taskManager.download({ url, range: { start, end } });
+    expect(s.range).toEqual({ start, end });
+    const chunks: Buffer[] = [];
+    for await (const c of s.body) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(origin.slice('/range.bin', start, end + 1))).toBe(true);
+    // The length was unknown, so the origin is read from 0, but only until piece 1 (4..8 MiB) is in.
+    const st = a.taskManager.stat(s.taskId)!;
+    expect(st.complete).toBe(false);
+    expect(st.finishedPieces).toBe(2);
+    expect(origin.stats().bytes).toBeLessThan(24 * MiB); // socket buffers let the origin write a little ahead
+    // Now that the length is known, another range reads just its piece with a Range request.
+    origin.resetStats();
+    const t = await a.taskManager.download({ url, range: { start: 13 * MiB, end: 13 * MiB + 9 } });
+    for await (const _ of t.body) void _;
+    expect(origin.stats().bytes).toBe(4 * MiB);
+    expect(a.taskManager.stat(s.taskId)!.finishedPieces).toBe(3);
+    await stopAgent(a);
+  });
+
+  it('a wrong whole-content digest fails the body and drops the task', async () => {
+    const a = await startAgent('digest', [DEAD_SCHEDULER]);
+    const url = origin.add('/digest.bin', { size: 5 * MiB, seed: 'digest' });
+    const s = await a.taskManager.download({ url, digest: 'sha256:' + '0'.repeat(64) });
+    await expect(sha(s.body)).rejects.toMatchObject({ code: 'INTEGRITY' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(a.taskManager.stat(s.taskId)).toBeUndefined();
+    const ok = await a.taskManager.download({ url, digest: origin.sha256('/digest.bin') });
+    expect((await sha(ok.body)).digest).toBe(origin.sha256('/digest.bin'));
+    await stopAgent(a);
+  });
+
+  it('passes an origin 404 through as SourceError', async () => {
+    const a = await startAgent('missing', [DEAD_SCHEDULER]);
+    await expect(a.taskManager.download({ url: `${origin.base}/does-not-exist` })).rejects.toMatchObject({ code: 'SOURCE', status: 404 });
+    await stopAgent(a);
+  });
+
+  it('after a restart keeps what it verified and fetches only the rest', async () => {
+    const dir = tmp('damselfly-restart-');
+    const url = origin.add('/restart.bin', { size: 20 * MiB, seed: 'restart' });
+    const a = await startAgent('restart', [DEAD_SCHEDULER], { dir });
+    const part = await a.taskManager.download({ url, range: { start: 0, end: 8 * MiB - 1 } });
+    await sha(part.body);
+    const held = a.taskManager.stat(part.taskId)!.finishedPieces;
+    expect(held).toBeGreaterThanOrEqual(2);
+    await stopAgent(a);
+
+    const b = await startAgent('restart', [DEAD_SCHEDULER], { dir });
+    expect(b.taskManager.stat(part.taskId)).toMatchObject({ finishedPieces: held, complete: false });
+    origin.resetStats();
+    const full = await b.taskManager.download({ url });
+    expect((await sha(full.body)).digest).toBe(origin.sha256('/restart.bin'));
+    expect(origin.stats().bytes).toBe(20 * MiB - held * 4 * MiB);
+    expect(b.taskManager.stat(part.taskId)!.complete).toBe(true);
+    await stopAgent(b);
+  });
+});
+
+describe('small swarm with a real scheduler and a seed peer', () => {
+  let scheduler: Scheduler;
+  let addr: string;
+
+  beforeAll(async () => {
+    scheduler = createScheduler(schedulerConfig({ server: { ip: '127.0.0.1', port: 0 }, metrics: { enable: false }, scheduling: { retryInterval: '100ms' } }), silentLogger);
+    addr = (await scheduler.start()).grpc;
+  });
+  afterAll(async () => {
+    await scheduler?.stop();
+  });
+
+  it('three agents get a file while the seed reads it once from the origin', async () => {
+    const seed = await startAgent('seed', [addr], { seed: true });
+    const peers = await Promise.all(['p1', 'p2', 'p3'].map((n) => startAgent(n, [addr])));
+    const SIZE = 24 * MiB + 5;
+    const url = origin.add('/swarm.bin', { size: SIZE, seed: 'swarm' });
+    origin.resetStats();
+    origin.setRate(48 * MiB); // the seed is still reading while children fetch from it
+    try {
+      const results = await Promise.all(peers.map(async (p) => sha((await p.taskManager.download({ url })).body)));
+      for (const r of results) expect(r).toEqual({ digest: origin.sha256('/swarm.bin'), bytes: SIZE });
+    } finally {
+      origin.setRate(0);
+    }
+    expect(origin.stats().bytes).toBeGreaterThanOrEqual(SIZE);
+    expect(origin.stats().bytes).toBeLessThanOrEqual(SIZE + 4 * MiB);
+    let fromPeers = 0;
+    for (const p of peers) fromPeers += await metric(p, 'dragonfly_client_download_traffic', { type: 'remote_peer' });
+    expect(fromPeers).toBeGreaterThanOrEqual(2 * SIZE);
+    expect(await metric(seed, 'dragonfly_client_upload_traffic')).toBeGreaterThan(0);
+    // A latecomer is served entirely by the swarm.
+    const late = await startAgent('late', [addr]);
+    origin.resetStats();
+    const r = await sha((await late.taskManager.download({ url })).body);
+    expect(r.digest).toBe(origin.sha256('/swarm.bin'));
+    expect(origin.stats().bytes).toBe(0);
+  });
+});
