@@ -3,7 +3,7 @@
  * instances at once (marker keys are created conditionally; the loser of a race does nothing).
  */
 import { randomBytes } from 'node:crypto';
-import { ConflictError } from '../../adapters/errors.js';
+import { ConfigError, ConflictError } from '../../adapters/errors.js';
 import type { KvStore } from '../../adapters/kv/port.js';
 import type { Logger } from '../../adapters/log.js';
 import { hashPassword } from './auth.js';
@@ -16,11 +16,17 @@ export interface BootstrapResult {
   generatedRootPassword?: string;
 }
 
-/** Creates root and the default cluster when absent. Throws UnavailableError from the store. */
-export async function bootstrap(kv: KvStore, opts: { rootPassword?: string; jobRateLimit: number; now: Date; logger: Logger }): Promise<BootstrapResult> {
+/**
+ * Creates root and the default cluster when absent. Throws UnavailableError from the store, and
+ * ConfigError when root must be created, no password is given and `requireRootPassword` is set.
+ */
+export async function bootstrap(kv: KvStore, opts: { rootPassword?: string; jobRateLimit: number; now: Date; logger: Logger; requireRootPassword?: boolean }): Promise<BootstrapResult> {
   const result: BootstrapResult = {};
   const nowIso = opts.now.toISOString();
   if (!(await kv.get(managerKeys.userName('root')))) {
+    if (!opts.rootPassword && opts.requireRootPassword) {
+      throw new ConfigError('no root user yet and no root password: set auth.rootPassword or DAMSELFLY_ROOT_PASSWORD');
+    }
     const password = opts.rootPassword ?? randomBytes(12).toString('base64url');
     const id = await nextId(kv, 'user');
     const user: UserRecord = {

@@ -16,7 +16,8 @@ let ready: Promise<Handler> | undefined;
 async function build(): Promise<Handler> {
   const text = process.env.DAMSELFLY_MANAGER_CONFIG ?? '';
   const config = withEnvSecrets(parseConfig(managerConfigSchema, text ? parseYaml(text) : {}, 'DAMSELFLY_MANAGER_CONFIG'));
-  return handle(createApp(await loadDeps(config)));
+  // On Lambda stderr goes to CloudWatch: a generated password would be a secret in a log store.
+  return handle(createApp(await loadDeps(config, { requireRootPassword: true })));
 }
 
 /** The Lambda handler. A failed cold start is retried on the next invocation. */

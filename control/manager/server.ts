@@ -22,6 +22,8 @@ export interface LoadDepsOptions {
   metricsDefaults?: boolean;
   /** Where a generated root password is shown (once). Default: stderr. */
   announcePassword?: (password: string) => void;
+  /** Refuse to generate a root password (Lambda: stderr is a log store, nobody to show it to). */
+  requireRootPassword?: boolean;
 }
 
 /** Opens the stores, runs first-start bootstrap, returns the app's deps. Throws ConfigError, UnavailableError. */
@@ -31,7 +33,7 @@ export async function loadDeps(config: ManagerConfig, opts: LoadDepsOptions = {}
   if (needsDir) mkdirSync(config.store.dataDir, { recursive: true });
   const kv = opts.kv ?? (await createKvStore((config.store.kv ?? { kind: 'sqlite', path: join(config.store.dataDir, 'kv.db') }) as never));
   const queue = opts.queue ?? (await createQueue((config.store.queue ?? { kind: 'sqlite', path: join(config.store.dataDir, 'queue.db') }) as never));
-  const result = await bootstrap(kv, { rootPassword: config.auth.rootPassword, jobRateLimit: config.jobs.rateLimitPerCluster, now: new Date(), logger });
+  const result = await bootstrap(kv, { rootPassword: config.auth.rootPassword, jobRateLimit: config.jobs.rateLimitPerCluster, now: new Date(), logger, requireRootPassword: opts.requireRootPassword });
   if (result.generatedRootPassword) {
     // Printed, never logged: log lines are shipped and kept; this is shown once for the operator.
     (opts.announcePassword ?? ((p) => process.stderr.write(`damselfly manager: generated password for user "root" (shown once; set auth.rootPassword or DAMSELFLY_ROOT_PASSWORD to choose one): ${p}\n`)))(

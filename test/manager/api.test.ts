@@ -386,6 +386,22 @@ describe('manager API: jobs', () => {
   });
 });
 
+describe('bootstrap', () => {
+  it('with requireRootPassword (Lambda) refuses to generate a root password; creates root and the default cluster once', async () => {
+    const { MemoryKvStore } = await import('../../adapters/kv/memory.js');
+    const { bootstrap } = await import('../../control/manager/bootstrap.js');
+    const { silentLogger } = await import('../../adapters/log.js');
+    const kv = new MemoryKvStore();
+    await expect(bootstrap(kv, { jobRateLimit: 10, now: new Date(), logger: silentLogger, requireRootPassword: true })).rejects.toMatchObject({ code: 'CONFIG' });
+    const first = await bootstrap(kv, { jobRateLimit: 10, now: new Date(), logger: silentLogger });
+    expect(first.generatedRootPassword).toMatch(/^[\w-]{16}$/);
+    const again = await Promise.all([1, 2, 3].map(() => bootstrap(kv, { jobRateLimit: 10, now: new Date(), logger: silentLogger })));
+    expect(again.every((r) => r.generatedRootPassword === undefined)).toBe(true);
+    expect((await kv.list('v1/clusters/')).items).toHaveLength(1);
+    expect((await kv.list('v1/mgr-users/')).items).toHaveLength(1);
+  });
+});
+
 describe('manager API: metrics and errors', () => {
   it('exposes dragonfly_manager_* metrics and answers unknown routes with JSON 404', async () => {
     const m = await testManager();
