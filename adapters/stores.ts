@@ -120,7 +120,7 @@ export async function createKvStore(config: KvConfigInput | KvConfig): Promise<K
     case 'dynamodb':
       return (await import('./kv/dynamodb.js')).DynamoKvStore.open(c);
     case 'firestore':
-      throw notYet(c.kind); // TODO kv/firestore
+      return (await import('./kv/firestore.js')).FirestoreKvStore.open(c);
   }
 }
 
@@ -142,12 +142,8 @@ export async function createQueue(config: QueueConfigInput | QueueConfig): Promi
     case 'sqs':
       return (await import('./queue/sqs.js')).SqsQueue.open(c);
     case 'firestore':
-      throw notYet(c.kind); // TODO queue/firestore
+      return (await import('./queue/firestore.js')).FirestoreQueue.open(c);
   }
-}
-
-function notYet(kind: string): never {
-  throw new ConfigError(`store kind ${kind} is not implemented yet in this build`);
 }
 
 /** Option types per kind, for the backends' `open`. */

@@ -9,8 +9,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { kvConformance } from '../../adapters/kv/conformance.js';
 import { createKvStore } from '../../adapters/stores.js';
 import { requireOrSkip } from '../support/require.js';
-import { dynamoLocalAvailable, fauxqsAvailable, firestoreEmulatorAvailable } from '../support/servers.js';
-import { TEST_TIMEOUT_MS, dynamoBackend, firestoreBackend, postgresBackend, redisBackend, type Backend } from './backends.js';
+import { TEST_TIMEOUT_MS, dynamoLocalAvailable, firestoreEmulatorAvailable, dynamoBackend, firestoreBackend, postgresBackend, redisBackend, type Backend } from '../support/servers.js';
 
 describe('kv: memory', () => {
   // Both clients of the suite get the one in-process store, as two clients would share one server.
@@ -33,7 +32,6 @@ function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boole
       backend = await start();
       if (!backend.ok) throw new Error(`${backend.what} did not start: ${backend.reason}`);
     });
-    afterAll(async () => backend?.stop());
     kvConformance({
       open: () => createKvStore(backend.kv!),
       timeoutMs: TEST_TIMEOUT_MS,
@@ -42,13 +40,18 @@ function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boole
   });
 }
 
+// Servers start now, in parallel with the in-process suites above; each suite awaits its own.
 const [pg, redis] = await Promise.all([postgresBackend(), redisBackend()]);
+const dynamo = dynamoLocalAvailable();
+const firestore = firestoreEmulatorAvailable();
+const dynamoStart = dynamo.ok ? dynamoBackend() : undefined;
+const firestoreStart = firestore.ok ? firestoreBackend() : undefined;
 serverSuite('postgres', async () => pg, pg.ok, pg.what, pg.reason);
 serverSuite('redis', async () => redis, redis.ok, redis.what, redis.reason);
-serverSuite('dynamodb', dynamoBackend, ...available(dynamoLocalAvailable()));
+serverSuite('dynamodb', () => dynamoStart!, ...available(dynamo));
+serverSuite('firestore', () => firestoreStart!, ...available(firestore));
 afterAll(async () => {
-  await pg.stop();
-  await redis.stop();
+  for (const b of [pg, redis, await dynamoStart, await firestoreStart]) await b?.stop();
 });
 
 function available(a: { ok: boolean; what: string; reason?: string }): [boolean, string, string | undefined] {

@@ -9,8 +9,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { queueConformance } from '../../adapters/queue/conformance.js';
 import { createQueue } from '../../adapters/stores.js';
 import { requireOrSkip } from '../support/require.js';
-import { fauxqsAvailable, firestoreEmulatorAvailable } from '../support/servers.js';
-import { TEST_TIMEOUT_MS, firestoreBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from './backends.js';
+import { TEST_TIMEOUT_MS, fauxqsAvailable, firestoreEmulatorAvailable, firestoreBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from '../support/servers.js';
 
 describe('queue: memory', () => {
   const shared = createQueue({ kind: 'memory', maxReceives: 2 });
@@ -31,7 +30,6 @@ function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boole
       backend = await start();
       if (!backend.ok) throw new Error(`${backend.what} did not start: ${backend.reason}`);
     });
-    afterAll(async () => backend?.stop());
     queueConformance({
       open: () => createQueue(backend.queue!),
       timeoutMs: TEST_TIMEOUT_MS,
@@ -40,13 +38,18 @@ function serverSuite(name: string, start: () => Promise<Backend>, probeOk: boole
   });
 }
 
+// Servers start now, in parallel with the in-process suites above; each suite awaits its own.
 const [pg, redis] = await Promise.all([postgresBackend(), redisBackend()]);
+const fauxqs = fauxqsAvailable();
+const firestore = firestoreEmulatorAvailable();
+const sqsStart = fauxqs.ok ? sqsBackend() : undefined;
+const firestoreStart = firestore.ok ? firestoreBackend() : undefined;
 serverSuite('postgres', async () => pg, pg.ok, pg.what, pg.reason);
 serverSuite('redis', async () => redis, redis.ok, redis.what, redis.reason);
-serverSuite('sqs', sqsBackend, ...available(fauxqsAvailable()));
+serverSuite('sqs', () => sqsStart!, ...available(fauxqs));
+serverSuite('firestore', () => firestoreStart!, ...available(firestore));
 afterAll(async () => {
-  await pg.stop();
-  await redis.stop();
+  for (const b of [pg, redis, await sqsStart, await firestoreStart]) await b?.stop();
 });
 
 function available(a: { ok: boolean; what: string; reason?: string }): [boolean, string, string | undefined] {
