@@ -99,4 +99,38 @@ describe('restarts mid-job (SQLite)', () => {
     const stats = origin.stats().byPath['/files/big2.bin'];
     expect(stats.bytes).toBe(12 * MiB);
   }, 120_000);
+
+  it('scheduler killed after the work but before the result was recorded: the redelivery is served from the P2P cache', async () => {
+    origin = await startOrigin({ rate: 8 * MiB });
+    const fileUrl = origin.add('/files/big3.bin', { size: 8 * MiB, seed: 'redelivery-cached' });
+    const dir = makeTempDir('damselfly-restart-c-');
+    const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs: 3_000 } };
+    const port = await freePort();
+    const managerUrl = `http://127.0.0.1:${port}`;
+    let manager = await managerOn(port, dir, store);
+    const s1 = await startScheduler(cli, managerUrl, store.queue, 'scheduler-1');
+    const s2 = await startScheduler(cli, managerUrl, store.queue, 'scheduler-2');
+    const seedDir = makeTempDir('damselfly-restart-seed3-');
+    await spawnRole('agent', agentConfigFor('seed', seedDir, [String(s1.ready.grpc), String(s2.ready.grpc)], { seed: true }), { cli, dir: seedDir, name: 'seed' });
+    for (const s of [s1, s2]) await waitFor(async () => (await listHosts(String(s.ready.grpc))).length > 0 || undefined, 'seed announced', 15_000);
+    await waitFor(async () => (await http('GET', `${managerUrl}/api/v1/schedulers/search`)).status === 200 || undefined, 'scheduler registered', 15_000);
+    const pat = await tokenFor(managerUrl);
+
+    const created = await http('POST', `${managerUrl}/oapi/v1/jobs`, { token: pat, body: { type: 'preheat', args: { type: 'file', url: fileUrl } } });
+    const holder = await waitFor(() => [s1, s2].find((s) => logged(s, 'job started')), 'a scheduler to start the job', 15_000);
+    const other = holder === s1 ? s2 : s1;
+    // The manager goes away, so the holder finishes the work but cannot record it...
+    manager.kill('SIGKILL');
+    await manager.exited;
+    await waitFor(() => logged(holder, 'job report failed; retrying') || undefined, 'the holder to fail its report', 30_000);
+    // ...and dies holding the message.
+    holder.kill('SIGKILL');
+    await holder.exited;
+    manager = await managerOn(port, dir, store);
+    const job = await pollJob({ managerUrl, pat }, created.json.id, 30_000);
+    expect(job.state, JSON.stringify(job.result)).toBe('SUCCESS');
+    expect(logged(other, 'job finished')).toBe(true);
+    // The redelivery found the blob in the seed's cache: the origin sent it once.
+    expect(origin.stats().byPath['/files/big3.bin'].bytes).toBe(8 * MiB);
+  }, 120_000);
 });
