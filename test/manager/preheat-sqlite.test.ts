@@ -123,6 +123,20 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
     }
   }, 120_000);
 
+  it('scope all_peers drives the normal peers (here agent-0) instead of a seed peer', async () => {
+    const origin = await startOrigin();
+    try {
+      const url = origin.add('/all-peers.bin', { size: 5 * 1024 * 1024, seed: 'all-peers' });
+      const created = await http('POST', `${stack.managerUrl}/oapi/v1/jobs`, { token: stack.pat, body: { type: 'preheat', args: { type: 'file', url, scope: 'all_peers' } } });
+      const job = await pollJob(stack, created.json.id, 30_000);
+      expect(job.state, JSON.stringify(job.result)).toBe('SUCCESS');
+      expect(job.result.job_states[0].results[0].success_tasks).toEqual([{ url, hostname: 'agent-0', ip: '127.0.0.1' }]);
+      expect(origin.stats().byPath['/all-peers.bin'].bytes).toBe(5 * 1024 * 1024);
+    } finally {
+      await origin.close();
+    }
+  }, 60_000);
+
   it('a job past its timeout is FAILURE at the deadline, and a late result does not change it', async () => {
     const origin = await startOrigin({ rate: 1024 * 1024 });
     try {
