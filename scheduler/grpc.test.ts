@@ -180,6 +180,24 @@ describe('scheduler over real gRPC streams', () => {
     expect(kinds).toEqual(['need_back_to_source_response', 'normal_task_response']);
   });
 
+  it('frees the back-to-source slot when the source fails, and sends the next peer to the origin', async () => {
+    const t = taskId();
+    const x = open('a', t, 'bf1');
+    x.register();
+    await x.next('need_back_to_source_response');
+    x.send('download_peer_back_to_source_failed_request', { description: 'origin said 503' });
+    expect(await x.closed()).toBeUndefined();
+    expect((await unaryCall<any>(client, 'StatTask', { task_id: t })).state).toBe('Failed');
+    const y = open('b', t, 'bf2');
+    y.register();
+    await y.next('need_back_to_source_response');
+    y.send('download_peer_failed_request', { description: 'disk full' });
+    await y.closed();
+    const z = open('c', t, 'bf3');
+    z.register();
+    await z.next('need_back_to_source_response');
+  });
+
   it('fails StatTask for an unknown task with NOT_FOUND and lists hosts', async () => {
     await expect(unaryCall(client, 'StatTask', { task_id: 'missing' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     const hosts = await unaryCall<any>(client, 'ListHosts', {});

@@ -350,6 +350,7 @@ export class SchedulerService {
         this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
         peer.scheduleGeneration++;
         this.resources.deleteParents(peer);
+        task.backToSourcePeers.delete(peer.id);
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
         end.finish();
@@ -371,6 +372,7 @@ export class SchedulerService {
       case 'download_peer_failed_request':
         peer.scheduleGeneration++;
         this.resources.deleteParents(peer);
+        task.backToSourcePeers.delete(peer.id);
         peer.transition('Failed', now);
         m.downloadPeerFailure.inc(labels(peer));
         end.finish();
