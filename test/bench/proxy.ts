@@ -37,7 +37,7 @@ async function makeBlob(file: string, size: number): Promise<string> {
     const chunk = Buffer.from(block.subarray(0, Math.min(block.length, size - off)));
     chunk.writeUInt32BE(off / block.length, 0);
     hash.update(chunk);
-    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((r) => out.end(() => r()));
   return `sha256:${hash.digest('hex')}`;
