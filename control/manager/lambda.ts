@@ -17,7 +17,7 @@ async function build(): Promise<Handler> {
   const text = process.env.DAMSELFLY_MANAGER_CONFIG ?? '';
   const config = withEnvSecrets(parseConfig(managerConfigSchema, text ? parseYaml(text) : {}, 'DAMSELFLY_MANAGER_CONFIG'));
   // On Lambda stderr goes to CloudWatch: a generated password would be a secret in a log store.
-  return handle(createApp(await loadDeps(config, { requireRootPassword: true })));
+  return handle(createApp(await loadDeps(config, { requireRootPassword: true, metrics: false })));
 }
 
 /** The Lambda handler. A failed cold start is retried on the next invocation. */

@@ -20,6 +20,8 @@ export interface LoadDepsOptions {
   kv?: KvStore;
   queue?: Queue;
   metricsDefaults?: boolean;
+  /** Serve /metrics (default true; off on Lambda, where a public URL would expose them). */
+  metrics?: boolean;
   /** Where a generated root password is shown (once). Default: stderr. */
   announcePassword?: (password: string) => void;
   /** Refuse to generate a root password (Lambda: stderr is a log store, nobody to show it to). */
@@ -41,7 +43,7 @@ export async function loadDeps(config: ManagerConfig, opts: LoadDepsOptions = {}
     );
   }
   if (!config.auth.schedulerSecret) logger.warn('no scheduler secret configured (auth.schedulerSecret / DAMSELFLY_SCHEDULER_SECRET): schedulers cannot register');
-  return { kv, queue, config, clock: { now: Date.now }, logger, metrics: createManagerMetrics({ defaults: opts.metricsDefaults }) };
+  return { kv, queue, config, clock: { now: Date.now }, logger, metrics: opts.metrics === false ? undefined : createManagerMetrics({ defaults: opts.metricsDefaults }) };
 }
 
 export interface StartedManager {

@@ -47,6 +47,8 @@ describe('manager on Lambda', () => {
     const res = await handler(event('GET', '/healthy'), ctx);
     expect(res.statusCode).toBe(200);
     expect(JSON.parse(res.body)).toBe('OK');
+    // No public /metrics on a Function URL.
+    expect((await handler(event('GET', '/metrics'), ctx)).statusCode).toBe(404);
   });
 
   it('signs in (base64 body), sets the jwt cookie, and authorises an API Gateway v2 event', async () => {
