@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 /** Default port per role: the one that proves the role finished starting. */
-const ROLE_PORTS = { manager: 8080, scheduler: 8002, agent: 4002, up: 8080 };
+const ROLE_PORTS = { manager: 8080, scheduler: 8002, agent: 4002, up: 4001 };
 
 function roleOfPid1() {
   try {
