@@ -45,6 +45,15 @@ export class SchedulerMetrics {
     ageBuckets: 5,
     registers: [this.registry],
   });
+  readonly downloadPeerDuration = new Summary({
+    name: P + 'download_peer_duration_milliseconds',
+    help: 'Summary of the time from register to finished, by task size level',
+    labelNames: ['task_size_level'],
+    percentiles: [0.5, 0.9, 0.99],
+    maxAgeSeconds: 600,
+    ageBuckets: 5,
+    registers: [this.registry],
+  });
   readonly hosts = new Gauge({ name: P + 'hosts', help: 'Hosts known to the scheduler', labelNames: ['host_type'], registers: [this.registry] });
   readonly tasks = new Gauge({ name: P + 'tasks', help: 'Tasks known to the scheduler', labelNames: ['state'], registers: [this.registry] });
   readonly peers = new Gauge({ name: P + 'peers', help: 'Peers known to the scheduler', labelNames: ['state'], registers: [this.registry] });
@@ -75,4 +84,14 @@ export function serveMetrics(metrics: SchedulerMetrics, ip: string, port: number
       resolve({ server, port: (server.address() as AddressInfo).port });
     });
   });
+}
+
+/**
+ * Dragonfly's task size level: level n covers content up to 2^(n-1) MiB (level 0 = unknown,
+ * 1 = ≤ 1 MiB, 2 = ≤ 2 MiB, ... capped at 20).
+ */
+export function taskSizeLevel(contentLength: number): string {
+  if (contentLength < 0) return '0';
+  const mib = contentLength / (1024 * 1024);
+  return String(Math.min(20, mib <= 1 ? 1 : Math.ceil(Math.log2(mib)) + 1));
 }

@@ -10,7 +10,7 @@ import type { SchedulerConfig } from './config.js';
 import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
 import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
 import { HashRing } from './hashring.js';
-import type { SchedulerMetrics } from './metrics.js';
+import { taskSizeLevel, type SchedulerMetrics } from './metrics.js';
 import type { Host, HostInfo, HostType } from './resource/host.js';
 import type { Peer, PeerResponse } from './resource/peer.js';
 import type { Resources } from './resource/resources.js';
@@ -353,6 +353,7 @@ export class SchedulerService {
         task.backToSourcePeers.delete(peer.id);
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
+        m.downloadPeerDuration.observe({ task_size_level: taskSizeLevel(task.contentLength) }, now - peer.createdAt);
         end.finish();
         this.offerFinishedParent(peer);
         return undefined;
@@ -365,6 +366,7 @@ export class SchedulerService {
         // A ranged read from the origin proves nothing about the rest of the content.
         if (!peer.partial) task.moveTo('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
+        m.downloadPeerDuration.observe({ task_size_level: taskSizeLevel(task.contentLength) }, now - peer.createdAt);
         end.finish();
         this.offerFinishedParent(peer);
         return undefined;
