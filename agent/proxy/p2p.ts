@@ -75,7 +75,9 @@ export function downloadOptions(target: URL, req: IncomingMessage, config: Proxy
   const priority = Number.parseInt(firstHeader(h[DF_HEADER.priority]) ?? '', 10);
   const opts: DownloadOptions = {
     url: target.href,
-    requestHeaders: upstreamRequestHeaders(h, ['range']),
+    // No Range (pieces are fetched by the agent) and no Accept-Encoding: a content-encoded origin
+    // answer would be cached as the blob's bytes and fail its digest.
+    requestHeaders: upstreamRequestHeaders(h, ['range', 'accept-encoding']),
     priority: Number.isInteger(priority) ? priority : DEFAULT_PRIORITY,
     filteredQueryParams: filteredHeader
       ? filteredHeader.split(',').map((s) => s.trim()).filter(Boolean)

@@ -63,10 +63,11 @@ describe('P2P decisions', () => {
     expect(wantsP2P('GET', man, { 'x-dragonfly-use-p2p': 'true' }, config)).toBe(true);
   });
   it('download options carry digest, range, priority default 6 and the default filtered params', () => {
-    const req = { headers: { range: 'bytes=5-9', authorization: 'Basic x' } } as unknown as IncomingMessage;
+    const req = { headers: { range: 'bytes=5-9', authorization: 'Basic x', 'accept-encoding': 'zstd, gzip' } } as unknown as IncomingMessage;
     const o = downloadOptions(new URL(`http://r/v2/a/blobs/${D}`), req, config, parseRange('bytes=5-9'));
     expect(o).toMatchObject({ digest: D, range: { start: 5, end: 9 }, priority: 6, requestHeaders: { authorization: 'Basic x' } });
     expect(o.requestHeaders!.range).toBeUndefined();
+    expect(o.requestHeaders!['accept-encoding']).toBeUndefined();
     expect(o.filteredQueryParams).toContain('X-Amz-Signature');
     expect(o.filteredQueryParams).toContain('ns');
   });
