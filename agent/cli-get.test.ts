@@ -1,5 +1,7 @@
 // `damselfly get` as a real process against an in-process agent and a local origin.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { Agent as UndiciAgent, request } from 'undici';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -93,6 +95,18 @@ describe.skipIf(!requireOrSkip(haveCli, `compiled CLI at ${cli}`, 'build it or s
     expect(r.stderr).toMatch(/warning: no agent/);
     expect(await fileSha256(out)).toBe(origin.sha256('/get/c.bin'));
     expect(origin.stats().bytes).toBe(3 * MiB);
+  });
+
+  it('the local API also streams the bytes (what get falls back to when the agent cannot write the file)', async () => {
+    const url = origin.add('/get/d.bin', { size: 2 * MiB + 3, seed: 'get-d' });
+    const res = await request(`http://localhost/v1/download?${new URLSearchParams({ url })}`, { dispatcher: new UndiciAgent({ connect: { socketPath: socket } }) });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBe(String(2 * MiB + 3));
+    const h = createHash('sha256');
+    for await (const c of res.body) h.update(c as Buffer);
+    expect('sha256:' + h.digest('hex')).toBe(origin.sha256('/get/d.bin'));
+    const health = await request('http://localhost/v1/healthy', { dispatcher: new UndiciAgent({ connect: { socketPath: socket } }) });
+    expect(await health.body.json()).toEqual({ ok: true });
   });
 
   it('rejects bad usage with exit 2', async () => {

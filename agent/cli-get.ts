@@ -174,6 +174,14 @@ class Progress extends Transform {
     }
     cb();
   }
+  /** For progress learned out of band (export mode). */
+  set(done: number): void {
+    this.done = done;
+    this.draw(performance.now());
+  }
+  finish(): void {
+    process.stderr.write('\n');
+  }
   private draw(now: number): void {
     const secs = Math.max((now - this.t0) / 1000, 1e-3);
     const rate = this.done / secs;
@@ -203,7 +211,7 @@ interface Body {
   body: Readable;
 }
 
-async function viaAgent(args: GetArgs, socket: string, signal: AbortSignal): Promise<Body> {
+function downloadQuery(args: GetArgs): URLSearchParams {
   const q = new URLSearchParams({ url: args.url });
   if (args.tag) q.set('tag', args.tag);
   if (args.application) q.set('application', args.application);
@@ -212,12 +220,20 @@ async function viaAgent(args: GetArgs, socket: string, signal: AbortSignal): Pro
   if (args.priority !== undefined) q.set('priority', String(args.priority));
   if (args.disableBackToSource) q.set('disable_back_to_source', 'true');
   for (const f of args.filtered) q.append('filtered_query_param', f);
+  return q;
+}
+
+function originHeaders(args: GetArgs): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(args.headers)) headers[`x-damselfly-header-${k.toLowerCase()}`] = v;
+  return headers;
+}
+
+async function agentRequest(socket: string, pathAndQuery: string, signal: AbortSignal, headers: Record<string, string> = {}) {
   const dispatcher = new Agent({ connect: { socketPath: socket }, bodyTimeout: 0, headersTimeout: 0 });
   let res;
   try {
-    res = await request(`http://localhost/v1/download?${q}`, { dispatcher, headers, signal });
+    res = await request(`http://localhost${pathAndQuery}`, { dispatcher, headers, signal });
   } catch (err) {
     if (signal.aborted) throw err;
     throw new AgentUnusable(`no agent at ${socket} (${errorMessage(err)})`);
@@ -234,7 +250,63 @@ async function viaAgent(args: GetArgs, socket: string, signal: AbortSignal): Pro
     if (res.statusCode === 502 || res.statusCode === 422 || res.statusCode === 416 || res.statusCode === 400) throw new Error(message || `agent answered ${res.statusCode}`);
     throw new AgentUnusable(`agent answered ${res.statusCode}: ${message}`);
   }
+  return res;
+}
+
+async function viaAgent(args: GetArgs, socket: string, signal: AbortSignal): Promise<Body> {
+  const res = await agentRequest(socket, `/v1/download?${downloadQuery(args)}`, signal, originHeaders(args));
   return { length: Number(res.headers['content-length'] ?? -1), body: res.body };
+}
+
+/** The agent could not place the file itself (e.g. it cannot see this directory): stream instead. */
+class ExportUnsupported extends Error {}
+
+/**
+ * Asks the agent to put the finished content at `tmp` itself (hard link or copy): no bytes cross the
+ * socket. Progress, on a terminal, comes from polling the task's stat.
+ */
+async function exportViaAgent(args: GetArgs, socket: string, tmp: string, signal: AbortSignal): Promise<void> {
+  const q = downloadQuery(args);
+  q.set('output', tmp);
+  const res = await agentRequest(socket, `/v1/download?${q}`, signal, originHeaders(args));
+  const total = Number(res.headers['x-damselfly-content-length'] ?? -1);
+  const taskId = String(res.headers['x-damselfly-task-id'] ?? '');
+  const progress = args.progress && process.stderr.isTTY === true ? new Progress(total, true) : undefined;
+  let polling = true;
+  const poll = async () => {
+    while (polling && progress && taskId) {
+      try {
+        const r = await request(`http://localhost/v1/tasks/${taskId}`, { dispatcher: new Agent({ connect: { socketPath: socket } }) });
+        const st = (await r.body.json()) as { finishedPieces?: number; pieceCount?: number };
+        if (st.pieceCount) progress.set(Math.min(total, Math.round((total * (st.finishedPieces ?? 0)) / st.pieceCount)));
+      } catch {
+        /* progress is best effort */
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  void poll();
+  let result: { ok: boolean; code?: string; message?: string; status?: number; contentLength?: number };
+  try {
+    result = (await res.body.json()) as typeof result;
+  } catch (err) {
+    throw new AgentUnusable(`agent broke off: ${errorMessage(err)}`);
+  } finally {
+    polling = false;
+  }
+  if (result.ok) {
+    const st = await fs.stat(tmp);
+    if (total >= 0 && st.size !== total) throw new AgentUnusable(`agent placed ${st.size} of ${total} bytes`);
+    if (progress) {
+      progress.set(total);
+      progress.finish();
+    }
+    return;
+  }
+  if (result.code === 'SOURCE') throw new Error(`origin answered ${result.status ?? 'an error'}`);
+  if (result.code === 'INTEGRITY') throw new IntegrityError(result.message ?? 'digest mismatch');
+  if (result.code === 'INTERNAL' || result.code === 'INVALID') throw new ExportUnsupported(result.message ?? 'agent cannot write the output');
+  throw new AgentUnusable(`agent failed: ${result.message ?? result.code}`);
 }
 
 async function direct(args: GetArgs, signal: AbortSignal): Promise<Body> {
@@ -287,8 +359,15 @@ export async function main(argv: string[]): Promise<number> {
   const socket = resolveEndpoint(args.endpoint);
   try {
     try {
-      await writeBody(await viaAgent(args, socket, signal), tmp, args);
+      try {
+        await exportViaAgent(args, socket, tmp, signal);
+      } catch (err) {
+        if (!(err instanceof ExportUnsupported)) throw err;
+        await fs.rm(tmp, { force: true });
+        await writeBody(await viaAgent(args, socket, signal), tmp, args);
+      }
     } catch (err) {
+      await fs.rm(tmp, { force: true });
       if (signal.aborted || args.disableBackToSource || err instanceof IntegrityError || !(err instanceof AgentUnusable || isStreamBreak(err))) throw err;
       process.stderr.write(`damselfly get: warning: ${errorMessage(err)}; downloading from the origin directly\n`);
       await writeBody(await direct(args, signal), tmp, args);

@@ -7,6 +7,11 @@
  *          Origin request headers ride as `X-Damselfly-Header-<Name>: <value>`; an optional
  *          `Range: bytes=S-E` gives 206. → the bytes with Content-Length and X-Damselfly-Task-Id.
  *          Errors: JSON {code, message}; an origin non-2xx is 502 with X-Damselfly-Source-Status.
+ *          With `&output=/abs/new-file` the bytes do not travel over the socket: the agent downloads
+ *          the whole task, then hard-links (or copies) its cached content to that path, which must
+ *          not exist. The answer is 200 with X-Damselfly-Task-Id and X-Damselfly-Content-Length as
+ *          soon as the length is known, and a JSON body once done: {"ok":true,"contentLength":N} or
+ *          {"ok":false,"code","message"[,"status"]} (`status`: the origin's, for SOURCE errors).
  *   GET    /v1/tasks/{id}                      → {contentLength, finishedPieces, pieceCount, complete}
  *   DELETE /v1/tasks/{id}                      → 204, 404 when absent
  */
@@ -100,6 +105,12 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
     res.on('close', () => ac.abort(new Error('client went away')));
     const o = parseDownloadRequest(url, req.headers);
     o.signal = ac.signal;
+    const output = url.searchParams.get('output');
+    if (output !== null) {
+      if (!path.isAbsolute(output) || o.range) throw new RangeError('output must be an absolute path and cannot be combined with Range');
+      await exportTask(o, output, res);
+      return;
+    }
     const ts = await tm.download(o);
     const length = ts.range ? ts.range.end - ts.range.start + 1 : ts.contentLength;
     const headers: Record<string, string | number> = {
@@ -113,6 +124,22 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
     res.writeHead(ts.range ? 206 : 200, headers);
     // A failing task destroys the body; pipeline then destroys the response so the client sees a short read.
     await pipeline(ts.body, res);
+  }
+
+  async function exportTask(o: DownloadOptions, output: string, res: http.ServerResponse): Promise<void> {
+    let result: Record<string, unknown>;
+    try {
+      const r = await tm.exportTo(o, output, (info) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'x-damselfly-task-id': info.taskId, 'x-damselfly-peer-id': info.peerId, 'x-damselfly-content-length': String(info.contentLength) });
+        res.flushHeaders();
+      });
+      result = { ok: true, contentLength: r.contentLength, taskId: r.taskId };
+    } catch (err) {
+      if (!res.headersSent) throw err; // answered with a status by the caller
+      result = { ok: false, code: err instanceof RangeError ? 'INVALID' : errorCode(err), message: errorMessage(err), ...(err instanceof SourceError ? { status: err.status } : {}) };
+    }
+    if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(result));
   }
 
   server.listen(opts.socket);

@@ -10,6 +10,8 @@
  *   running  --origin error / integrity / disabled back-to-source-->  failed
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import { Pool } from 'undici';
@@ -316,6 +318,47 @@ export class TaskManager {
       off();
     }
     onProgress({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, finished: task.stored.finishedCount, count: task.pieceCount, done: true });
+  }
+
+  /**
+   * Downloads the whole task into the cache and places it at `output` (a new file: hard link to the
+   * cached content when the file system allows, else a copy), like dfget's output path: no bytes pass
+   * through the caller. `onStart` runs once the length is known. Throws like download(), and the
+   * file system's error (EEXIST, EXDEV...) when `output` cannot be created.
+   */
+  async exportTo(o: DownloadOptions, output: string, onStart?: (info: { taskId: string; peerId: string; contentLength: number; responseHeaders: Record<string, string> }) => void): Promise<{ taskId: string; contentLength: number }> {
+    const id = this.taskIdOf(o);
+    const cached = this.deps.store.get(id);
+    let stored: StoredTask;
+    if (cached?.meta.complete && !this.tasks.has(id)) {
+      stored = cached;
+      onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
+      this.deps.metrics.downloadTraffic.inc({ type: 'local_peer' }, Math.max(0, stored.meta.contentLength));
+    } else {
+      const task = this.ensure({ ...o, range: undefined });
+      await raceAbort(task.contentKnown.promise, o.signal);
+      onStart?.({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, responseHeaders: task.stored.meta.responseHeaders });
+      await raceAbort(task.finished.promise, o.signal);
+      stored = task.stored;
+    }
+    stored.inUse++;
+    try {
+      stored.touch();
+      const src = this.deps.store.contentPath(id);
+      if (stored.meta.contentLength === 0) await fs.writeFile(output, '', { flag: 'wx' });
+      else {
+        try {
+          await fs.link(src, output);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
+          await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+        }
+      }
+    } finally {
+      stored.inUse--;
+    }
+    return { taskId: id, contentLength: stored.meta.contentLength };
   }
 
   stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean } | undefined {
