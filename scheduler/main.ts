@@ -45,6 +45,29 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger({ role: 'scheduler' });
+  // Installed before anything starts, so a SIGTERM during startup still ends in a clean exit 0.
+  let signalled: string | undefined;
+  let onStop: (() => void) | undefined;
+  const onSignal = (sig: string): void => {
+    signalled ??= sig;
+    onStop?.();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    return await serve(values, logger, () => signalled, (f) => (onStop = f));
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}
+
+async function serve(
+  values: { config?: string; port?: string; 'metrics-port'?: string },
+  logger: ReturnType<typeof createLogger>,
+  signalled: () => string | undefined,
+  whenSignalled: (f: () => void) => void,
+): Promise<number> {
   const config = loadSchedulerConfig(values.config);
   const p = port(values.port, '--port');
   if (p !== undefined) config.server.port = p;
@@ -63,15 +86,10 @@ export async function main(argv: string[]): Promise<number> {
   process.stdout.write(JSON.stringify({ ready: true, role: 'scheduler', ...addresses }) + '\n');
 
   await new Promise<void>((resolve) => {
-    const onSignal = (sig: string): void => {
-      logger.info('shutting down', { signal: sig });
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    if (signalled()) resolve();
+    else whenSignalled(resolve);
   });
+  logger.info('shutting down', { signal: signalled() });
   try {
     await link.stop();
   } catch (err) {
