@@ -199,6 +199,31 @@ describe('scheduling', () => {
     expect(await s.schedule(w.peer('n', 'h1', 'Pending'))).toMatchObject({ kind: 'backToSource' });
   });
 
+  it('wakes a waiting peer as soon as a source appears, without spending retry rounds', async () => {
+    const { w, s, clock } = setup({ retryLimit: 2, retryBackToSourceLimit: 2 });
+    w.peer('busy', 'h0', 'BackToSource'); // holds the only slot
+    const c = w.peer('c', 'h1', 'Pending');
+    c.blockParents.add('busy');
+    let d: Decision | undefined;
+    s.schedule(c).then((x) => (d = x));
+    await clock.advance(1);
+    // Many wake-ups without a usable parent: none of them counts as a round.
+    for (let i = 0; i < 10; i++) {
+      c.task.wake();
+      await clock.advance(0);
+    }
+    expect(d).toBeUndefined();
+    const t0 = clock.now();
+    // A second source appears (e.g. a seed peer registered): the waiting peer gets it at once.
+    c.task.backToSourcePeers.clear();
+    const seed = w.peer('seedp', 'h2', 'Pending');
+    seed.needBackToSource = true;
+    expect(await s.schedule(seed)).toMatchObject({ kind: 'backToSource' });
+    await clock.advance(0);
+    expect(d).toMatchObject({ kind: 'normal', parents: [seed] });
+    expect(clock.now()).toBe(t0);
+  });
+
   it('answers empty for a zero-length task', async () => {
     const { w, s } = setup();
     const a = w.peer('a', 'h1', 'Pending');

@@ -69,6 +69,7 @@ export class Scheduling {
   seedPeerFailed(task: Task): void {
     task.seedTriggeredAt = undefined;
     task.seedFailedAt = this.clock.now();
+    task.wake();
   }
 
   /**
@@ -138,8 +139,14 @@ export class Scheduling {
       this.resources.deleteParents(peer);
       const parents = this.findCandidateParents(peer);
       if (parents.length > 0) return this.applyNormal(peer, parents);
-      // Jitter spreads retries of peers that registered together.
-      await this.clock.sleep(o.retryInterval * (0.5 + 0.5 * this.clock.random()));
+      // Jitter spreads retries of peers that registered together; a new source, parent or free
+      // back-to-source slot on the task ends the wait early.
+      const waiter = new AbortController();
+      task.waiters.add(waiter);
+      await this.clock.sleep(o.retryInterval * (0.5 + 0.5 * this.clock.random()), waiter.signal);
+      task.waiters.delete(waiter);
+      // Only a full wait counts as a round: wake-ups must not burn the retry budget.
+      if (waiter.signal.aborted) n--;
     }
   }
 
@@ -154,6 +161,8 @@ export class Scheduling {
     if (!peer.fsm.is('BackToSource')) peer.transition('BackToSource', now);
     peer.task.backToSourcePeers.add(peer.id);
     if (peer.task.fsm.is('Pending', 'Failed', 'Leave')) peer.task.moveTo('Running', now);
+    // Waiting peers can use this source as a parent right away.
+    peer.task.wake();
     return { kind: 'backToSource', reason };
   }
 

@@ -296,6 +296,7 @@ export class SchedulerService {
       case 'download_peer_started_request':
         if (peer.fsm.is('ReceivedNormal')) peer.transition('Running', now);
         m.downloadPeerStarted.inc(labels(peer));
+        task.wake();
         return undefined;
       case 'download_peer_back_to_source_started_request': {
         const r = req.download_peer_back_to_source_started_request;
@@ -350,7 +351,7 @@ export class SchedulerService {
         this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
         peer.scheduleGeneration++;
         this.resources.deleteParents(peer);
-        task.backToSourcePeers.delete(peer.id);
+        if (task.backToSourcePeers.delete(peer.id)) task.wake();
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
         m.downloadPeerDuration.observe({ task_size_level: taskSizeLevel(task.contentLength) }, now - peer.createdAt);
@@ -362,6 +363,7 @@ export class SchedulerService {
         const r = req.download_peer_back_to_source_finished_request;
         this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
         task.backToSourcePeers.delete(peer.id);
+        task.wake();
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         // A ranged read from the origin proves nothing about the rest of the content.
         if (!peer.partial) task.moveTo('Succeeded', now);
@@ -374,13 +376,14 @@ export class SchedulerService {
       case 'download_peer_failed_request':
         peer.scheduleGeneration++;
         this.resources.deleteParents(peer);
-        task.backToSourcePeers.delete(peer.id);
+        if (task.backToSourcePeers.delete(peer.id)) task.wake();
         peer.transition('Failed', now);
         m.downloadPeerFailure.inc(labels(peer));
         end.finish();
         return undefined;
       case 'download_peer_back_to_source_failed_request':
         task.backToSourcePeers.delete(peer.id);
+        task.wake();
         peer.transition('Failed', now);
         if (task.backToSourcePeers.size === 0 && !task.fsm.is('Succeeded')) task.moveTo('Failed', now);
         m.downloadPeerBackToSourceFailure.inc(labels(peer));

@@ -163,7 +163,8 @@ export class Resources {
     this.deleteParents(peer);
     this.deleteChildren(peer);
     peer.task.dag.deleteVertex(id);
-    peer.task.backToSourcePeers.delete(id);
+    // A freed back-to-source slot may let a waiting peer go to the origin now.
+    if (peer.task.backToSourcePeers.delete(id)) peer.task.wake();
     peer.host.peers.delete(id);
     peer.scheduleGeneration++;
     peer.stream = undefined;

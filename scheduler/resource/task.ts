@@ -39,6 +39,8 @@ export class Task {
   /** Set while a seed peer was asked to download and has not registered yet. */
   seedTriggeredAt: number | undefined;
   seedFailedAt: number | undefined;
+  /** Scheduling loops of this task waiting for a parent; woken when one may have appeared. */
+  readonly waiters = new Set<AbortController>();
   readonly createdAt: number;
   updatedAt: number;
 
@@ -80,6 +82,12 @@ export class Task {
     if (this.totalPieceCount > 0) return this.totalPieceCount;
     if (this.contentLength > 0 && this.pieceLength > 0) return Math.ceil(this.contentLength / this.pieceLength);
     return 0;
+  }
+
+  /** Wakes every scheduling loop waiting on this task (a source, parent or free slot appeared). */
+  wake(): void {
+    for (const w of this.waiters) w.abort();
+    this.waiters.clear();
   }
 
   /** Records a piece digest; returns true if it was new. */
