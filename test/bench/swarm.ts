@@ -21,8 +21,8 @@
  * so the bound stays a true lower bound for this system.
  * Client-server baseline bound (Kurose & Ross): D_cs = max( N·F / u_origin, F / d_min ).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
@@ -112,6 +112,18 @@ function parseFlags(argv: string[]): Flags {
   return f;
 }
 
+/** CPU seconds (user + system) a live process has used so far, from /proc; NaN where unavailable. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[11], fields[12] = utime, stime (man proc: fields 14 and 15), in clock ticks (100/s on Linux)
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Nearest-rank percentile of an ascending list. */
 function percentile(sorted: number[], p: number): number {
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
@@ -181,6 +193,8 @@ async function main(): Promise<number> {
       seedOverrides: { upload: { rateLimit: flags.seedUploadRate, ...concurrentLimit }, download: { rateLimit: flags.downloadRate } },
     });
     progress(`cluster up; all ${N} agents start downloading`);
+    const roles = cluster.all();
+    const cpuBefore = roles.reduce((a, p) => a + cpuSeconds(p.pid), 0);
     const t0 = performance.now();
     const results = await Promise.all(
       cluster.agents.map(async (a, i) => {
@@ -194,6 +208,10 @@ async function main(): Promise<number> {
     );
     const times = results.map((r) => r.sec).sort((a, b) => a - b);
     const timeAll = times[times.length - 1]!;
+    // Whether the machine, not the protocol, was the limit: CPU the role processes burned during the
+    // run (the `damselfly get` clients come on top) against what the cores could give.
+    const rolesCpuSec = roles.reduce((a, p) => a + cpuSeconds(p.pid), 0) - cpuBefore;
+    const load1 = loadavg()[0]!;
     const failed = results.filter((r) => r.code !== 0).length;
     progress('verifying outputs');
     const digests = await Promise.all(results.map((r) => (r.code === 0 ? fileSha256(r.file) : Promise.resolve('failed'))));
@@ -259,6 +277,12 @@ async function main(): Promise<number> {
         seed: 'counted as an uploader in the third term (u_total = u_origin + N·u_agent + u_seed); its own download is not timed',
       },
       ratioToTMin: round(timeAll / tMin),
+      machine: {
+        cores: availableParallelism(),
+        rolesCpuSec: round(rolesCpuSec, 1),
+        rolesCpuShareOfCores: round(rolesCpuSec / (timeAll * availableParallelism()), 2),
+        loadAverage1m: round(load1, 1),
+      },
       tuning: {
         candidateParentLimit: flags.candidateParentLimit ?? 'scheduler default',
         concurrentPieceCount: flags.concurrentPieceCount ?? 'agent default',
