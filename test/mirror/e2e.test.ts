@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -147,6 +147,23 @@ describe.skipIf(
       for (const d of image.blobs) expect(reg.blobGets.get(d), `registry GETs of ${d}`).toBe(1);
     }, 400_000);
 
+    it('ctr through the catch-all _default/hosts.toml: no header, the agent takes the upstream from ?ns=', async () => {
+      const proxy = proxies[1]!;
+      const hosts = path.join(work, 'hosts-default');
+      const gen = await runCli(['config', 'containerd', '--mirror', proxy, '--write', hosts]);
+      expect(gen.code, gen.stderr).toBe(0);
+      // Only the catch-all is left, so the request carries ns=<registry> and nothing else names it.
+      await rm(path.join(hosts, 'docker.io'), { recursive: true });
+      const ns = 'catchall';
+      const before = await scrapeMetric(cluster.agents[1]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+      await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'pull', '--hosts-dir', hosts, '--plain-http', '--snapshotter', 'native', `${reg.host}/test/app:v1`], { timeout: 180_000 });
+      expect((await execFileP('ctr', ['-a', sock, '-n', ns, 'images', 'ls'])).stdout).toContain(image.manifestDigest);
+      const after = await scrapeMetric(cluster.agents[1]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+      expect(after - before).toBeGreaterThanOrEqual(image.blobs.length);
+      expect(reg.requests.some((q) => q.url.includes('ns='))).toBe(false);
+      for (const d of image.blobs) expect(reg.blobGets.get(d)).toBe(1);
+    }, 300_000);
+
     it('ctr pulls with credentials through the agents: token-auth registry (Bearer) and htpasswd registry behind 307 redirects', async () => {
       for (const [k, r] of [[0, tokenReg], [2, basicReg]] as const) {
         const proxy = proxies[k]!;
@@ -194,6 +211,7 @@ describe.skipIf(
       expect(r.headers['content-range']).toBe(`bytes ${off}-${end}/${full.length}`);
       expect(body.equals(full.subarray(off, end + 1))).toBe(true);
     }
-    expect(reg.blobGets.get(layer.digest)).toBe(1);
+    // The fresh agent's pieces must come from its peers, not the registry.
+    expect(reg.blobGets.get(layer.digest), `registry GETs of ${layer.digest}; fresh agent log:\n${fresh.logs().filter((l) => /source|parent|schedul|piece/i.test(JSON.stringify(l))).slice(-25).map((l) => JSON.stringify(l)).join('\n')}`).toBe(1);
   }, 120_000);
 });
