@@ -19,7 +19,7 @@ import { IntegrityError, SourceError, TimeoutError, UnavailableError, errorMessa
 import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
 import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, TaskInfoMsg } from './grpc.js';
-import type { AgentMetrics } from './metrics.js';
+import { taskSizeLevel, type AgentMetrics } from './metrics.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
 import type { SchedulerClient } from './scheduler-client.js';
@@ -77,6 +77,8 @@ const PARENT_RETRY_MS = 100;
  */
 const PARENT_REFRESH_MS = 1_000;
 const TARGET_PARENTS = 12;
+/** How long a peer that holds every range asked so far stays registered for the next one. */
+const RANGE_LINGER_MS = 3_000;
 
 class Deferred<T = void> {
   promise: Promise<T>;
@@ -491,7 +493,7 @@ export class TaskManager {
         // Nothing may await between this check and state = 'done': ensure() joins only running tasks.
         if (task.state !== 'running' || this.stopping || task.satisfied() || !task.hasWants()) break;
       }
-      this.deps.metrics.downloadTaskDuration.observe({ task_type: 'standard', task_size_level: '0' }, Date.now() - task.startedAt);
+      this.deps.metrics.downloadTaskDuration.observe({ task_type: 'standard', task_size_level: taskSizeLevel(task.contentLength) }, Date.now() - task.startedAt);
       task.state = 'done';
       task.finished.resolve();
       task.notify();
@@ -692,6 +694,7 @@ class PeerSession {
   private closed = false;
   private timers: NodeJS.Timeout[] = [];
   private hostId: string;
+  private linger?: NodeJS.Timeout;
 
   constructor(
     private tm: TaskManager,
@@ -761,6 +764,7 @@ class PeerSession {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.linger);
     for (const p of this.parents.values()) void p.pool.close().catch(() => undefined);
     try {
       this.call?.end();
@@ -1014,17 +1018,26 @@ class PeerSession {
   }
 
   private checkStall(): void {
-    if (this.closed || this.mode !== 'p2p') return;
+    if (this.closed || this.mode !== 'p2p' || this.task.satisfied()) return;
     const stallMs = Math.max(3_000, Math.min(this.deps.config.download.pieceTimeout, 15_000));
     if (this.inflight.size === 0 && Date.now() - this.lastProgress > stallMs) this.reschedule('no progress from parents');
   }
 
   private checkDone(): void {
-    if (this.mode !== 'p2p' || !this.task.satisfied()) return;
+    if (this.mode !== 'p2p') return;
+    if (!this.task.satisfied()) {
+      clearTimeout(this.linger);
+      this.linger = undefined;
+      return;
+    }
     if (this.task.stored.finishedCount === this.task.pieceCount) {
       this.send({ download_peer_finished_request: { content_length: this.task.contentLength, piece_count: this.task.pieceCount } });
+      this.done.resolve();
+      return;
     }
-    this.done.resolve();
+    // Ranged readers (nydusd, lazy pullers) come in bursts: keep this peer and its parents a while
+    // for the next range instead of registering again (or falling back to the origin).
+    this.linger ??= setTimeout(() => this.done.resolve(), RANGE_LINGER_MS);
   }
 }
 
