@@ -59,7 +59,8 @@ export interface KvStore {
   list<T = unknown>(prefix: string, options?: ListOptions): Promise<ListPage<T>>;
   /**
    * Applies every op or none (ConflictError if any condition fails). Atomic on every backend; the
-   * per-backend limit on ops is `maxTransactionOps` (InvalidError above it).
+   * per-backend limit on ops is `maxTransactionOps` (InvalidError above it, or when a key appears
+   * twice): memory/sqlite/postgres/redis 1000, dynamodb 100, firestore 500.
    */
   transact(ops: KvOp[]): Promise<void>;
   readonly maxTransactionOps: number;

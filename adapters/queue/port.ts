@@ -42,7 +42,10 @@ export interface Queue {
   send<T = unknown>(queue: string, body: T, options?: SendOptions): Promise<string>;
   /** Receives up to `max` messages, waiting up to `waitMs` for the first one. */
   receive<T = unknown>(queue: string, options?: ReceiveOptions): Promise<QueueMessage<T>[]>;
-  /** Acknowledges (deletes) a delivered message. A stale receipt is a no-op or NotFoundError. */
+  /**
+   * Acknowledges (deletes) a delivered message. A stale receipt (the message was redelivered since)
+   * is a NotFoundError on every backend but SQS, where it may still delete the message.
+   */
   ack(queue: string, receipt: string): Promise<void>;
   /** Extends (or with 0, ends) the visibility of a delivered message. */
   extend(queue: string, receipt: string, visibilityMs: number): Promise<void>;
