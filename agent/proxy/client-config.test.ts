@@ -47,7 +47,11 @@ describe('client configuration generators', () => {
     const c = parseToml(f['registries.conf']!) as any;
     expect(c.registry).toHaveLength(1);
     expect(c.registry[0]).toMatchObject({ prefix: '127.0.0.1:5000', location: '127.0.0.1:5000', insecure: true });
-    expect(c.registry[0].mirror).toEqual([{ location: '127.0.0.1:4001', insecure: true }]);
+    expect(c.registry[0].mirror).toEqual([{ location: '127.0.0.1:4001/damselfly-upstream/127.0.0.1_5000', insecure: true }]);
+    const hub = parseToml(byPath(generateClientConfig('podman', { mirror, registries: [] }))['registries.conf']!) as any;
+    expect(hub.registry[0]).toMatchObject({ prefix: 'docker.io', location: 'docker.io' });
+    expect(hub.registry[0].insecure).toBeUndefined();
+    expect(hub.registry[0].mirror[0].location).toBe('127.0.0.1:4001/damselfly-upstream/docker.io');
   });
   it('docker: registry-mirrors only for Docker Hub, the proxy drop-in, and the CA per host', () => {
     const f = byPath(generateClientConfig('docker', { mirror, registries: ['docker.io', 'ghcr.io'], caPem: 'PEM' }));

@@ -5,7 +5,7 @@
  * CRI-O) and docker (daemon.json registry-mirrors for Docker Hub, systemd HTTP(S)_PROXY drop-in).
  */
 import { InvalidError } from '../../adapters/errors.js';
-import { registryOrigin } from './upstream.js';
+import { registryOrigin, upstreamPathSegment } from './upstream.js';
 
 export type ClientKind = 'containerd' | 'nydusd' | 'podman' | 'docker';
 export const CLIENT_KINDS: ClientKind[] = ['containerd', 'nydusd', 'podman', 'docker'];
@@ -135,8 +135,8 @@ export function nydusdConfig(opts: ClientConfigOptions): GeneratedFile[] {
 
 /**
  * podman / skopeo / CRI-O registries.conf. containers/image sends no `ns` and no headers to a
- * mirror, so the agent maps these requests to its proxy.registryMirror.addr: name that registry
- * first (the note says so).
+ * mirror, so each mirror location carries the upstream in a repository-path prefix the agent
+ * strips (UPSTREAM_PATH_PREFIX): any number of registries through one agent.
  */
 export function podmanConfig(opts: ClientConfigOptions): GeneratedFile[] {
   const m = mirrorUrl(opts.mirror);
@@ -144,13 +144,13 @@ export function podmanConfig(opts: ClientConfigOptions): GeneratedFile[] {
     const insecure = r.upstream.startsWith('http:');
     return (
       `[[registry]]\nprefix = ${q(r.namespace)}\nlocation = ${q(r.namespace)}\n${insecure ? 'insecure = true\n' : ''}\n` +
-      `[[registry.mirror]]\nlocation = ${q(m.host)}\ninsecure = ${m.protocol === 'http:'}\n`
+      `[[registry.mirror]]\nlocation = ${q(`${m.host}/${upstreamPathSegment(r.namespace)}`)}\ninsecure = ${m.protocol === 'http:'}\n`
     );
   });
   return [
     {
       path: 'registries.conf',
-      note: `containers registries.conf (podman, skopeo --registries-conf, CRI-O); set the agent's proxy.registryMirror.addr to ${refs(opts)[0]!.upstream}: these clients send no upstream hint`,
+      note: 'containers registries.conf (podman, skopeo --registries-conf, CRI-O): /etc/containers/registries.conf or a registries.conf.d drop-in; the mirror path names the upstream',
       content: blocks.join('\n'),
     },
   ];

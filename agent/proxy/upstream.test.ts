@@ -26,6 +26,12 @@ describe('upstream choice', () => {
     expect(d.via).toBe('default');
     expect(d.url.href).toBe('https://mirror.example/v2/');
   });
+  it('a damselfly-upstream path prefix (containers/image mirrors) names the upstream and is stripped', () => {
+    expect(chooseUpstream('/v2/damselfly-upstream/127.0.0.1_5000/test/app/manifests/v1', {}, config)).toMatchObject({ via: 'path' });
+    expect(chooseUpstream('/v2/damselfly-upstream/127.0.0.1_5000/test/app/manifests/v1', {}, config).url.href).toBe('http://127.0.0.1:5000/v2/test/app/manifests/v1');
+    expect(chooseUpstream(`/v2/damselfly-upstream/docker.io/library/alpine/blobs/${D}`, {}, config).url.href).toBe(`https://registry-1.docker.io/v2/library/alpine/blobs/${D}`);
+    expect(chooseUpstream('/v2/damselfly-upstream/ghcr.io/o/r/manifests/v1', {}, config).url.href).toBe('https://ghcr.io/v2/o/r/manifests/v1');
+  });
   it('rule useTLS / redirect rewrite the upstream of matching paths only', () => {
     const c = proxyConfigSchema.parse({ rules: [{ regex: 'blobs/sha256.*', useTLS: true, redirect: 'cache.example:9000' }], registryMirror: { addr: 'http://reg.local' } });
     expect(chooseUpstream(`/v2/a/blobs/${D}`, {}, c).url.href).toBe(`https://cache.example:9000/v2/a/blobs/${D}`);

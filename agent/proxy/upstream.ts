@@ -50,7 +50,21 @@ export interface UpstreamTarget {
   /** Absolute URL to request upstream (`ns` removed, other query kept). */
   url: URL;
   /** Where the choice came from, for logs and metrics. */
-  via: 'header' | 'ns' | 'default';
+  via: 'header' | 'path' | 'ns' | 'default';
+}
+
+/**
+ * Repository-path prefix naming the upstream, for clients that can send neither a header nor `ns`
+ * (containers/image mirrors: `location = "127.0.0.1:4001/damselfly-upstream/ghcr.io"`). The host
+ * segment writes `:` as `_` (a repository path component cannot hold `:`, a hostname cannot hold
+ * `_`): `/v2/damselfly-upstream/127.0.0.1_5000/test/app/manifests/v1`. A Damselfly extension.
+ */
+export const UPSTREAM_PATH_PREFIX = 'damselfly-upstream';
+const UPSTREAM_PATH_RE = new RegExp(`^/v2/${UPSTREAM_PATH_PREFIX}/([a-z0-9.-]+(?:_[0-9]+)?)(/.*)$`);
+
+/** The repository-path form of a registry namespace (host[:port]) for UPSTREAM_PATH_PREFIX. */
+export function upstreamPathSegment(namespace: string): string {
+  return `${UPSTREAM_PATH_PREFIX}/${namespace.toLowerCase().replace(':', '_')}`;
 }
 
 /**
@@ -64,7 +78,12 @@ export function chooseUpstream(pathAndQuery: string, headers: Record<string, str
   const ns = incoming.searchParams.get('ns');
   let origin: URL;
   let via: UpstreamTarget['via'];
-  if (header) {
+  const inPath = UPSTREAM_PATH_RE.exec(incoming.pathname);
+  if (inPath) {
+    incoming.pathname = `/v2${inPath[2]}`;
+    origin = registryOrigin(inPath[1]!.replace('_', ':'));
+    via = 'path';
+  } else if (header) {
     origin = registryOrigin(header);
     via = 'header';
   } else if (ns) {

@@ -91,6 +91,29 @@ describe.skipIf(
     for (const d of image.blobs) expect(reg.blobGets.get(d), `registry GETs of ${d}`).toBe(1);
   }, 300_000);
 
+  it('skopeo through one agent to a second registry: the mirror location path names the upstream (not the agent default)', async () => {
+    const reg2 = await startRegistry();
+    try {
+      await pushImage(image, `${reg2.host}/other/app:v2`);
+      reg2.resetCounters();
+      const dir = path.join(work, 'skopeo-reg2');
+      const gen = await runCli(['config', 'podman', '--mirror', proxies[0]!, '--registry', reg2.host, '--write', dir]);
+      expect(gen.code, gen.stderr).toBe(0);
+      expect(readFileSync(path.join(dir, 'registries.conf'), 'utf8')).toContain(`/damselfly-upstream/${reg2.host.replace(':', '_')}`);
+      const before = await scrapeMetric(cluster.agents[0]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+      const out = path.join(dir, 'out');
+      await execFileP('skopeo', ['--registries-conf', path.join(dir, 'registries.conf'), 'copy', '--insecure-policy', '--src-tls-verify=false', `docker://${reg2.host}/other/app:v2`, `oci:${out}:v2`], { timeout: 120_000 });
+      for (const d of [image.manifestDigest, ...image.blobs]) expect(await sha256File(path.join(out, 'blobs', 'sha256', d.slice(7)))).toBe(d);
+      const after = await scrapeMetric(cluster.agents[0]!.ready.metrics, 'dragonfly_client_proxy_request_via_dfdaemon_total');
+      expect(after - before).toBeGreaterThanOrEqual(image.blobs.length);
+      // The manifest came from reg2 via the agent (the path prefix was stripped before it got there).
+      expect(reg2.requests.some((q) => q.url.startsWith('/v2/other/app/manifests/'))).toBe(true);
+      expect(reg2.requests.some((q) => q.url.includes('damselfly-upstream'))).toBe(false);
+    } finally {
+      await reg2.close();
+    }
+  }, 300_000);
+
   describe.skipIf(!requireOrSkip(haveContainerd, 'containerd + ctr as root', isRoot ? 'binaries missing' : 'not root'))('containerd 1.6', () => {
     let ctrd: ChildProcess | undefined;
     let sock = '';
