@@ -84,9 +84,11 @@ describe('bad parents', () => {
     expect(isBadParent(running, NOW + 1001, 1000, 20)).toBe(true);
     const done = w.peer('p4', 'h', 'Succeeded');
     expect(isBadParent(done, NOW + 10_000_000, 1000, 20)).toBe(false);
-    done.addUploadCost(10);
-    done.addUploadCost(10);
-    done.addUploadCost(5000);
+    done.addUploadCost(10, NOW);
+    done.addUploadCost(10, NOW);
+    done.addUploadCost(5000, NOW);
     expect(isBadParent(done, NOW, 1000, 20)).toBe(true);
+    // The verdict expires: a finished parent gets another chance later.
+    expect(isBadParent(done, NOW + 1001, 1000, 20)).toBe(false);
   });
 });

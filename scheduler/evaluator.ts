@@ -105,8 +105,9 @@ export function isCostOutlier(costs: readonly number[], window: number): boolean
 
 /**
  * Whether `parent` should not be offered: not scheduled yet (Pending/ReceivedEmpty), finished
- * badly (Failed/Leave), stalled (downloading but no piece for `stallMs`), or its last served piece
- * was a cost outlier.
+ * badly (Failed/Leave), stalled (downloading but no piece for `stallMs`), or its last served piece,
+ * less than `stallMs` ago, was a cost outlier (older verdicts expire: a parent that was slow once,
+ * e.g. while its own source was slow, gets another chance instead of being shunned forever).
  *
  * Unlike Dragonfly, a ReceivedNormal peer (it has parents and is about to fetch) is acceptable:
  * children long-poll their parents for pieces, so a parent that holds nothing yet costs nothing,
@@ -115,5 +116,5 @@ export function isCostOutlier(costs: readonly number[], window: number): boolean
 export function isBadParent(parent: Peer, now: number, stallMs: number, window: number): boolean {
   if (!parent.fsm.is('ReceivedNormal', 'Running', 'BackToSource', 'Succeeded')) return true;
   if (!parent.fsm.is('Succeeded') && now - parent.lastPieceAt > stallMs) return true;
-  return isCostOutlier(parent.uploadCosts, window);
+  return now - parent.lastUploadCostAt <= stallMs && isCostOutlier(parent.uploadCosts, window);
 }

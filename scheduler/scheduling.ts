@@ -78,20 +78,26 @@ export class Scheduling {
    * normal peers that neither have a parent nor are a source, bad parents, no free upload slot,
    * edges that would close a cycle), then ranked by the evaluator.
    */
+  /** Why candidates were dropped in the last findCandidateParents (for debug logs). */
+  readonly lastFilter = { blocked: 0, host: 0, orphan: 0, bad: 0, full: 0, cycle: 0 };
+
   findCandidateParents(peer: Peer): Peer[] {
     const task = peer.task;
     const now = this.clock.now();
     const sample = this.sample(task, peer);
     const filtered: Peer[] = [];
+    const dropped = this.lastFilter;
+    dropped.blocked = dropped.host = dropped.orphan = dropped.bad = dropped.full = dropped.cycle = 0;
     for (const p of sample) {
-      if (peer.blockParents.has(p.id)) continue;
-      if (p.host === peer.host || p.host.info.disableShared) continue;
-      if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) continue;
-      if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) continue;
-      if (p.host.freeUploadCount <= 0) continue;
-      filtered.push(p);
+      if (peer.blockParents.has(p.id)) dropped.blocked++;
+      else if (p.host === peer.host || p.host.info.disableShared) dropped.host++;
+      else if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) dropped.orphan++;
+      else if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) dropped.bad++;
+      else if (p.host.freeUploadCount <= 0) dropped.full++;
+      else filtered.push(p);
     }
     const allowed = new Set(task.dag.canAddEdges(filtered.map((p) => p.id), peer.id));
+    dropped.cycle = filtered.length - allowed.size;
     const ranked = rankParents(filtered.filter((p) => allowed.has(p.id)), peer, task.pieceCount);
     return ranked.slice(0, this.opts.candidateParentLimit);
   }

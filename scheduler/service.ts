@@ -195,7 +195,12 @@ export class SchedulerService {
   }
 
   leaveHost(req: Msg): void {
-    if (this.resources.hosts.delete(String(req.id ?? ''))) this.deps.metrics.leaveHost.inc();
+    const id = String(req.id ?? '');
+    const peers = this.resources.hosts.get(id)?.peers.size ?? 0;
+    if (this.resources.hosts.delete(id)) {
+      this.deps.metrics.leaveHost.inc();
+      this.log.info('host left', { hostId: id, peers });
+    }
   }
 
   /** Throws NotFoundError for an unknown task. */
@@ -245,7 +250,10 @@ export class SchedulerService {
       if (!peer || this.resources.peer(peer.id) !== peer || peer.stream !== stream) return;
       peer.stream = undefined;
       // A finished peer stays as a parent candidate; anything else left with its stream.
-      if (!peer.fsm.is('Succeeded')) this.leave(peer);
+      if (!peer.fsm.is('Succeeded')) {
+        this.log.debug('peer left with its stream', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, state: peer.state });
+        this.leave(peer);
+      }
     };
     call.on('data', (req: Msg) => {
       try {
@@ -324,7 +332,7 @@ export class SchedulerService {
         const parent = p.parent_id ? this.resources.peer(String(p.parent_id)) : undefined;
         if (parent) {
           parent.host.uploadCount++;
-          parent.addUploadCost(Number(p.cost_ms ?? 0));
+          parent.addUploadCost(Number(p.cost_ms ?? 0), now);
         }
         const traffic = p.traffic_type === 'LOCAL_PEER' ? 'LOCAL_PEER' : 'REMOTE_PEER';
         m.downloadPieceFinished.inc({ traffic_type: traffic, task_type: 'STANDARD', host_type: labels(peer).host_type });
@@ -390,6 +398,7 @@ export class SchedulerService {
         end.finish();
         return undefined;
       case 'leave_peer_request':
+        this.log.debug('peer leaves', { taskId: task.id, peerId: peer.id, hostId: peer.host.id, state: peer.state });
         this.leave(peer);
         end.finish();
         return undefined;
@@ -446,7 +455,7 @@ export class SchedulerService {
         m.scheduleDuration.observe(performance.now() - t0);
         switch (d.kind) {
           case 'normal':
-            this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id) });
+            this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id), dropped: { ...this.scheduling.lastFilter } });
             stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task) } });
             return;
           case 'backToSource':

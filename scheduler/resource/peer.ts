@@ -21,6 +21,8 @@ export class Peer {
   readonly finishedPieces = new Set<number>();
   /** Recent costs (ms) of pieces this peer served to children: a slow parent shows up here. */
   readonly uploadCosts: number[] = [];
+  /** When a child last reported a piece served by this peer. */
+  lastUploadCostAt = 0;
   /** Parents this peer must not be given again (itself included, as Dragonfly does). */
   readonly blockParents = new Set<string>();
   needBackToSource = false;
@@ -59,7 +61,8 @@ export class Peer {
   }
 
   /** Records the cost of a piece this peer served; keeps the last PIECE_COST_WINDOW. */
-  addUploadCost(costMs: number): void {
+  addUploadCost(costMs: number, now: number): void {
+    this.lastUploadCostAt = now;
     this.uploadCosts.push(costMs);
     if (this.uploadCosts.length > PIECE_COST_WINDOW) this.uploadCosts.shift();
   }
