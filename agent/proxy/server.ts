@@ -66,6 +66,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
   }
   const hijackRules = config.hijackHTTPS.hosts.map((h) => ({ re: new RegExp(h.regx), insecure: h.insecure }));
   const hijacked = new WeakMap<object, Hijacked>();
+  const pingFallback = new WeakSet<IncomingMessage>();
 
   const handle = (req: IncomingMessage, res: ServerResponse, origin?: Hijacked) => {
     void handleRequest(req, res, origin).catch((error: unknown) => {
@@ -94,7 +95,11 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
         return;
       }
-      target = chooseUpstream(raw, req.headers, config).url;
+      const chosen = chooseUpstream(raw, req.headers, config);
+      target = chosen.url;
+      // A bare `/v2/` ping carries no upstream hint (containers/image pings a mirror's root); when
+      // the default upstream is unreachable, answer it here so the client still uses the mirror.
+      if (chosen.via === 'default' && target.pathname === '/v2/' && (req.method === 'GET' || req.method === 'HEAD')) pingFallback.add(req);
     }
 
     const route: ProxyRoute = wantsP2P(req.method, target, req.headers, config) ? 'p2p' : 'direct';
@@ -138,6 +143,11 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
         signal: abort.signal,
       });
     } catch (error) {
+      if (pingFallback.has(req)) {
+        metrics.requests.inc({ route: 'direct', result: 'fallback' });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '2', 'docker-distribution-api-version': 'registry/2.0' }).end(req.method === 'HEAD' ? undefined : '{}');
+        return;
+      }
       metrics.requests.inc({ route: 'direct', result: 'error' });
       metrics.failures.inc({ route: 'direct' });
       log.warn('upstream unreachable', { method: req.method, url: safeUrl(target.href), error: errorMessage(error) });

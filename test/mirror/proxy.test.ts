@@ -119,6 +119,18 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
     expect(viaDefault.headers['www-authenticate']).toMatch(/^Basic realm="damselfly-test"/);
   });
 
+  it('an unreachable default upstream: the bare /v2/ ping is answered locally, anything else is a 502 marked as the proxy\'s', async () => {
+    const h = await harness({ registryMirror: { addr: 'http://127.0.0.1:1' } });
+    const ping = await get(`${h.url}/v2/`);
+    expect(ping.status).toBe(200);
+    expect(ping.body.toString()).toBe('{}');
+    const man = await get(`${h.url}/v2/test/app/manifests/v1`);
+    expect(man.status).toBe(502);
+    expect(man.headers['x-dragonfly-error-type']).toBe('proxy');
+    // With a hint, the ping goes to the named upstream.
+    expect((await get(`${h.url}/v2/?ns=${encodeURIComponent(htpasswd.host)}`)).status).toBe(401);
+  });
+
   it('htpasswd: the 401 challenge reaches the client unchanged; with Basic credentials pulls work and are never logged', async () => {
     const h = await harness({ registryMirror: { addr: htpasswd.url } });
     const basic = `Basic ${Buffer.from(`${htpasswd.creds!.username}:${htpasswd.creds!.password}`).toString('base64')}`;
