@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { parseSize } from '../../adapters/config.js';
 import { SourceError } from '../../adapters/errors.js';
 import type { ProxyConfig } from './config.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './config.js';
@@ -84,6 +85,14 @@ export function downloadOptions(target: URL, req: IncomingMessage, config: Proxy
       : (rule?.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS),
     disableBackToSource: config.disableBackToSource,
   };
+  const pieceLength = firstHeader(h[DF_HEADER.pieceLength]);
+  if (pieceLength) {
+    try {
+      opts.pieceLength = parseSize(pieceLength);
+    } catch {
+      // A malformed hint is ignored: the agent picks the piece length itself.
+    }
+  }
   const tag = firstHeader(h[DF_HEADER.tag]);
   const application = firstHeader(h[DF_HEADER.application]);
   if (tag) opts.tag = tag;

@@ -69,11 +69,12 @@ describe('P2P decisions', () => {
     expect(wantsP2P('GET', man, { 'x-dragonfly-use-p2p': 'true' }, config)).toBe(true);
   });
   it('download options carry digest, range, priority default 6 and the default filtered params', () => {
-    const req = { headers: { range: 'bytes=5-9', authorization: 'Basic x', 'accept-encoding': 'zstd, gzip' } } as unknown as IncomingMessage;
+    const req = { headers: { range: 'bytes=5-9', authorization: 'Basic x', 'accept-encoding': 'zstd, gzip', 'x-dragonfly-piece-length': '8mib' } } as unknown as IncomingMessage;
     const o = downloadOptions(new URL(`http://r/v2/a/blobs/${D}`), req, config, parseRange('bytes=5-9'));
     expect(o).toMatchObject({ digest: D, range: { start: 5, end: 9 }, priority: 6, requestHeaders: { authorization: 'Basic x' } });
     expect(o.requestHeaders!.range).toBeUndefined();
     expect(o.requestHeaders!['accept-encoding']).toBeUndefined();
+    expect(o.pieceLength).toBe(8 * 1024 * 1024);
     expect(o.filteredQueryParams).toContain('X-Amz-Signature');
     expect(o.filteredQueryParams).toContain('ns');
   });
