@@ -229,7 +229,7 @@ describe('seed peer trigger', () => {
 
   beforeAll(async () => {
     scheduler = createScheduler(
-      schedulerConfig({ server: { ip: '127.0.0.1', port: 0 }, metrics: { enable: false }, scheduling: { retryInterval: '20ms' }, seedPeer: { triggerTimeout: '3s' } }),
+      schedulerConfig({ server: { ip: '127.0.0.1', port: 0 }, metrics: { enable: false }, scheduling: { retryInterval: '20ms', retryBackToSourceLimit: 200, retryLimit: 400 }, seedPeer: { triggerTimeout: '3s' } }),
     );
     const addr = await scheduler.start();
     client = schedulerClient(addr.grpc);
@@ -242,6 +242,12 @@ describe('seed peer trigger', () => {
         const d = call.request.download;
         downloads.push(d);
         const task = d.url.split('#')[1];
+        if (d.url.includes('cached')) {
+          // Held in the seed's cache already: it answers at once and registers nothing.
+          call.write({ task_id: task, peer_id: 'old-seed-peer', is_finished: true, content_length: PL, piece_count: 1, finished_piece_count: 1 });
+          call.end();
+          return;
+        }
         const p = new SimPeer(client, 'seed', task, `seed-${task.slice(0, 8)}`);
         peers.push(p);
         p.register({ ...d });
@@ -280,6 +286,17 @@ describe('seed peer trigger', () => {
     expect(downloads).toHaveLength(1);
     expect(downloads[0].need_back_to_source).toBe(true);
     expect(downloads[0].request_header).toEqual({ Authorization: 'Bearer x' });
+  });
+
+  it('does not keep a peer waiting for a seed that answered from its cache without registering', async () => {
+    const t = taskId();
+    const p = new SimPeer(client, 'n1', t, 'n1-cached');
+    peers.push(p);
+    const t0 = Date.now();
+    p.register({ url: `http://127.0.0.1:1/cached#${t}` });
+    await p.next('need_back_to_source_response');
+    // Well before seedPeer.triggerTimeout (3 s).
+    expect(Date.now() - t0).toBeLessThan(1500);
   });
 
   it('maps Dfdaemon statuses to typed errors in the client', async () => {

@@ -168,7 +168,12 @@ export class SchedulerService {
       .get({ ip: seed.info.ip, port: seed.info.port })
       .downloadTask(download, { timeoutMs: SEED_DOWNLOAD_TIMEOUT_MS, signal: abort.signal })
       .then(
-        () => log.info('seed peer finished task'),
+        () => {
+          log.info('seed peer finished task');
+          // A seed that already held the task answers at once without registering a peer, so
+          // nobody here can use it (its digests are unknown to this scheduler): stop waiting for it.
+          if (task.seedTriggeredAt !== undefined) this.scheduling.seedPeerFailed(task);
+        },
         (err: unknown) => {
           if (abort.signal.aborted) return;
           this.deps.metrics.seedPeerTriggerFailure.inc();
