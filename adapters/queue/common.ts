@@ -85,14 +85,19 @@ export class Waiters {
     });
   }
 
-  /** Wakes every waiter on `queue`. */
+  /**
+   * Wakes the longest-waiting poller on `queue`: one new message can go to one consumer only, and
+   * waking them all would make every consumer query the backend for it (a thundering herd).
+   * Anyone not woken still re-checks within the backend's poll interval.
+   */
   notify(queue: string): void {
-    for (const w of [...(this.waiting.get(queue) ?? [])]) w();
+    const first = this.waiting.get(queue)?.values().next();
+    if (first && !first.done) first.value();
   }
 
   /** Wakes everyone (on close). */
   notifyAll(): void {
-    for (const q of [...this.waiting.keys()]) this.notify(q);
+    for (const set of [...this.waiting.values()]) for (const w of [...set]) w();
   }
 }
 
