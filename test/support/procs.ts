@@ -76,7 +76,13 @@ export function cleanupTempDirs(): void {
     for (const d of tempDirs) process.stderr.write(`kept ${d}\n`);
     return;
   }
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  for (const d of tempDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true, maxRetries: 3 });
+    } catch (err) {
+      process.stderr.write(`could not remove ${d}: ${(err as Error).message}\n`);
+    }
+  }
   tempDirs.clear();
 }
 
@@ -225,10 +231,20 @@ export async function killAll(graceMs = 3000): Promise<void> {
   await Promise.all([...live].map((p) => p.stop(graceMs)));
 }
 
-// Last resort when a test runner dies without afterAll: never leave role processes behind.
+// Last resort when a test runner or bench exits or is signalled without its afterAll/finally: never
+// leave role processes (or their temp dirs) behind. A signal is re-raised after cleanup when nobody
+// else handles it, so the default action (exit) still happens.
 process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
+  cleanupTempDirs();
 });
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    for (const p of live) p.kill('SIGKILL');
+    cleanupTempDirs();
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  });
+}
 
 export interface RunResult {
   code: number | null;
