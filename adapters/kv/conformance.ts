@@ -169,6 +169,10 @@ export function kvConformance(opts: KvSuiteOptions): void {
     expect(all.items).toHaveLength(27);
     expect(all.cursor).toBeUndefined();
     await expectCode(a.list(p, { cursor: Buffer.from('elsewhere').toString('base64url') }), 'INVALID');
+    // The empty prefix lists everything, in the same order.
+    const everything = await a.list('', { limit: 1000 });
+    const ours = everything.items.map((r) => r.key).filter((k) => k.startsWith(p));
+    expect(ours).toEqual(all.items.map((r) => r.key));
   });
 
   it('expires records after their TTL', async () => {

@@ -227,7 +227,7 @@ export class RedisKvStore implements KvStore {
     const after = decodeCursor(options?.cursor, prefix);
     const end = prefixEnd(prefix);
     const flat = await this.call('list', () =>
-      this.r.kvList(this.idx, after !== undefined ? `(${after}` : `[${prefix}`, end !== undefined ? `(${end}` : '+', limit + 1, this.rec),
+      this.r.kvList(this.idx, after !== undefined ? `(${after}` : prefix === '' ? '-' : `[${prefix}`, end !== undefined ? `(${end}` : '+', limit + 1, this.rec),
     );
     const all: KvRecord<T>[] = [];
     for (let i = 0; i < flat.length; i += 4) {
