@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
-import { startCluster, getThrough, killAll, cleanupTempDirs, scrapeMetric, type Cluster, type RoleProcess } from '../support/procs.js';
+import { startCluster, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
 interface Flags {
   agents: number;
@@ -42,11 +42,15 @@ interface Flags {
   candidateParentLimit?: number;
   concurrentPieceCount?: number;
   uploadConcurrentLimit?: number;
+  /** Deep-merged into every agent's (and the seed's) / the scheduler's generated config. */
+  agentConfig?: Record<string, unknown>;
+  schedulerConfig?: Record<string, unknown>;
 }
 
 const USAGE = `usage: bench:swarm [--agents 16] [--size 128MiB] [--origin-rate 20MiB] [--upload-rate 20MiB]
                    [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline]
                    [--candidate-parent-limit N] [--concurrent-piece-count N] [--upload-concurrent-limit N]
+                   [--agent-config JSON] [--scheduler-config JSON]   (merged into the generated YAML)
 Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.`;
 
 function parseFlags(argv: string[]): Flags {
@@ -97,6 +101,12 @@ function parseFlags(argv: string[]): Flags {
         break;
       case '--upload-concurrent-limit':
         f.uploadConcurrentLimit = Number(val());
+        break;
+      case '--agent-config':
+        f.agentConfig = JSON.parse(val()) as Record<string, unknown>;
+        break;
+      case '--scheduler-config':
+        f.schedulerConfig = JSON.parse(val()) as Record<string, unknown>;
         break;
       case '--help':
       case '-h':
@@ -188,9 +198,15 @@ async function main(): Promise<number> {
       agents: N,
       cli,
       readyTimeoutMs: 60_000,
-      scheduler: flags.candidateParentLimit ? { scheduling: { candidateParentLimit: flags.candidateParentLimit } } : undefined,
-      agent: () => agentOver,
-      seedOverrides: { upload: { rateLimit: flags.seedUploadRate, ...concurrentLimit }, download: { rateLimit: flags.downloadRate } },
+      scheduler: merge(
+        flags.candidateParentLimit ? { scheduling: { candidateParentLimit: flags.candidateParentLimit } } : {},
+        flags.schedulerConfig,
+      ),
+      agent: () => merge(agentOver, flags.agentConfig),
+      seedOverrides: merge(
+        { upload: { rateLimit: flags.seedUploadRate, ...concurrentLimit }, download: { rateLimit: flags.downloadRate } },
+        flags.agentConfig,
+      ),
     });
     progress(`cluster up; all ${N} agents start downloading`);
     const roles = cluster.all();
@@ -287,6 +303,8 @@ async function main(): Promise<number> {
         candidateParentLimit: flags.candidateParentLimit ?? 'scheduler default',
         concurrentPieceCount: flags.concurrentPieceCount ?? 'agent default',
         uploadConcurrentLimit: flags.uploadConcurrentLimit ?? 'agent default',
+        agentConfig: flags.agentConfig,
+        schedulerConfig: flags.schedulerConfig,
       },
       baseline,
       speedupVsBaseline: baseline ? round((baseline.timeSec as number) / timeAll, 2) : undefined,
