@@ -6,8 +6,20 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The repository root: the nearest ancestor holding package.json (works from test/ and dist/test/). */
+function findRepoRoot(start: string): string {
+  let dir = start;
+  for (;;) {
+    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'scheduler'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the repository root above ${start}`);
+    dir = parent;
+  }
+}
 
+export const repoRoot = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+/** Path of the compiled CLI. Throws when it has not been built. */
 export function cliPath(): string {
   const p = process.env.DAMSELFLY_CLI ?? path.join(repoRoot, 'dist', 'control', 'cli.js');
   if (!existsSync(p)) throw new Error(`compiled CLI not found at ${p}: run "npm run build" first (npm test does)`);
