@@ -56,8 +56,10 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
   const log = opts.logger.child({ component: 'proxy' });
   const metrics = proxyMetrics(opts.metricsRegistry ?? new Registry());
   const extraCa = config.registryMirror.certs ? readPem(config.registryMirror.certs, 'registryMirror.certs') : undefined;
-  const ca = [...tls.rootCertificates, ...(extraCa ? [extraCa] : [])];
-  const secure = new Agent({ connect: { ca, rejectUnauthorized: !config.registryMirror.insecureSkipVerify }, keepAliveTimeout: 30_000 });
+  // An explicit `ca` replaces Node's default store, which includes NODE_EXTRA_CA_CERTS: keep both.
+  const envCa = process.env.NODE_EXTRA_CA_CERTS ? readPem(process.env.NODE_EXTRA_CA_CERTS, 'NODE_EXTRA_CA_CERTS') : undefined;
+  const ca = extraCa ? [...tls.rootCertificates, ...(envCa ? [envCa] : []), extraCa] : undefined;
+  const secure = new Agent({ connect: { ...(ca ? { ca } : {}), rejectUnauthorized: !config.registryMirror.insecureSkipVerify }, keepAliveTimeout: 30_000 });
   const insecure = new Agent({ connect: { rejectUnauthorized: false }, keepAliveTimeout: 30_000 });
   let signer: LeafSigner | undefined;
   if (config.server.caCert || config.server.caKey) {
