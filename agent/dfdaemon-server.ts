@@ -72,7 +72,7 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
       ).then(
         () => call.end(),
         (err) => {
-          opts.logger.warn('DownloadTask failed', { url: undefined, err: errorMessage(err) });
+          opts.logger.warn('DownloadTask failed', { err: errorMessage(err) });
           call.destroy(Object.assign(new Error(errorMessage(err)), { code: grpcStatus(err) }));
         },
       );

@@ -125,15 +125,18 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       await acquire();
       slot = true;
       if (res.destroyed) return;
-      const data = await task.readPiece(n);
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'x-damselfly-piece-digest': task.meta.pieces[n] });
-      for (let off = 0; off < data.length && !res.destroyed; off += UPLOAD_CHUNK) {
-        const chunk = data.subarray(off, Math.min(off + UPLOAD_CHUNK, data.length));
-        await limiter.take(chunk.length);
-        if (!res.write(chunk)) await drained(res);
+      const chunks = await task.readPieceChunks(n);
+      const size = chunks.reduce((a, b) => a + b.length, 0);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size, 'x-damselfly-piece-digest': task.meta.pieces[n] });
+      for (const data of chunks) {
+        for (let off = 0; off < data.length && !res.destroyed; off += UPLOAD_CHUNK) {
+          const chunk = off === 0 && data.length <= UPLOAD_CHUNK ? data : data.subarray(off, Math.min(off + UPLOAD_CHUNK, data.length));
+          await limiter.take(chunk.length);
+          if (!res.write(chunk)) await drained(res);
+        }
       }
       res.end();
-      metrics.uploadTraffic.inc(data.length);
+      metrics.uploadTraffic.inc(size);
       metrics.uploadTaskTotal.inc({ type: 'standard' });
     } finally {
       if (slot) releaseSlot();

@@ -514,13 +514,15 @@ export class TaskManager {
         const [alg, hex] = want.split(':');
         if (alg !== 'sha256') throw new IntegrityError(`unsupported digest algorithm ${alg}`);
         const h = createHash('sha256');
-        for (let n = 0; n < s.pieceCount; n++) h.update(await s.readPiece(n));
+        for (let n = 0; n < s.pieceCount; n++) for (const c of await s.readPieceChunks(n)) h.update(c);
         const got = h.digest('hex');
         if (got !== hex?.toLowerCase()) throw new IntegrityError(`content digest mismatch: want sha256:${hex}, got sha256:${got}`);
       }
       s.meta.complete = true;
       s.touch();
       await s.flush();
+      // Memory goes to tasks in flight; a finished task is served from its file (and the page cache).
+      this.deps.store.cache.deleteTask(task.id);
       task.log.info('task complete', { contentLength: s.meta.contentLength, pieces: s.pieceCount, ms: Date.now() - task.startedAt });
     } else {
       await s.flush();
@@ -575,14 +577,16 @@ export class TaskManager {
     let pos = res.offset;
     let n = Math.floor(pos / pl);
     let skip = pos - n * pl; // a 206 starting mid-piece cannot happen with our ranges, but be exact
-    let cur = Buffer.allocUnsafe(pieceBounds(n, total, pl).length);
+    let want = pieceBounds(n, total, pl).length;
+    let parts: Buffer[] = [];
+    let hash = createHash('sha256');
     let fill = 0;
     let t0 = Date.now();
     const src = this.deps.limits.source;
     try {
       for await (const chunk0 of res.body) {
         let chunk = chunk0 as Buffer;
-        await src.take(chunk.length);
+        if (!src.unlimited) await src.take(chunk.length);
         this.deps.metrics.downloadTraffic.inc({ type: 'back_to_source' }, chunk.length);
         while (chunk.length > 0) {
           if (n >= count) {
@@ -595,15 +599,17 @@ export class TaskManager {
             chunk = chunk.subarray(k);
             continue;
           }
-          const k = Math.min(cur.length - fill, chunk.length);
-          chunk.copy(cur, fill, 0, k);
+          const k = Math.min(want - fill, chunk.length);
+          const part = k === chunk.length ? chunk : chunk.subarray(0, k);
+          parts.push(part);
+          hash.update(part);
           fill += k;
           chunk = chunk.subarray(k);
-          if (fill === cur.length) {
-            const digest = 'sha256:' + createHash('sha256').update(cur).digest('hex');
+          if (fill === want) {
+            const digest = 'sha256:' + hash.digest('hex');
             const b = pieceBounds(n, total, pl);
             if (!task.stored.has(n)) {
-              await task.stored.writePiece(n, cur, digest);
+              await task.stored.writePiece(n, parts, digest);
               task.digests.set(n, digest);
               reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0 });
               task.log.debug('piece from origin', { piece: n, ms: Date.now() - t0 });
@@ -617,7 +623,9 @@ export class TaskManager {
               reporter?.finished(total, count);
               return;
             }
-            cur = Buffer.allocUnsafe(pieceBounds(n, total, pl).length);
+            want = pieceBounds(n, total, pl).length;
+            parts = [];
+            hash = createHash('sha256');
             fill = 0;
           }
         }
@@ -722,7 +730,11 @@ class PeerSession {
     const call = await withTimeout(this.sched.openPeerStream(this.addr), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
     this.call = call;
     call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
-    call.on('error', (err: Error) => this.done.reject(new UnavailableError(`scheduler stream failed: ${err.message}`)));
+    call.on('error', (err: Error & { code?: number }) => {
+      // NOT_FOUND: the scheduler does not know this host (it restarted); announce again for the next tasks.
+      if (err.code === 5) void this.sched.announce(this.addr);
+      this.done.reject(new UnavailableError(`scheduler stream failed: ${err.message}`));
+    });
     call.on('end', () => this.done.reject(new UnavailableError('scheduler closed the stream')));
     const download: DownloadMsg = {
       url: o.url,
@@ -945,7 +957,8 @@ class PeerSession {
         failure = `status ${res.statusCode}`;
         return;
       }
-      const buf = Buffer.allocUnsafe(length);
+      // The chunks are kept as they arrive (no 4 MiB copy); they are written with one writev.
+      const buf: Buffer[] = [];
       const h = createHash('sha256');
       let got = 0;
       const limiter = this.deps.limits.download;
@@ -956,10 +969,10 @@ class PeerSession {
           res.body.destroy();
           return;
         }
-        chunk.copy(buf, got);
+        buf.push(chunk);
         h.update(chunk);
         got += chunk.length;
-        await limiter.take(chunk.length);
+        if (!limiter.unlimited) await limiter.take(chunk.length);
       }
       if (got !== length) {
         failure = `short piece (${got}/${length} bytes)`;

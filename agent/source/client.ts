@@ -9,7 +9,8 @@ import { SourceError, UnavailableError } from '../../adapters/errors.js';
 
 const MAX_REDIRECTS = 10;
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
-const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-connection', 'content-length', 'range']);
+// accept-encoding too: the cache must hold the identity bytes, whatever the first client accepted.
+const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-connection', 'content-length', 'range', 'accept-encoding']);
 const RESPONSE_SECRET = new Set(['set-cookie', 'authorization', 'proxy-authenticate-info']);
 /** Origin response headers kept with a task and handed to whoever reads it. */
 export const HEADERS_OF_INTEREST = ['content-type', 'docker-content-digest', 'etag', 'last-modified', 'cache-control', 'content-encoding'];
