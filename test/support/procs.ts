@@ -6,7 +6,7 @@
  *   await sched.stop(); // SIGTERM, then SIGKILL after a grace period
  *   afterAll(() => killAll());
  *
- * Each process gets its own directory (config.yaml, stderr log); the stderr log is kept so a failed
+ * Each process gets its own directory (<name>.yaml, <name>.log); the stderr log is kept so a failed
  * test can be debugged, and its tail is quoted in every error. Every spawned process is remembered so
  * `killAll()` (and, as a last resort, process exit) never leaves orphans behind.
  */
@@ -20,7 +20,7 @@ import { cliPath } from './cli.js';
 export type ReadyLine = Record<string, unknown> & { ready: true; role?: string };
 
 export interface SpawnOptions {
-  /** Directory for config.yaml and the log; a fresh temp dir if absent. */
+  /** Directory for <name>.yaml and <name>.log; a fresh temp dir if absent. */
   dir?: string;
   /** Label used in file names and errors; defaults to the role. */
   name?: string;
@@ -93,7 +93,7 @@ function tailOf(file: string, lines: number): string {
 }
 
 /**
- * Starts `node <cli> <role> --config <dir>/config.yaml` with `config` written as YAML (pass null for
+ * Starts `node <cli> <role> --config <dir>/<name>.yaml` with `config` written as YAML (pass null for
  * no --config), waits for its JSON ready line on stdout. Throws (with the stderr tail) if the process
  * exits or stays silent past the timeout; the process is killed in that case.
  */
