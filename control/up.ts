@@ -44,6 +44,7 @@ interface RoleSpec {
 }
 
 const any = (ip: string) => ({ ip, port: 0 });
+const DEFAULT_DATA_DIR = path.join(homedir(), '.damselfly');
 
 function agentConfig(ctx: Context, name: string, seed: boolean): Record<string, unknown> {
   const { opts } = ctx;
@@ -116,7 +117,7 @@ function parsePort(flag: string, v: string | undefined): number {
 /** Parses `up`'s flags. Throws ConfigError on an unknown flag or a bad value. */
 export function parseUpArgs(argv: string[]): UpOptions | 'help' {
   const opts: UpOptions = {
-    dataDir: path.join(homedir(), '.damselfly'),
+    dataDir: DEFAULT_DATA_DIR,
     proxyPort: 4001,
     schedulerPort: 8002,
     ip: '127.0.0.1',
@@ -268,7 +269,9 @@ export async function main(argv: string[]): Promise<number> {
     const lines = running.map((r) => `  ${r.spec.name.padEnd(width)}  ${r.spec.describe(r.ready)}`);
     process.stdout.write(
       `damselfly up: running; data in ${opts.dataDir}, logs in ${path.join(opts.dataDir, 'logs')}\n${lines.join('\n')}\n` +
-        `download with: damselfly get URL -O FILE --endpoint ${path.join(opts.dataDir, 'agent.sock')}\n` +
+        // `damselfly get` looks for ~/.damselfly/agent.sock by itself.
+        `download with: damselfly get URL -O FILE${opts.dataDir === DEFAULT_DATA_DIR ? '' : ` --endpoint ${path.join(opts.dataDir, 'agent.sock')}`}\n` +
+        `registry mirror: http://${String(ctx.ready.agent?.proxy ?? "")} (client setup: damselfly config containerd|docker|podman|nydusd)\n` +
         `stop with Ctrl-C\n`,
     );
   }
