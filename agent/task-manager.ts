@@ -75,7 +75,9 @@ const PARENT_RETRY_MS = 100;
  * pieces are missing and this peer has fewer than TARGET_PARENTS usable parents, it asks for a fresh
  * set (an empty reschedule_peer_request) every PARENT_REFRESH_MS and keeps the parents it had.
  */
-const PARENT_REFRESH_MS = 1_000;
+const PARENT_REFRESH_MS = 1_500;
+/** A parent set that delivered within this window is "working". */
+const PRODUCTIVE_MS = 3_000;
 const TARGET_PARENTS = 12;
 /** How long a peer that holds every range asked so far stays registered for the next one. */
 const RANGE_LINGER_MS = 3_000;
@@ -703,6 +705,8 @@ class PeerSession {
   private timers: NodeJS.Timeout[] = [];
   private hostId: string;
   private linger?: NodeJS.Timeout;
+  private refreshPending = false;
+  private detached = false;
 
   constructor(
     private tm: TaskManager,
@@ -715,7 +719,7 @@ class PeerSession {
   }
 
   private send(req: Record<string, unknown>): void {
-    if (this.closed || !this.call) return;
+    if (this.closed || this.detached || !this.call) return;
     try {
       this.call.write({ host_id: this.hostId, task_id: this.task.id, peer_id: this.task.peerId, ...req });
     } catch {
@@ -730,12 +734,23 @@ class PeerSession {
     const call = await withTimeout(this.sched.openPeerStream(this.addr), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
     this.call = call;
     call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
+    const task = this.task;
+    const lost = (why: string) => {
+      // Parents that deliver, with every missing digest known, need no scheduler to finish: keep
+      // going detached (the stall watchdog still ends it) rather than re-reading the origin.
+      if (this.mode === 'p2p' && this.productive() && this.task.missing().every((n) => this.task.digests.has(n))) {
+        if (!this.detached) task.log.warn('scheduler stream lost; finishing from current parents', { reason: why });
+        this.detached = true;
+        return;
+      }
+      this.done.reject(new UnavailableError(why));
+    };
     call.on('error', (err: Error & { code?: number }) => {
       // NOT_FOUND: the scheduler does not know this host (it restarted); announce again for the next tasks.
       if (err.code === 5) void this.sched.announce(this.addr);
-      this.done.reject(new UnavailableError(`scheduler stream failed: ${err.message}`));
+      lost(`scheduler stream failed: ${err.message}`);
     });
-    call.on('end', () => this.done.reject(new UnavailableError('scheduler closed the stream')));
+    call.on('end', () => lost('scheduler closed the stream'));
     const download: DownloadMsg = {
       url: o.url,
       digest: o.digest ?? '',
@@ -796,12 +811,20 @@ class PeerSession {
         return;
       case 'need_back_to_source_response':
         if (this.mode === 'source') return;
+        if (this.mode === 'p2p' && this.refreshPending && this.productive()) {
+          // The answer to an optional "more parents" request; the parents we have are delivering,
+          // and the origin would only send the same bytes again.
+          this.refreshPending = false;
+          task.log.debug('ignoring back-to-source answer to a parent refresh: parents are delivering');
+          return;
+        }
         this.mode = 'source';
         task.log.info('scheduler says back to source', { reason: msg.need_back_to_source_response?.description });
         void this.runBackToSource();
         return;
       case 'normal_task_response': {
         const r = msg.normal_task_response!;
+        this.refreshPending = false;
         if (r.task) this.applyTaskInfo(r.task);
         if (this.mode === 'source') return;
         this.mode = 'p2p';
@@ -1014,6 +1037,11 @@ class PeerSession {
   }
 
   private reschedule(description: string): void {
+    this.refreshPending = false;
+    if (this.detached) {
+      this.done.reject(new UnavailableError(`no scheduler to ask for parents: ${description}`));
+      return;
+    }
     if (++this.schedules > MAX_SCHEDULE_COUNT) {
       this.done.reject(new UnavailableError(`gave up after ${MAX_SCHEDULE_COUNT} schedules: ${description}`));
       return;
@@ -1023,10 +1051,20 @@ class PeerSession {
     this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description } });
   }
 
+  /** Whether a usable parent delivered (or announced) a piece within the last few seconds. */
+  private productive(): boolean {
+    return [...this.parents.values()].some((p) => !p.failed) && Date.now() - this.lastProgress < PRODUCTIVE_MS;
+  }
+
   private refreshParents(): void {
-    if (this.closed || this.mode !== 'p2p' || this.task.satisfied()) return;
-    const usable = [...this.parents.values()].filter((p) => !p.failed).length;
-    if (usable >= TARGET_PARENTS) return;
+    if (this.closed || this.mode !== 'p2p' || this.task.satisfied() || this.refreshPending) return;
+    const usable = [...this.parents.values()].filter((p) => !p.failed);
+    if (usable.length >= TARGET_PARENTS) return;
+    // Only when more parents would help: free download slots, or pieces no parent of ours holds.
+    const limit = this.deps.config.download.concurrentPieceCount;
+    const unheld = this.task.missing().some((n) => !usable.some((p) => p.has.has(n)));
+    if (this.inflight.size >= limit && !unheld) return;
+    this.refreshPending = true;
     this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description: 'more parents' } });
   }
 
