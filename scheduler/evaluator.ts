@@ -1,21 +1,35 @@
 /**
- * Parent scoring and bad-parent detection.
+ * Parent scoring, upload-bandwidth accounting and bad-parent detection.
  *
- *   score = W_LOAD      · freeUploadSlots / uploadLimit           (parent host has room to serve)
+ *   score = W_LOAD      · (1 − uploadLoad(host))                   (parent host has upload bandwidth to spare)
  *         + W_PIECES    · piecesHeld / pieceCount                  (parent can serve the most pieces)
  *         + W_UPLOAD_OK · (uploads + 1) / (uploads + failures + 1)  (parent host served children well)
- *         + W_HOST_TYPE · (seed peer 1 | normal peer 0.5)          (seed peers are built to upload)
+ *         + W_HOST_TYPE · (idle seed peer 1 | normal peer 0.5 | seed peer with children 0)
  *         + W_IDC       · (same IDC 1 | else 0)
  *         + W_LOCATION  · matchedLocationPrefix / 5                 ('|'-separated, up to 5 elements)
+ *
+ *   uploadLoad(host) = min(1, Σ_children edgeRate / max_tx_bandwidth)   when the host announced a rate,
+ *                      concurrentUploadCount / uploadLimit              otherwise (slots, as before)
+ *   edgeRate(child)  = min(child.max_tx_bandwidth, parent.max_tx_bandwidth) / inDegree(child)
+ *
+ * edgeRate is the rate a child is expected to draw from one parent: in a swarm whose upload equals
+ * its demand a peer can usefully receive about as fast as it forwards (its own max_tx_bandwidth),
+ * spread over its parents (after Dragonfly's LoadQuality / PeakBandwidthUsage). A host whose
+ * children already draw its whole upload rate is "full": the scheduler offers it only when no
+ * candidate has spare bandwidth (scheduling.ts), never refusing to schedule.
  *
  * Why these weights: inside one cluster (the common case, and our benchmark) IDC and location are
  * equal for every candidate and cancel out, so ranking is decided by load and pieces held, which
  * are what bound a child's throughput; they get the largest weights. A host whose uploads failed
- * before is likely to fail again (W_UPLOAD_OK, after Dragonfly's former base evaluator). Host type
- * is a mild preference: a seed peer has upload capacity to spare, but a normal peer holding more
- * pieces should still win. IDC and location together weigh as much as load: across sites they
- * should dominate ties, not override an overloaded or empty parent.
+ * before is likely to fail again (W_UPLOAD_OK, after Dragonfly's former base evaluator). Host type:
+ * an idle seed peer is the best first parent (it reads the origin first), but once it has a child
+ * the seed should feed as few children as possible: children pick the rarest pieces, which are
+ * exactly the pieces only the seed holds, so every extra seed child makes the seed upload the same
+ * piece again instead of the swarm re-uploading it (measured: seed uploaded 3 of 4 copies). IDC and
+ * location together weigh as much as load: across sites they should dominate ties, not override an
+ * overloaded or empty parent.
  */
+import type { Host } from './resource/host.js';
 import type { Peer } from './resource/peer.js';
 
 export const W_LOAD = 0.25;
@@ -26,8 +40,12 @@ export const W_IDC = 0.1;
 export const W_LOCATION = 0.1;
 
 export const SEED_HOST_SCORE = 1;
+/** A seed peer host that already serves a child ranks below normal peers (see the header). */
+export const BUSY_SEED_HOST_SCORE = 0;
 export const NORMAL_HOST_SCORE = 0.5;
 export const MAX_LOCATION_ELEMENTS = 5;
+/** uploadLoad at or above this = the host's upload bandwidth is taken (float slack). */
+export const FULL_LOAD = 0.999;
 
 /** Fewer samples than the window: a piece costing more than this many times the mean is an outlier. */
 export const BAD_COST_FACTOR = 20;
@@ -40,6 +58,46 @@ export interface EvalContext {
   pieceCount: number;
   /** The most pieces any candidate holds (used when pieceCount is unknown). */
   maxPiecesHeld: number;
+  /** uploadLoad of a host in [0, 1] (see the header); defaults to the slot ratio. */
+  load?: (h: Host) => number;
+}
+
+/** Looks a peer up by id (Resources.peer). */
+export type PeerLookup = (id: string) => Peer | undefined;
+
+/** Expected rate (bytes/s) `child` draws from one parent on `parentHost`: edgeRate in the header; 0 when unknown. */
+export function edgeRate(child: Peer, parentHost: Host): number {
+  const cap = parentHost.info.maxTxBandwidth;
+  if (cap <= 0) return 0;
+  const own = child.host.info.maxTxBandwidth;
+  const stream = own > 0 ? Math.min(own, cap) : cap;
+  return stream / Math.max(1, child.task.dag.inDegree(child.id));
+}
+
+/** Σ edgeRate over the children of every peer on `host` (bytes/s). */
+export function expectedUploadRate(host: Host, peerOf: PeerLookup): number {
+  let sum = 0;
+  for (const id of host.peers) {
+    const p = peerOf(id);
+    if (!p) continue;
+    for (const cid of p.task.dag.children(p.id)) {
+      const c = p.task.dag.get(cid);
+      if (c) sum += edgeRate(c, host);
+    }
+  }
+  return sum;
+}
+
+/** uploadLoad(host) from the header, in [0, 1]: bandwidth share when announced, else slot share. */
+export function uploadLoad(host: Host, peerOf: PeerLookup): number {
+  const cap = host.info.maxTxBandwidth;
+  if (cap > 0) return Math.min(1, expectedUploadRate(host, peerOf) / cap);
+  return Math.min(1, host.concurrentUploadCount / host.uploadLimit);
+}
+
+/** Whether the host's expected upload already uses its announced bandwidth (never for unknown rates). */
+export function isUploadFull(load: number): boolean {
+  return load >= FULL_LOAD;
 }
 
 export function idcAffinity(a: string, b: string): number {
@@ -61,14 +119,14 @@ export function locationAffinity(a: string, b: string): number {
 /** Scores `parent` as a parent of `child`; higher is better, in [0, 1]. */
 export function evaluate(parent: Peer, child: Peer, ctx: EvalContext): number {
   const h = parent.host;
-  const load = h.freeUploadCount / h.uploadLimit;
+  const load = ctx.load ? ctx.load(h) : Math.min(1, h.concurrentUploadCount / h.uploadLimit);
   const denom = ctx.pieceCount > 0 ? ctx.pieceCount : ctx.maxPiecesHeld;
   // With no piece count known yet, a source (or a finished peer) will hold every piece.
   const sourceLike = !parent.partial && parent.fsm.is('Succeeded', 'BackToSource') ? 1 : 0;
   const pieces = denom > 0 ? Math.min(1, parent.finishedPieces.size / denom) : sourceLike;
-  const hostType = h.isSeed ? SEED_HOST_SCORE : NORMAL_HOST_SCORE;
+  const hostType = !h.isSeed ? NORMAL_HOST_SCORE : h.concurrentUploadCount > 0 ? BUSY_SEED_HOST_SCORE : SEED_HOST_SCORE;
   return (
-    W_LOAD * load +
+    W_LOAD * (1 - load) +
     W_PIECES * pieces +
     W_UPLOAD_OK * h.uploadSuccessRatio +
     W_HOST_TYPE * hostType +
@@ -77,11 +135,11 @@ export function evaluate(parent: Peer, child: Peer, ctx: EvalContext): number {
   );
 }
 
-/** Sorts candidates best first (stable for equal scores). */
-export function rankParents(candidates: Peer[], child: Peer, pieceCount: number): Peer[] {
+/** Sorts candidates best first (stable for equal scores); `load` as in EvalContext. */
+export function rankParents(candidates: Peer[], child: Peer, pieceCount: number, load?: (h: Host) => number): Peer[] {
   let maxPiecesHeld = 0;
   for (const c of candidates) maxPiecesHeld = Math.max(maxPiecesHeld, c.finishedPieces.size);
-  const ctx: EvalContext = { pieceCount, maxPiecesHeld };
+  const ctx: EvalContext = { pieceCount, maxPiecesHeld, load };
   return candidates
     .map((p, i) => ({ p, i, s: evaluate(p, child, ctx) }))
     .sort((a, b) => b.s - a.s || a.i - b.i)

@@ -4,7 +4,7 @@
  * (states, DAG edges, back-to-source set) synchronously with the decision, so two peers scheduled
  * at the same moment can never both take the last back-to-source slot.
  */
-import { isBadParent, rankParents } from './evaluator.js';
+import { isBadParent, isUploadFull, rankParents, uploadLoad } from './evaluator.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
@@ -72,24 +72,37 @@ export class Scheduling {
     task.wake();
   }
 
+  /** Why candidates were dropped in the last findCandidateParents (for debug logs). */
+  readonly lastFilter = { blocked: 0, parent: 0, host: 0, orphan: 0, bad: 0, full: 0, busy: 0, cycle: 0, fallback: 0 };
+
   /**
    * Candidate parents for `peer`, best first, at most candidateParentLimit: a random sample of
-   * filterParentLimit peers of the task, filtered (blocklist incl. self, same host, disable_shared,
-   * normal peers that neither have a parent nor are a source, bad parents, no free upload slot,
-   * edges that would close a cycle), then ranked by the evaluator.
+   * filterParentLimit peers of the task, filtered (blocklist incl. self, current parents, same host,
+   * disable_shared, normal peers that neither have a parent nor are a source, bad parents, no free
+   * upload slot, edges that would close a cycle), split by upload bandwidth (evaluator.ts
+   * uploadLoad), ranked by the evaluator. Hosts with spare bandwidth come first and alone; when
+   * every candidate's host is busy, a peer without parents still gets the least-loaded one (refusing
+   * would send it to the origin after retryBackToSourceLimit rounds), while a peer that keeps its
+   * parents (`topUp`) gets none.
    */
-  /** Why candidates were dropped in the last findCandidateParents (for debug logs). */
-  readonly lastFilter = { blocked: 0, host: 0, orphan: 0, bad: 0, full: 0, cycle: 0 };
-
-  findCandidateParents(peer: Peer): Peer[] {
+  findCandidateParents(peer: Peer, topUp = false): Peer[] {
     const task = peer.task;
     const now = this.clock.now();
     const sample = this.sample(task, peer);
+    const current = task.dag.parents(peer.id);
+    const loads = new Map<Host, number>();
+    const peerOf = (id: string): Peer | undefined => this.resources.peer(id);
+    const load = (h: Host): number => {
+      let l = loads.get(h);
+      if (l === undefined) loads.set(h, (l = uploadLoad(h, peerOf)));
+      return l;
+    };
     const filtered: Peer[] = [];
     const dropped = this.lastFilter;
-    dropped.blocked = dropped.host = dropped.orphan = dropped.bad = dropped.full = dropped.cycle = 0;
+    for (const k of Object.keys(dropped) as (keyof typeof dropped)[]) dropped[k] = 0;
     for (const p of sample) {
       if (peer.blockParents.has(p.id)) dropped.blocked++;
+      else if (current.has(p.id)) dropped.parent++;
       else if (p.host === peer.host || p.host.info.disableShared) dropped.host++;
       else if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) dropped.orphan++;
       else if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) dropped.bad++;
@@ -98,8 +111,14 @@ export class Scheduling {
     }
     const allowed = new Set(task.dag.canAddEdges(filtered.map((p) => p.id), peer.id));
     dropped.cycle = filtered.length - allowed.size;
-    const ranked = rankParents(filtered.filter((p) => allowed.has(p.id)), peer, task.pieceCount);
-    return ranked.slice(0, this.opts.candidateParentLimit);
+    const ok = filtered.filter((p) => allowed.has(p.id));
+    const spare = ok.filter((p) => !isUploadFull(load(p.host)));
+    dropped.busy = ok.length - spare.length;
+    if (spare.length > 0 || topUp) return rankParents(spare, peer, task.pieceCount, load).slice(0, this.opts.candidateParentLimit);
+    // Every host is busy: the least-loaded one (score breaks ties) rather than no parent at all.
+    const fallback = rankParents(ok, peer, task.pieceCount, load).sort((a, b) => load(a.host) - load(b.host));
+    dropped.fallback = fallback.length > 0 ? 1 : 0;
+    return fallback.slice(0, 1);
   }
 
   /** Up to filterParentLimit peers of the task other than `peer`, chosen uniformly (reservoir). */
@@ -122,11 +141,28 @@ export class Scheduling {
   /**
    * Runs the loop for `peer` until it has parents, must go back to source, fails, or is cancelled
    * (the peer left, or a newer schedule of it started). `disableBackToSource` comes from the download.
+   *
+   * A peer that still has parents (a reschedule that blocked only some of them, or an agent asking
+   * for more) keeps them: agents never drop a parent that serves them, so the DAG must keep the
+   * edges too, or the parents' upload load would be undercounted. It gets one round of additional
+   * parents with spare bandwidth, or (none has any) its current parents again, which agents ignore.
+   * Edges to parents the peer blocked are dropped first.
    */
   async schedule(peer: Peer, disableBackToSource = false): Promise<Decision> {
     const gen = ++peer.scheduleGeneration;
     const task = peer.task;
     const o = this.opts;
+    for (const id of [...task.dag.parents(peer.id)]) if (peer.blockParents.has(id)) this.resources.deleteParent(id, peer);
+    if (task.dag.inDegree(peer.id) > 0 && !peer.needBackToSource && !peer.fsm.is('BackToSource')) {
+      const more = this.findCandidateParents(peer, true);
+      if (more.length > 0) return this.applyNormal(peer, more);
+      const current: Peer[] = [];
+      for (const id of task.dag.parents(peer.id)) {
+        const p = task.dag.get(id);
+        if (p) current.push(p);
+      }
+      return { kind: 'normal', parents: current };
+    }
     for (let n = 0; ; n++) {
       if (peer.scheduleGeneration !== gen || this.resources.peer(peer.id) !== peer) return { kind: 'cancelled' };
       const now = this.clock.now();
@@ -139,7 +175,11 @@ export class Scheduling {
         if (task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
           return this.applyBackToSource(peer, 'no peer of the task holds the content yet');
         }
-        if (n >= o.retryBackToSourceLimit) return this.applyBackToSource(peer, 'scheduling exceeded retryBackToSourceLimit');
+        // A pending seed trigger (younger than seedTriggerTimeout, checked above) will bring a
+        // source; a normal peer reading the origin meanwhile would only double the origin traffic.
+        if (n >= o.retryBackToSourceLimit && task.seedTriggeredAt === undefined) {
+          return this.applyBackToSource(peer, 'scheduling exceeded retryBackToSourceLimit');
+        }
       }
       if (n >= o.retryLimit) return { kind: 'fail', reason: 'scheduling exceeded retryLimit' };
       this.resources.deleteParents(peer);

@@ -8,6 +8,7 @@ import type { Logger } from '../adapters/log.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
+import { isUploadFull, uploadLoad } from './evaluator.js';
 import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
 import { HashRing } from './hashring.js';
 import { taskSizeLevel, type SchedulerMetrics } from './metrics.js';
@@ -494,7 +495,8 @@ export class SchedulerService {
    */
   private offerFinishedParent(parent: Peer): void {
     const task = parent.task;
-    if (parent.partial || parent.host.info.disableShared || parent.host.freeUploadCount <= 0) return;
+    const busy = (): boolean => parent.host.freeUploadCount <= 0 || isUploadFull(uploadLoad(parent.host, (id) => this.resources.peer(id)));
+    if (parent.partial || parent.host.info.disableShared || busy()) return;
     const limit = this.deps.config.scheduling.candidateParentLimit;
     let info: Msg | undefined;
     let offers = 0;
@@ -507,7 +509,7 @@ export class SchedulerService {
       info ??= taskMessage(task);
       child.stream.send({ normal_task_response: { candidate_parents: [peerMessage(parent)], task: info } });
       offers++;
-      if (parent.host.freeUploadCount <= 0) return;
+      if (busy()) return;
     }
   }
 
@@ -517,10 +519,7 @@ export class SchedulerService {
     const parent = this.resources.peer(parentId);
     if (!parent) return;
     parent.host.uploadFailedCount++;
-    if (peer.task.dag.parents(peer.id).has(parentId)) {
-      peer.task.dag.deleteEdge(parentId, peer.id);
-      parent.host.concurrentUploadCount = Math.max(0, parent.host.concurrentUploadCount - 1);
-    }
+    this.resources.deleteParent(parentId, peer);
   }
 
   private learnLength(task: Task, contentLength: number, pieceLength: number, pieceCount = 0): void {

@@ -150,6 +150,14 @@ export class Resources {
     }
   }
 
+  /** Drops the edge parentId → child (if any) and returns its slot to the parent's host. */
+  deleteParent(parentId: string, child: Peer): void {
+    if (!child.task.dag.parents(child.id).has(parentId)) return;
+    child.task.dag.deleteEdge(parentId, child.id);
+    const p = this.peers.get(parentId);
+    if (p) p.host.concurrentUploadCount = Math.max(0, p.host.concurrentUploadCount - 1);
+  }
+
   /** Drops the peer's child edges, returning their slots to its host. */
   deleteChildren(parent: Peer): void {
     const n = parent.task.dag.deleteOutEdges(parent.id).length;
