@@ -12,6 +12,13 @@ import type { Resources } from './resource/resources.js';
 import type { Task } from './resource/task.js';
 import type { Host } from './resource/host.js';
 
+/**
+ * When no sampled candidate has spare upload bandwidth, up to this many further peers of the task are
+ * scanned for one before falling back to a busy parent: a random sample of filterParentLimit (15)
+ * easily misses the one peer at the end of a chain that still has upload to give.
+ */
+export const SPARE_SCAN_LIMIT = 200;
+
 /** After a seed peer failed a task, normal peers go to the origin themselves for this long. */
 export const SEED_PEER_FAILED_TIMEOUT_MS = 30 * 60_000;
 
@@ -97,26 +104,39 @@ export class Scheduling {
       if (l === undefined) loads.set(h, (l = uploadLoad(h, peerOf)));
       return l;
     };
-    const filtered: Peer[] = [];
     const dropped = this.lastFilter;
     for (const k of Object.keys(dropped) as (keyof typeof dropped)[]) dropped[k] = 0;
-    for (const p of sample) {
-      if (peer.blockParents.has(p.id)) dropped.blocked++;
-      else if (current.has(p.id)) dropped.parent++;
-      else if (p.host === peer.host || p.host.info.disableShared) dropped.host++;
-      else if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) dropped.orphan++;
-      else if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) dropped.bad++;
-      else if (p.host.freeUploadCount <= 0) dropped.full++;
-      else filtered.push(p);
-    }
-    const allowed = new Set(task.dag.canAddEdges(filtered.map((p) => p.id), peer.id));
-    dropped.cycle = filtered.length - allowed.size;
-    const ok = filtered.filter((p) => allowed.has(p.id));
-    const spare = ok.filter((p) => !isUploadFull(load(p.host)));
+    const usable = (list: Iterable<Peer>, limit: number): Peer[] => {
+      const filtered: Peer[] = [];
+      for (const p of list) {
+        if (filtered.length >= limit) break;
+        if (p === peer) continue;
+        if (peer.blockParents.has(p.id)) dropped.blocked++;
+        else if (current.has(p.id)) dropped.parent++;
+        else if (p.host === peer.host || p.host.info.disableShared) dropped.host++;
+        else if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) dropped.orphan++;
+        else if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) dropped.bad++;
+        else if (p.host.freeUploadCount <= 0) dropped.full++;
+        else filtered.push(p);
+      }
+      const allowed = new Set(task.dag.canAddEdges(filtered.map((p) => p.id), peer.id));
+      dropped.cycle += filtered.length - allowed.size;
+      return filtered.filter((p) => allowed.has(p.id));
+    };
+    let ok = usable(sample, Infinity);
+    let spare = ok.filter((p) => !isUploadFull(load(p.host)));
     dropped.busy = ok.length - spare.length;
+    if (spare.length === 0 && task.peerCount > sample.length + 1) {
+      const seen = new Set(sample);
+      const rest = usable((function* () {
+        for (const p of task.peers()) if (!seen.has(p) && !isUploadFull(load(p.host))) yield p;
+      })(), SPARE_SCAN_LIMIT);
+      if (rest.length > 0) (ok = rest), (spare = rest);
+    }
     if (spare.length > 0 || topUp) return rankParents(spare, peer, task.pieceCount, load).slice(0, this.opts.candidateParentLimit);
-    // Every host is busy: the least-loaded one (score breaks ties) rather than no parent at all.
-    const fallback = rankParents(ok, peer, task.pieceCount, load).sort((a, b) => load(a.host) - load(b.host));
+    // Every host is busy: the least-loaded one (normal peers before seeds, then by score) rather
+    // than no parent at all.
+    const fallback = rankParents(ok, peer, task.pieceCount, load).sort((a, b) => load(a.host) - load(b.host) || Number(a.host.isSeed) - Number(b.host.isSeed));
     dropped.fallback = fallback.length > 0 ? 1 : 0;
     return fallback.slice(0, 1);
   }
