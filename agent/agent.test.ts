@@ -13,6 +13,8 @@ import { schedulerConfig } from '../scheduler/config.js';
 import { startOrigin, MiB, type Origin } from '../test/support/origin.js';
 import { createAgent, type Agent } from './agent.js';
 import { parseAgentConfig } from './config.js';
+import * as grpc from '@grpc/grpc-js';
+import { protoPackage } from './grpc.js';
 
 const dirs: string[] = [];
 const agents: Agent[] = [];
@@ -169,6 +171,44 @@ describe('agent alone (scheduler unreachable)', () => {
     expect(origin.stats().bytes).toBe(20 * MiB - held * 4 * MiB);
     expect(b.taskManager.stat(part.taskId)!.complete).toBe(true);
     await stopAgent(b);
+  });
+});
+
+describe('Dfdaemon gRPC service', () => {
+  it('DownloadTask fills the cache and streams progress; StatTask and DeleteTask see it', async () => {
+    const a = await startAgent('dfdaemon', [DEAD_SCHEDULER]);
+    const url = origin.add('/dfdaemon.bin', { size: 9 * MiB, seed: 'dfdaemon' });
+    const { Dfdaemon } = protoPackage();
+    const client = new Dfdaemon(`127.0.0.1:${a.ports.grpc}`, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
+    try {
+      const progress: { task_id: string; is_finished: boolean; piece_count: number; finished_piece_count: number; host_id: string }[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const call = client.DownloadTask({ download: { url, need_back_to_source: true } }) as grpc.ClientReadableStream<(typeof progress)[number]>;
+        call.on('data', (m) => progress.push(m));
+        call.on('error', reject);
+        call.on('end', resolve);
+      });
+      const last = progress[progress.length - 1];
+      expect(last).toMatchObject({ is_finished: true, piece_count: 3, finished_piece_count: 3, host_id: a.hostId });
+      const unary = (method: string, req: unknown) =>
+        new Promise<Record<string, unknown>>((resolve, reject) => client[method](req, (err: grpc.ServiceError | null, res: Record<string, unknown>) => (err ? reject(err) : resolve(res))));
+      expect(await unary('StatTask', { task_id: last.task_id })).toMatchObject({ content_length: 9 * MiB, piece_count: 3, finished_piece_count: 3, is_finished: true });
+      await unary('DeleteTask', { task_id: last.task_id });
+      await expect(unary('StatTask', { task_id: last.task_id })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+      await expect(unary('DeleteTask', { task_id: last.task_id })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+      // An origin 404 ends the stream with NOT_FOUND.
+      await expect(
+        new Promise<void>((resolve, reject) => {
+          const call = client.DownloadTask({ download: { url: `${origin.base}/missing-for-dfdaemon` } }) as grpc.ClientReadableStream<unknown>;
+          call.on('data', () => undefined);
+          call.on('error', reject);
+          call.on('end', resolve);
+        }),
+      ).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    } finally {
+      client.close();
+      await stopAgent(a);
+    }
   });
 });
 

@@ -41,7 +41,7 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
     DownloadTask(call: grpc.ServerWritableStream<{ download?: DownloadMsg }, unknown>) {
       const d = call.request.download;
       if (!d?.url) {
-        call.destroy(Object.assign(new Error('download.url is required'), { code: grpc.status.INVALID_ARGUMENT }));
+        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'download.url is required' });
         return;
       }
       const ac = new AbortController();
@@ -73,7 +73,7 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
         () => call.end(),
         (err) => {
           opts.logger.warn('DownloadTask failed', { err: errorMessage(err) });
-          call.destroy(Object.assign(new Error(errorMessage(err)), { code: grpcStatus(err) }));
+          call.emit('error', { code: grpcStatus(err), details: errorMessage(err) });
         },
       );
     },

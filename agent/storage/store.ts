@@ -40,6 +40,7 @@ export function stripCredentials(url: string): string {
  * Dragonfly's upload server keeps a 64 MiB LRU for the same reason.
  */
 export const PIECE_CACHE_BYTES = 64 * 1024 * 1024;
+const METADATA_FLUSH_MS = 1_000;
 
 export class PieceCache {
   private map = new Map<string, { chunks: Buffer[]; size: number }>();
@@ -229,11 +230,12 @@ export class StoredTask {
 
   private markDirty(): void {
     this.dirty = true;
-    // Batch metadata writes: a piece lost by a crash inside this window is merely fetched again.
+    // Batch metadata writes (each one fdatasyncs the content first): a piece lost by a crash inside
+    // this window is merely fetched again.
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined;
       void this.flush().catch((err) => this.store.logger.warn('metadata flush failed', { taskId: this.taskId, err }));
-    }, 200);
+    }, METADATA_FLUSH_MS);
   }
 
   /** Persists metadata now: fdatasync the content, then atomically replace the JSON. */
