@@ -16,10 +16,10 @@ import {
   type RoleProcess,
   type RunResult,
   scrapeMetric,
+  waitFor,
 } from '../support/procs.js';
 
 const PIECE = 4 * MiB; // Dragonfly's piece length for files ≤ 2 GiB
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let origin: Origin | undefined;
 let cluster: Cluster | undefined;
@@ -85,7 +85,14 @@ describe('failures', () => {
 
     // 2. The children start; the victim dies while they are still downloading.
     const childGets = children.map((c) => timedGet(c, url, out));
-    await sleep(1200);
+    // Mid-transfer for real: the victim has started serving the children (not a fixed sleep, which a
+    // loaded machine could stretch past the start or the end of the transfer).
+    await waitFor(
+      async () => (await scrapeMetric(victim.ready.metrics, 'dragonfly_client_upload_traffic')) >= 2 * MiB,
+      'the victim to serve the children',
+      60_000,
+      50,
+    );
     const killedAt = performance.now();
     victim.kill('SIGKILL');
     const results = await Promise.all(childGets);
@@ -113,8 +120,10 @@ describe('failures', () => {
     const want = origin.sha256('/fail/nosched.bin');
     const out = makeTempDir('damselfly-fail-out-');
     const gets = cluster.agents.map((a) => timedGet(a, url, out));
-    await sleep(800);
+    // Stop once the transfer is really under way (a quarter of the file left the origin).
+    await waitFor(() => origin!.stats().bytes >= SIZE / 4, 'the transfer to start', 60_000, 20);
     const stoppedAt = performance.now();
+    expect(origin.stats().bytes).toBeLessThan(SIZE);
     const exit = await cluster.scheduler.stop();
     expect(exit.code === 0 || exit.signal === 'SIGKILL').toBe(true);
     const results = await Promise.all(gets);
