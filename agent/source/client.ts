@@ -3,7 +3,7 @@
  * dropped when the host changes; non-2xx answers become SourceError with credential-free headers and
  * a short body, connection failures become UnavailableError. Request headers are never logged.
  */
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { SourceError, UnavailableError } from '../../adapters/errors.js';
 
@@ -87,8 +87,33 @@ export async function sourceGet(url: string, requestHeaders: Record<string, stri
     } else if (res.statusCode === 200 && h['content-length'] !== undefined) {
       totalLength = Number(h['content-length']);
     }
-    return { status: res.statusCode, headers: h, totalLength, offset, body: res.body };
+    return { status: res.statusCode, headers: h, totalLength, offset, body: unpausedBody(res.body) };
   }
+}
+
+/** Bytes an origin body may run ahead of its reader before the reader's backpressure reaches undici. */
+const ORIGIN_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/**
+ * undici 7 crashes the process (an uncatchable assert, nodejs/undici#5360) when an origin closes the
+ * connection (HTTP/1.0, `Connection: close`) while the response parser is paused by backpressure.
+ * So the origin body is read in flowing mode into a buffer of up to ORIGIN_BUFFER_BYTES, and only a
+ * reader that far behind pauses undici.
+ */
+function unpausedBody(body: Readable): Readable {
+  const out = new PassThrough({ highWaterMark: ORIGIN_BUFFER_BYTES });
+  body.on('data', (chunk: Buffer) => {
+    if (!out.write(chunk)) {
+      body.pause();
+      out.once('drain', () => body.resume());
+    }
+  });
+  body.once('end', () => out.end());
+  body.once('error', (err) => out.destroy(err));
+  out.once('close', () => {
+    if (!body.destroyed && !body.readableEnded) body.destroy();
+  });
+  return out;
 }
 
 async function readLimited(body: Readable, limit: number): Promise<Buffer> {
