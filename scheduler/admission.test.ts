@@ -149,6 +149,24 @@ describe('bandwidth-aware admission', () => {
   });
 });
 
+describe('reschedule with a stalled parent', () => {
+  it('drops the edge to a parent that sent nothing for pieceTimeout and schedules afresh', async () => {
+    const { w, s, clock } = setup({ pieceTimeout: '1s' });
+    for (const h of ['p', 'q', 'c']) w.host(h, { maxTxBandwidth: RATE });
+    const p = w.peer('p', 'p', 'Running', 't1', 1);
+    w.peer('src', 'src', 'BackToSource', 't1', 1);
+    const c = w.peer('c', 'c', 'Pending');
+    w.r.addParent(p, c);
+    c.transition('ReceivedNormal', clock.now());
+    await clock.advance(1500); // p (and src) stalled: no piece for > pieceTimeout
+    const q = w.peer('q', 'q', 'Succeeded', 't1', 2);
+    const d = await s.schedule(c);
+    expect(d).toMatchObject({ kind: 'normal', parents: [q] });
+    expect([...c.task.dag.parents('c')]).toEqual(['q']);
+    expect(p.host.concurrentUploadCount).toBe(0);
+  });
+});
+
 describe('seed trigger vs retryBackToSourceLimit', () => {
   it('keeps a normal peer off the origin past retryBackToSourceLimit while the seed trigger is pending', async () => {
     const seedHost = new World().host('seed', { type: 'SUPER_SEED' }).r.hosts.get('seed');

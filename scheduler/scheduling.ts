@@ -166,13 +166,17 @@ export class Scheduling {
    * for more) keeps them: agents never drop a parent that serves them, so the DAG must keep the
    * edges too, or the parents' upload load would be undercounted. It gets one round of additional
    * parents with spare bandwidth, or (none has any) its current parents again, which agents ignore.
-   * Edges to parents the peer blocked are dropped first.
+   * Edges to parents the peer blocked, and to bad parents (failed, left, stalled), are dropped first.
    */
   async schedule(peer: Peer, disableBackToSource = false): Promise<Decision> {
     const gen = ++peer.scheduleGeneration;
     const task = peer.task;
     const o = this.opts;
-    for (const id of [...task.dag.parents(peer.id)]) if (peer.blockParents.has(id)) this.resources.deleteParent(id, peer);
+    const now0 = this.clock.now();
+    for (const id of [...task.dag.parents(peer.id)]) {
+      const p = task.dag.get(id);
+      if (peer.blockParents.has(id) || !p || isBadParent(p, now0, o.pieceTimeout, PIECE_COST_WINDOW)) this.resources.deleteParent(id, peer);
+    }
     if (task.dag.inDegree(peer.id) > 0 && !peer.needBackToSource && !peer.fsm.is('BackToSource')) {
       const more = this.findCandidateParents(peer, true);
       if (more.length > 0) return this.applyNormal(peer, more);
