@@ -112,7 +112,7 @@ describe('agent alone (scheduler unreachable)', () => {
 
   it('a range downloads only the pieces covering it', async () => {
     const a = await startAgent('range', [DEAD_SCHEDULER]);
-    const url = origin.add('/range.bin', { size: 40 * MiB, seed: 'range' });
+    const url = origin.add('/range.bin', { size: 64 * MiB, seed: 'range' });
     origin.resetStats();
     const start = 5 * MiB + 7;
     const end = 6 * MiB + 99;
@@ -125,7 +125,7 @@ describe('agent alone (scheduler unreachable)', () => {
     const st = a.taskManager.stat(s.taskId)!;
     expect(st.complete).toBe(false);
     expect(st.finishedPieces).toBe(2);
-    expect(origin.stats().bytes).toBeLessThan(24 * MiB); // socket buffers let the origin write a little ahead
+    expect(origin.stats().bytes).toBeLessThan(32 * MiB); // read-ahead and socket buffers let the origin write a little ahead
     // Now that the length is known, another range reads just its piece with a Range request.
     origin.resetStats();
     const t = await a.taskManager.download({ url, range: { start: 13 * MiB, end: 13 * MiB + 9 } });

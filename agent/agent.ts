@@ -2,13 +2,11 @@
  * Wires an agent (or seed peer) together: piece store, rate limiters, scheduler client, task manager,
  * piece server, Dfdaemon gRPC server, local API socket, metrics server, GC and the proxy.
  */
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
@@ -18,6 +16,7 @@ import type { HostMsg } from './grpc.js';
 import { startLocalApi } from './local-api.js';
 import { createAgentMetrics } from './metrics.js';
 import { startPieceServer } from './piece-server.js';
+import { startProxy } from './proxy/server.js';
 import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
 import { PieceStore } from './storage/store.js';
@@ -121,17 +120,9 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
           metricsServer.closeAllConnections();
         }),
     );
-    // The proxy is the mirror engineer's module; it plugs in when present.
-    const proxyModule = fileURLToPath(new URL('./proxy/server.js', import.meta.url));
-    if (existsSync(proxyModule) || existsSync(proxyModule.replace(/\.js$/, '.ts'))) {
-      const specifier = './proxy/server.js';
-      const mod = (await import(specifier)) as { startProxy?: (ctx: unknown) => Promise<{ port: number; close(): Promise<void> | void }> };
-      if (mod.startProxy) {
-        const proxy = await mod.startProxy({ config, taskManager, logger: log.child({ component: 'proxy' }), metricsRegistry: metrics.registry });
-        ports.proxy = proxy.port;
-        closers.push(() => proxy.close());
-      }
-    }
+    const proxy = await startProxy({ config, taskManager, logger: log, metricsRegistry: metrics.registry });
+    ports.proxy = proxy.port;
+    closers.push(() => proxy.close());
     if (scheduler) {
       scheduler.setHost(host());
       await scheduler.start();

@@ -91,8 +91,8 @@ export async function sourceGet(url: string, requestHeaders: Record<string, stri
   }
 }
 
-/** Bytes an origin body may run ahead of its reader before the reader's backpressure reaches undici. */
-const ORIGIN_BUFFER_BYTES = 16 * 1024 * 1024;
+/** Bytes an origin body may run ahead of its reader (one minimum piece) before backpressure reaches undici. */
+const ORIGIN_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /**
  * undici 7 crashes the process (an uncatchable assert, nodejs/undici#5360) when an origin closes the
