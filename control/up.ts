@@ -1,6 +1,7 @@
 /**
- * `damselfly up`: everything on one machine — a scheduler, a seed peer and an agent (registry mirror /
- * proxy on :4001) — with configs, storage, sockets and logs under one data directory.
+ * `damselfly up`: everything on one machine — the manager (embedded SQLite KV and queue), a scheduler
+ * registered to it, a seed peer and an agent (registry mirror / proxy on :4001) — with configs,
+ * storage, sockets and logs under one data directory.
  *
  * Each role runs as a child process of this same executable (`damselfly <role> --config FILE`), not
  * in-process: the roles are the very programs deployed on real machines (same config loading, same
@@ -8,10 +9,14 @@
  * down with it, and each keeps its own log file. The cost is a few extra Node processes.
  *
  * Roles start in the order of ROLES; each one's config may use the ready lines of the roles before
- * it (the agents need the scheduler's gRPC address). Adding a role (the manager) = one more entry.
+ * it (the scheduler needs the manager's URL, the agents the scheduler's gRPC address).
+ *
+ * Secrets (the root password and the scheduler secret) are generated once, kept in DIR/secrets.json
+ * (mode 0600) and handed to the roles through the environment: never in a config file or a log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -23,6 +28,7 @@ interface UpOptions {
   dataDir: string;
   proxyPort: number;
   schedulerPort: number;
+  managerPort: number;
   ip: string;
   json: boolean;
 }
@@ -31,6 +37,30 @@ interface Context {
   opts: UpOptions;
   /** Ready lines of the roles started so far, by role name. */
   ready: Record<string, Ready>;
+}
+
+interface Secrets {
+  rootPassword: string;
+  schedulerSecret: string;
+}
+
+/**
+ * Reads DIR/secrets.json, creating it (0600) on first start. DAMSELFLY_ROOT_PASSWORD, when set,
+ * wins over the stored root password. Returns the secrets and whether they were just generated.
+ */
+function loadSecrets(dataDir: string): { secrets: Secrets; created: boolean } {
+  const file = path.join(dataDir, 'secrets.json');
+  let secrets: Secrets;
+  let created = false;
+  if (existsSync(file)) {
+    secrets = JSON.parse(readFileSync(file, 'utf8')) as Secrets;
+  } else {
+    secrets = { rootPassword: randomBytes(12).toString('base64url'), schedulerSecret: randomBytes(24).toString('hex') };
+    writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
+    created = true;
+  }
+  if (process.env.DAMSELFLY_ROOT_PASSWORD) secrets.rootPassword = process.env.DAMSELFLY_ROOT_PASSWORD;
+  return { secrets, created };
 }
 
 interface RoleSpec {
@@ -74,11 +104,23 @@ const fields = (r: Ready, keys: string[]): string =>
 /** The roles `up` runs, in start order. */
 const ROLES: RoleSpec[] = [
   {
+    name: 'manager',
+    command: 'manager',
+    config: ({ opts }) => ({
+      server: { ip: opts.ip, port: opts.managerPort },
+      store: { dataDir: path.join(opts.dataDir, 'manager') },
+    }),
+    describe: (r) => fields(r, ['http']),
+  },
+  {
     name: 'scheduler',
     command: 'scheduler',
-    config: ({ opts }) => ({
+    config: ({ opts, ready }) => ({
       server: { ip: opts.ip, port: opts.schedulerPort },
       metrics: any(opts.ip),
+      manager: { addr: `http://${String(ready.manager?.http)}` },
+      // The manager's embedded queue: one SQLite file, shared safely across processes (WAL).
+      job: { enable: true, queue: { kind: 'sqlite', path: path.join(opts.dataDir, 'manager', 'queue.db') } },
     }),
     describe: (r) => fields(r, ['grpc', 'metrics']),
   },
@@ -96,12 +138,14 @@ const ROLES: RoleSpec[] = [
   },
 ];
 
-const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--json]
+const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--manager-port 8080] [--json]
 
-Runs a scheduler, a seed peer and an agent on this machine until Ctrl-C / SIGTERM.
-  --data-dir DIR        configs, storage, sockets and logs (default $HOME/.damselfly)
+Runs the manager (embedded SQLite store and queue), a scheduler registered to it, a seed peer and an
+agent on this machine until Ctrl-C / SIGTERM.
+  --data-dir DIR        configs, storage, sockets, logs and secrets.json (default $HOME/.damselfly)
   --proxy-port PORT     the agent's registry mirror / HTTP proxy port (default 4001; 0 = any)
   --scheduler-port PORT the scheduler's gRPC port (default 8002; 0 = any)
+  --manager-port PORT   the manager's HTTP API port (default 8080; 0 = any)
   --json                print one JSON ready line instead of the human summary
 The configs in DIR are rewritten on every start; to customise a role, run it directly
 (damselfly scheduler|agent --config FILE). Download through it with:
@@ -120,6 +164,7 @@ export function parseUpArgs(argv: string[]): UpOptions | 'help' {
     dataDir: DEFAULT_DATA_DIR,
     proxyPort: 4001,
     schedulerPort: 8002,
+    managerPort: 8080,
     ip: '127.0.0.1',
     json: false,
   };
@@ -143,6 +188,9 @@ export function parseUpArgs(argv: string[]): UpOptions | 'help' {
       case '--scheduler-port':
         opts.schedulerPort = parsePort(flag, value());
         break;
+      case '--manager-port':
+        opts.managerPort = parsePort(flag, value());
+        break;
       case '--json':
         opts.json = true;
         break;
@@ -162,13 +210,13 @@ interface Running {
 }
 
 /** Starts one role and resolves with its ready line; rejects if it exits first or stays silent 30 s. */
-function startRole(spec: RoleSpec, ctx: Context, cli: string): Promise<Running> {
+function startRole(spec: RoleSpec, ctx: Context, cli: string, env: NodeJS.ProcessEnv): Promise<Running> {
   const { dataDir } = ctx.opts;
   const configFile = path.join(dataDir, `${spec.name}.yaml`);
   writeFileSync(configFile, `# written by "damselfly up" on every start\n${stringify(spec.config(ctx))}`);
   const logFile = path.join(dataDir, 'logs', `${spec.name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [cli, spec.command, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cli, spec.command, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env });
   child.stderr!.pipe(log);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
@@ -225,6 +273,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   const opts = parsed;
   mkdirSync(path.join(opts.dataDir, 'logs'), { recursive: true });
+  const { secrets, created } = loadSecrets(opts.dataDir);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DAMSELFLY_ROOT_PASSWORD: secrets.rootPassword,
+    DAMSELFLY_SCHEDULER_SECRET: secrets.schedulerSecret,
+  };
   const cli = process.argv[1]!;
   const ctx: Context = { opts, ready: {} };
   const running: Running[] = [];
@@ -243,7 +297,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     for (const spec of ROLES) {
       if (stopping) break;
-      const r = await startRole(spec, ctx, cli);
+      const r = await startRole(spec, ctx, cli, env);
       running.push(r);
       ctx.ready[spec.name] = r.ready;
       // A role dying on its own takes the whole set down: half a cluster would mislead the user.
@@ -271,7 +325,12 @@ export async function main(argv: string[]): Promise<number> {
       `damselfly up: running; data in ${opts.dataDir}, logs in ${path.join(opts.dataDir, 'logs')}\n${lines.join('\n')}\n` +
         // `damselfly get` looks for ~/.damselfly/agent.sock by itself.
         `download with: damselfly get URL -O FILE${opts.dataDir === DEFAULT_DATA_DIR ? '' : ` --endpoint ${path.join(opts.dataDir, 'agent.sock')}`}\n` +
-        `registry mirror: http://${String(ctx.ready.agent?.proxy ?? "")} (client setup: damselfly config containerd|docker|podman|nydusd)\n` +
+        `registry mirror: http://${String(ctx.ready.agent?.proxy ?? '')} (client setup: damselfly config containerd|docker|podman|nydusd)\n` +
+        `manager API: http://${String(ctx.ready.manager?.http ?? '')} (user root; ${
+          created && !process.env.DAMSELFLY_ROOT_PASSWORD
+            ? `generated password, shown once: ${secrets.rootPassword}; kept in ${path.join(opts.dataDir, 'secrets.json')}`
+            : `password in ${path.join(opts.dataDir, 'secrets.json')} or DAMSELFLY_ROOT_PASSWORD`
+        })\n` +
         `stop with Ctrl-C\n`,
     );
   }

@@ -1,7 +1,8 @@
-// `damselfly up` end to end: it starts scheduler, seed peer and agent under one data dir, a
-// `damselfly get` through its agent socket works, and SIGTERM stops every child.
+// `damselfly up` end to end: it starts the manager, a scheduler registered to it, a seed peer and an
+// agent under one data dir, a `damselfly get` through its agent socket works, the generated secrets
+// stay out of configs and logs, and SIGTERM stops every child.
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { startOrigin, fileSha256, MiB, type Origin } from '../support/origin.js';
 import { spawnRole, runCli, killAll, makeTempDir, cleanupTempDirs, waitFor } from '../support/procs.js';
@@ -36,15 +37,37 @@ describe('damselfly up', () => {
     origin = await startOrigin();
     const dataDir = makeTempDir('damselfly-up-');
     const up = await spawnRole('up', null, {
-      args: ['--data-dir', dataDir, '--proxy-port', '0', '--scheduler-port', '0', '--json'],
+      args: ['--data-dir', dataDir, '--proxy-port', '0', '--scheduler-port', '0', '--manager-port', '0', '--json'],
       readyTimeoutMs: 60_000,
     });
     const roles = up.ready.roles as Record<string, Record<string, unknown> & { pid: number }>;
-    expect(Object.keys(roles)).toEqual(['scheduler', 'seed-peer', 'agent']);
+    expect(Object.keys(roles)).toEqual(['manager', 'scheduler', 'seed-peer', 'agent']);
     for (const r of Object.values(roles)) expect(alive(r.pid)).toBe(true);
     expect(roles.agent!.socket).toBe(path.join(dataDir, 'agent.sock'));
     expect(existsSync(path.join(dataDir, 'agent.yaml'))).toBe(true);
     expect(existsSync(path.join(dataDir, 'logs', 'scheduler.log'))).toBe(true);
+
+    // The scheduler registered with the manager: agents can discover it through the search API.
+    const manager = `http://${String(roles.manager!.http)}`;
+    expect((await fetch(`${manager}/healthy`)).status).toBe(200);
+    await waitFor(async () => (await fetch(`${manager}/api/v1/schedulers/search?hostname=x&ip=127.0.0.1`)).status === 200, 'the scheduler to register with the manager', 20_000);
+    const found = (await (await fetch(`${manager}/api/v1/schedulers/search?hostname=x&ip=127.0.0.1`)).json()) as { schedulers: { port: number }[] };
+    expect(found.schedulers.map((x) => x.port)).toContain(Number(String(roles.scheduler!.grpc).split(':').pop()));
+
+    // Secrets live only in secrets.json (0600): not in any config file or log.
+    const secretsFile = path.join(dataDir, 'secrets.json');
+    expect(statSync(secretsFile).mode & 0o077).toBe(0);
+    const secrets = JSON.parse(readFileSync(secretsFile, 'utf8')) as Record<string, string>;
+    const signin = await fetch(`${manager}/api/v1/users/signin`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'root', password: secrets.rootPassword }) });
+    expect(signin.status).toBe(200);
+    const texts = [
+      ...readdirSync(dataDir).filter((f) => f.endsWith('.yaml')).map((f) => path.join(dataDir, f)),
+      ...readdirSync(path.join(dataDir, 'logs')).map((f) => path.join(dataDir, 'logs', f)),
+    ].map((f) => readFileSync(f, 'utf8'));
+    for (const t of texts) {
+      expect(t).not.toContain(secrets.rootPassword);
+      expect(t).not.toContain(secrets.schedulerSecret);
+    }
 
     const url = origin.add('/up/file.bin', { size: 9 * MiB + 3, seed: `up-${Date.now()}` });
     const out = path.join(dataDir, 'out.bin');
