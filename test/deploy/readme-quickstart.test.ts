@@ -55,7 +55,7 @@ describe.skipIf(!ready)('README quick start on a fresh clone', () => {
 
     // The user's npm cache is reused (HOME is redirected only so ~/.damselfly is the test's own).
     const npmCache = spawnSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).stdout.trim();
-    const env = { ...process.env, HOME: home, npm_config_cache: npmCache, DAMSELFLY_LOG_LEVEL: 'warn' };
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, npm_config_cache: npmCache, DAMSELFLY_LOG_LEVEL: "warn" };
     delete env.DAMSELFLY_CLI;
 
     let out = '';
