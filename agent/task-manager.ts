@@ -248,7 +248,10 @@ export class TaskManager {
       digest: o.digest,
     }));
     stored.meta.peerId = peerId;
-    task = new Task(id, stored, o, peerId, this.deps.logger);
+    // The task outlives the caller that started it (a proxy client or a scheduler's DownloadTask call
+    // may go away): its origin and peer traffic must not be tied to that caller's abort signal.
+    // Each caller's signal only ends that caller's own wait (raceAbort below).
+    task = new Task(id, stored, { ...o, signal: undefined }, peerId, this.deps.logger);
     task.want(range);
     this.tasks.set(id, task);
     stored.inUse++;
