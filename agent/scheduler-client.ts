@@ -3,42 +3,13 @@
  * one scheduler per task by consistent hashing (so all peers of a task meet), AnnouncePeer streams,
  * and scheduler discovery through the manager (dynconfig) with a cached last good answer.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { request } from 'undici';
 import type { Logger } from '../adapters/log.js';
+import { HashRing } from '../scheduler/hashring.js';
 import { protoPackage, type HostMsg } from './grpc.js';
-
-/** Virtual nodes per scheduler on the ring: enough that tasks spread evenly over a handful of schedulers. */
-const VIRTUAL_NODES = 128;
-
-function hash32(s: string): number {
-  return createHash('sha256').update(s).digest().readUInt32BE(0);
-}
-
-/** A consistent-hash ring over addresses; `pick(key)` is stable while the set is. */
-export class HashRing {
-  private points: { h: number; addr: string }[] = [];
-  constructor(addrs: string[]) {
-    for (const addr of new Set(addrs)) for (let i = 0; i < VIRTUAL_NODES; i++) this.points.push({ h: hash32(`${addr}#${i}`), addr });
-    this.points.sort((a, b) => a.h - b.h || (a.addr < b.addr ? -1 : 1));
-  }
-  /** The address owning `key`, undefined on an empty ring. */
-  pick(key: string): string | undefined {
-    if (this.points.length === 0) return undefined;
-    const h = hash32(key);
-    let lo = 0;
-    let hi = this.points.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.points[mid].h < h) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.points[lo % this.points.length].addr;
-  }
-}
 
 export interface SchedulerClientOptions {
   addrs: string[];

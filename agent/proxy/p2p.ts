@@ -14,28 +14,8 @@ import { DEFAULT_FILTERED_QUERY_PARAMS } from './config.js';
 import { blobDigest, clientResponseHeaders, DF_HEADER, firstHeader, matchRule, upstreamRequestHeaders } from './upstream.js';
 
 /** The part of the agent's TaskManager (agent/task-manager.ts) the proxy uses. */
-export interface DownloadOptions {
-  url: string;
-  requestHeaders?: Record<string, string>;
-  tag?: string;
-  application?: string;
-  priority?: number;
-  filteredQueryParams?: string[];
-  pieceLength?: number;
-  digest?: string;
-  range?: { start: number; end?: number };
-  disableBackToSource?: boolean;
-  signal?: AbortSignal;
-}
-export interface TaskStream {
-  taskId: string;
-  peerId: string;
-  contentLength: number;
-  range?: { start: number; end: number };
-  responseHeaders: Record<string, string>;
-  fromCache: boolean;
-  body: Readable;
-}
+export type { DownloadOptions, TaskStream } from '../task-manager.js';
+import type { DownloadOptions, TaskStream } from '../task-manager.js';
 export interface ProxyTaskManager {
   download(o: DownloadOptions): Promise<TaskStream>;
   prefetch(o: DownloadOptions): void;
