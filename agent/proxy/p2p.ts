@@ -191,21 +191,17 @@ export async function serveP2P(
   // have ended meanwhile, so the rest is read through an async iterator, which copes with both.
   async function* rest(): AsyncGenerator<Buffer> {
     if (first === null) return;
+    bytes += first.length;
+    deps.onBytes?.(first.length);
     yield first;
-    for await (const c of body) yield c as Buffer;
+    for await (const c of body) {
+      bytes += (c as Buffer).length;
+      deps.onBytes?.((c as Buffer).length);
+      yield c as Buffer;
+    }
   }
   try {
-    await pipeline(
-      rest(),
-      async function* (src: AsyncIterable<Buffer>) {
-        for await (const c of src) {
-          bytes += c.length;
-          deps.onBytes?.(c.length);
-          yield c;
-        }
-      },
-      res,
-    );
+    await pipeline(rest(), res);
   } catch (error) {
     body.destroy();
     res.destroy(error instanceof Error ? error : new Error(String(error)));
