@@ -749,6 +749,15 @@ class PeerSession {
     call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
     const task = this.task;
     const lost = (why: string) => {
+      // The scheduler ends the stream after download_peer_finished: that is no loss.
+      if (this.closed || this.task.satisfied()) return;
+      // A read from the origin already under way needs no scheduler: finish it detached. Failing
+      // here would make the caller start a second origin read beside the first.
+      if (this.mode === 'source') {
+        if (!this.detached) task.log.warn('scheduler stream lost; finishing the origin read without it', { reason: why });
+        this.detached = true;
+        return;
+      }
       // Parents that deliver, with every missing digest known, need no scheduler to finish: keep
       // going detached (the stall watchdog still ends it) rather than re-reading the origin.
       if (this.mode === 'p2p' && this.productive() && this.task.missing().every((n) => this.task.digests.has(n))) {

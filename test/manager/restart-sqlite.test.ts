@@ -93,9 +93,8 @@ describe('restarts mid-job (SQLite)', () => {
     const job = await pollJob({ managerUrl, pat }, created.json.id, 60_000);
     expect(job.state, JSON.stringify(job.result)).toBe('SUCCESS');
     expect(logged(other, 'job finished')).toBe(true);
-    // Known agent defect (fails today): the seed aborts its back-to-source download when the
-    // DownloadTask caller's stream breaks (agent/task-manager.ts passes the first caller's signal to
-    // sourceGet), so the redelivery fetches the partly downloaded pieces again.
+    // The seed's origin read survives both the killed scheduler's DownloadTask call going away and
+    // (when the task hashes to it) the loss of its AnnouncePeer stream: the redelivery joins it.
     const stats = origin.stats().byPath['/files/big2.bin'];
     expect(stats.bytes).toBe(12 * MiB);
   }, 120_000);
