@@ -19,6 +19,7 @@ import { startPieceServer } from './piece-server.js';
 import { startProxy } from './proxy/server.js';
 import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
+import { configureSourceTls, upstreamTls } from './source/client.js';
 import { PieceStore } from './storage/store.js';
 import { TaskManager } from './task-manager.js';
 
@@ -87,6 +88,9 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
         logger: log,
       })
     : undefined;
+  // Origins behind a private CA (or with verification off) are reached the same way by the proxy's
+  // direct path and by back-to-source: both follow proxy.registryMirror.{certs,insecureSkipVerify}.
+  if (config.proxy.registryMirror.certs || config.proxy.registryMirror.insecureSkipVerify) configureSourceTls(upstreamTls(config.proxy.registryMirror));
   const taskManager = new TaskManager({ config, store, scheduler, host, metrics, logger: log, limits });
   const closers: (() => Promise<void> | void)[] = [];
 

@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
+import { upstreamTls } from '../source/client.js';
 import { LeafSigner } from './ca.js';
 import type { ProxyConfig } from './config.js';
 import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
@@ -55,11 +56,8 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
   const config = opts.config.proxy;
   const log = opts.logger.child({ component: 'proxy' });
   const metrics = proxyMetrics(opts.metricsRegistry ?? new Registry());
-  const extraCa = config.registryMirror.certs ? readPem(config.registryMirror.certs, 'registryMirror.certs') : undefined;
-  // An explicit `ca` replaces Node's default store, which includes NODE_EXTRA_CA_CERTS: keep both.
-  const envCa = process.env.NODE_EXTRA_CA_CERTS ? readPem(process.env.NODE_EXTRA_CA_CERTS, 'NODE_EXTRA_CA_CERTS') : undefined;
-  const ca = extraCa ? [...tls.rootCertificates, ...(envCa ? [envCa] : []), extraCa] : undefined;
-  const secure = new Agent({ connect: { ...(ca ? { ca } : {}), rejectUnauthorized: !config.registryMirror.insecureSkipVerify }, keepAliveTimeout: 30_000 });
+  const upstream = upstreamTls(config.registryMirror);
+  const secure = new Agent({ connect: { ...(upstream.ca ? { ca: upstream.ca } : {}), rejectUnauthorized: upstream.rejectUnauthorized }, keepAliveTimeout: 30_000 });
   const insecure = new Agent({ connect: { rejectUnauthorized: false }, keepAliveTimeout: 30_000 });
   let signer: LeafSigner | undefined;
   if (config.server.caCert || config.server.caKey) {

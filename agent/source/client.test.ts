@@ -1,7 +1,12 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sourceGet } from './client.js';
+import { createCa, LeafSigner } from '../proxy/ca.js';
+import { configureSourceTls, sourceGet, upstreamTls } from './client.js';
 
 interface Seen {
   auth?: string;
@@ -131,5 +136,47 @@ describe('sourceGet', () => {
     const base = await listen(s);
     await new Promise((r) => s.close(r));
     await expect(sourceGet(`${base}/x`)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+});
+
+describe('origin TLS (proxy.registryMirror.certs / insecureSkipVerify)', () => {
+  let server: https.Server;
+  let base = '';
+  let dir = '';
+  beforeAll(async () => {
+    const ca = createCa('Private registry CA');
+    const leaf = new LeafSigner(ca).serverOptions('127.0.0.1');
+    server = https.createServer(leaf, (_req, res) => {
+      res.writeHead(200, { 'content-length': body.length });
+      res.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    dir = mkdtempSync(path.join(tmpdir(), 'damselfly-tls-'));
+    writeFileSync(path.join(dir, 'ca.crt'), ca.cert);
+  });
+  afterAll(async () => {
+    configureSourceTls({ rejectUnauthorized: true });
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('rejects an origin signed by an unknown CA, trusts it once its CA is configured, and can skip verification', async () => {
+    configureSourceTls({ rejectUnauthorized: true });
+    await expect(sourceGet(`${base}/blob`)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+
+    configureSourceTls(upstreamTls({ certs: path.join(dir, 'ca.crt'), insecureSkipVerify: false }));
+    const res = await sourceGet(`${base}/blob`);
+    expect(res.status).toBe(200);
+    expect(await read(res.body)).toBe(body.toString());
+
+    configureSourceTls(upstreamTls({ insecureSkipVerify: true }));
+    const res2 = await sourceGet(`${base}/blob`);
+    await res2.body.resume();
+    expect(res2.status).toBe(200);
+  });
+
+  it('names the file when the CA bundle cannot be read', () => {
+    expect(() => upstreamTls({ certs: path.join(dir, 'missing.crt'), insecureSkipVerify: false })).toThrow(/proxy\.registryMirror\.certs .*missing\.crt/);
   });
 });

@@ -3,9 +3,11 @@
  * dropped when the host changes; non-2xx answers become SourceError with credential-free headers and
  * a short body, connection failures become UnavailableError. Request headers are never logged.
  */
+import { readFileSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
+import tls from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
-import { SourceError, UnavailableError } from '../../adapters/errors.js';
+import { ConfigError, SourceError, UnavailableError } from '../../adapters/errors.js';
 
 const MAX_REDIRECTS = 10;
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
@@ -15,10 +17,56 @@ const RESPONSE_SECRET = new Set(['set-cookie', 'authorization', 'proxy-authentic
 /** Origin response headers kept with a task and handed to whoever reads it. */
 export const HEADERS_OF_INTEREST = ['content-type', 'docker-content-digest', 'etag', 'last-modified', 'cache-control', 'content-encoding'];
 
+/** TLS settings for connections to origins (`proxy.registryMirror.certs` / `insecureSkipVerify`). */
+export interface UpstreamTls {
+  /** Trusted CAs (PEM); undefined = Node's default store. */
+  ca?: string[];
+  rejectUnauthorized: boolean;
+}
+
+/**
+ * Builds the TLS settings for origins from the mirror configuration: the configured CA bundle is
+ * trusted in addition to the system store (and NODE_EXTRA_CA_CERTS, which an explicit `ca` would
+ * otherwise replace). Throws ConfigError when a CA file cannot be read.
+ */
+export function upstreamTls(registryMirror: { certs?: string; insecureSkipVerify: boolean }): UpstreamTls {
+  const extra = registryMirror.certs ? readPem(registryMirror.certs, 'proxy.registryMirror.certs') : undefined;
+  const env = process.env.NODE_EXTRA_CA_CERTS ? readPem(process.env.NODE_EXTRA_CA_CERTS, 'NODE_EXTRA_CA_CERTS') : undefined;
+  return {
+    ca: extra ? [...tls.rootCertificates, ...(env ? [env] : []), extra] : undefined,
+    rejectUnauthorized: !registryMirror.insecureSkipVerify,
+  };
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read ${what} ${file}: ${(e as Error).message}`);
+  }
+}
+
+function makeDispatcher(t?: UpstreamTls): Dispatcher {
+  return new Agent({
+    keepAliveTimeout: 30_000,
+    connections: 64,
+    headersTimeout: 60_000,
+    bodyTimeout: 120_000,
+    ...(t ? { connect: { ...(t.ca ? { ca: t.ca } : {}), rejectUnauthorized: t.rejectUnauthorized } } : {}),
+  });
+}
+
 let sharedDispatcher: Dispatcher | undefined;
 function dispatcher(): Dispatcher {
-  sharedDispatcher ??= new Agent({ keepAliveTimeout: 30_000, connections: 64, headersTimeout: 60_000, bodyTimeout: 120_000 });
+  sharedDispatcher ??= makeDispatcher();
   return sharedDispatcher;
+}
+
+/** Applies origin TLS settings to every later back-to-source request of this process. */
+export function configureSourceTls(t: UpstreamTls): void {
+  const old = sharedDispatcher;
+  sharedDispatcher = makeDispatcher(t);
+  void old?.close().catch(() => undefined);
 }
 
 export interface SourceResponse {
