@@ -63,15 +63,35 @@ export function openPool(url: string, timeoutMs: number, max: number): pg.Pool {
   return pool;
 }
 
+/**
+ * Runs `body` between BEGIN and COMMIT on `client` and releases it; rolls back and rethrows when
+ * anything throws. `exec` sends BEGIN and COMMIT (so callers keep their timeouts and error
+ * translation). After a failure the client is destroyed unless `sound(err)` says the connection is
+ * fine (a lost condition, say), since a timed-out or broken client must not return to the pool.
+ */
+export async function inTransaction<T>(client: pg.PoolClient, exec: (sql: string) => Promise<unknown>, body: () => Promise<T>, sound: (err: unknown) => boolean = () => false): Promise<T> {
+  let failure: unknown;
+  try {
+    await exec('BEGIN');
+    const result = await body();
+    await exec('COMMIT');
+    return result;
+  } catch (err) {
+    failure = err;
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release(failure === undefined || sound(failure) ? undefined : failure instanceof Error ? failure : new Error(String(failure)));
+  }
+}
+
 /** Creates the schema and applies pending migrations, serialised across processes by an advisory lock. */
 export async function migrate(pool: pg.Pool, schema: string, timeoutMs: number): Promise<void> {
   const s = quoteIdent(schema);
   await withTimeout(
     (async () => {
       const client = await pool.connect();
-      let failed: unknown;
-      try {
-        await client.query('BEGIN');
+      await inTransaction(client, (sql) => client.query(sql), async () => {
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`damselfly-migrate:${schema}`]);
         await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
         await client.query(`CREATE TABLE IF NOT EXISTS ${s}.damselfly_migrations (id integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
@@ -81,14 +101,7 @@ export async function migrate(pool: pg.Pool, schema: string, timeoutMs: number):
           await client.query(sql.replace(/\bS\./g, `${s}.`));
           await client.query(`INSERT INTO ${s}.damselfly_migrations (id) VALUES ($1)`, [id]);
         }
-        await client.query('COMMIT');
-      } catch (err) {
-        failed = err;
-        await client.query('ROLLBACK').catch(() => {});
-        throw err;
-      } finally {
-        client.release(failed instanceof Error ? failed : undefined);
-      }
+      });
     })().catch((err) => {
       throw pgError(err, `postgres migrate schema ${schema}`);
     }),
@@ -223,9 +236,9 @@ export class PostgresKvStore implements KvStore {
     } catch (err) {
       throw pgError(err, 'postgres kv transact');
     }
-    let failure: unknown;
-    try {
-      await this.q('transact', 'BEGIN', [], client);
+    const exec = (sql: string) => this.q('transact', sql, [], client);
+    // A lost condition leaves the connection sound; any other failure may not have.
+    await inTransaction(client, exec, async () => {
       for (const op of sorted) {
         if (op.type === 'put') await this.q('transact', this.sql.put, [op.key, toJson(op.value), op.ttlMs ?? null], client);
         else if (op.type === 'create') {
@@ -241,15 +254,7 @@ export class PostgresKvStore implements KvStore {
           if (rows.length === 0 && op.expectedVersion !== undefined) throw new ConflictError(`transaction: key ${op.key} is not at version ${op.expectedVersion}`);
         }
       }
-      await this.q('transact', 'COMMIT', [], client);
-    } catch (err) {
-      failure = err;
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      // A client that failed for a reason other than a lost condition may be broken: destroy it.
-      client.release(failure !== undefined && !(failure instanceof ConflictError) ? (failure as Error) : undefined);
-    }
+    }, (err) => err instanceof ConflictError);
   }
 
   /** Deletes expired rows; returns how many. */

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import pgModule from 'pg';
 import { InvalidError, NotFoundError } from '../errors.js';
 import { toJson, withTimeout } from '../kv/common.js';
-import { migrate, openPool, pgError, quoteIdent } from '../kv/postgres.js';
+import { inTransaction, migrate, openPool, pgError, quoteIdent } from '../kv/postgres.js';
 import type { PostgresQueueConfig } from '../stores.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
@@ -140,24 +140,17 @@ export class PostgresQueue implements Queue {
     } catch (err) {
       throw pgError(err, 'postgres queue send');
     }
-    let failure: unknown;
-    try {
-      await this.q('send', 'BEGIN', [], client);
+    const sent = await inTransaction(client, (sql) => this.q('send', sql, [], client), async () => {
       const claimed = await this.q('send', this.sql.dedupClaim, [queue, dedupId, id], client);
       if (claimed.length === 0) {
+        // A send with this dedup id won within the window: answer its id, send nothing.
         const [prior] = await this.q<{ id: string }>('send', this.sql.dedupGet, [queue, dedupId], client);
-        await this.q('send', 'COMMIT', [], client);
         return prior.id;
       }
       await this.q('send', this.sql.insert, [id, queue, json, Math.ceil(delayMs), this.channelKey(queue)], client);
-      await this.q('send', 'COMMIT', [], client);
-    } catch (err) {
-      failure = err;
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release(failure as Error | undefined);
-    }
+      return id;
+    });
+    if (sent !== id) return sent;
     if (Math.random() < 0.01) await this.q('send', this.sql.dedupPrune, []).catch(() => {});
     return id;
   }
