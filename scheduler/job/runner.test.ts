@@ -3,28 +3,19 @@ import { describe, expect, it } from 'vitest';
 import { schedulerConfig } from '../config.js';
 import type { HostInfo } from '../resource/host.js';
 import { createScheduler } from '../server.js';
+import { hostInfo } from '../test-fixtures.js';
 import { targetHosts } from './runner.js';
 
 function info(n: number, seed: boolean): HostInfo {
   const hostname = `${seed ? 'seed' : 'node'}-${n}`;
-  return {
-    id: `127.0.0.${n}-${hostname}${seed ? '-seed' : ''}`,
+  return hostInfo(`127.0.0.${n}-${hostname}${seed ? '-seed' : ''}`, {
     type: seed ? 'SUPER_SEED' : 'NORMAL',
     hostname,
     ip: `127.0.0.${n}`,
     port: 4000,
     downloadPort: 4005,
-    idc: '',
-    location: '',
-    maxTxBandwidth: 0,
-    uploadLimit: 0,
-    concurrentUploadCount: 0,
-    proxyPort: 0,
-    schedulerClusterId: 1,
-    disableShared: false,
-    os: 'linux',
     platform: 'linux/amd64',
-  };
+  });
 }
 
 describe('targetHosts', () => {
