@@ -70,7 +70,11 @@ export const proxyConfigSchema = z
             z.strictObject({
               /** Regex matched against the CONNECT authority without the port (e.g. `^registry-1\\.docker\\.io$`). */
               regx: regexString,
-              /** Skip TLS verification towards this upstream. */
+              /**
+               * Skip TLS verification towards this upstream (self-signed): on the proxy's direct path
+               * and on back-to-source of its P2P tasks; the first matching entry decides. A seed peer
+               * going back to source for such a host needs the same entry in its own config.
+               */
               insecure: z.boolean().default(false),
             }),
           )

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -6,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCa, LeafSigner } from '../proxy/ca.js';
-import { configureSourceTls, sourceGet, upstreamTls } from './client.js';
+import { configureSourceTls, sourceGet, sourceTls, upstreamTls } from './client.js';
 
 interface Seen {
   auth?: string;
@@ -178,5 +179,59 @@ describe('origin TLS (proxy.registryMirror.certs / insecureSkipVerify)', () => {
 
   it('names the file when the CA bundle cannot be read', () => {
     expect(() => upstreamTls({ certs: path.join(dir, 'missing.crt'), insecureSkipVerify: false })).toThrow(/proxy\.registryMirror\.certs .*missing\.crt/);
+  });
+});
+
+describe('per-host insecure origins (proxy.hijackHTTPS.hosts[].insecure)', () => {
+  // A really self-signed certificate (no CA at all), as a registry set up by hand has; valid for
+  // both loopback addresses so only the per-host rule decides.
+  const servers: https.Server[] = [];
+  let port = 0;
+  let dir = '';
+  const noHijack = { registryMirror: { insecureSkipVerify: false } };
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'damselfly-selfsigned-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=self-signed origin',
+      '-addext', 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const opts = { key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) };
+    for (const ip of ['127.0.0.2', '127.0.0.1']) {
+      const s = https.createServer(opts, (req, res) => {
+        if (req.url === '/away') {
+          // From the insecure host to one that is verified: the rule is applied per hop.
+          res.writeHead(307, { location: `https://127.0.0.1:${port}/blob` }).end();
+          return;
+        }
+        res.writeHead(200, { 'content-length': body.length });
+        res.end(body);
+      });
+      await new Promise<void>((r) => s.listen(port, ip, () => r()));
+      port = (s.address() as AddressInfo).port;
+      servers.push(s);
+    }
+  });
+  afterAll(async () => {
+    configureSourceTls({ rejectUnauthorized: true });
+    for (const s of servers) {
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reaches a self-signed origin only on a host marked insecure, first matching rule deciding, re-checked after a redirect', async () => {
+    configureSourceTls(sourceTls({ ...noHijack, hijackHTTPS: { hosts: [{ regx: '.*', insecure: false }] } }));
+    await expect(sourceGet(`https://127.0.0.2:${port}/blob`)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+
+    configureSourceTls(sourceTls({ ...noHijack, hijackHTTPS: { hosts: [{ regx: '^127\\.0\\.0\\.2$', insecure: true }, { regx: '.*', insecure: false }] } }));
+    const res = await sourceGet(`https://127.0.0.2:${port}/blob`);
+    expect(res.status).toBe(200);
+    expect(await read(res.body)).toBe(body.toString());
+    // The other host (same certificate) is still verified, also as a redirect target.
+    await expect(sourceGet(`https://127.0.0.1:${port}/blob`)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(sourceGet(`https://127.0.0.2:${port}/away`)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+
+    // As in the proxy's CONNECT matching, an earlier secure rule wins over a later insecure one.
+    configureSourceTls(sourceTls({ ...noHijack, hijackHTTPS: { hosts: [{ regx: '.*', insecure: false }, { regx: '^127\\.0\\.0\\.2$', insecure: true }] } }));
+    await expect(sourceGet(`https://127.0.0.2:${port}/blob`)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 });

@@ -22,6 +22,11 @@ export interface UpstreamTls {
   /** Trusted CAs (PEM); undefined = Node's default store. */
   ca?: string[];
   rejectUnauthorized: boolean;
+  /**
+   * Per-host exceptions (`proxy.hijackHTTPS.hosts`): the first rule whose regex matches an origin's
+   * hostname decides; `insecure` ones are reached without certificate verification.
+   */
+  hosts?: { re: RegExp; insecure: boolean }[];
 }
 
 /**
@@ -36,6 +41,23 @@ export function upstreamTls(registryMirror: { certs?: string; insecureSkipVerify
     ca: extra ? [...tls.rootCertificates, ...(env ? [env] : []), extra] : undefined,
     rejectUnauthorized: !registryMirror.insecureSkipVerify,
   };
+}
+
+/**
+ * The back-to-source TLS settings of an agent: `upstreamTls(registryMirror)` plus the per-host
+ * `insecure` flags of `proxy.hijackHTTPS.hosts`, so a P2P task for a hijacked self-signed upstream
+ * reaches it as the proxy's direct path does. Throws ConfigError like upstreamTls.
+ */
+export function sourceTls(proxy: {
+  registryMirror: { certs?: string; insecureSkipVerify: boolean };
+  hijackHTTPS: { hosts: { regx: string; insecure: boolean }[] };
+}): UpstreamTls {
+  const t = upstreamTls(proxy.registryMirror);
+  // Only worth a lookup per request when some host is insecure and the default is not already.
+  if (t.rejectUnauthorized && proxy.hijackHTTPS.hosts.some((h) => h.insecure)) {
+    t.hosts = proxy.hijackHTTPS.hosts.map((h) => ({ re: new RegExp(h.regx), insecure: h.insecure }));
+  }
+  return t;
 }
 
 function readPem(file: string, what: string): string {
@@ -57,16 +79,29 @@ function makeDispatcher(t?: UpstreamTls): Dispatcher {
 }
 
 let sharedDispatcher: Dispatcher | undefined;
-function dispatcher(): Dispatcher {
+let insecureDispatcher: Dispatcher | undefined;
+let hostRules: UpstreamTls['hosts'];
+
+/** The dispatcher for one request: the shared one, or the unverified one for an insecure host. */
+function dispatcher(url: URL): Dispatcher {
+  if (hostRules && url.protocol === 'https:') {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (hostRules.find((r) => r.re.test(host))?.insecure) {
+      insecureDispatcher ??= makeDispatcher({ rejectUnauthorized: false });
+      return insecureDispatcher;
+    }
+  }
   sharedDispatcher ??= makeDispatcher();
   return sharedDispatcher;
 }
 
 /** Applies origin TLS settings to every later back-to-source request of this process. */
 export function configureSourceTls(t: UpstreamTls): void {
-  const old = sharedDispatcher;
+  const old = [sharedDispatcher, insecureDispatcher];
   sharedDispatcher = makeDispatcher(t);
-  void old?.close().catch(() => undefined);
+  insecureDispatcher = undefined;
+  hostRules = t.hosts?.length ? t.hosts : undefined;
+  for (const d of old) void d?.close().catch(() => undefined);
 }
 
 export interface SourceResponse {
@@ -105,7 +140,7 @@ export async function sourceGet(url: string, requestHeaders: Record<string, stri
   for (let hop = 0; ; hop++) {
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(current, { method: 'GET', headers, dispatcher: dispatcher(), signal });
+      res = await request(current, { method: 'GET', headers, dispatcher: dispatcher(current), signal });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new UnavailableError(`origin ${current.host} unreachable: ${(err as Error).message}`, { cause: err });
