@@ -211,6 +211,9 @@ async function main(): Promise<number> {
     progress(`cluster up; all ${N} agents start downloading`);
     const roles = cluster.all();
     const cpuBefore = roles.reduce((a, p) => a + cpuSeconds(p.pid), 0);
+    const cpuOf = (procs: RoleProcess[]): number => procs.reduce((a, p) => a + cpuSeconds(p.pid), 0);
+    const cpuSchedBefore = cpuOf([cluster.scheduler]);
+    const cpuSeedBefore = cluster.seed ? cpuOf([cluster.seed]) : 0;
     const t0 = performance.now();
     const results = await Promise.all(
       cluster.agents.map(async (a, i) => {
@@ -227,6 +230,8 @@ async function main(): Promise<number> {
     // Whether the machine, not the protocol, was the limit: CPU the role processes burned during the
     // run (the `damselfly get` clients come on top) against what the cores could give.
     const rolesCpuSec = roles.reduce((a, p) => a + cpuSeconds(p.pid), 0) - cpuBefore;
+    const schedulerCpuSec = cpuOf([cluster.scheduler]) - cpuSchedBefore;
+    const seedCpuSec = cluster.seed ? cpuOf([cluster.seed]) - cpuSeedBefore : 0;
     const load1 = loadavg()[0]!;
     const failed = results.filter((r) => r.code !== 0).length;
     progress('verifying outputs');
@@ -297,6 +302,11 @@ async function main(): Promise<number> {
         cores: availableParallelism(),
         rolesCpuSec: round(rolesCpuSec, 1),
         rolesCpuShareOfCores: round(rolesCpuSec / (timeAll * availableParallelism()), 2),
+        // The run cannot be shorter than the CPU its roles burned spread over every core: when this
+        // floor is above the target (1.3 × T_min), the machine, not the protocol, is the bound.
+        cpuFloorSec: round(rolesCpuSec / availableParallelism(), 2),
+        schedulerCpuSec: round(schedulerCpuSec, 1),
+        seedCpuSec: round(seedCpuSec, 1),
         loadAverage1m: round(load1, 1),
       },
       tuning: {
