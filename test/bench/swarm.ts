@@ -5,7 +5,7 @@
  *   node .build/<you>/test/bench/swarm.js ...same flags...   (DAMSELFLY_CLI overrides the CLI it runs)
  *
  * Starts a rate-limited origin, a scheduler, one seed peer and N agents as real processes on
- * 127.0.0.1; every agent's `damselfly get` starts at once; measures when each finishes, verifies every
+ * 127.0.0.1; every agent starts the download at once (see --client); measures when each finishes, verifies every
  * sha256, counts origin bytes. Then, in the same run, the baseline: N plain HTTP clients downloading
  * straight from the same rate-limited origin at once, each capped at --download-rate. Rates are per
  * second and enforced by the agents' own limiters (upload.rateLimit, download.rateLimit) and the
@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
-import { startCluster, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
+import { startCluster, apiGet, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
 interface Flags {
   agents: number;
@@ -39,6 +39,8 @@ interface Flags {
   downloadRate: number;
   seedUploadRate: number;
   baseline: boolean;
+  /** How each agent's download is started: its local API (default) or one `damselfly get` process each. */
+  client: 'api' | 'cli';
   candidateParentLimit?: number;
   concurrentPieceCount?: number;
   uploadConcurrentLimit?: number;
@@ -48,10 +50,13 @@ interface Flags {
 }
 
 const USAGE = `usage: bench:swarm [--agents 16] [--size 128MiB] [--origin-rate 20MiB] [--upload-rate 20MiB]
-                   [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline]
+                   [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline] [--client api|cli]
                    [--candidate-parent-limit N] [--concurrent-piece-count N] [--upload-concurrent-limit N]
                    [--agent-config JSON] [--scheduler-config JSON]   (merged into the generated YAML)
-Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.`;
+Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.
+--client api (default): each download is one request to the agent's local API asking it to place
+  the file at the output path (what \`damselfly get\` asks); --client cli: one \`damselfly get\` process
+  per agent, all started at once (on a 2-core machine their start-up adds about 1 s).`;
 
 function parseFlags(argv: string[]): Flags {
   const f: Flags = {
@@ -62,6 +67,7 @@ function parseFlags(argv: string[]): Flags {
     downloadRate: 40 * MiB,
     seedUploadRate: NaN,
     baseline: true,
+    client: 'api',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -93,6 +99,12 @@ function parseFlags(argv: string[]): Flags {
       case '--no-baseline':
         f.baseline = false;
         break;
+      case '--client': {
+        const c = val();
+        if (c !== 'api' && c !== 'cli') throw new Error(`--client must be api or cli, got ${c}\n${USAGE}`);
+        f.client = c;
+        break;
+      }
       case '--candidate-parent-limit':
         f.candidateParentLimit = Number(val());
         break;
@@ -218,7 +230,7 @@ async function main(): Promise<number> {
     const results = await Promise.all(
       cluster.agents.map(async (a, i) => {
         const file = path.join(outDir, `agent-${i}.bin`);
-        const r = await getThrough(a, url, file, [], 30 * 60_000, cli);
+        const r = flags.client === 'api' ? await apiGet(a, url, file, { timeoutMs: 30 * 60_000, exportTo: true }) : await getThrough(a, url, file, [], 30 * 60_000, cli);
         const sec = (performance.now() - t0) / 1000;
         progress(`${a.name} done in ${sec.toFixed(2)} s (exit ${r.code})`);
         if (r.code !== 0) progress(`${a.name} stderr: ${r.stderr.slice(-1500)}`);
@@ -316,6 +328,7 @@ async function main(): Promise<number> {
         agentConfig: flags.agentConfig,
         schedulerConfig: flags.schedulerConfig,
       },
+      client: flags.client === 'api' ? 'local API, agent places the file (as damselfly get asks)' : 'one damselfly get process per agent',
       baseline,
       speedupVsBaseline: baseline ? round((baseline.timeSec as number) / timeAll, 2) : undefined,
     };

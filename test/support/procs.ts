@@ -425,9 +425,10 @@ export function getThrough(
   timeoutMs = 180_000,
   cli?: string,
 ): Promise<RunResult> {
-  if (process.env.DAMSELFLY_GET_VIA === 'api') {
+  const via = process.env.DAMSELFLY_GET_VIA;
+  if (via === 'api' || via === 'api-export') {
     const i = extra.indexOf('--digest');
-    return apiGet(agent, url, out, { timeoutMs, digest: i >= 0 ? extra[i + 1] : undefined });
+    return apiGet(agent, url, out, { timeoutMs, digest: i >= 0 ? extra[i + 1] : undefined, exportTo: via === 'api-export' });
   }
   return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs, cli });
 }
@@ -437,7 +438,7 @@ export function getThrough(
  * process: what `damselfly get` does, without a process per download. Resolves like runCli (code 0
  * on success, 1 with the error body in `stderr`); never throws.
  */
-export async function apiGet(agent: RoleProcess, url: string, out: string, opts: { digest?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export async function apiGet(agent: RoleProcess, url: string, out: string, opts: { digest?: string; timeoutMs?: number; exportTo?: boolean } = {}): Promise<RunResult> {
   const { Agent: UndiciAgent, request } = await import('undici');
   const { createWriteStream } = await import('node:fs');
   const { pipeline } = await import('node:stream/promises');
@@ -445,13 +446,18 @@ export async function apiGet(agent: RoleProcess, url: string, out: string, opts:
   const dispatcher = new UndiciAgent({ connect: { socketPath: String(agent.ready.socket) }, bodyTimeout: opts.timeoutMs ?? 180_000 });
   const q = new URLSearchParams({ url });
   if (opts.digest) q.set('digest', opts.digest);
+  // exportTo: the agent places the finished file at `out` itself (hard link), as `damselfly get` asks it to.
+  if (opts.exportTo) q.set('output', path.resolve(out));
   try {
     const res = await request(`http://localhost/v1/download?${q}`, { dispatcher, signal: AbortSignal.timeout(opts.timeoutMs ?? 180_000) });
     if (res.statusCode !== 200) {
       const body = await res.body.text();
       return { code: 1, signal: null, stdout: '', stderr: `HTTP ${res.statusCode}: ${body}`, ms: performance.now() - start };
     }
-    await pipeline(res.body, createWriteStream(out));
+    if (opts.exportTo) {
+      const r = (await res.body.json()) as { ok: boolean; message?: string };
+      if (!r.ok) return { code: 1, signal: null, stdout: '', stderr: `agent: ${r.message ?? 'export failed'}`, ms: performance.now() - start };
+    } else await pipeline(res.body, createWriteStream(out));
     return { code: 0, signal: null, stdout: '', stderr: '', ms: performance.now() - start };
   } catch (err) {
     return { code: 1, signal: null, stdout: '', stderr: String((err as Error).stack ?? err), ms: performance.now() - start };
