@@ -147,6 +147,27 @@ describe('agent alone (scheduler unreachable)', () => {
     await stopAgent(a);
   });
 
+  it('paces a background prefetch by proxy.prefetchRateLimit until a foreground download wants the rest', async () => {
+    const a = await startAgent('prefetch', [DEAD_SCHEDULER], { over: { proxy: { server: { ip: '127.0.0.1', port: 0 }, prefetchRateLimit: '4MiB' } } });
+    const url = origin.add('/prefetch.bin', { size: 40 * MiB, seed: 'prefetch' });
+    // A ranged read (nydusd-style) of the first piece, then the proxy's prefetch of the whole blob.
+    const head = await a.taskManager.download({ url, range: { start: 0, end: 1023 } });
+    expect((await sha(head.body)).bytes).toBe(1024);
+    a.taskManager.prefetch({ url });
+    await new Promise((r) => setTimeout(r, 1500));
+    // 1.5 s at 4 MiB/s (+ a burst of 0.4 MiB) is under two more 4 MiB pieces; unpaced, the local
+    // origin would have sent all ten.
+    const paced = a.taskManager.stat(head.taskId)!;
+    expect(paced.finishedPieces).toBeGreaterThanOrEqual(1);
+    expect(paced.finishedPieces).toBeLessThanOrEqual(3);
+    // A client that wants the whole blob must not wait on the prefetch pace (~8 s more).
+    const t0 = performance.now();
+    const full = await a.taskManager.download({ url });
+    expect(await sha(full.body)).toEqual({ digest: origin.sha256('/prefetch.bin'), bytes: 40 * MiB });
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await stopAgent(a);
+  });
+
   it('passes an origin 404 through as SourceError', async () => {
     const a = await startAgent('missing', [DEAD_SCHEDULER]);
     await expect(a.taskManager.download({ url: `${origin.base}/does-not-exist` })).rejects.toMatchObject({ code: 'SOURCE', status: 404 });

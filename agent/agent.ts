@@ -19,7 +19,7 @@ import { startPieceServer } from './piece-server.js';
 import { startProxy } from './proxy/server.js';
 import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
-import { configureSourceTls, upstreamTls } from './source/client.js';
+import { configureSourceTls, sourceTls } from './source/client.js';
 import { PieceStore } from './storage/store.js';
 import { TaskManager } from './task-manager.js';
 
@@ -59,6 +59,8 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     download: new TokenBucket(config.download.rateLimit),
     upload: new TokenBucket(config.upload.rateLimit),
     source: new TokenBucket(config.download.backToSourceRateLimit),
+    // One bucket for every background prefetch of the proxy (Dragonfly's prefetch_rate_limiter).
+    prefetch: new TokenBucket(config.proxy.prefetchRateLimit),
   };
   const ports: AgentPorts = { grpc: 0, pieces: 0, metrics: 0, socket: config.download.server.socket };
   const host = (): HostMsg => ({
@@ -90,7 +92,9 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     : undefined;
   // Origins behind a private CA (or with verification off) are reached the same way by the proxy's
   // direct path and by back-to-source: both follow proxy.registryMirror.{certs,insecureSkipVerify}.
-  if (config.proxy.registryMirror.certs || config.proxy.registryMirror.insecureSkipVerify) configureSourceTls(upstreamTls(config.proxy.registryMirror));
+  // Origins behind a private CA, with verification off, or hijacked hosts marked `insecure`
+  // (self-signed) are reached by back-to-source as by the proxy's direct path.
+  configureSourceTls(sourceTls(config.proxy));
   const taskManager = new TaskManager({ config, store, scheduler, host, metrics, logger: log, limits });
   const closers: (() => Promise<void> | void)[] = [];
 

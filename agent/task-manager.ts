@@ -61,7 +61,8 @@ export interface TaskManagerDeps {
   host: () => HostMsg;
   metrics: AgentMetrics;
   logger: Logger;
-  limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket };
+  /** `prefetch`: bytes of pieces only a background prefetch wants (proxy.prefetchRateLimit); none = unpaced. */
+  limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket; prefetch?: TokenBucket };
 }
 
 /** Responses to give up on the scheduler after (Dragonfly's scheduler.maxScheduleCount). */
@@ -110,6 +111,8 @@ class Task {
   readonly contentKnown = new Deferred();
   readonly finished = new Deferred();
   wantAll = false;
+  /** The whole task is wanted by a background prefetch only (proxy.prefetch): see prefetchOnly(). */
+  prefetchAll = false;
   wantRanges: [number, number][] = [];
   /** piece number → digest announced by the scheduler (pieces read from the origin by some peer). */
   readonly digests = new Map<number, string>();
@@ -134,16 +137,23 @@ class Task {
     return this.stored.pieceCount;
   }
 
-  /** Adds what a caller wants; `undefined` range = the whole task. */
-  want(range?: [number, number]): void {
-    if (!range) this.wantAll = true;
-    else this.wantRanges.push(range);
+  /** Adds what a caller wants; `undefined` range = the whole task (for a background prefetch with `prefetch`). */
+  want(range?: [number, number], prefetch = false): void {
+    if (!range) {
+      if (prefetch) this.prefetchAll = true;
+      else this.wantAll = true;
+    } else this.wantRanges.push(range);
     this.notify();
   }
 
   wanted(n: number): boolean {
-    if (this.wantAll) return true;
+    if (this.wantAll || this.prefetchAll) return true;
     return this.wantRanges.some(([a, b]) => n >= a && n <= b);
+  }
+
+  /** Whether piece `n` is wanted only by a background prefetch (its bytes then pay proxy.prefetchRateLimit). */
+  prefetchOnly(n: number): boolean {
+    return this.prefetchAll && !this.wantAll && !this.wantRanges.some(([a, b]) => n >= a && n <= b);
   }
 
   /** Wanted pieces not yet held; empty also while the content length is unknown and nothing is wanted. */
@@ -157,7 +167,7 @@ class Task {
 
   /** Whether someone wants something known: the whole task or a range in pieces. */
   hasWants(): boolean {
-    return this.wantAll || this.wantRanges.some(([a]) => a >= 0);
+    return this.wantAll || this.prefetchAll || this.wantRanges.some(([a]) => a >= 0);
   }
 
   satisfied(): boolean {
@@ -228,11 +238,11 @@ export class TaskManager {
   }
 
   /** Starts or joins the task; returns it once registered (content length may still be unknown). */
-  private ensure(o: DownloadOptions, range?: [number, number]): Task {
+  private ensure(o: DownloadOptions, range?: [number, number], prefetch = false): Task {
     const id = this.taskIdOf(o);
     let task = this.tasks.get(id);
     if (task && task.state === 'running') {
-      task.want(range);
+      task.want(range, prefetch);
       return task;
     }
     const peerId = this.newPeerId();
@@ -252,7 +262,7 @@ export class TaskManager {
     // may go away): its origin and peer traffic must not be tied to that caller's abort signal.
     // Each caller's signal only ends that caller's own wait (raceAbort below).
     task = new Task(id, stored, { ...o, signal: undefined }, peerId, this.deps.logger);
-    task.want(range);
+    task.want(range, prefetch);
     this.tasks.set(id, task);
     stored.inUse++;
     this.deps.metrics.concurrentDownloadTaskTotal.inc();
@@ -302,9 +312,15 @@ export class TaskManager {
     return this.stream(id, task.stored, task, o, false);
   }
 
-  /** Starts (or joins) a download of the whole task in the background, e.g. proxy prefetch. */
+  /**
+   * Starts (or joins) a download of the whole task in the background, e.g. proxy prefetch. Pieces
+   * no foreground caller wants are paced by the agent-wide prefetch bucket (proxy.prefetchRateLimit);
+   * once a foreground caller wants them they go at the normal rate.
+   */
   prefetch(o: DownloadOptions): void {
-    const task = this.ensure({ ...o, range: undefined });
+    const cached = this.deps.store.get(this.taskIdOf(o));
+    if (cached?.meta.complete) return;
+    const task = this.ensure({ ...o, range: undefined }, undefined, true);
     task.finished.promise.catch((err) => task.log.warn('prefetch failed', { err: errorMessage(err) }));
   }
 
@@ -598,10 +614,12 @@ export class TaskManager {
     let fill = 0;
     let t0 = Date.now();
     const src = this.deps.limits.source;
+    const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
     try {
       for await (const chunk0 of res.body) {
         let chunk = chunk0 as Buffer;
         if (!src.unlimited) await src.take(chunk.length);
+        if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
         this.deps.metrics.downloadTraffic.inc({ type: 'back_to_source' }, chunk.length);
         while (chunk.length > 0) {
           if (n >= count) {
@@ -1007,6 +1025,7 @@ class PeerSession {
       const h = createHash('sha256');
       let got = 0;
       const limiter = this.deps.limits.download;
+      const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
       for await (const c of res.body) {
         const chunk = c as Buffer;
         if (got + chunk.length > length) {
@@ -1018,6 +1037,7 @@ class PeerSession {
         h.update(chunk);
         got += chunk.length;
         if (!limiter.unlimited) await limiter.take(chunk.length);
+        if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
       }
       if (got !== length) {
         failure = `short piece (${got}/${length} bytes)`;
