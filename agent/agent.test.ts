@@ -93,6 +93,15 @@ describe('agent alone (scheduler unreachable)', () => {
     expect(again.fromCache).toBe(true);
     expect((await sha(again.body)).digest).toBe(origin.sha256('/alone.bin'));
     expect(origin.stats().bytes).toBe(9 * MiB + 123);
+    const localPeerBytes = async (): Promise<number> =>
+      ((await a.metricsRegistry.getSingleMetric('dragonfly_client_download_traffic')!.get()).values.find((v) => v.labels.type === 'local_peer')?.value ?? 0);
+    await new Promise((r) => setImmediate(r)); // the body's 'close' (where the hit is counted) follows its end
+    expect(await localPeerBytes()).toBe(9 * MiB + 123);
+    // A reader of the content file itself (the proxy) reports what it sent through `file.done`.
+    const third = await a.taskManager.download({ url, range: { start: 100, end: 199 } });
+    expect(third.file).toMatchObject({ start: 100, end: 199 });
+    third.file!.done(100);
+    expect(await localPeerBytes()).toBe(9 * MiB + 123 + 100);
     expect(a.taskManager.stat(s.taskId)).toEqual({ contentLength: 9 * MiB + 123, finishedPieces: 3, pieceCount: 3, complete: true });
     await stopAgent(a);
   });

@@ -52,6 +52,13 @@ export interface TaskStream {
   responseHeaders: Record<string, string>;
   fromCache: boolean;
   body: Readable;
+  /**
+   * Set only for a complete task read from the cache (its pieces verified): the content file and the
+   * inclusive byte range `body` would yield. A reader may read the file itself instead of consuming
+   * `body`; it must then call `done(bytesSent)` exactly once when finished (counts local_peer
+   * traffic, lets the task be evicted again) and not read `body`.
+   */
+  file?: { path: string; start: number; end: number; done(bytes: number): void };
 }
 
 export interface TaskManagerDeps {
@@ -434,10 +441,30 @@ export class TaskManager {
     if (fromCache && stored.meta.complete && len > 0) {
       // A complete task is one verified file: stream it like a static file server would (the
       // kernel's read-ahead, 1 MiB reads) instead of piece by piece. Eviction waits for inUse.
-      const file = createReadStream(stored.store.contentPath(id), { start, end, highWaterMark: 1024 * 1024 });
-      file.on('data', (chunk) => metrics.downloadTraffic.inc({ type: 'local_peer' }, (chunk as Buffer).length));
-      file.on('close', release);
-      return { taskId: id, peerId: stored.meta.peerId, contentLength: len, range, responseHeaders: { ...stored.meta.responseHeaders }, fromCache, body: file };
+      const contentPath = stored.store.contentPath(id);
+      const body = createReadStream(contentPath, { start, end, highWaterMark: 1024 * 1024 });
+      let counted = false;
+      const count = (bytes: number): void => {
+        if (counted) return;
+        counted = true;
+        metrics.downloadTraffic.inc({ type: 'local_peer' }, bytes);
+      };
+      // Counted once at the end (bytesRead), so nothing flows before someone reads the body.
+      body.on('close', () => {
+        count(body.bytesRead);
+        release();
+      });
+      const file = {
+        path: contentPath,
+        start,
+        end,
+        done: (bytes: number): void => {
+          count(bytes);
+          body.destroy();
+          release();
+        },
+      };
+      return { taskId: id, peerId: stored.meta.peerId, contentLength: len, range, responseHeaders: { ...stored.meta.responseHeaders }, fromCache, body, file };
     }
     async function* gen(): AsyncGenerator<Buffer> {
       try {
