@@ -21,9 +21,11 @@ import { startProxy, type RunningProxy } from './server.js';
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** Serves one file as a complete cached task, the way the agent's TaskManager does. */
+/** Serves one file as a complete cached task, the way the agent's TaskManager does (body + file). */
 class FileTaskManager implements ProxyTaskManager {
   readonly bodies: ReadStream[] = [];
+  /** Bytes reported by each file.done() call, in order. */
+  readonly done: number[] = [];
   constructor(
     private readonly file: string,
     private readonly length: number,
@@ -33,9 +35,9 @@ class FileTaskManager implements ProxyTaskManager {
     const start = o.range?.start ?? 0;
     const end = Math.min(o.range?.end ?? len - 1, len - 1);
     const body = createReadStream(this.file, { start, end, highWaterMark: FILE_CHUNK });
-    body.on('data', () => undefined); // like the agent's traffic metric: the stream flows at once
     this.bodies.push(body);
-    return { taskId: 't1', peerId: 'p1', contentLength: len, range: o.range ? { start, end } : undefined, responseHeaders: { 'content-type': 'application/octet-stream' }, fromCache: true, body };
+    const file = { path: this.file, start, end, done: (bytes: number) => { this.done.push(bytes); body.destroy(); } };
+    return { taskId: 't1', peerId: 'p1', contentLength: len, range: o.range ? { start, end } : undefined, responseHeaders: { 'content-type': 'application/octet-stream' }, fromCache: true, body, file };
   }
   prefetch(): void {}
 }
@@ -94,6 +96,7 @@ describe('proxy: complete cached task served from its file', () => {
     expect(sha(body)).toBe(digest);
     expect((await bytesMetric()) - before).toBe(blob.length);
     await new Promise((r) => setTimeout(r, 50));
+    expect(tm.done).toEqual([blob.length]);
     expect(closed(tm.bodies.at(-1)!)).toBe(true);
     expect(originGets).toBe(0);
   });
@@ -127,6 +130,7 @@ describe('proxy: complete cached task served from its file', () => {
 
   it('a client that goes away mid-body releases the task and leaves the proxy serving', async () => {
     const n = tm.bodies.length;
+    const d = tm.done.length;
     await new Promise<void>((resolve, reject) => {
       const req = http.get(`${base}${blobPath}`, (res) => {
         res.once('data', () => {
@@ -139,6 +143,7 @@ describe('proxy: complete cached task served from its file', () => {
     });
     await new Promise((r) => setTimeout(r, 200));
     expect(tm.bodies.length).toBe(n + 1);
+    expect(tm.done.length).toBe(d + 1);
     expect(closed(tm.bodies.at(-1)!)).toBe(true);
     const r = await request(`${base}${blobPath}`);
     expect(sha(Buffer.from(await r.body.arrayBuffer()))).toBe(digest);

@@ -4,7 +4,7 @@
  * a direct upstream fetch within the same request; after it, a failure destroys the socket so the
  * client sees a broken transfer, never a wrong 200.
  */
-import { close as fsClose, open as fsOpen, read as fsRead, ReadStream } from 'node:fs';
+import { close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -239,25 +239,19 @@ const FILE_MIN_BYTES = 2 * FILE_CHUNK;
 const freeBuffers: Buffer[] = [];
 
 /**
- * A complete task in the agent's cache comes as a ReadStream over its content file (the digest was
- * checked when the task completed, agent/task-manager.ts). Reading that file here into a few reused
- * buffers, instead of through the stream, saves a fresh 1 MiB allocation per chunk: at ~1 GiB/s
+ * A complete task in the agent's cache comes with its content file (`TaskStream.file`; the digest
+ * was checked when the task completed, agent/task-manager.ts). Reading that file here into a few
+ * reused buffers, instead of through `body`, saves a fresh 1 MiB allocation per chunk: at ~1 GiB/s
  * those allocations (page faults, and a full GC every few dozen MiB of external memory) cost the
- * agent more CPU than the socket writes. Returns the file and the byte range the stream would have
- * yielded, or undefined for any other body.
+ * agent more CPU than the socket writes. Small ranges still go through `body`.
  */
-function cachedFile(stream: TaskStream): { path: string; start: number; end: number } | undefined {
-  const body = stream.body;
-  if (!stream.fromCache || !(body instanceof ReadStream) || typeof body.path !== 'string' || stream.contentLength < 0) return undefined;
-  const start = stream.range?.start ?? 0;
-  const end = stream.range?.end ?? stream.contentLength - 1;
-  if (end + 1 - start < FILE_MIN_BYTES) return undefined;
-  // The stream is kept, paused, until the response ends: while it is open the task counts as in
-  // use, so the cache does not evict the file under us. It reads at most one chunk meanwhile; its
-  // errors (the file gone) surface as ours when we open the file ourselves.
-  body.pause();
-  body.on('error', () => undefined);
-  return { path: body.path, start, end };
+function cachedFile(stream: TaskStream): NonNullable<TaskStream['file']> | undefined {
+  const file = stream.file;
+  if (!file || file.end + 1 - file.start < FILE_MIN_BYTES) return undefined;
+  // `body` is not read on this path (file.done() closes it); if it fails to open the file, that
+  // error surfaces as ours when we open the file ourselves.
+  stream.body.on('error', () => undefined);
+  return file;
 }
 
 function openFile(path: string): Promise<number> {
@@ -297,7 +291,7 @@ async function serveFile(
   req: IncomingMessage,
   res: ServerResponse,
   stream: TaskStream,
-  file: { path: string; start: number; end: number },
+  file: NonNullable<TaskStream['file']>,
   opts: DownloadOptions,
   deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
 ): Promise<P2PResult> {
@@ -340,8 +334,8 @@ async function serveFile(
     }
     return { outcome: 'served', taskId: stream.taskId, bytes };
   } finally {
-    stream.body.destroy();
     if (fd !== undefined) fsClose(fd, () => undefined);
+    file.done(bytes);
     // Every write settles (sent, or the response closed and the socket let go of it) before its
     // buffer goes back to the pool.
     await Promise.allSettled(sending);
