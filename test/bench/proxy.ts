@@ -131,6 +131,8 @@ async function main(): Promise<void> {
       runs,
       throughputMiBps: { proxyWarmCache: round(mbps(best(proxyMs)), 1), staticServer: round(mbps(best(staticMs)), 1) },
       throughputRatio: round(best(staticMs) / best(proxyMs)),
+      // Every run, to show the noise (best-of-runs above): ms per blob, in order.
+      runsMs: { proxyWarmCache: proxyMs.map((ms) => Math.round(ms)), staticServer: staticMs.map((ms) => Math.round(ms)) },
       throughputGoal: 0.8,
       latency1MiBms: {
         requests,
