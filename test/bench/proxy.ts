@@ -4,8 +4,8 @@
  *   npm run bench:proxy -- [--size 1GiB] [--runs 3] [--requests 400]
  *   node .build/<you>/test/bench/proxy.js ...   (DAMSELFLY_CLI overrides the CLI it runs)
  *
- * In one run, on 127.0.0.1: a plain static HTTP server (fs stream, no framework) holding a generated
- * blob of --size; Debian's registry with a 1 MiB layer pushed by skopeo; a scheduler and one agent
+ * In one run, on 127.0.0.1: a plain static HTTP server (fs stream, no framework) in a node process of
+ * its own, as the agent is, holding a generated blob of --size; Debian's registry with a 1 MiB layer pushed by skopeo; a scheduler and one agent
  * (real processes). Measures
  *   1. throughput of the big blob from the warm agent cache through the proxy (X-Dragonfly-Registry
  *      pointing at the static server) vs the same bytes straight from the static server (goal ≥ 0.8);
@@ -13,12 +13,14 @@
  *      registry (goal: ≤ 1 ms added at p50).
  * Every body is hashed once per run to prove the bytes are right. ONE JSON line on stdout.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
@@ -41,6 +43,30 @@ async function makeBlob(file: string, size: number): Promise<string> {
   }
   await new Promise<void>((r) => out.end(() => r()));
   return `sha256:${hash.digest('hex')}`;
+}
+
+/** The baseline: Node's plain way to serve a file (fs stream piped into the response, 1 MiB reads). */
+function serveStatic(file: string): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-length': String(statSync(file).size), 'content-type': 'application/octet-stream' });
+    createReadStream(file, { highWaterMark: MiB }).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+/**
+ * Runs serveStatic() in a child process (this file with --serve-static), so the baseline has a
+ * process of its own like the agent, instead of sharing the client's event loop.
+ */
+async function startStaticProcess(file: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve-static', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`static server exited (${code})`)));
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+  });
+  child.removeAllListeners('exit');
+  return { child, url: `http://127.0.0.1:${port}` };
 }
 
 async function timedGet(dispatcher: Agent, url: string, headers: Record<string, string>, verify?: string): Promise<{ ms: number; bytes: number }> {
@@ -71,18 +97,15 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'damselfly-bench-proxy-'));
   const blobFile = path.join(dir, 'blob');
   const dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 4 });
-  let staticServer: http.Server | undefined;
+  let staticServer: ChildProcess | undefined;
   let reg: Awaited<ReturnType<typeof startRegistry>> | undefined;
   let image: Awaited<ReturnType<typeof buildImage>> | undefined;
   try {
     log(`generating ${values.size} blob`);
     const digest = await makeBlob(blobFile, size);
-    staticServer = http.createServer((req, res) => {
-      res.writeHead(200, { 'content-length': String(statSync(blobFile).size), 'content-type': 'application/octet-stream' });
-      createReadStream(blobFile, { highWaterMark: MiB }).pipe(res);
-    });
-    await new Promise<void>((r) => staticServer!.listen(0, '127.0.0.1', r));
-    const staticUrl = `http://127.0.0.1:${(staticServer.address() as AddressInfo).port}`;
+    const started = await startStaticProcess(blobFile);
+    staticServer = started.child;
+    const staticUrl = started.url;
 
     log('starting registry and pushing a 1 MiB layer');
     reg = await startRegistry();
@@ -147,8 +170,7 @@ async function main(): Promise<void> {
   } finally {
     await killAll();
     await dispatcher.close();
-    staticServer?.closeAllConnections();
-    staticServer?.close();
+    staticServer?.kill();
     await reg?.close();
     await image?.cleanup();
     rmSync(dir, { recursive: true, force: true });
@@ -156,7 +178,11 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
+const serveArg = process.argv.indexOf('--serve-static');
+if (serveArg >= 0) {
+  // The baseline's own process: serve the file, print the port, run until killed.
+  void serveStatic(process.argv[serveArg + 1]!).then((server) => process.stdout.write(`${(server.address() as AddressInfo).port}\n`));
+} else main().then(
   () => process.exit(0),
   (err: unknown) => {
     process.stderr.write(`bench:proxy failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
