@@ -280,4 +280,21 @@ describe('small swarm with a real scheduler and a seed peer', () => {
     expect(r.digest).toBe(origin.sha256('/swarm.bin'));
     expect(origin.stats().bytes).toBe(0);
   });
+
+  it('honours Dragonfly priorities for a task nobody holds: LEVEL1/2 fail without back-to-source, LEVEL3 reads the origin itself', async () => {
+    const seed = await startAgent('seed-prio', [addr], { seed: true });
+    const a = await startAgent('prio', [addr]);
+    const url = origin.add('/prio.bin', { size: 5 * MiB, seed: 'prio' });
+    // LEVEL1 (forbidden) and LEVEL2 (not found) with back-to-source disabled: the download fails.
+    await expect(a.taskManager.download({ url, priority: 1, disableBackToSource: true })).rejects.toThrow();
+    await expect(a.taskManager.download({ url: `${url}?second`, priority: 2, disableBackToSource: true })).rejects.toThrow();
+    // LEVEL3: this peer goes to the origin itself; the seed peer is not asked.
+    origin.resetStats();
+    const s = await a.taskManager.download({ url: `${url}?third`, priority: 3 });
+    expect((await sha(s.body)).digest).toBe(origin.sha256('/prio.bin'));
+    expect(origin.stats().bytes).toBe(5 * MiB);
+    expect(await metric(seed, 'dragonfly_client_download_traffic', { type: 'back_to_source' })).toBe(0);
+    await stopAgent(a);
+    await stopAgent(seed);
+  });
 });

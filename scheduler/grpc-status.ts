@@ -44,6 +44,6 @@ export function fromGrpcError(err: unknown): DamselflyError {
 }
 
 /** Status for a peer the scheduler could not place (no parents, no back-to-source slot): the agent goes to the origin itself. */
-export function schedulingFailedStatus(reason: string): Partial<StatusObject> {
-  return { code: status.FAILED_PRECONDITION, details: reason };
+export function schedulingFailedStatus(reason: string, code: 'NOT_FOUND' | 'FAILED_PRECONDITION' = 'FAILED_PRECONDITION'): Partial<StatusObject> {
+  return { code: code === 'NOT_FOUND' ? status.NOT_FOUND : status.FAILED_PRECONDITION, details: reason };
 }

@@ -168,6 +168,35 @@ describe('scheduling', () => {
     expect(d).toMatchObject({ kind: 'normal', parents: [sp] });
   });
 
+  it('follows Dragonfly priorities for a task nobody holds: LEVEL1 forbidden, LEVEL2 not found, LEVEL3 origin, others seed', async () => {
+    const triggered: string[] = [];
+    let seedHost: Host | undefined;
+    const { w, s } = setup({}, () => seedHost, (h) => triggered.push(h.id));
+    w.host('seed', { type: 'SUPER_SEED' });
+    seedHost = w.r.hosts.get('seed');
+    const at = (id: string, level: number, task: string) => {
+      const p = w.peer(id, `h-${id}`, 'Pending', task);
+      p.priority = `LEVEL${level}`;
+      return p;
+    };
+    const l1 = at('l1', 1, 't1');
+    expect(s.maybeTriggerSeedPeer(l1)).toBe(false);
+    expect(await s.schedule(l1)).toEqual({ kind: 'fail', reason: expect.stringContaining('LEVEL1'), code: 'FAILED_PRECONDITION' });
+    const l2 = at('l2', 2, 't2');
+    expect(s.maybeTriggerSeedPeer(l2)).toBe(false);
+    expect(await s.schedule(l2)).toEqual({ kind: 'fail', reason: expect.stringContaining('LEVEL2'), code: 'NOT_FOUND' });
+    const l3 = at('l3', 3, 't3');
+    expect(s.maybeTriggerSeedPeer(l3)).toBe(false);
+    expect(await s.schedule(l3)).toMatchObject({ kind: 'backToSource' });
+    expect(triggered).toEqual([]);
+    expect(s.maybeTriggerSeedPeer(at('l6', 6, 't4'))).toBe(true);
+    expect(s.maybeTriggerSeedPeer(at('l0', 0, 't5'))).toBe(true);
+    expect(triggered).toEqual(['seed', 'seed']);
+    // Once some peer holds the task, every level gets it as a parent.
+    const src = w.peer('src', 'h-src', 'BackToSource', 't6');
+    expect(await s.schedule(at('l1b', 1, 't6'))).toMatchObject({ kind: 'normal', parents: [src] });
+  });
+
   it('sends the normal peer to the source when the seed trigger fails or times out', async () => {
     const seedHost = new World().host('seed', { type: 'SUPER_SEED' }).r.hosts.get('seed');
     const { w, s, clock } = setup({ retryLimit: 50, retryBackToSourceLimit: 50 }, () => seedHost, () => {});

@@ -26,13 +26,26 @@ export type Decision =
   | { kind: 'normal'; parents: Peer[] }
   | { kind: 'backToSource'; reason: string }
   | { kind: 'empty' }
-  | { kind: 'fail'; reason: string }
+  /** `code`: how the failure reaches the agent (gRPC status); FAILED_PRECONDITION when absent. */
+  | { kind: 'fail'; reason: string; code?: 'NOT_FOUND' | 'FAILED_PRECONDITION' }
   /** The peer left or was rescheduled meanwhile; send nothing. */
   | { kind: 'cancelled' };
 
 export interface SchedulingHooks {
   /** Asks a seed peer host to download the task; returns at once, reports failure via `onSeedFailed`. */
   triggerSeedPeer?(seed: Host, task: Task, peer: Peer): void;
+}
+
+/**
+ * Dragonfly's download priority, LEVEL0..LEVEL6 (the peer's `priority`), as a number; anything else
+ * counts as LEVEL0. For a task no peer holds yet (DF scheduler/service/service_v2.go
+ * downloadTaskBySeedPeer): LEVEL0, 4, 5, 6 ask a seed peer to fetch it; LEVEL3 sends the peer itself
+ * to the origin; LEVEL2 fails NOT_FOUND (no candidate parents); LEVEL1 fails FAILED_PRECONDITION
+ * (downloading such a task is forbidden at that priority).
+ */
+export function priorityLevel(priority: string): number {
+  const m = /^LEVEL([0-6])$/.exec(priority);
+  return m ? Number(m[1]) : 0;
 }
 
 type Options = SchedulerConfig['scheduling'] & { seedPeerEnable: boolean; seedTriggerTimeout: number };
@@ -62,6 +75,8 @@ export class Scheduling {
     const task = peer.task;
     const now = this.clock.now();
     if (!this.opts.seedPeerEnable || peer.host.isSeed || peer.needBackToSource) return false;
+    const level = priorityLevel(peer.priority);
+    if (level >= 1 && level <= 3) return false; // see priorityLevel()
     if (task.seedTriggeredAt !== undefined) return true;
     if (task.seedFailedAt !== undefined && now - task.seedFailedAt < SEED_PEER_FAILED_TIMEOUT_MS) return false;
     if (this.hasSource(task, peer.host)) return false;
@@ -193,6 +208,11 @@ export class Scheduling {
       if (task.contentLength === 0) return this.applyEmpty(peer);
       if (task.seedTriggeredAt !== undefined && now - task.seedTriggeredAt > o.seedTriggerTimeout && !this.hasSource(task, peer.host)) {
         this.seedPeerFailed(task);
+      }
+      if (!peer.needBackToSource && task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
+        const level = priorityLevel(peer.priority);
+        if (level === 1) return { kind: 'fail', reason: 'priority LEVEL1: downloading a task no peer holds is forbidden', code: 'FAILED_PRECONDITION' };
+        if (level === 2) return { kind: 'fail', reason: 'priority LEVEL2: no peer holds the task, no candidate parents', code: 'NOT_FOUND' };
       }
       if (!disableBackToSource && task.canBackToSource(o.backToSourceCount)) {
         if (peer.needBackToSource) return this.applyBackToSource(peer, 'peer needs back-to-source');

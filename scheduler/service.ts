@@ -473,7 +473,7 @@ export class SchedulerService {
             return;
           case 'fail':
             this.log.info('scheduling failed', { taskId: peer.task.id, peerId: peer.id, reason: d.reason });
-            end.fail(schedulingFailedStatus(d.reason));
+            end.fail(schedulingFailedStatus(d.reason, d.code));
             return;
           case 'cancelled':
             return;
