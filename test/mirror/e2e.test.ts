@@ -4,7 +4,8 @@
  * pulls through each agent's proxy with `skopeo --registries-conf` (file from `damselfly config
  * podman`) and with a real containerd 1.6 daemon + `ctr images pull --hosts-dir` (hosts.toml from
  * `damselfly config containerd`). Every pulled digest must match the pushed one and each blob must
- * be fetched from the registry exactly once across all agents and clients.
+ * be fetched from the registry exactly once across all agents and clients. Then nydusd's range
+ * pattern on a fresh agent, and a Range GET with X-Dragonfly-Prefetch paced by proxy.prefetchRateLimit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -236,5 +237,37 @@ describe.skipIf(
     }
     // The fresh agent's pieces must come from its peers, not the registry.
     expect(reg.blobGets.get(layer.digest), `registry GETs of ${layer.digest}; fresh agent log:\n${fresh.logs().filter((l) => /source|parent|schedul|piece/i.test(JSON.stringify(l))).slice(-25).map((l) => JSON.stringify(l)).join('\n')}`).toBe(1);
+  }, 120_000);
+
+  it('X-Dragonfly-Prefetch after a Range GET: the rest of the blob follows in the background at proxy.prefetchRateLimit', async () => {
+    const layer = image.layers[2]!; // 3 pieces of 4 MiB: the range needs the first, the prefetch paces the other two
+    const rate = 1 << 20;
+    const fresh = await cluster.addAgent('agent-prefetch', { proxy: { registryMirror: { addr: reg.url }, prefetchRateLimit: '1MiB' } });
+    const p = String(fresh.ready.proxy);
+    const url = `http://127.0.0.1:${p.includes(':') ? portOf(p) : Number(p)}/v2/test/app/blobs/${layer.digest}`;
+    // Bytes the agent fetched (from peers or the registry), not those it served from its own cache.
+    const fetched = async () => {
+      const text = await (await fetch(`http://${String(fresh.ready.metrics)}/metrics`)).text();
+      let n = 0;
+      for (const m of text.matchAll(/^dragonfly_client_download_traffic\{type="(\w+)"\} (\S+)$/gm)) if (m[1] !== 'local_peer') n += Number(m[2]);
+      return n;
+    };
+    const r = await request(url, { headers: { range: 'bytes=0-1023', 'x-dragonfly-prefetch': 'true' } });
+    expect(r.statusCode).toBe(206);
+    await r.body.dump();
+    const t0 = Date.now();
+    const first = 4 << 20;
+    await new Promise((res) => setTimeout(res, 1500));
+    const early = await fetched();
+    // The first piece at full speed, then at most 1.5 s of the prefetch rate plus its burst (and a chunk).
+    expect(early, 'prefetched bytes after 1.5 s').toBeLessThanOrEqual(first + 1.5 * rate + rate / 10 + (256 << 10));
+    await waitFor(async () => ((await fetched()) >= layer.size ? true : undefined), `prefetch of ${layer.size} bytes`, 30_000, 200);
+    const elapsed = (Date.now() - t0) / 1000;
+    // ~(size - 4 MiB) at 1 MiB/s; unpaced it would take a fraction of a second.
+    expect(elapsed).toBeGreaterThanOrEqual(((layer.size - first) / rate) * 0.8);
+    // The prefetched blob is then served whole from the agent's cache.
+    const whole = await request(url);
+    expect(whole.statusCode).toBe(200);
+    expect(createHash('sha256').update(Buffer.from(await whole.body.arrayBuffer())).digest('hex')).toBe(layer.digest.slice(7));
   }, 120_000);
 });
