@@ -165,7 +165,7 @@ describe('proxy: complete cached task served from its file', () => {
     }
   });
 
-  it('a file gone before the first byte falls back to the origin', async () => {
+  it('a file gone before the first byte falls back to the origin (digest-checked, bytes counted)', async () => {
     const gone = new FileTaskManager(path.join(dir, 'missing'), blob.length);
     const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 } });
     const reg = new Registry();
@@ -178,6 +178,9 @@ describe('proxy: complete cached task served from its file', () => {
       expect(originGets).toBe(before + 1);
       const fb = await reg.getSingleMetric('dragonfly_client_proxy_fallback_total')!.get();
       expect(fb.values.find((v) => v.labels.reason === 'first-byte')?.value).toBe(1);
+      // The direct relay verifies the digest and counts the bytes in one stage.
+      const traffic = await reg.getSingleMetric('dragonfly_client_proxy_traffic_bytes_total')!.get();
+      expect(traffic.values.find((v) => v.labels.source === 'direct')?.value).toBe(blob.length);
     } finally {
       await p.close();
     }

@@ -61,16 +61,21 @@ export async function upstreamRequest(
 /**
  * Passes bytes through while hashing them and holds back the last chunk until the hash is known:
  * on a mismatch the stream errors before the final byte, so a client reading a Content-Length body
- * sees a truncated transfer rather than a complete wrong blob.
+ * sees a truncated transfer rather than a complete wrong blob. Counts bytes too (`onBytes`), so a
+ * verified relay needs no second stage for the traffic metric.
  */
 export class DigestGuard extends Transform {
   private readonly hash = createHash('sha256');
   private held: Buffer | undefined;
-  constructor(private readonly expected: string) {
+  constructor(
+    private readonly expected: string,
+    private readonly onBytes?: (n: number) => void,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
+    this.onBytes?.(chunk.length);
     const prev = this.held;
     this.held = chunk;
     cb(null, prev);
@@ -114,8 +119,8 @@ export async function relayResponse(
     return;
   }
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | Transform)[] = [up.body];
-  if (opts.verifyDigest && up.status === 200) stages.push(new DigestGuard(opts.verifyDigest));
-  if (opts.onBytes) stages.push(byteCounter(opts.onBytes));
+  if (opts.verifyDigest && up.status === 200) stages.push(new DigestGuard(opts.verifyDigest, opts.onBytes));
+  else if (opts.onBytes) stages.push(byteCounter(opts.onBytes));
   stages.push(res);
   await (pipeline as (...s: unknown[]) => Promise<void>)(...stages);
 }
