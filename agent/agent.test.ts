@@ -281,6 +281,31 @@ describe('small swarm with a real scheduler and a seed peer', () => {
     expect(origin.stats().bytes).toBe(0);
   });
 
+  it('task IDs from blob digests: the seed peer computes the same ID, and the same blob by another URL is the same task', async () => {
+    const seed = await startAgent('seed-blob', [addr], { seed: true });
+    const a = await startAgent('blob-a', [addr]);
+    const b = await startAgent('blob-b', [addr]);
+    const SIZE = 9 * MiB + 7;
+    origin.add('/tmp-blob.bin', { size: SIZE, seed: 'blob-digest' });
+    const digest = origin.sha256('/tmp-blob.bin');
+    const url1 = origin.add(`/v2/library/app/blobs/${digest}`, { size: SIZE, seed: 'blob-digest' });
+    const url2 = origin.add(`/v2/mirror/library/app/blobs/${digest}`, { size: SIZE, seed: 'blob-digest' });
+    origin.resetStats();
+    const s1 = await a.taskManager.download({ url: url1, enableTaskIdBasedBlobDigest: true, digest });
+    expect(s1.taskId).toBe(digest.slice('sha256:'.length));
+    expect((await sha(s1.body)).digest).toBe(digest);
+    // The seed peer read the origin for the peer's task: it holds the task under the same ID.
+    expect(seed.taskManager.stat(s1.taskId)).toMatchObject({ complete: true });
+    const fromOrigin = origin.stats().bytes;
+    expect(fromOrigin).toBeLessThanOrEqual(SIZE + 4 * MiB);
+    // Another repository path (another registry, a mirror) with the same digest: one task, no new origin bytes.
+    const s2 = await b.taskManager.download({ url: url2, enableTaskIdBasedBlobDigest: true, digest });
+    expect(s2.taskId).toBe(s1.taskId);
+    expect((await sha(s2.body)).digest).toBe(digest);
+    expect(origin.stats().bytes).toBe(fromOrigin);
+    for (const x of [a, b, seed]) await stopAgent(x);
+  });
+
   it('honours Dragonfly priorities for a task nobody holds: LEVEL1/2 fail without back-to-source, LEVEL3 reads the origin itself', async () => {
     const seed = await startAgent('seed-prio', [addr], { seed: true });
     const a = await startAgent('prio', [addr]);

@@ -27,6 +27,9 @@ options:
   --application APP              application (part of the task ID)
   --filtered-query-param NAME    query param ignored for the task ID (repeatable)
   --piece-length SIZE            fixed piece length (part of the task ID), e.g. 8MiB
+  --content-for-calculating-task-id STRING
+                                 task ID = sha256 of STRING instead of the URL-based ID (the same
+                                 content under changing URLs stays one task)
   --priority N                   0..6 (default 6)
   --disable-back-to-source       never let the agent read the origin (P2P only)
   -e, --endpoint SOCKET          agent socket (default $DAMSELFLY_ENDPOINT, ~/.damselfly/agent.sock,
@@ -45,6 +48,7 @@ interface GetArgs {
   application?: string;
   filtered: string[];
   pieceLength?: number;
+  contentForTaskId?: string;
   priority?: number;
   disableBackToSource: boolean;
   endpoint?: string;
@@ -108,6 +112,10 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
         break;
       case '--filtered-query-param':
         a.filtered.push(value());
+        break;
+      case '--content-for-calculating-task-id':
+        a.contentForTaskId = value();
+        if (!a.contentForTaskId) throw new UsageError('--content-for-calculating-task-id needs a non-empty value');
         break;
       case '--piece-length':
         a.pieceLength = (await loadParsers()).parseSize(value());
@@ -218,6 +226,7 @@ function downloadQuery(args: GetArgs): URLSearchParams {
   if (args.pieceLength) q.set('piece_length', String(args.pieceLength));
   if (args.priority !== undefined) q.set('priority', String(args.priority));
   if (args.disableBackToSource) q.set('disable_back_to_source', 'true');
+  if (args.contentForTaskId) q.set('content_for_calculating_task_id', args.contentForTaskId);
   for (const f of args.filtered) q.append('filtered_query_param', f);
   return q;
 }

@@ -60,6 +60,8 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
           disableBackToSource: d.disable_back_to_source,
           needBackToSource: d.need_back_to_source,
           isPreheat: d.is_preheat,
+          contentForCalculatingTaskId: d.content_for_calculating_task_id || undefined,
+          enableTaskIdBasedBlobDigest: d.enable_task_id_based_blob_digest || undefined,
           signal: ac.signal,
         },
         (p) => {

@@ -74,6 +74,8 @@ export interface DownloadMsg {
   range?: { start: number; length: number } | null;
   timeout_ms: number;
   is_preheat: boolean;
+  content_for_calculating_task_id?: string;
+  enable_task_id_based_blob_digest?: boolean;
 }
 export interface AnnouncePeerResponseMsg {
   response?: 'empty_task_response' | 'normal_task_response' | 'need_back_to_source_response' | 'task_pieces_response';

@@ -58,6 +58,9 @@ export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders
   if (q.get('priority')) o.priority = Number(q.get('priority'));
   if (q.getAll('filtered_query_param').length > 0) o.filteredQueryParams = q.getAll('filtered_query_param');
   if (q.get('disable_back_to_source') === 'true') o.disableBackToSource = true;
+  const content = q.get('content_for_calculating_task_id');
+  if (content) o.contentForCalculatingTaskId = content;
+  if (q.get('enable_task_id_based_blob_digest') === 'true') o.enableTaskIdBasedBlobDigest = true;
   const r = /^bytes=(\d+)-(\d*)$/.exec(String(headers.range ?? ''));
   if (r) o.range = { start: Number(r[1]), end: r[2] ? Number(r[2]) : undefined };
   return o;

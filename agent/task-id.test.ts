@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
+import { blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 
 const MiB = 1024 * 1024;
@@ -78,5 +78,22 @@ describe('piece math', () => {
     expect(piecesCovering(95, 99, 100, 10)).toEqual({ first: 9, last: 9 });
     expect(() => piecesCovering(50, 100, 100, 10)).toThrow(RangeError);
     expect(() => piecesCovering(5, 4, 100, 10)).toThrow(RangeError);
+  });
+
+});
+
+describe('task ID precedence (dragonfly-client dfdaemon_download.rs)', () => {
+  it('takes content_for_calculating_task_id first, then an OCI blob digest when enabled, then the URL', () => {
+    const blob = 'https://registry.example/v2/library/alpine/blobs/sha256:ABCDEF0123456789?X-Amz-Signature=x';
+    // sha256("hello"), Dragonfly's sha256_hex of the content.
+    expect(taskIdOf('https://a.example/x', { contentForCalculatingTaskId: 'hello' })).toBe('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+    expect(taskIdOf(blob, { contentForCalculatingTaskId: 'hello', enableTaskIdBasedBlobDigest: true })).toBe('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+    expect(taskIdOf(blob, { enableTaskIdBasedBlobDigest: true })).toBe('abcdef0123456789');
+    expect(taskIdOf('http://mirror:4001/v2/other/name/blobs/sha512:00ff', { enableTaskIdBasedBlobDigest: true })).toBe('00ff');
+    // Disabled, not a blob URL, or an algorithm Dragonfly does not take: the URL-based ID.
+    expect(taskIdOf(blob)).toBe(taskId(blob));
+    expect(taskIdOf('https://registry.example/v2/library/alpine/manifests/latest', { enableTaskIdBasedBlobDigest: true })).toBe(taskId('https://registry.example/v2/library/alpine/manifests/latest'));
+    expect(taskIdOf('https://r.example/v2/a/blobs/md5:00ff', { enableTaskIdBasedBlobDigest: true })).toBe(taskId('https://r.example/v2/a/blobs/md5:00ff'));
+    expect(blobDigestHex('https://r.example/v2/a/b/c/blobs/sha256%3Aabc')).toBe('abc');
   });
 });

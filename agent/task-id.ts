@@ -17,6 +17,36 @@ export interface TaskIdOptions {
   revision?: string;
   pieceLength?: number;
   filteredQueryParams?: string[];
+  /** When set, the task ID is sha256_hex of this string (dfget --content-for-calculating-task-id). */
+  contentForCalculatingTaskId?: string;
+  /** An OCI blob URL's task ID is its digest's hex (X-Dragonfly-Enable-Task-ID-Based-Blob-Digest). */
+  enableTaskIdBasedBlobDigest?: boolean;
+}
+
+/** Dragonfly's OCI blob URL pattern (dragonfly-client grpc/dfdaemon_download.rs). */
+const OCI_BLOB_URL = /^(.*):\/\/(.*)\/v2\/(.*)\/blobs\/([^?]+)(?:\?.*)?$/;
+const BLOB_DIGEST = /^(sha256|sha512|crc32):([0-9a-fA-F]+)$/;
+
+/** The hex of the blob digest in an OCI blob URL (sha256, sha512 or crc32 only), else undefined. */
+export function blobDigestHex(url: string): string | undefined {
+  const m = OCI_BLOB_URL.exec(url);
+  if (!m) return undefined;
+  const d = BLOB_DIGEST.exec(decodeURIComponent(m[4]!));
+  return d ? d[2]!.toLowerCase() : undefined;
+}
+
+/**
+ * The task ID of a download, in Dragonfly's precedence: content for calculating the task ID
+ * (sha256 hex of it), else an OCI blob URL's digest when enabled (the same blob through any
+ * registry, mirror or tag is one task), else the URL-based ID (taskId below).
+ */
+export function taskIdOf(url: string, options: TaskIdOptions = {}): string {
+  if (options.contentForCalculatingTaskId) return createHash('sha256').update(options.contentForCalculatingTaskId).digest('hex');
+  if (options.enableTaskIdBasedBlobDigest) {
+    const hex = blobDigestHex(url);
+    if (hex) return hex;
+  }
+  return taskId(url, options);
 }
 
 /** Go's url.QueryEscape: everything but [A-Za-z0-9-_.~] percent-encoded (upper hex), space as '+'. */

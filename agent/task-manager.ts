@@ -25,7 +25,7 @@ import type { TokenBucket } from './ratelimit.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { interestingHeaders, sourceGet } from './source/client.js';
 import { stripCredentials, type PieceStore, type StoredTask } from './storage/store.js';
-import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId as computeTaskId } from './task-id.js';
+import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from './task-id.js';
 
 export interface DownloadOptions {
   url: string;
@@ -42,6 +42,10 @@ export interface DownloadOptions {
   /** Register with need_back_to_source (the scheduler's seed-peer trigger). */
   needBackToSource?: boolean;
   isPreheat?: boolean;
+  /** Task ID = sha256 hex of this string instead of the URL-based ID (Dragonfly's content_for_calculating_task_id). */
+  contentForCalculatingTaskId?: string;
+  /** An OCI blob URL's task ID is its digest's hex (Dragonfly's enable_task_id_based_blob_digest). */
+  enableTaskIdBasedBlobDigest?: boolean;
 }
 
 export interface TaskStream {
@@ -236,7 +240,14 @@ export class TaskManager {
 
   /** Task ID of a download, as Dragonfly computes it. */
   taskIdOf(o: DownloadOptions): string {
-    return computeTaskId(o.url, { tag: o.tag, application: o.application, pieceLength: o.pieceLength, filteredQueryParams: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS });
+    return computeTaskId(o.url, {
+      tag: o.tag,
+      application: o.application,
+      pieceLength: o.pieceLength,
+      filteredQueryParams: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS,
+      contentForCalculatingTaskId: o.contentForCalculatingTaskId,
+      enableTaskIdBasedBlobDigest: o.enableTaskIdBasedBlobDigest,
+    });
   }
 
   private newPeerId(): string {
@@ -832,6 +843,8 @@ class PeerSession {
       range: o.range ? { start: o.range.start, length: o.range.end === undefined ? 0 : o.range.end - o.range.start + 1 } : null,
       timeout_ms: 0,
       is_preheat: !!o.isPreheat,
+      content_for_calculating_task_id: o.contentForCalculatingTaskId ?? '',
+      enable_task_id_based_blob_digest: !!o.enableTaskIdBasedBlobDigest,
     };
     this.send({ register_peer_request: { download } });
     const firstAnswer = setTimeout(() => {

@@ -25,6 +25,8 @@ export interface DownloadSpec {
   range?: { start: number; length: number };
   timeout_ms?: number;
   is_preheat?: boolean;
+  content_for_calculating_task_id?: string;
+  enable_task_id_based_blob_digest?: boolean;
 }
 
 export interface DownloadProgress {

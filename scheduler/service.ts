@@ -159,6 +159,9 @@ export class SchedulerService {
       piece_length: Number(d.piece_length ?? 0),
       priority: d.priority ?? 'LEVEL6',
       need_back_to_source: true,
+      // The seed must compute the same task ID as the peer that registered it.
+      content_for_calculating_task_id: d.content_for_calculating_task_id ?? '',
+      enable_task_id_based_blob_digest: Boolean(d.enable_task_id_based_blob_digest),
     };
     const log = this.log.child({ taskId: task.id, hostId: seed.id });
     log.info('triggering seed peer');
