@@ -76,6 +76,8 @@ export interface TaskManagerDeps {
   limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket; prefetch?: TokenBucket };
 }
 
+/** Times one task registers again after a peer session ended normally and new wants arrived. */
+const MAX_REREGISTERS = 3;
 /** Responses to give up on the scheduler after (Dragonfly's scheduler.maxScheduleCount). */
 const MAX_SCHEDULE_COUNT = 5;
 /** Long-poll window of a child asking a parent which pieces it holds. */
@@ -522,6 +524,7 @@ export class TaskManager {
     try {
       let rounds = 0;
       let triedScheduler = false;
+      let reRegisters = 0;
       let idleSince = 0;
       // Wants may grow while complete() awaits (a reader joining late); loop until none is left.
       for (;;) {
@@ -538,18 +541,27 @@ export class TaskManager {
           const sched = this.deps.scheduler;
           const addr = sched?.pick(task.id);
           let p2pFailed = !sched || !addr;
+          let sessionEnded = false;
           if (sched && addr && !triedScheduler) {
-            // One AnnouncePeer stream per peer: later rounds (new wants after it ended) read the origin.
+            // One AnnouncePeer stream at a time; after a failed one, later rounds read the origin.
             triedScheduler = true;
             try {
               await new PeerSession(this, task, sched, addr, this.deps).run();
+              // It ended normally (its wants were met, or a ranged reader's linger ran out) and
+              // wants arrived since (a Range joining while the task completes): register again,
+              // a few times, rather than read the origin behind the scheduler's back.
+              if (reRegisters++ < MAX_REREGISTERS) {
+                triedScheduler = false;
+                sessionEnded = true;
+                task.log.debug('new wants after the peer session ended; registering again');
+              }
             } catch (err) {
               if (err instanceof SourceError || err instanceof IntegrityError || task.state !== 'running') throw err;
               p2pFailed = true;
               task.log.warn('P2P download failed; going back to source', { err: errorMessage(err), scheduler: addr });
             }
           }
-          if (task.state !== 'running' || task.satisfied()) continue;
+          if (task.state !== 'running' || task.satisfied() || sessionEnded) continue;
           if (!this.cfg.scheduler.enableBackToSource || o.disableBackToSource) {
             if (p2pFailed) throw new UnavailableError('P2P download failed and back-to-source is disabled');
             continue;
