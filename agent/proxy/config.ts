@@ -56,6 +56,12 @@ export const proxyConfigSchema = z
         /** CA bundle (PEM file) trusted for the upstream in addition to the system store. */
         certs: z.string().optional(),
         insecureSkipVerify: z.boolean().default(false),
+        /**
+         * Task ID of a blob = its digest (Dragonfly's enableTaskIDBasedBlobDigest): the same layer
+         * through any registry, mirror or repository is one task. Per request:
+         * `X-Dragonfly-Enable-Task-ID-Based-Blob-Digest: true|false`.
+         */
+        enableTaskIDBasedBlobDigest: z.boolean().default(false),
       })
       .prefault({}),
     /**

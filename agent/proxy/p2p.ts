@@ -80,6 +80,10 @@ export function downloadOptions(target: URL, req: IncomingMessage, config: Proxy
   if (application) opts.application = application;
   const digest = blobDigest(target.pathname);
   if (digest) opts.digest = digest;
+  const content = firstHeader(h[DF_HEADER.contentForTaskId]);
+  if (content) opts.contentForCalculatingTaskId = content;
+  const byDigest = firstHeader(h[DF_HEADER.blobDigestTaskId]);
+  if (byDigest === undefined ? config.registryMirror.enableTaskIDBasedBlobDigest : byDigest.toLowerCase() === 'true') opts.enableTaskIdBasedBlobDigest = true;
   if (range.kind === 'single') opts.range = range.end === undefined ? { start: range.start } : { start: range.start, end: range.end };
   return opts;
 }

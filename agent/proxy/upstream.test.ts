@@ -77,5 +77,18 @@ describe('P2P decisions', () => {
     expect(o.pieceLength).toBe(8 * 1024 * 1024);
     expect(o.filteredQueryParams).toContain('X-Amz-Signature');
     expect(o.filteredQueryParams).toContain('ns');
+    expect(o.enableTaskIdBasedBlobDigest).toBeUndefined();
+    expect(o.contentForCalculatingTaskId).toBeUndefined();
+  });
+  it('task ID hints: X-Dragonfly-Enable-Task-ID-Based-Blob-Digest overrides registryMirror.enableTaskIDBasedBlobDigest; content for the task ID', () => {
+    const blob = new URL(`http://r/v2/a/blobs/${D}`);
+    const on = { ...config, registryMirror: { ...config.registryMirror, enableTaskIDBasedBlobDigest: true } };
+    const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
+    expect(downloadOptions(blob, req({}), on, parseRange(undefined)).enableTaskIdBasedBlobDigest).toBe(true);
+    expect(downloadOptions(blob, req({ 'x-dragonfly-enable-task-id-based-blob-digest': 'false' }), on, parseRange(undefined)).enableTaskIdBasedBlobDigest).toBeUndefined();
+    expect(downloadOptions(blob, req({ 'x-dragonfly-enable-task-id-based-blob-digest': 'TRUE' }), config, parseRange(undefined)).enableTaskIdBasedBlobDigest).toBe(true);
+    const c = downloadOptions(blob, req({ 'x-dragonfly-content-for-calculating-task-id': 'model-v1' }), config, parseRange(undefined));
+    expect(c.contentForCalculatingTaskId).toBe('model-v1');
+    expect(c.requestHeaders!['x-dragonfly-content-for-calculating-task-id']).toBeUndefined();
   });
 });

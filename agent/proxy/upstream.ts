@@ -21,6 +21,8 @@ export const DF_HEADER = {
   filteredQueryParams: 'x-dragonfly-filtered-query-params',
   prefetch: 'x-dragonfly-prefetch',
   pieceLength: 'x-dragonfly-piece-length',
+  contentForTaskId: 'x-dragonfly-content-for-calculating-task-id',
+  blobDigestTaskId: 'x-dragonfly-enable-task-id-based-blob-digest',
   taskId: 'x-dragonfly-task-id',
   errorType: 'x-dragonfly-error-type',
 } as const;

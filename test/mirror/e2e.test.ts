@@ -270,4 +270,26 @@ describe.skipIf(
     expect(whole.statusCode).toBe(200);
     expect(createHash('sha256').update(Buffer.from(await whole.body.arrayBuffer())).digest('hex')).toBe(layer.digest.slice(7));
   }, 120_000);
+
+  it('X-Dragonfly-Enable-Task-ID-Based-Blob-Digest: the same layer under two repositories, through two agents, is one task and one registry GET', async () => {
+    const img = await buildImage({ layers: [3 << 20] });
+    try {
+      await pushImage(img, `${reg.host}/one/app:v1`);
+      await pushImage(img, `${reg.host}/two/app:v1`);
+      const layer = img.layers[0]!;
+      reg.resetCounters();
+      const hint = { 'x-dragonfly-enable-task-id-based-blob-digest': 'true' };
+      const ids: string[] = [];
+      for (const [i, repo] of [[0, 'one/app'], [1, 'two/app']] as const) {
+        const r = await request(`${proxies[i]}/v2/${repo}/blobs/${layer.digest}`, { headers: hint });
+        expect(r.statusCode).toBe(200);
+        expect(createHash('sha256').update(Buffer.from(await r.body.arrayBuffer())).digest('hex')).toBe(layer.digest.slice(7));
+        ids.push(String(r.headers['x-dragonfly-task-id']));
+      }
+      expect(ids).toEqual([layer.digest.slice(7), layer.digest.slice(7)]);
+      expect(reg.blobGets.get(layer.digest), 'registry GETs of the shared layer').toBe(1);
+    } finally {
+      await img.cleanup();
+    }
+  }, 120_000);
 });
