@@ -333,6 +333,19 @@ export class TaskManager {
   }
 
   /**
+   * The whole content of a task complete in the cache, as a TaskStream with `file` set; undefined
+   * when it is not complete (never starts a download). The caller must consume `body` or call
+   * `file.done()`.
+   */
+  cached(o: DownloadOptions): TaskStream | undefined {
+    const id = this.taskIdOf(o);
+    const c = this.deps.store.get(id);
+    if (!c?.meta.complete || this.tasks.has(id) || c.meta.contentLength <= 0) return undefined;
+    c.touch();
+    return this.stream(id, c, undefined, { ...o, range: undefined }, true);
+  }
+
+  /**
    * Starts (or joins) a download of the whole task in the background, e.g. proxy prefetch. Pieces
    * no foreground caller wants are paced by the agent-wide prefetch bucket (proxy.prefetchRateLimit);
    * once a foreground caller wants them they go at the normal rate.

@@ -20,6 +20,41 @@ import type { DownloadOptions, TaskStream } from '../task-manager.js';
 export interface ProxyTaskManager {
   download(o: DownloadOptions): Promise<TaskStream>;
   prefetch(o: DownloadOptions): void;
+  /** A complete cached task's whole content, or undefined (never starts a download). */
+  cached?(o: DownloadOptions): TaskStream | undefined;
+}
+
+/** Multi-range answers from the cache are built in memory: above this many bytes the origin answers. */
+export const MULTIRANGE_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The ranges of a multi-range header (`bytes=a-b, c-, -n`) resolved against `length`, in request
+ * order; undefined when any part is malformed or unsatisfiable (the origin then answers, as it would
+ * have). RFC 9110 §14.1.2.
+ */
+export function parseMultiRange(header: string, length: number): { start: number; end: number }[] | undefined {
+  const m = /^\s*bytes\s*=(.*)$/i.exec(header);
+  if (!m) return undefined;
+  const out: { start: number; end: number }[] = [];
+  for (const spec of m[1]!.split(',')) {
+    const r = /^\s*(\d*)\s*-\s*(\d*)\s*$/.exec(spec);
+    if (!r || (r[1] === '' && r[2] === '')) return undefined;
+    let start: number;
+    let end: number;
+    if (r[1] === '') {
+      const n = Number(r[2]);
+      if (n === 0) return undefined;
+      start = Math.max(0, length - n);
+      end = length - 1;
+    } else {
+      start = Number(r[1]);
+      end = r[2] === '' ? length - 1 : Math.min(Number(r[2]), length - 1);
+      if (r[2] !== '' && Number(r[2]) < start) return undefined;
+    }
+    if (!Number.isSafeInteger(start) || start >= length) return undefined;
+    out.push({ start, end });
+  }
+  return out.length > 0 ? out : undefined;
 }
 
 /** Dragonfly's default priority for proxy downloads (LEVEL6). */
@@ -133,8 +168,18 @@ export async function serveP2P(
   target: URL,
   deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
 ): Promise<P2PResult> {
-  const range = parseRange(firstHeader(req.headers.range));
-  if (range.kind === 'passthrough') return { outcome: 'fallback', reason: 'range' };
+  const rangeHeader = firstHeader(req.headers.range);
+  const range = parseRange(rangeHeader);
+  if (range.kind === 'passthrough') {
+    // Several ranges (podman/CRI-O partial pulls): from a complete cached blob we answer them
+    // ourselves; otherwise the origin does (fetching the whole blob would defeat a partial pull).
+    const multi = rangeHeader?.includes(',') === true;
+    if (multi && deps.taskManager.cached) {
+      const served = await serveMultiRange(req, res, target, rangeHeader!, deps);
+      if (served) return served;
+    }
+    return { outcome: 'fallback', reason: multi ? 'multirange' : 'range' };
+  }
   const opts = downloadOptions(target, req, deps.config, range);
   const abort = new AbortController();
   const onClose = () => {
@@ -203,6 +248,66 @@ export async function serveP2P(
     res.off('close', onClose);
   }
   return { outcome: 'served', taskId: stream.taskId, bytes };
+}
+
+/**
+ * Answers a multi-range request from a complete cached task: 206 multipart/byteranges, one part per
+ * range in request order. Undefined (nothing written) when the task is not cached complete, the
+ * ranges do not parse or are too large, or the file cannot be read: the caller falls back.
+ */
+async function serveMultiRange(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: URL,
+  header: string,
+  deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
+): Promise<P2PResult | undefined> {
+  const opts = downloadOptions(target, req, deps.config, { kind: 'none' });
+  const stream = deps.taskManager.cached!(opts);
+  if (!stream) return undefined;
+  const file = stream.file;
+  const ranges = parseMultiRange(header, stream.contentLength);
+  const total = (ranges ?? []).reduce((a, r) => a + r.end - r.start + 1, 0);
+  if (!file || !ranges || total > MULTIRANGE_MAX_BYTES) {
+    if (file) file.done(0);
+    else stream.body.destroy();
+    return undefined;
+  }
+  stream.body.on('error', () => undefined);
+  let fd: number | undefined;
+  const parts: Buffer[] = [];
+  const boundary = `damselfly-${Math.random().toString(16).slice(2)}${Date.now().toString(16)}`;
+  const type = stream.responseHeaders['content-type'] ?? 'application/octet-stream';
+  try {
+    fd = await openFile(file.path);
+    for (const r of ranges) {
+      const buf = Buffer.allocUnsafe(r.end - r.start + 1);
+      await readFull(fd, buf, buf.length, r.start);
+      parts.push(Buffer.from(`\r\n--${boundary}\r\ncontent-type: ${type}\r\ncontent-range: bytes ${r.start}-${r.end}/${stream.contentLength}\r\n\r\n`, 'latin1'), buf);
+    }
+  } catch {
+    file.done(0);
+    return undefined;
+  } finally {
+    if (fd !== undefined) fsClose(fd, () => undefined);
+  }
+  parts.push(Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1'));
+  const body = Buffer.concat(parts);
+  const headers = clientResponseHeaders(stream.responseHeaders, ['content-length', 'content-range', 'content-type', 'accept-ranges']);
+  headers[DF_HEADER.taskId] = stream.taskId;
+  headers['accept-ranges'] = 'bytes';
+  headers['content-type'] = `multipart/byteranges; boundary=${boundary}`;
+  headers['content-length'] = String(body.length);
+  res.writeHead(206, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+  deps.onBytes?.(total);
+  file.done(total);
+  try {
+    await finished(res);
+  } catch (error) {
+    return { outcome: 'broken', error };
+  }
+  return { outcome: 'served', taskId: stream.taskId, bytes: total };
 }
 
 /** Sends the status and headers for a task's body, and starts the whole-blob prefetch of a ranged request. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { proxyConfigSchema } from './config.js';
 import { blobDigest, chooseUpstream, registryOrigin, upstreamRequestHeaders } from './upstream.js';
-import { downloadOptions, parseRange, wantsP2P } from './p2p.js';
+import { downloadOptions, parseMultiRange, parseRange, wantsP2P } from './p2p.js';
 import type { IncomingMessage } from 'node:http';
 
 const config = proxyConfigSchema.parse({ registryMirror: { addr: 'https://mirror.example' } });
@@ -90,5 +90,14 @@ describe('P2P decisions', () => {
     const c = downloadOptions(blob, req({ 'x-dragonfly-content-for-calculating-task-id': 'model-v1' }), config, parseRange(undefined));
     expect(c.contentForCalculatingTaskId).toBe('model-v1');
     expect(c.requestHeaders!['x-dragonfly-content-for-calculating-task-id']).toBeUndefined();
+  });
+  it('multi-range headers resolve against the length in request order; anything malformed or unsatisfiable is left to the origin', () => {
+    expect(parseMultiRange('bytes=0-9, 100-199,-50', 1000)).toEqual([{ start: 0, end: 9 }, { start: 100, end: 199 }, { start: 950, end: 999 }]);
+    expect(parseMultiRange('bytes=990-, 5-2000', 1000)).toEqual([{ start: 990, end: 999 }, { start: 5, end: 999 }]);
+    expect(parseMultiRange('bytes=0-9,1000-1001', 1000)).toBeUndefined();
+    expect(parseMultiRange('bytes=9-1,0-1', 1000)).toBeUndefined();
+    expect(parseMultiRange('bytes=0-1,-0', 1000)).toBeUndefined();
+    expect(parseMultiRange('items=0-1,2-3', 1000)).toBeUndefined();
+    expect(parseMultiRange('bytes=0-1,,2-3', 1000)).toBeUndefined();
   });
 });

@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import { cleanupTempDirs, killAll, makeTempDir, portOf, runCli, scrapeMetric, startCluster, waitFor, type Cluster } from '../support/procs.js';
 import { buildImage, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
+import { multipartByteranges } from '../support/multipart.js';
 import { requireOrSkip } from '../support/require.js';
 import { cliPath } from '../support/cli.js';
 
@@ -291,5 +292,25 @@ describe.skipIf(
     } finally {
       await img.cleanup();
     }
+  }, 120_000);
+
+  it('multi-range (podman partial pulls) of a blob the agent holds complete: 206 multipart/byteranges from the cache, no registry GET', async () => {
+    const layer = image.layers[1]!;
+    const url = `${proxies[0]}/v2/test/app/blobs/${layer.digest}`;
+    const whole = await request(url);
+    const full = Buffer.from(await whole.body.arrayBuffer());
+    expect(whole.statusCode).toBe(200);
+    reg.resetCounters();
+    const ranges = [[0, 99], [4096, 8191], [full.length - 10, full.length - 1]] as const;
+    const r = await request(url, { headers: { range: `bytes=0-99, 4096-8191, -10` } });
+    const body = Buffer.from(await r.body.arrayBuffer());
+    expect(r.statusCode).toBe(206);
+    const boundary = /boundary=([^;]+)/.exec(String(r.headers['content-type']))?.[1];
+    expect(String(r.headers['content-type'])).toMatch(/^multipart\/byteranges; boundary=/);
+    expect(Number(r.headers['content-length'])).toBe(body.length);
+    const parts = multipartByteranges(body, boundary!);
+    expect(parts.map((p) => p.range)).toEqual(ranges.map(([a, b]) => `bytes ${a}-${b}/${full.length}`));
+    for (const [i, [a, b]] of ranges.entries()) expect(parts[i]!.body.equals(full.subarray(a, b + 1))).toBe(true);
+    expect(reg.blobGets.get(layer.digest) ?? 0, 'registry GETs of the cached layer').toBe(0);
   }, 120_000);
 });

@@ -22,6 +22,7 @@ import { proxyConfigSchema, type ProxyConfig } from '../../agent/proxy/config.js
 import { startProxy, type RunningProxy } from '../../agent/proxy/server.js';
 import { buildImage, fileDigest, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
+import { multipartByteranges } from '../support/multipart.js';
 import { OriginTaskManager } from './origin-task-manager.js';
 
 const tools = registryToolsAvailable();
@@ -46,24 +47,6 @@ async function harness(proxy: Partial<Record<keyof ProxyConfig, unknown>> = {}, 
   const h = { proxy: p, tm, url: `http://127.0.0.1:${p.port}`, metrics, logs };
   harnesses.push(h);
   return h;
-}
-
-/** Splits a multipart/byteranges body (RFC 9110 §14.6) into its parts' Content-Range and bytes. */
-function multipartByteranges(body: Buffer, boundary: string): { range: string; body: Buffer }[] {
-  const parts: { range: string; body: Buffer }[] = [];
-  const delim = Buffer.from(`--${boundary}`);
-  let at = body.indexOf(delim);
-  while (at >= 0) {
-    const after = at + delim.length;
-    if (body.subarray(after, after + 2).toString() === '--') return parts;
-    const headEnd = body.indexOf('\r\n\r\n', after);
-    const head = body.subarray(after, headEnd).toString('latin1');
-    const next = body.indexOf(Buffer.concat([Buffer.from('\r\n'), delim]), headEnd);
-    if (headEnd < 0 || next < 0) throw new Error('truncated multipart body');
-    parts.push({ range: /content-range:\s*(.+)/i.exec(head)?.[1]?.trim() ?? '', body: body.subarray(headEnd + 4, next) });
-    at = next + 2;
-  }
-  throw new Error('no closing boundary');
 }
 
 async function get(url: string, headers: Record<string, string> = {}, method = 'GET') {
@@ -249,7 +232,7 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
       for (const [i, [a, b]] of ranges.entries()) expect(parts[i]!.body.equals(full.body.subarray(a, b + 1)), `part ${i}`).toBe(true);
       // Not a P2P task (nothing cached from a partial read) and no digest check on partial bodies.
       expect(h.tm.calls).toHaveLength(0);
-      expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_fallback_total\{reason="range"\} 1/);
+      expect(await h.metrics.metrics()).toMatch(/dragonfly_client_proxy_fallback_total\{reason="multirange"\} 1/);
     }
     expect(redirecting.storageAuthLeaks).toBe(0);
   });
