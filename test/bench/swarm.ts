@@ -317,6 +317,7 @@ async function main(): Promise<number> {
         // The run cannot be shorter than the CPU its roles burned spread over every core: when this
         // floor is above the target (1.3 × T_min), the machine, not the protocol, is the bound.
         cpuFloorSec: round(rolesCpuSec / availableParallelism(), 2),
+        cpuFloorRatioToTMin: round(rolesCpuSec / availableParallelism() / tMin, 2),
         schedulerCpuSec: round(schedulerCpuSec, 1),
         seedCpuSec: round(seedCpuSec, 1),
         loadAverage1m: round(load1, 1),
