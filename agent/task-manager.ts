@@ -76,6 +76,18 @@ export interface TaskManagerDeps {
   limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket; prefetch?: TokenBucket };
 }
 
+/**
+ * The order a peer asks for pieces: rarest first (fewest holders among its parents; ties: lowest
+ * number), which spreads pieces through a swarm fastest; but the pieces an in-order reader (a proxy
+ * client, `damselfly get` streaming) needs next come first, within `window` (from its position,
+ * one download slot per piece), so a reader of a large file is not left waiting for piece k while
+ * rare pieces far ahead arrive. Sorts `candidates` in place and returns them.
+ */
+export function orderPieces<T extends { n: number; holders: readonly unknown[] }>(candidates: T[], window?: { from: number; to: number }): T[] {
+  const near = (n: number): boolean => window !== undefined && n >= window.from && n <= window.to;
+  return candidates.sort((a, b) => Number(near(b.n)) - Number(near(a.n)) || (near(a.n) ? a.n - b.n : a.holders.length - b.holders.length || a.n - b.n));
+}
+
 /** Times one task registers again after a peer session ended normally and new wants arrived. */
 const MAX_REREGISTERS = 3;
 /** Responses to give up on the scheduler after (Dragonfly's scheduler.maxScheduleCount). */
@@ -131,6 +143,8 @@ class Task {
   readonly digests = new Map<number, string>();
   readonly log: Logger;
   readonly startedAt = Date.now();
+  /** Piece each in-order reader of the body (TaskManager.stream) waits for next. */
+  readonly readers = new Map<symbol, number>();
   private wake = new Set<() => void>();
 
   constructor(readonly id: string, readonly stored: StoredTask, readonly opts: DownloadOptions, peerId: string, logger: Logger) {
@@ -167,6 +181,13 @@ class Task {
   /** Whether piece `n` is wanted only by a background prefetch (its bytes then pay proxy.prefetchRateLimit). */
   prefetchOnly(n: number): boolean {
     return this.prefetchAll && !this.wantAll && !this.wantRanges.some(([a, b]) => n >= a && n <= b);
+  }
+
+  /** The lowest piece an in-order reader waits for, if any reader waits. */
+  readerFront(): number | undefined {
+    let front: number | undefined;
+    for (const n of this.readers.values()) if (front === undefined || n < front) front = n;
+    return front;
   }
 
   /** Wanted pieces not yet held; empty also while the content length is unknown and nothing is wanted. */
@@ -492,6 +513,7 @@ export class TaskManager {
       };
       return { taskId: id, peerId: stored.meta.peerId, contentLength: len, range, responseHeaders: { ...stored.meta.responseHeaders }, fromCache, body, file };
     }
+    const reader = Symbol('reader');
     async function* gen(): AsyncGenerator<Buffer> {
       try {
         if (len <= 0) {
@@ -501,6 +523,7 @@ export class TaskManager {
         const first = Math.floor(start / pl);
         const last = Math.floor(end / pl);
         for (let n = first; n <= last; n++) {
+          task?.readers.set(reader, n);
           while (!stored.has(n)) {
             if (task?.state === 'done') throw new UnavailableError(`piece ${n} was not downloaded`);
             if (!task || task.state === 'failed') throw task ? await task.finished.promise.then(() => new UnavailableError('task ended without piece')).catch((e: unknown) => e) : new UnavailableError(`piece ${n} missing`);
@@ -518,6 +541,7 @@ export class TaskManager {
           yield buf;
         }
       } finally {
+        task?.readers.delete(reader);
         release();
       }
     }
@@ -1045,8 +1069,8 @@ class PeerSession {
       const holders = [...this.parents.values()].filter((p) => p.has.has(n) && this.usable(p));
       if (holders.length > 0) candidates.push({ n, holders });
     }
-    candidates.sort((a, b) => a.holders.length - b.holders.length || a.n - b.n);
-    for (const c of candidates) {
+    const front = this.task.readerFront();
+    for (const c of orderPieces(candidates, front === undefined ? undefined : { from: front, to: front + limit - 1 })) {
       if (this.inflight.size >= limit) break;
       const least = Math.min(...c.holders.map((p) => p.inflight));
       const best = c.holders.filter((p) => p.inflight === least);
