@@ -95,5 +95,8 @@ describe('task ID precedence (dragonfly-client dfdaemon_download.rs)', () => {
     expect(taskIdOf('https://registry.example/v2/library/alpine/manifests/latest', { enableTaskIdBasedBlobDigest: true })).toBe(taskId('https://registry.example/v2/library/alpine/manifests/latest'));
     expect(taskIdOf('https://r.example/v2/a/blobs/md5:00ff', { enableTaskIdBasedBlobDigest: true })).toBe(taskId('https://r.example/v2/a/blobs/md5:00ff'));
     expect(blobDigestHex('https://r.example/v2/a/b/c/blobs/sha256%3Aabc')).toBe('abc');
+    // A malformed escape is not a digest (and not an exception): the URL-based ID.
+    expect(blobDigestHex('https://r.example/v2/a/blobs/sha256%3')).toBeUndefined();
+    expect(taskIdOf('https://r.example/v2/a/blobs/sha256%3', { enableTaskIdBasedBlobDigest: true })).toBe(taskId('https://r.example/v2/a/blobs/sha256%3'));
   });
 });

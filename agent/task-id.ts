@@ -31,7 +31,13 @@ const BLOB_DIGEST = /^(sha256|sha512|crc32):([0-9a-fA-F]+)$/;
 export function blobDigestHex(url: string): string | undefined {
   const m = OCI_BLOB_URL.exec(url);
   if (!m) return undefined;
-  const d = BLOB_DIGEST.exec(decodeURIComponent(m[4]!));
+  let ref: string;
+  try {
+    ref = decodeURIComponent(m[4]!);
+  } catch {
+    return undefined; // a malformed escape is no digest: the URL-based ID applies
+  }
+  const d = BLOB_DIGEST.exec(ref);
   return d ? d[2]!.toLowerCase() : undefined;
 }
 
