@@ -209,10 +209,11 @@ export class Scheduling {
       if (task.seedTriggeredAt !== undefined && now - task.seedTriggeredAt > o.seedTriggerTimeout && !this.hasSource(task, peer.host)) {
         this.seedPeerFailed(task);
       }
-      if (!peer.needBackToSource && task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
-        const level = priorityLevel(peer.priority);
+      // LEVEL1/LEVEL2 only (see priorityLevel): other peers skip the scan of the task's peers.
+      const level = priorityLevel(peer.priority);
+      if ((level === 1 || level === 2) && !peer.needBackToSource && task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
         if (level === 1) return { kind: 'fail', reason: 'priority LEVEL1: downloading a task no peer holds is forbidden', code: 'FAILED_PRECONDITION' };
-        if (level === 2) return { kind: 'fail', reason: 'priority LEVEL2: no peer holds the task, no candidate parents', code: 'NOT_FOUND' };
+        return { kind: 'fail', reason: 'priority LEVEL2: no peer holds the task, no candidate parents', code: 'NOT_FOUND' };
       }
       if (!disableBackToSource && task.canBackToSource(o.backToSourceCount)) {
         if (peer.needBackToSource) return this.applyBackToSource(peer, 'peer needs back-to-source');
