@@ -321,13 +321,20 @@ export class TaskManager {
    * SourceError when the origin answers non-2xx, UnavailableError when neither P2P nor the origin can
    * deliver, InvalidError-like RangeError when the range is outside the content.
    */
+  /** The stored task when it is complete in the cache and no download of it is running. */
+  private finishedInCache(id: string): StoredTask | undefined {
+    const s = this.deps.store.get(id);
+    return s?.meta.complete && !this.tasks.has(id) ? s : undefined;
+  }
+
   async download(o: DownloadOptions): Promise<TaskStream> {
     const id = this.taskIdOf(o);
-    const cached = this.deps.store.get(id);
-    if (cached?.meta.complete && !this.tasks.has(id)) {
-      cached.touch();
-      return this.stream(id, cached, undefined, o, true);
+    const done = this.finishedInCache(id);
+    if (done) {
+      done.touch();
+      return this.stream(id, done, undefined, o, true);
     }
+    const cached = this.deps.store.get(id);
     // The range is only known in pieces once the content length is; until then want the whole task
     // only if no range was asked (a ranged request must not pull the whole blob).
     let task: Task;
@@ -360,8 +367,8 @@ export class TaskManager {
    */
   cached(o: DownloadOptions): TaskStream | undefined {
     const id = this.taskIdOf(o);
-    const c = this.deps.store.get(id);
-    if (!c?.meta.complete || this.tasks.has(id) || c.meta.contentLength <= 0) return undefined;
+    const c = this.finishedInCache(id);
+    if (!c || c.meta.contentLength <= 0) return undefined;
     c.touch();
     return this.stream(id, c, undefined, { ...o, range: undefined }, true);
   }
@@ -381,8 +388,8 @@ export class TaskManager {
   /** Downloads the whole task into the cache (Dfdaemon.DownloadTask); `onProgress` after each piece. Throws like download(). */
   async fetchToCache(o: DownloadOptions, onProgress: (t: { taskId: string; peerId: string; contentLength: number; finished: number; count: number; done: boolean }) => void): Promise<void> {
     const id = this.taskIdOf(o);
-    const cached = this.deps.store.get(id);
-    if (cached?.meta.complete && !this.tasks.has(id)) {
+    const cached = this.finishedInCache(id);
+    if (cached) {
       onProgress({ taskId: id, peerId: cached.meta.peerId, contentLength: cached.meta.contentLength, finished: cached.finishedCount, count: cached.pieceCount, done: true });
       return;
     }
@@ -405,9 +412,9 @@ export class TaskManager {
    */
   async exportTo(o: DownloadOptions, output: string, onStart?: (info: { taskId: string; peerId: string; contentLength: number; responseHeaders: Record<string, string> }) => void): Promise<{ taskId: string; contentLength: number }> {
     const id = this.taskIdOf(o);
-    const cached = this.deps.store.get(id);
+    const cached = this.finishedInCache(id);
     let stored: StoredTask;
-    if (cached?.meta.complete && !this.tasks.has(id)) {
+    if (cached) {
       stored = cached;
       onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
       this.deps.metrics.downloadTraffic.inc({ type: 'local_peer' }, Math.max(0, stored.meta.contentLength));
