@@ -13,7 +13,7 @@ import { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { upstreamTls } from '../source/client.js';
+import { compileHijackRules, hijackRuleFor, upstreamTls } from '../source/client.js';
 import { LeafSigner } from './ca.js';
 import type { ProxyConfig } from './config.js';
 import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
@@ -64,7 +64,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     if (!config.server.caCert || !config.server.caKey) throw new ConfigError('proxy.server: caCert and caKey must be set together');
     signer = new LeafSigner({ cert: readPem(config.server.caCert, 'proxy.server.caCert'), key: readPem(config.server.caKey, 'proxy.server.caKey') });
   }
-  const hijackRules = config.hijackHTTPS.hosts.map((h) => ({ re: new RegExp(h.regx), insecure: h.insecure }));
+  const hijackRules = compileHijackRules(config.hijackHTTPS.hosts);
   const hijacked = new WeakMap<object, Hijacked>();
   const pingFallback = new WeakSet<IncomingMessage>();
 
@@ -187,7 +187,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     }
     const host = m[1]!.replace(/^\[|\]$/g, '');
     const port = Number(m[2]);
-    const rule = signer ? hijackRules.find((r) => r.re.test(host)) : undefined;
+    const rule = signer ? hijackRuleFor(hijackRules, host) : undefined;
     if (signer && rule) {
       metrics.requests.inc({ route: 'connect', result: 'ok' });
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');

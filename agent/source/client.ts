@@ -26,7 +26,24 @@ export interface UpstreamTls {
    * Per-host exceptions (`proxy.hijackHTTPS.hosts`): the first rule whose regex matches an origin's
    * hostname decides; `insecure` ones are reached without certificate verification.
    */
-  hosts?: { re: RegExp; insecure: boolean }[];
+  hosts?: HijackRule[];
+}
+
+/** A `proxy.hijackHTTPS.hosts` entry, compiled. */
+export interface HijackRule {
+  re: RegExp;
+  insecure: boolean;
+}
+
+/** Compiles `proxy.hijackHTTPS.hosts`, in order. */
+export function compileHijackRules(hosts: readonly { regx: string; insecure: boolean }[]): HijackRule[] {
+  return hosts.map((h) => ({ re: new RegExp(h.regx), insecure: h.insecure }));
+}
+
+/** The rule for a hostname (IPv6 brackets ignored): the first whose regex matches, as for CONNECT. */
+export function hijackRuleFor(rules: readonly HijackRule[], hostname: string): HijackRule | undefined {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return rules.find((r) => r.re.test(host));
 }
 
 /**
@@ -55,7 +72,7 @@ export function sourceTls(proxy: {
   const t = upstreamTls(proxy.registryMirror);
   // Only worth a lookup per request when some host is insecure and the default is not already.
   if (t.rejectUnauthorized && proxy.hijackHTTPS.hosts.some((h) => h.insecure)) {
-    t.hosts = proxy.hijackHTTPS.hosts.map((h) => ({ re: new RegExp(h.regx), insecure: h.insecure }));
+    t.hosts = compileHijackRules(proxy.hijackHTTPS.hosts);
   }
   return t;
 }
@@ -85,8 +102,7 @@ let hostRules: UpstreamTls['hosts'];
 /** The dispatcher for one request: the shared one, or the unverified one for an insecure host. */
 function dispatcher(url: URL): Dispatcher {
   if (hostRules && url.protocol === 'https:') {
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (hostRules.find((r) => r.re.test(host))?.insecure) {
+    if (hijackRuleFor(hostRules, url.hostname)?.insecure) {
       insecureDispatcher ??= makeDispatcher({ rejectUnauthorized: false });
       return insecureDispatcher;
     }
