@@ -4,8 +4,8 @@
  * error of every blob that failed), 2 on a usage error. Meant for CI: warm the seed peers before a
  * rollout pulls the image everywhere.
  */
-import { parseArgs } from 'node:util';
 import { fetch } from 'undici';
+import { parseCommand } from '../adapters/cli.js';
 import { parseDuration } from '../adapters/config.js';
 import { errorMessage } from '../adapters/errors.js';
 
@@ -73,36 +73,27 @@ interface JobView {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | string[] | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        manager: { type: 'string' },
-        token: { type: 'string' },
-        type: { type: 'string' },
-        platform: { type: 'string' },
-        scope: { type: 'string' },
-        timeout: { type: 'string' },
-        username: { type: 'string' },
-        password: { type: 'string' },
-        header: { type: 'string', multiple: true },
-        cluster: { type: 'string', multiple: true },
-        insecure: { type: 'boolean' },
-        interval: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`damselfly preheat: ${errorMessage(err)}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand('preheat', HELP, {
+    args: argv,
+    allowPositionals: true,
+    options: {
+      manager: { type: 'string' },
+      token: { type: 'string' },
+      type: { type: 'string' },
+      platform: { type: 'string' },
+      scope: { type: 'string' },
+      timeout: { type: 'string' },
+      username: { type: 'string' },
+      password: { type: 'string' },
+      header: { type: 'string', multiple: true },
+      cluster: { type: 'string', multiple: true },
+      insecure: { type: 'boolean' },
+      interval: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   const usage = (msg: string): number => {
     process.stderr.write(`damselfly preheat: ${msg}\n\n${HELP}`);
     return 2;

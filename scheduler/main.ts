@@ -2,7 +2,7 @@
  * `damselfly scheduler`: runs a scheduler until SIGTERM/SIGINT. Prints one ready line on stdout
  * once listening: {"ready":true,"role":"scheduler","grpc":"ip:port","metrics":"ip:port"}.
  */
-import { parseArgs } from 'node:util';
+import { parseCommand } from '../adapters/cli.js';
 import { InvalidError, errorCode, errorMessage } from '../adapters/errors.js';
 import { createLogger } from '../adapters/log.js';
 import { loadSchedulerConfig } from './config.js';
@@ -29,21 +29,13 @@ function port(v: string | undefined, flag: string): number | undefined {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { config: { type: 'string' }, port: { type: 'string' }, 'metrics-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`damselfly scheduler: ${errorMessage(err)}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand('scheduler', HELP, {
+    args: argv,
+    options: { config: { type: 'string' }, port: { type: 'string' }, 'metrics-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   const logger = createLogger({ role: 'scheduler' });
   // Installed before anything starts, so a SIGTERM during startup still ends in a clean exit 0.
   let signalled: string | undefined;

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommand } from '../../adapters/cli.js';
 import { errorMessage } from '../../adapters/errors.js';
 import { createCa } from './ca.js';
 
@@ -22,27 +22,18 @@ options:
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        dir: { type: 'string' },
-        force: { type: 'boolean', default: false },
-        'common-name': { type: 'string', default: 'Damselfly proxy CA' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`damselfly ca: ${errorMessage(e)}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommand('ca', USAGE, {
+    args: argv,
+    allowPositionals: true,
+    options: {
+      dir: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      'common-name': { type: 'string', default: 'Damselfly proxy CA' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
   if (positionals[0] !== 'init' || positionals.length !== 1 || !values.dir) {
     process.stderr.write(USAGE);
     return 2;

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommand } from '../../adapters/cli.js';
 import { errorMessage } from '../../adapters/errors.js';
 import { CLIENT_KINDS, generateClientConfig, type ClientKind } from './client-config.js';
 
@@ -23,29 +23,20 @@ options:
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        mirror: { type: 'string', default: 'http://127.0.0.1:4001' },
-        registry: { type: 'string', multiple: true, default: [] },
-        write: { type: 'string' },
-        'config-path': { type: 'string' },
-        ca: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`damselfly config: ${errorMessage(e)}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommand('config', USAGE, {
+    args: argv,
+    allowPositionals: true,
+    options: {
+      mirror: { type: 'string', default: 'http://127.0.0.1:4001' },
+      registry: { type: 'string', multiple: true, default: [] },
+      write: { type: 'string' },
+      'config-path': { type: 'string' },
+      ca: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
   const kind = positionals[0] as ClientKind | undefined;
   if (!kind || !CLIENT_KINDS.includes(kind) || positionals.length > 1) {
     process.stderr.write(`damselfly config: expected one of ${CLIENT_KINDS.join(', ')}\n\n${USAGE}`);

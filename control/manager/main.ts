@@ -1,5 +1,5 @@
 /** `damselfly manager [--config FILE] [--port N]`: the manager's HTTP API as a Node server. */
-import { parseArgs } from 'node:util';
+import { parseCommand } from '../../adapters/cli.js';
 import { errorCode, errorMessage } from '../../adapters/errors.js';
 import { createLogger } from '../../adapters/log.js';
 import { loadManagerConfig } from './config.js';
@@ -19,17 +19,9 @@ Environment: DAMSELFLY_ROOT_PASSWORD, DAMSELFLY_JWT_SECRET, DAMSELFLY_SCHEDULER_
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  let values: { config?: string; port?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (err) {
-    process.stderr.write(`damselfly manager: ${errorMessage(err)}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand('manager', HELP, { args: argv, options: { config: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   const logger = createLogger({ role: 'manager' });
   let config;
   try {
