@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
-import { cleanupTempDirs, killAll, portOf, scrapeMetric, startCluster } from '../support/procs.js';
+import { cleanupTempDirs, killAll, proxyUrl, scrapeMetric, startCluster } from '../support/procs.js';
 import { buildImage, generatedBytes, pushImage, startRegistry } from '../support/registry.js';
 
 const MiB = 1024 * 1024;
@@ -116,8 +116,7 @@ async function main(): Promise<void> {
     log('starting scheduler and agent');
     const cluster = await startCluster({ agents: 1, seed: false, agent: () => ({ proxy: { registryMirror: { addr: reg!.backendUrl } } }), readyTimeoutMs: 30_000 });
     const agent = cluster.agents[0]!;
-    const p = String(agent.ready.proxy);
-    const proxy = `http://127.0.0.1:${p.includes(':') ? portOf(p) : Number(p)}`;
+    const proxy = proxyUrl(agent);
 
     // 1. Throughput from the warm cache.
     const bigPath = `/v2/bench/big/blobs/${digest}`;

@@ -222,8 +222,8 @@ async function main(): Promise<number> {
     });
     progress(`cluster up; all ${N} agents start downloading`);
     const roles = cluster.all();
-    const cpuBefore = roles.reduce((a, p) => a + cpuSeconds(p.pid), 0);
     const cpuOf = (procs: RoleProcess[]): number => procs.reduce((a, p) => a + cpuSeconds(p.pid), 0);
+    const cpuBefore = cpuOf(roles);
     const cpuSchedBefore = cpuOf([cluster.scheduler]);
     const cpuSeedBefore = cluster.seed ? cpuOf([cluster.seed]) : 0;
     const t0 = performance.now();
@@ -241,7 +241,7 @@ async function main(): Promise<number> {
     const timeAll = times[times.length - 1]!;
     // Whether the machine, not the protocol, was the limit: CPU the role processes burned during the
     // run (the `damselfly get` clients come on top) against what the cores could give.
-    const rolesCpuSec = roles.reduce((a, p) => a + cpuSeconds(p.pid), 0) - cpuBefore;
+    const rolesCpuSec = cpuOf(roles) - cpuBefore;
     const schedulerCpuSec = cpuOf([cluster.scheduler]) - cpuSchedBefore;
     const seedCpuSec = cluster.seed ? cpuOf([cluster.seed]) - cpuSeedBefore : 0;
     const load1 = loadavg()[0]!;

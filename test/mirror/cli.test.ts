@@ -6,15 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { runCli } from '../support/procs.js';
-import { cliPath } from '../support/cli.js';
+import { cliBuilt } from '../support/cli.js';
 import { requireOrSkip } from '../support/require.js';
 
-let cliOk = true;
-try {
-  cliPath();
-} catch {
-  cliOk = false;
-}
+const cliOk = cliBuilt();
 
 describe.skipIf(!requireOrSkip(cliOk, 'compiled damselfly CLI', 'run npm run build or set DAMSELFLY_CLI'))('damselfly ca / config CLIs', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dfly-cli-'));

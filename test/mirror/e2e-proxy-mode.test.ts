@@ -18,19 +18,14 @@ import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createCa, LeafSigner } from '../../agent/proxy/ca.js';
-import { cleanupTempDirs, killAll, makeTempDir, portOf, runCli, scrapeMetric, startCluster, type Cluster } from '../support/procs.js';
+import { cleanupTempDirs, killAll, makeTempDir, proxyUrl, runCli, scrapeMetric, startCluster, type Cluster } from '../support/procs.js';
 import { buildImage, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
-import { cliPath } from '../support/cli.js';
+import { cliBuilt } from '../support/cli.js';
 
 const execFileP = promisify(execFile);
 const tools = registryToolsAvailable();
-let cliOk = true;
-try {
-  cliPath();
-} catch {
-  cliOk = false;
-}
+const cliOk = cliBuilt();
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describe.skipIf(
@@ -87,7 +82,7 @@ describe.skipIf(
       env: { NODE_EXTRA_CA_CERTS: upstreamCaFile },
       readyTimeoutMs: 30_000,
     });
-    for (const a of cluster.agents) proxies.push(`http://127.0.0.1:${String(a.ready.proxy).includes(':') ? portOf(a.ready.proxy) : Number(a.ready.proxy)}`);
+    for (const a of cluster.agents) proxies.push(proxyUrl(a));
   }, 180_000);
 
   afterAll(async () => {

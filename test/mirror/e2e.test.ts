@@ -15,20 +15,15 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
-import { cleanupTempDirs, killAll, makeTempDir, portOf, runCli, scrapeMetric, startCluster, waitFor, type Cluster } from '../support/procs.js';
+import { cleanupTempDirs, killAll, makeTempDir, proxyUrl, runCli, scrapeMetric, startCluster, waitFor, type Cluster } from '../support/procs.js';
 import { buildImage, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { multipartByteranges } from '../support/multipart.js';
 import { requireOrSkip } from '../support/require.js';
-import { cliPath } from '../support/cli.js';
+import { cliBuilt } from '../support/cli.js';
 
 const execFileP = promisify(execFile);
 const tools = registryToolsAvailable();
-let cliOk = true;
-try {
-  cliPath();
-} catch {
-  cliOk = false;
-}
+const cliOk = cliBuilt();
 const isRoot = process.getuid?.() === 0;
 const haveContainerd = onPath('containerd') && onPath('ctr') && isRoot;
 
@@ -66,7 +61,7 @@ describe.skipIf(
       seedOverrides: { proxy: { registryMirror: { addr: reg.url } } },
       readyTimeoutMs: 30_000,
     });
-    for (const a of cluster.agents) proxies.push(`http://127.0.0.1:${String(a.ready.proxy).includes(':') ? portOf(a.ready.proxy) : Number(a.ready.proxy)}`);
+    for (const a of cluster.agents) proxies.push(proxyUrl(a));
     expect(proxies.every((p) => /:\d+$/.test(p) && !p.endsWith(':0') && !p.endsWith(':NaN'))).toBe(true);
   }, 180_000);
 
@@ -218,8 +213,7 @@ describe.skipIf(
     const full = Buffer.from(await (await request(`${reg.backendUrl}/v2/test/app/blobs/${layer.digest}`)).body.arrayBuffer());
     // A fresh agent: the ranges come from its peers (pieces covering each range only), not the registry.
     const fresh = await cluster.addAgent('agent-range', { proxy: { registryMirror: { addr: reg.url } } });
-    const p = String(fresh.ready.proxy);
-    const proxy = `http://127.0.0.1:${p.includes(':') ? portOf(p) : Number(p)}`;
+    const proxy = proxyUrl(fresh);
     const url = `${proxy}/v2/test/app/blobs/${layer.digest}`;
     const head = await request(url, { method: 'HEAD' });
     await head.body.dump();
@@ -244,8 +238,7 @@ describe.skipIf(
     const layer = image.layers[2]!; // 3 pieces of 4 MiB: the range needs the first, the prefetch paces the other two
     const rate = 1 << 20;
     const fresh = await cluster.addAgent('agent-prefetch', { proxy: { registryMirror: { addr: reg.url }, prefetchRateLimit: '1MiB' } });
-    const p = String(fresh.ready.proxy);
-    const url = `http://127.0.0.1:${p.includes(':') ? portOf(p) : Number(p)}/v2/test/app/blobs/${layer.digest}`;
+    const url = `${proxyUrl(fresh)}/v2/test/app/blobs/${layer.digest}`;
     // Bytes the agent fetched (from peers or the registry), not those it served from its own cache.
     const fetched = async () => {
       const text = await (await fetch(`http://${String(fresh.ready.metrics)}/metrics`)).text();

@@ -19,6 +19,16 @@ function findRepoRoot(start: string): string {
 
 export const repoRoot = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
 
+/** Whether the compiled CLI exists (tests needing it skip, loudly, when not). */
+export function cliBuilt(): boolean {
+  try {
+    cliPath();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Path of the compiled CLI. Throws when it has not been built. */
 export function cliPath(): string {
   const p = process.env.DAMSELFLY_CLI ?? path.join(repoRoot, 'dist', 'control', 'cli.js');

@@ -291,6 +291,12 @@ export function portOf(addr: unknown): number {
   return Number(m[1]);
 }
 
+/** The base URL of a role's proxy from its ready line (`proxy` is "ip:port" or a bare port). */
+export function proxyUrl(role: RoleProcess): string {
+  const p = String(role.ready.proxy);
+  return `http://127.0.0.1:${p.includes(':') ? portOf(p) : Number(p)}`;
+}
+
 /** Polls `fn` every `intervalMs` until it returns a truthy value; throws after `timeoutMs`. */
 export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 10_000, intervalMs = 100): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
