@@ -30,6 +30,26 @@ async function tokenFor(managerUrl: string): Promise<string> {
 
 const logged = (p: RoleProcess, msg: string) => p.logs().some((l) => l.msg === msg);
 
+/**
+ * A manager on SQLite (queue visibility `visibilityMs`), schedulers named `schedulerNames` with the
+ * job worker on, and a seed peer announced to all of them; resolves once a scheduler is registered,
+ * with a `job`-scoped token.
+ */
+async function startStack(name: string, visibilityMs: number, schedulerNames: string[]) {
+  const dir = makeTempDir(`damselfly-restart-${name}-`);
+  const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs } };
+  const port = await freePort();
+  const managerUrl = `http://127.0.0.1:${port}`;
+  const manager = await managerOn(port, dir, store);
+  const schedulers: RoleProcess[] = [];
+  for (const n of schedulerNames) schedulers.push(await startScheduler(cli, managerUrl, store.queue, n));
+  const seedDir = makeTempDir(`damselfly-restart-seed-${name}-`);
+  await spawnRole('agent', agentConfigFor('seed', seedDir, schedulers.map((s) => String(s.ready.grpc)), { seed: true }), { cli, dir: seedDir, name: 'seed' });
+  for (const s of schedulers) await waitFor(async () => (await listHosts(String(s.ready.grpc))).length > 0 || undefined, 'seed announced', 15_000);
+  await waitFor(async () => (await http('GET', `${managerUrl}/api/v1/schedulers/search`)).status === 200 || undefined, 'scheduler registered', 15_000);
+  return { dir, store, port, managerUrl, manager, schedulers, pat: await tokenFor(managerUrl) };
+}
+
 describe('restarts mid-job (SQLite)', () => {
   let origin: Origin | undefined;
   afterEach(async () => {
@@ -42,17 +62,10 @@ describe('restarts mid-job (SQLite)', () => {
   it('manager killed while a job runs: the job completes and is recorded after the restart', async () => {
     origin = await startOrigin({ rate: 4 * MiB });
     const fileUrl = origin.add('/files/big.bin', { size: 12 * MiB, seed: 'manager-restart' });
-    const dir = makeTempDir('damselfly-restart-m-');
-    const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs: 5_000 } };
-    const port = await freePort();
-    const managerUrl = `http://127.0.0.1:${port}`;
-    let manager = await managerOn(port, dir, store);
-    const scheduler = await startScheduler(cli, managerUrl, store.queue);
-    const seedDir = makeTempDir('damselfly-restart-seed-');
-    await spawnRole('agent', agentConfigFor('seed', seedDir, [String(scheduler.ready.grpc)], { seed: true }), { cli, dir: seedDir, name: 'seed' });
-    await waitFor(async () => (await listHosts(String(scheduler.ready.grpc))).length > 0 || undefined, 'seed announced', 15_000);
-    await waitFor(async () => (await http('GET', `${managerUrl}/api/v1/schedulers/search`)).status === 200 || undefined, 'scheduler registered', 15_000);
-    const pat = await tokenFor(managerUrl);
+    const stack = await startStack('m', 5_000, ['scheduler']);
+    const { dir, store, port, managerUrl, pat } = stack;
+    let manager = stack.manager;
+    const scheduler = stack.schedulers[0]!;
 
     const created = await http('POST', `${managerUrl}/oapi/v1/jobs`, { token: pat, body: { type: 'preheat', args: { type: 'file', url: fileUrl } } });
     expect(created.status).toBe(200);
@@ -72,17 +85,8 @@ describe('restarts mid-job (SQLite)', () => {
   it('scheduler killed while it holds the message: another delivery finishes it, no byte fetched twice', async () => {
     origin = await startOrigin({ rate: 3 * MiB });
     const fileUrl = origin.add('/files/big2.bin', { size: 12 * MiB, seed: 'scheduler-restart' });
-    const dir = makeTempDir('damselfly-restart-s-');
-    const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs: 4_000 } };
-    const manager = await managerOn(0, dir, store);
-    const managerUrl = `http://${String(manager.ready.http)}`;
-    const s1 = await startScheduler(cli, managerUrl, store.queue, 'scheduler-1');
-    const s2 = await startScheduler(cli, managerUrl, store.queue, 'scheduler-2');
-    const seedDir = makeTempDir('damselfly-restart-seed2-');
-    await spawnRole('agent', agentConfigFor('seed', seedDir, [String(s1.ready.grpc), String(s2.ready.grpc)], { seed: true }), { cli, dir: seedDir, name: 'seed' });
-    for (const s of [s1, s2]) await waitFor(async () => (await listHosts(String(s.ready.grpc))).length > 0 || undefined, 'seed announced', 15_000);
-    await waitFor(async () => (await http('GET', `${managerUrl}/api/v1/schedulers/search`)).status === 200 || undefined, 'scheduler registered', 15_000);
-    const pat = await tokenFor(managerUrl);
+    const { managerUrl, pat, schedulers } = await startStack('s', 4_000, ['scheduler-1', 'scheduler-2']);
+    const [s1, s2] = schedulers as [RoleProcess, RoleProcess];
 
     const created = await http('POST', `${managerUrl}/oapi/v1/jobs`, { token: pat, body: { type: 'preheat', args: { type: 'file', url: fileUrl } } });
     const holder = await waitFor(() => [s1, s2].find((s) => logged(s, 'job started')), 'a scheduler to start the job', 15_000);
@@ -102,18 +106,10 @@ describe('restarts mid-job (SQLite)', () => {
   it('scheduler killed after the work but before the result was recorded: the redelivery is served from the P2P cache', async () => {
     origin = await startOrigin({ rate: 8 * MiB });
     const fileUrl = origin.add('/files/big3.bin', { size: 8 * MiB, seed: 'redelivery-cached' });
-    const dir = makeTempDir('damselfly-restart-c-');
-    const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs: 3_000 } };
-    const port = await freePort();
-    const managerUrl = `http://127.0.0.1:${port}`;
-    let manager = await managerOn(port, dir, store);
-    const s1 = await startScheduler(cli, managerUrl, store.queue, 'scheduler-1');
-    const s2 = await startScheduler(cli, managerUrl, store.queue, 'scheduler-2');
-    const seedDir = makeTempDir('damselfly-restart-seed3-');
-    await spawnRole('agent', agentConfigFor('seed', seedDir, [String(s1.ready.grpc), String(s2.ready.grpc)], { seed: true }), { cli, dir: seedDir, name: 'seed' });
-    for (const s of [s1, s2]) await waitFor(async () => (await listHosts(String(s.ready.grpc))).length > 0 || undefined, 'seed announced', 15_000);
-    await waitFor(async () => (await http('GET', `${managerUrl}/api/v1/schedulers/search`)).status === 200 || undefined, 'scheduler registered', 15_000);
-    const pat = await tokenFor(managerUrl);
+    const stack = await startStack('c', 3_000, ['scheduler-1', 'scheduler-2']);
+    const { dir, store, port, managerUrl, pat } = stack;
+    let manager = stack.manager;
+    const [s1, s2] = stack.schedulers as [RoleProcess, RoleProcess];
 
     const created = await http('POST', `${managerUrl}/oapi/v1/jobs`, { token: pat, body: { type: 'preheat', args: { type: 'file', url: fileUrl } } });
     const holder = await waitFor(() => [s1, s2].find((s) => logged(s, 'job started')), 'a scheduler to start the job', 15_000);
