@@ -30,6 +30,30 @@ export function firestoreError(err: unknown, what: string): Error {
   return new UnavailableError(message, { details });
 }
 
+/** Runs one driver call within `ms`; any failure leaves as our typed error, named `what`. */
+export async function firestoreCall<T>(what: string, fn: () => Promise<T>, ms: number): Promise<T> {
+  try {
+    return await withTimeout(fn(), ms, what);
+  } catch (err) {
+    throw firestoreError(err, what);
+  }
+}
+
+/**
+ * Checks that a new client's server answers (`probe`); closes the client and rethrows when it does
+ * not. The first call loads the gRPC stack and opens the channel (seconds on a small machine), so
+ * callers give it at least FIRST_CALL_MS.
+ */
+export async function probeFirestore(db: Firestore, probe: () => Promise<unknown>): Promise<void> {
+  try {
+    await probe();
+  } catch (err) {
+    await db.terminate().catch(() => {});
+    throw err;
+  }
+}
+export const FIRST_CALL_MS = 20_000;
+
 export function grpcCode(err: unknown): unknown {
   return (err as { code?: unknown })?.code;
 }
@@ -83,23 +107,13 @@ export class FirestoreKvStore implements KvStore {
   static async open(config: Pick<FirestoreKvConfig, 'projectId' | 'collectionPrefix' | 'emulatorHost' | 'timeoutMs'>): Promise<FirestoreKvStore> {
     const db = openFirestore(config.projectId, config.emulatorHost);
     const store = new FirestoreKvStore(db, config.collectionPrefix, config.timeoutMs);
-    try {
-      // The first call loads the gRPC stack and opens the channel (seconds on a small machine), so it gets longer.
-      await store.call('connect', () => store.col.doc('k_probe').get(), Math.max(config.timeoutMs, 20_000));
-    } catch (err) {
-      await db.terminate().catch(() => {});
-      throw err;
-    }
+    await probeFirestore(db, () => store.call('connect', () => store.col.doc('k_probe').get(), Math.max(config.timeoutMs, FIRST_CALL_MS)));
     return store;
   }
 
   private async call<T>(what: string, fn: () => Promise<T>, ms = this.timeoutMs): Promise<T> {
     if (this.closed) throw new InvalidError('firestore KV store is closed');
-    try {
-      return await withTimeout(fn(), ms, `firestore kv ${what}`);
-    } catch (err) {
-      throw firestoreError(err, `firestore kv ${what}`);
-    }
+    return firestoreCall(`firestore kv ${what}`, fn, ms);
   }
 
   private ref(key: string): DocumentReference {

@@ -13,8 +13,8 @@
 import { randomUUID } from 'node:crypto';
 import type { CollectionReference, DocumentSnapshot, Firestore } from '@google-cloud/firestore';
 import { InvalidError, NotFoundError } from '../errors.js';
-import { toJson, withTimeout } from '../kv/common.js';
-import { docId, firestoreError, grpcCode, GRPC, openFirestore } from '../kv/firestore.js';
+import { toJson } from '../kv/common.js';
+import { docId, FIRST_CALL_MS, firestoreCall, grpcCode, GRPC, openFirestore, probeFirestore } from '../kv/firestore.js';
 import type { FirestoreQueueConfig } from '../stores.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
@@ -46,23 +46,13 @@ export class FirestoreQueue implements Queue {
   static async open(config: Pick<FirestoreQueueConfig, 'projectId' | 'collectionPrefix' | 'emulatorHost' | 'timeoutMs' | 'maxReceives' | 'visibilityMs'>): Promise<FirestoreQueue> {
     const db = openFirestore(config.projectId, config.emulatorHost);
     const q = new FirestoreQueue(db, config.collectionPrefix, config.timeoutMs, { maxReceives: config.maxReceives, visibilityMs: config.visibilityMs });
-    try {
-      // The first call loads the gRPC stack and opens the channel, so it gets longer.
-      await q.call('connect', () => q.msgs.doc('probe').get(), Math.max(config.timeoutMs, 20_000));
-    } catch (err) {
-      await db.terminate().catch(() => {});
-      throw err;
-    }
+    await probeFirestore(db, () => q.call('connect', () => q.msgs.doc('probe').get(), Math.max(config.timeoutMs, FIRST_CALL_MS)));
     return q;
   }
 
   private async call<T>(what: string, fn: () => Promise<T>, ms = this.timeoutMs): Promise<T> {
     if (this.closed) throw new InvalidError('firestore queue is closed');
-    try {
-      return await withTimeout(fn(), ms, `firestore queue ${what}`);
-    } catch (err) {
-      throw firestoreError(err, `firestore queue ${what}`);
-    }
+    return firestoreCall(`firestore queue ${what}`, fn, ms);
   }
 
   async send<T = unknown>(queue: string, body: T, options?: SendOptions): Promise<string> {
