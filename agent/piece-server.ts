@@ -111,13 +111,13 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
     }
     const n = Number(m[2]);
     if (!task || !task.has(n)) {
-      res.writeHead(404).end();
+      res.writeHead(404, { 'content-length': 0 }).end();
       return;
     }
     if (uploading >= opts.concurrentLimit || (limited && sending >= LIMITED_UPLOAD_SLOTS && queue.length >= LIMITED_UPLOAD_QUEUE)) {
       metrics.uploadTaskFailureTotal.inc({ type: 'standard' });
       opts.logger.debug('piece declined: busy', { taskId: task.taskId, piece: n });
-      res.writeHead(429, { 'retry-after': '1' }).end();
+      res.writeHead(429, { 'retry-after': '1', 'content-length': 0 }).end();
       return;
     }
     uploading++;
@@ -130,7 +130,14 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       slot = true;
       const t1 = Date.now();
       if (res.destroyed) return;
-      const chunks = await task.readPieceChunks(n);
+      const lease = await task.leasePiece(n);
+      if (res.destroyed) {
+        lease.release();
+        return;
+      }
+      // The socket may still hold the bytes after the last write() returns: the lease ends with the response.
+      res.once('close', lease.release);
+      const chunks = lease.chunks;
       const size = chunks.reduce((a, b) => a + b.length, 0);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size, 'x-damselfly-piece-digest': task.meta.pieces[n] });
       for (const data of chunks) {

@@ -46,6 +46,17 @@ export class TokenBucket {
     if (this.tokens < 0) await this.clock.sleep((-this.tokens / this.rate) * 1000);
   }
 
+  /**
+   * Takes `n` tokens now and returns how many milliseconds the caller should wait to pay the debt
+   * (0: none), for callers that pause a socket instead of awaiting.
+   */
+  takeNow(n: number): number {
+    if (this.unlimited || n <= 0) return 0;
+    this.refill();
+    this.tokens -= n;
+    return this.tokens < 0 ? (-this.tokens / this.rate) * 1000 : 0;
+  }
+
   /** Current balance (negative = debt), for tests and metrics. */
   available(): number {
     this.refill();

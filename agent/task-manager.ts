@@ -22,6 +22,7 @@ import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, 
 import { taskSizeLevel, type AgentMetrics } from './metrics.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
+import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { interestingHeaders, sourceGet } from './source/client.js';
 import { stripCredentials, type PieceStore, type StoredTask } from './storage/store.js';
@@ -639,7 +640,11 @@ export class TaskManager {
         const [alg, hex] = want.split(':');
         if (alg !== 'sha256') throw new IntegrityError(`unsupported digest algorithm ${alg}`);
         const h = createHash('sha256');
-        for (let n = 0; n < s.pieceCount; n++) for (const c of await s.readPieceChunks(n)) h.update(c);
+        for (let n = 0; n < s.pieceCount; n++) {
+          const lease = await s.leasePiece(n);
+          for (const c of lease.chunks) h.update(c);
+          lease.release();
+        }
         const got = h.digest('hex');
         if (got !== hex?.toLowerCase()) throw new IntegrityError(`content digest mismatch: want sha256:${hex}, got sha256:${got}`);
       }
@@ -808,7 +813,10 @@ interface Parent {
   id: string;
   hostId: string;
   base: string;
+  /** Long polls for the pieces it holds. */
   pool: Pool;
+  /** Piece bytes, read straight into pooled buffers. */
+  pieces: PieceClient;
   has: Set<number>;
   cursor: number;
   inflight: number;
@@ -928,7 +936,10 @@ class PeerSession {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     clearTimeout(this.linger);
-    for (const p of this.parents.values()) void p.pool.close().catch(() => undefined);
+    for (const p of this.parents.values()) {
+      void p.pool.close().catch(() => undefined);
+      p.pieces.close();
+    }
     try {
       this.call?.end();
     } catch {
@@ -1011,7 +1022,8 @@ class PeerSession {
       id: p.id,
       hostId: p.host.id,
       base,
-      pool: new Pool(base, { connections: this.deps.config.download.concurrentPieceCount + 1, keepAliveTimeout: 10_000 }),
+      pool: new Pool(base, { connections: 1, keepAliveTimeout: 10_000 }),
+      pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount }),
       has: new Set(),
       cursor: 0,
       inflight: 0,
@@ -1094,49 +1106,38 @@ class PeerSession {
     const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
     const want = task.digests.get(n)!;
     let failure: string | undefined;
+    // The body lands in a pooled buffer, which the piece cache takes over once the piece is written.
+    const pool = task.stored.store.cache.pool;
+    let pooled: Buffer | undefined = pool.take(task.pieceLength);
     try {
-      const res = await parent.pool.request({
-        path: `/v1/tasks/${task.id}/pieces/${n}`,
-        method: 'GET',
+      const buf = pooled.subarray(0, length);
+      const h = createHash('sha256');
+      const limiter = this.deps.limits.download;
+      const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
+      const res = await parent.pieces.get(`/v1/tasks/${task.id}/pieces/${n}`, buf, {
         signal: AbortSignal.timeout(this.deps.config.download.pieceTimeout),
+        onData: (from, k) => {
+          h.update(buf.subarray(from, from + k));
+          let wait = limiter.takeNow(k);
+          if (prefetchLimit && task.prefetchOnly(n)) wait = Math.max(wait, prefetchLimit.takeNow(k));
+          return wait;
+        },
       });
-      if (res.statusCode === 404) {
-        await res.body.dump();
+      if (res.status === 404) {
         parent.has.delete(n);
         return;
       }
-      if (res.statusCode === 429) {
-        await res.body.dump();
+      if (res.status === 429) {
         parent.retryAt = Date.now() + PARENT_RETRY_MS;
         setTimeout(() => this.pump(), PARENT_RETRY_MS + 5).unref();
         return;
       }
-      if (res.statusCode !== 200) {
-        await res.body.dump();
-        failure = `status ${res.statusCode}`;
+      if (res.status !== 200) {
+        failure = `status ${res.status}`;
         return;
       }
-      // The chunks are kept as they arrive (no 4 MiB copy); they are written with one writev.
-      const buf: Buffer[] = [];
-      const h = createHash('sha256');
-      let got = 0;
-      const limiter = this.deps.limits.download;
-      const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
-      for await (const c of res.body) {
-        const chunk = c as Buffer;
-        if (got + chunk.length > length) {
-          failure = 'parent sent too many bytes';
-          res.body.destroy();
-          return;
-        }
-        buf.push(chunk);
-        h.update(chunk);
-        got += chunk.length;
-        if (!limiter.unlimited) await limiter.take(chunk.length);
-        if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
-      }
-      if (got !== length) {
-        failure = `short piece (${got}/${length} bytes)`;
+      if (res.length !== length) {
+        failure = `short piece (${res.length}/${length} bytes)`;
         return;
       }
       const digest = 'sha256:' + h.digest('hex');
@@ -1145,7 +1146,9 @@ class PeerSession {
         return;
       }
       if (this.closed || task.stored.has(n)) return;
-      await task.stored.writePiece(n, buf, digest);
+      const owned = pooled;
+      pooled = undefined;
+      await task.stored.writePiece(n, buf, digest, owned);
       this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
@@ -1153,6 +1156,7 @@ class PeerSession {
     } catch (err) {
       failure = errorMessage(err);
     } finally {
+      if (pooled) pool.give(pooled);
       this.inflight.delete(n);
       parent.inflight--;
       if (failure !== undefined) this.parentFailed(parent, n, failure);
@@ -1171,6 +1175,7 @@ class PeerSession {
     this.failedParents.add(parent.id);
     this.parents.delete(parent.id);
     void parent.pool.destroy().catch(() => undefined);
+    parent.pieces.close();
     if (this.mode === 'p2p' && [...this.parents.values()].every((p) => p.failed)) this.reschedule('every parent failed');
   }
 

@@ -35,44 +35,143 @@ export function stripCredentials(url: string): string {
 }
 
 /**
+ * Reused piece-sized buffers. Pieces arrive from parents straight into one of these
+ * (agent/piece-client.ts) and stay in the PieceCache until evicted, then come back here: memory that
+ * is already mapped costs no page faults and no garbage collection when the next piece lands in it.
+ * Idle buffers beyond `maxIdleBytes` are left to the collector.
+ */
+export class BufferPool {
+  private free = new Map<number, Buffer[]>();
+  private idleBytes = 0;
+  constructor(private readonly maxIdleBytes = 64 * 1024 * 1024) {}
+
+  /** A buffer of exactly `size` bytes (contents undefined). */
+  take(size: number): Buffer {
+    const b = this.free.get(size)?.pop();
+    if (b) {
+      this.idleBytes -= size;
+      return b;
+    }
+    return Buffer.allocUnsafeSlow(size);
+  }
+
+  /** Returns a buffer from take() (the whole one, not a subarray); nobody may use it afterwards. */
+  give(buf: Buffer): void {
+    if (this.idleBytes + buf.length > this.maxIdleBytes) return;
+    let list = this.free.get(buf.length);
+    if (!list) this.free.set(buf.length, (list = []));
+    list.push(buf);
+    this.idleBytes += buf.length;
+  }
+
+  get idle(): number {
+    return this.idleBytes;
+  }
+}
+
+/** A piece's bytes lent out; `release()` (idempotent) must be called once the bytes are no longer read. */
+export interface PieceLease {
+  chunks: Buffer[];
+  release(): void;
+}
+
+interface CacheEntry {
+  chunks: Buffer[];
+  size: number;
+  /** Leases not yet released; a pooled buffer goes back to the pool only when none is left. */
+  refs: number;
+  /** The BufferPool buffer `chunks` live in, if any. */
+  pooled?: Buffer;
+  evicted: boolean;
+}
+
+/**
  * Recently written or served pieces kept in memory (as the chunk lists they arrived in) so uploads
  * to other peers, which follow right after a piece lands, cost no file read and no new 4 MiB buffer.
- * Dragonfly's upload server keeps a 64 MiB LRU for the same reason.
+ * Dragonfly's upload server keeps a 64 MiB LRU for the same reason. Readers lease an entry; an
+ * entry evicted while leased returns its pooled buffer when the last lease ends.
  */
 export const PIECE_CACHE_BYTES = 64 * 1024 * 1024;
 const METADATA_FLUSH_MS = 1_000;
 
 export class PieceCache {
-  private map = new Map<string, { chunks: Buffer[]; size: number }>();
+  private map = new Map<string, CacheEntry>();
   private bytes = 0;
-  constructor(private readonly capacity = PIECE_CACHE_BYTES) {}
-  get(key: string): Buffer[] | undefined {
+  constructor(
+    private readonly capacity = PIECE_CACHE_BYTES,
+    readonly pool = new BufferPool(),
+  ) {}
+
+  /** Leases the cached piece (and marks it recently used); undefined when not cached. */
+  lease(key: string): PieceLease | undefined {
     const e = this.map.get(key);
     if (!e) return undefined;
     this.map.delete(key);
     this.map.set(key, e);
-    return e.chunks;
+    return this.leaseOf(e);
   }
-  set(key: string, chunks: Buffer[], size: number): void {
-    if (size > this.capacity) return;
-    this.delete(key);
-    this.map.set(key, { chunks, size });
-    this.bytes += size;
-    for (const [k, e] of this.map) {
-      if (this.bytes <= this.capacity) break;
-      this.map.delete(k);
-      this.bytes -= e.size;
+
+  private leaseOf(e: CacheEntry): PieceLease {
+    e.refs++;
+    let done = false;
+    return {
+      chunks: e.chunks,
+      release: () => {
+        if (done) return;
+        done = true;
+        e.refs--;
+        if (e.evicted && e.refs === 0) this.recycle(e);
+      },
+    };
+  }
+
+  private recycle(e: CacheEntry): void {
+    if (e.pooled) {
+      const b = e.pooled;
+      e.pooled = undefined;
+      this.pool.give(b);
     }
   }
+
+  /**
+   * Caches a piece. `pooled`, the BufferPool buffer the chunks live in, is owned by the cache from
+   * here on, also when the piece is too large to cache (it goes straight back to the pool).
+   */
+  set(key: string, chunks: Buffer[], size: number, pooled?: Buffer): void {
+    this.setLeased(key, chunks, size, pooled)?.release();
+  }
+
+  /** set(), then a lease of what was stored (or of the uncached bytes, recycled on release). */
+  setLeased(key: string, chunks: Buffer[], size: number, pooled?: Buffer): PieceLease {
+    const e: CacheEntry = { chunks, size, refs: 0, pooled, evicted: false };
+    if (size > this.capacity) {
+      e.evicted = true;
+      return this.leaseOf(e);
+    }
+    this.delete(key);
+    this.map.set(key, e);
+    this.bytes += size;
+    const lease = this.leaseOf(e);
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.capacity) break;
+      this.evict(k, old);
+    }
+    return lease;
+  }
+
+  private evict(key: string, e: CacheEntry): void {
+    this.map.delete(key);
+    this.bytes -= e.size;
+    e.evicted = true;
+    if (e.refs === 0) this.recycle(e);
+  }
+
   delete(key: string): void {
     const e = this.map.get(key);
-    if (e) {
-      this.map.delete(key);
-      this.bytes -= e.size;
-    }
+    if (e) this.evict(key, e);
   }
   deleteTask(taskId: string): void {
-    for (const k of [...this.map.keys()]) if (k.startsWith(taskId)) this.delete(k);
+    for (const [k, e] of [...this.map]) if (k.startsWith(taskId)) this.evict(k, e);
   }
 }
 
@@ -155,17 +254,32 @@ export class StoredTask {
     this.markDirty();
   }
 
-  /** Writes a verified piece (one buffer or the chunks it arrived in) at its offset and records it. Throws on I/O errors. */
-  async writePiece(n: number, data: Buffer | Buffer[], digest: string): Promise<void> {
-    if (this.has(n)) return;
+  /**
+   * Writes a verified piece (one buffer or the chunks it arrived in) at its offset and records it.
+   * `pooled` (the BufferPool buffer the data lives in) is taken over whatever happens: cached, or
+   * given back to the pool. Throws on I/O errors.
+   */
+  async writePiece(n: number, data: Buffer | Buffer[], digest: string, pooled?: Buffer): Promise<void> {
+    const giveBack = () => {
+      if (pooled) this.store.cache.pool.give(pooled);
+    };
+    if (this.has(n)) return giveBack();
     const { offset, length } = pieceBounds(n, this.meta.contentLength, this.meta.pieceLength);
     const chunks = Array.isArray(data) ? data : [data];
     const size = chunks.reduce((a, b) => a + b.length, 0);
-    if (size !== length) throw new IntegrityError(`piece ${n} has ${size} bytes, expected ${length}`);
-    const fh = await this.handle();
-    await writevAll(fh, chunks, offset);
-    if (this.has(n)) return;
-    this.store.cache.set(`${this.taskId}:${n}`, chunks, size);
+    if (size !== length) {
+      giveBack();
+      throw new IntegrityError(`piece ${n} has ${size} bytes, expected ${length}`);
+    }
+    try {
+      const fh = await this.handle();
+      await writevAll(fh, chunks, offset);
+    } catch (err) {
+      giveBack();
+      throw err;
+    }
+    if (this.has(n)) return giveBack();
+    this.store.cache.set(`${this.taskId}:${n}`, chunks, size, pooled);
     this.meta.pieces[n] = digest;
     this.order.push(n);
     this.meta.updatedAt = Date.now();
@@ -180,21 +294,34 @@ export class StoredTask {
     return this.readRange(offset, length);
   }
 
-  /** Piece `n` as chunks (from the memory cache when recent); throws NotFoundError when not held and verified. */
-  async readPieceChunks(n: number): Promise<Buffer[]> {
+  /**
+   * Leases piece `n` as chunks, from the memory cache when recent, else read from the file into a
+   * pooled buffer and cached. The bytes stay valid until `release()`. Throws NotFoundError when the
+   * piece is not held and verified.
+   */
+  async leasePiece(n: number): Promise<PieceLease> {
     if (!this.has(n)) throw new NotFoundError(`piece ${n} of task ${this.taskId} is not held`);
     const key = `${this.taskId}:${n}`;
-    const hit = this.store.cache.get(key);
+    const cache = this.store.cache;
+    const hit = cache.lease(key);
     if (hit) return hit;
-    const buf = await this.readPiece(n);
-    this.store.cache.set(key, [buf], buf.length);
-    return [buf];
+    const { offset, length } = pieceBounds(n, this.meta.contentLength, this.meta.pieceLength);
+    const pooled = cache.pool.take(this.meta.pieceLength);
+    let buf: Buffer;
+    try {
+      buf = await this.readRange(offset, length, pooled.subarray(0, length));
+    } catch (err) {
+      cache.pool.give(pooled);
+      throw err;
+    }
+    // Another reader may have cached it meanwhile; this copy then replaces it (same verified bytes).
+    return cache.setLeased(key, [buf], length, pooled);
   }
 
-  /** Reads `length` bytes at `offset` of the content file. */
-  async readRange(offset: number, length: number): Promise<Buffer> {
+  /** Reads `length` bytes at `offset` of the content file (into `into` when given). */
+  async readRange(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const fh = await this.handle();
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into ?? Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
@@ -272,6 +399,7 @@ export class StoredTask {
 
 export class PieceStore {
   readonly tasks = new Map<string, StoredTask>();
+  /** Recent pieces in memory, and the pool of piece buffers they live in. */
   readonly cache = new PieceCache();
   private deleted = new Set<string>();
 

@@ -102,7 +102,10 @@ export async function spawnRole(role: string, config: Record<string, unknown> | 
   const dir = opts.dir ?? makeTempDir(`damselfly-${name.replace(/[^\w.-]/g, '_')}-`);
   mkdirSync(dir, { recursive: true });
   let configFile: string | undefined;
-  const args = [...(opts.nodeArgs ?? []), opts.cli ?? cliPath(), role];
+  // DAMSELFLY_ROLE_NODE_ARGS (space-separated) adds node flags to every role, e.g. to profile a
+  // benchmark: DAMSELFLY_ROLE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const extraNodeArgs = (process.env.DAMSELFLY_ROLE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const args = [...extraNodeArgs, ...(opts.nodeArgs ?? []), opts.cli ?? cliPath(), role];
   if (config) {
     configFile = path.join(dir, `${name.replace(/[^\w.-]/g, '_')}.yaml`);
     writeFileSync(configFile, stringify(config));
