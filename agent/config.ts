@@ -33,6 +33,8 @@ export const agentConfigSchema = z.strictObject({
       dir: z.string().default('/var/lib/damselfly'),
       /** Keep the cache across restarts; false wipes the content on start (Dragonfly's storage.keep). */
       keep: z.boolean().default(true),
+      /** Memory for recently received pieces, re-served without a file read (the page cache does the rest). */
+      pieceCacheSize: sizeSchema.default(8 * 1024 * 1024),
     })
     .prefault({}),
   scheduler: z

@@ -29,6 +29,12 @@ export interface PieceResponse {
   length: number;
 }
 
+/**
+ * Where a 200's body goes: a buffer, or a function asked for one once the answer is known to be a
+ * 200 of `length` bytes (so a 404 or 429 takes no buffer). It must return at least `length` bytes.
+ */
+export type Destination = Buffer | ((length: number) => Buffer);
+
 export interface GetOptions {
   signal?: AbortSignal;
   /**
@@ -52,6 +58,7 @@ class Conn {
   private state: 'connecting' | 'idle' | 'head' | 'body' | 'discard' | 'closed' = 'connecting';
   private headLen = 0;
   private dest: Buffer = this.scratch;
+  private destFor?: (length: number) => Buffer;
   private expected = 0;
   private got = 0;
   private res?: PieceResponse;
@@ -72,12 +79,15 @@ class Conn {
       noDelay: true,
       onread: { buffer: () => this.readTarget(), callback: (n: number) => this.onRead(n) },
     });
+    // Settles on connect, or on the first error or close before it (a client closed while this
+    // connection was still connecting destroys the socket without an error).
     this.ready = new Promise((resolve, reject) => {
       this.socket.once('connect', () => {
         if (this.state === 'connecting') this.state = 'idle';
         resolve();
       });
       this.socket.once('error', reject);
+      this.socket.once('close', () => reject(new UnavailableError('connection closed before it was established')));
     });
     this.ready.catch(() => undefined);
     this.socket.on('error', (err) => this.fail(new UnavailableError(`piece connection: ${err.message}`, { cause: err })));
@@ -102,11 +112,12 @@ class Conn {
     return this.scratch;
   }
 
-  request(path: string, dest: Buffer, opts: GetOptions): Promise<PieceResponse> {
+  request(path: string, dest: Destination, opts: GetOptions): Promise<PieceResponse> {
     if (this.busy || this.state !== 'idle') return Promise.reject(new UnavailableError('piece connection is not idle'));
     return new Promise<PieceResponse>((resolve, reject) => {
       this.current = { resolve, reject, opts, gotBytes: false };
-      this.dest = dest;
+      this.dest = typeof dest === 'function' ? this.scratch : dest;
+      this.destFor = typeof dest === 'function' ? dest : undefined;
       this.headLen = 0;
       this.got = 0;
       this.expected = 0;
@@ -168,6 +179,10 @@ class Conn {
       this.expected = Number(cl);
       const extra = this.scratch.subarray(end + HEAD_END.length, this.headLen);
       if (res.status === 200) {
+        if (this.destFor) {
+          this.dest = this.destFor(this.expected);
+          this.destFor = undefined;
+        }
         if (this.expected > this.dest.length) {
           this.fail(new ProtocolError(`body of ${this.expected} bytes does not fit the ${this.dest.length} expected`));
           return false;
@@ -262,6 +277,25 @@ function abortError(signal: AbortSignal): Error {
   return e;
 }
 
+function raceSignal<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e as Error);
+      },
+    );
+  });
+}
+
 /** Parses "HTTP/1.1 200 OK\r\nName: value\r\n..." (no trailing blank line); undefined when malformed. */
 export function parseHead(head: string): PieceResponse | undefined {
   const lines = head.split('\r\n');
@@ -297,10 +331,10 @@ export class PieceClient {
 
   /**
    * GETs `path` and reads a 200's body into `dest` (which must be large enough: a larger body is a
-   * protocol error). Resolves with any status; rejects with UnavailableError (connection or
+   * protocol error; a function is called at most once per attempt). Resolves with any status; rejects with UnavailableError (connection or
    * protocol failure), TimeoutError or the signal's reason.
    */
-  async get(path: string, dest: Buffer, opts: GetOptions = {}): Promise<PieceResponse> {
+  async get(path: string, dest: Destination, opts: GetOptions = {}): Promise<PieceResponse> {
     for (let attempt = 0; ; attempt++) {
       const conn = await this.acquire(opts.signal);
       try {
@@ -321,9 +355,13 @@ export class PieceClient {
     }
     if (this.all.size < this.opts.connections) {
       const c = this.open();
-      await c.ready.catch((err: Error) => {
-        throw new UnavailableError(`cannot connect to parent ${this.host}:${this.port}: ${err.message}`, { cause: err });
-      });
+      try {
+        await raceSignal(c.ready, signal);
+      } catch (err) {
+        c.destroy();
+        if (signal?.aborted) throw abortError(signal);
+        throw new UnavailableError(`cannot connect to parent ${this.host}:${this.port}: ${(err as Error).message}`, { cause: err });
+      }
       return c;
     }
     return new Promise<Conn>((resolve, reject) => {

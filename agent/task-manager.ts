@@ -653,7 +653,7 @@ export class TaskManager {
       await s.flush();
       // Memory goes to tasks in flight; a finished task is served from its file (and the page cache).
       this.deps.store.cache.deleteTask(task.id);
-      task.log.info('task complete', { contentLength: s.meta.contentLength, pieces: s.pieceCount, ms: Date.now() - task.startedAt });
+      task.log.info('task complete', { contentLength: s.meta.contentLength, pieces: s.pieceCount, ms: Date.now() - task.startedAt, bufferAllocations: this.deps.store.cache.pool.allocations });
     } else {
       await s.flush();
     }
@@ -1106,23 +1106,32 @@ class PeerSession {
     const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
     const want = task.digests.get(n)!;
     let failure: string | undefined;
-    // The body lands in a pooled buffer, which the piece cache takes over once the piece is written.
+    // The body lands in a pooled buffer, taken once the parent answers 200 (a 429 takes none); the
+    // piece cache takes it over once the piece is written.
     const pool = task.stored.store.cache.pool;
-    let pooled: Buffer | undefined = pool.take(task.pieceLength);
+    let pooled: Buffer | undefined;
     try {
-      const buf = pooled.subarray(0, length);
+      let buf: Buffer | undefined;
       const h = createHash('sha256');
       const limiter = this.deps.limits.download;
       const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
-      const res = await parent.pieces.get(`/v1/tasks/${task.id}/pieces/${n}`, buf, {
-        signal: AbortSignal.timeout(this.deps.config.download.pieceTimeout),
-        onData: (from, k) => {
-          h.update(buf.subarray(from, from + k));
-          let wait = limiter.takeNow(k);
-          if (prefetchLimit && task.prefetchOnly(n)) wait = Math.max(wait, prefetchLimit.takeNow(k));
-          return wait;
+      const res = await parent.pieces.get(
+        `/v1/tasks/${task.id}/pieces/${n}`,
+        () => {
+          if (pooled) pool.give(pooled); // a retry on a fresh connection asks again
+          pooled = pool.take(task.pieceLength);
+          return (buf = pooled.subarray(0, length));
         },
-      });
+        {
+          signal: AbortSignal.timeout(this.deps.config.download.pieceTimeout),
+          onData: (from, k) => {
+            h.update(buf!.subarray(from, from + k));
+            let wait = limiter.takeNow(k);
+            if (prefetchLimit && task.prefetchOnly(n)) wait = Math.max(wait, prefetchLimit.takeNow(k));
+            return wait;
+          },
+        },
+      );
       if (res.status === 404) {
         parent.has.delete(n);
         return;
@@ -1136,7 +1145,7 @@ class PeerSession {
         failure = `status ${res.status}`;
         return;
       }
-      if (res.length !== length) {
+      if (res.length !== length || !buf) {
         failure = `short piece (${res.length}/${length} bytes)`;
         return;
       }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../adapters/log.js';
 import { sha256Digest } from '../task-id.js';
-import { PieceStore, stripCredentials } from './store.js';
+import { BufferPool, PieceCache, PieceStore, stripCredentials } from './store.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -103,5 +103,70 @@ describe('PieceStore', () => {
   it('strips credentials from stored URLs', () => {
     expect(stripCredentials('https://user:pw@host/p?q')).toBe('https://host/p?q');
     expect(stripCredentials('https://host/p@x')).toBe('https://host/p@x');
+  });
+});
+
+describe('PieceCache and BufferPool', () => {
+  it('a pooled buffer comes back to the pool when its piece is evicted, not before', () => {
+    const pool = new BufferPool();
+    const cache = new PieceCache(8, pool);
+    const a = pool.take(4);
+    const b = pool.take(4);
+    expect(pool.allocations).toBe(2);
+    cache.set('t:0', [a], 4, a);
+    cache.set('t:1', [b], 4, b);
+    expect(pool.idle).toBe(0);
+    const lease = cache.lease('t:0')!; // t:0 becomes the most recent, t:1 the oldest
+    const c = pool.take(4);
+    cache.set('t:2', [c], 4, c); // evicts t:1 (not leased): its buffer is reusable at once
+    expect(pool.idle).toBe(4);
+    expect(pool.take(4)).toBe(b);
+    expect(pool.allocations).toBe(3);
+    const d = Buffer.alloc(4);
+    cache.set('t:3', [d], 4); // evicts t:0, which is leased: its buffer must not be handed out yet
+    expect(pool.idle).toBe(0);
+    expect(lease.chunks[0]).toBe(a);
+    lease.release();
+    lease.release(); // idempotent
+    expect(pool.idle).toBe(4);
+    expect(pool.take(4)).toBe(a);
+    expect(cache.lease('t:0')).toBeUndefined();
+  });
+
+  it('a piece larger than the cache is lent once and recycled on release; deleteTask frees a task', () => {
+    const pool = new BufferPool();
+    const cache = new PieceCache(4, pool);
+    const big = pool.take(8);
+    const lease = cache.setLeased('t:0', [big], 8, big);
+    expect(cache.lease('t:0')).toBeUndefined();
+    expect(pool.idle).toBe(0);
+    lease.release();
+    expect(pool.idle).toBe(8);
+    const x = pool.take(4);
+    cache.set('u:0', [x], 4, x);
+    cache.deleteTask('u');
+    expect(cache.lease('u:0')).toBeUndefined();
+    expect(pool.take(4)).toBe(x);
+  });
+
+  it('leasePiece reads an uncached piece from the file into a pooled buffer; writePiece hands its buffer to the cache', async () => {
+    const s = new PieceStore(tmp(), silentLogger, 4);
+    s.load(true);
+    const t = s.open(ID, init);
+    t.setContent(8, 4);
+    const p0 = s.cache.pool.take(4);
+    p0.write('abcd');
+    await t.writePiece(0, p0, sha256Digest(p0), p0);
+    const l0 = await t.leasePiece(0);
+    expect(l0.chunks[0]).toBe(p0); // from the cache, no read
+    l0.release();
+    await t.writePiece(1, Buffer.from('efgh'), sha256Digest(Buffer.from('efgh'))); // evicts piece 0
+    expect(s.cache.pool.idle).toBe(4);
+    const again = await t.leasePiece(0);
+    expect(Buffer.concat(again.chunks).toString()).toBe('abcd');
+    expect(again.chunks[0]!.buffer).toBe(p0.buffer); // read into the recycled buffer
+    again.release();
+    await expect(t.leasePiece(5)).rejects.toThrow(/not held/);
+    await s.close();
   });
 });

@@ -220,7 +220,7 @@ async function main(): Promise<number> {
         flags.agentConfig,
       ),
     });
-    progress(`cluster up; all ${N} agents start downloading`);
+    progress(`cluster up; all ${N} agents start downloading (monotonic ${process.hrtime.bigint() / 1000n} µs, for matching profiles)`);
     const roles = cluster.all();
     const cpuOf = (procs: RoleProcess[]): number => procs.reduce((a, p) => a + cpuSeconds(p.pid), 0);
     const cpuBefore = cpuOf(roles);
