@@ -180,7 +180,7 @@ describe('PieceClient', () => {
   });
 
   it('a stalled body ends with TimeoutError at the signal', async () => {
-    const srv = await scripted((sock) => sock.write(ok(body(10_000)).subarray(0, 100)));
+    const srv = await scripted((sock) => void sock.write(ok(body(10_000)).subarray(0, 100)));
     const c = client(srv.port);
     const t0 = performance.now();
     const err = await c.get('/p', Buffer.alloc(10_000), { signal: AbortSignal.timeout(200) }).catch((e: unknown) => e);
@@ -189,7 +189,7 @@ describe('PieceClient', () => {
   });
 
   it('close() while a connection is still being set up fails the request instead of leaving it hanging', async () => {
-    const srv = await scripted((sock) => sock.write(ok(body(4))));
+    const srv = await scripted((sock) => void sock.write(ok(body(4))));
     const c = client(srv.port);
     const p = c.get('/p', Buffer.alloc(4));
     c.close();
@@ -219,7 +219,7 @@ describe('PieceClient', () => {
 
   it('pauses reading for the wait onData returns (a download rate limit)', async () => {
     const data = body(1 << 20);
-    const srv = await scripted((sock) => sock.write(ok(data)));
+    const srv = await scripted((sock) => void sock.write(ok(data)));
     const c = client(srv.port);
     const dest = Buffer.alloc(data.length);
     let seen = 0;

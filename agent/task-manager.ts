@@ -14,7 +14,6 @@ import { constants as fsConstants, createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
-import { Pool } from 'undici';
 import { IntegrityError, SourceError, TimeoutError, UnavailableError, errorMessage, isDamselflyError } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
@@ -95,6 +94,8 @@ const MAX_REREGISTERS = 3;
 const MAX_SCHEDULE_COUNT = 5;
 /** Long-poll window of a child asking a parent which pieces it holds. */
 const PARENT_POLL_WAIT_MS = 1_000;
+/** Largest piece list a parent may answer a long poll with (a larger one is a protocol error). */
+const MAX_POLL_BODY = 8 * 1024 * 1024;
 /** Pause before asking a parent again after a 429 or an empty 404. */
 const PARENT_RETRY_MS = 100;
 /**
@@ -813,9 +814,7 @@ interface Parent {
   id: string;
   hostId: string;
   base: string;
-  /** Long polls for the pieces it holds. */
-  pool: Pool;
-  /** Piece bytes, read straight into pooled buffers. */
+  /** Long polls for the pieces it holds, and piece bytes read straight into pooled buffers. */
   pieces: PieceClient;
   has: Set<number>;
   cursor: number;
@@ -936,10 +935,7 @@ class PeerSession {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     clearTimeout(this.linger);
-    for (const p of this.parents.values()) {
-      void p.pool.close().catch(() => undefined);
-      p.pieces.close();
-    }
+    for (const p of this.parents.values()) p.pieces.close();
     try {
       this.call?.end();
     } catch {
@@ -1022,8 +1018,8 @@ class PeerSession {
       id: p.id,
       hostId: p.host.id,
       base,
-      pool: new Pool(base, { connections: 1, keepAliveTimeout: 10_000 }),
-      pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount }),
+      // One connection more than piece requests can use: the long poll always has one.
+      pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount + 1 }),
       has: new Set(),
       cursor: 0,
       inflight: 0,
@@ -1039,18 +1035,18 @@ class PeerSession {
     let errors = 0;
     while (!this.closed && !parent.failed) {
       try {
-        const res = await parent.pool.request({
-          path: `/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}`,
-          method: 'GET',
-          headersTimeout: PARENT_POLL_WAIT_MS + 10_000,
+        // Not undici: a non-seed agent then never loads its HTTP parser, whose WebAssembly took
+        // each fresh agent about 0.25 CPU-seconds to compile in the middle of its first download.
+        let json: Buffer | undefined;
+        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
+          signal: AbortSignal.timeout(PARENT_POLL_WAIT_MS + 10_000),
         });
-        if (res.statusCode === 404) {
-          await res.body.dump();
+        if (res.status === 404) {
           await sleep(PARENT_RETRY_MS * 2);
           continue;
         }
-        if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
-        const body = (await res.body.json()) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean };
+        if (res.status !== 200 || !json) throw new Error(`status ${res.status}`);
+        const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean };
         errors = 0;
         if (body.contentLength >= 0 && this.task.contentLength < 0) this.task.setContent(body.contentLength, body.pieceLength, body.headers);
         else if (body.headers && Object.keys(this.task.stored.meta.responseHeaders).length === 0) this.task.stored.setContent(body.contentLength, body.pieceLength, body.headers);
@@ -1183,7 +1179,6 @@ class PeerSession {
     parent.failed = true;
     this.failedParents.add(parent.id);
     this.parents.delete(parent.id);
-    void parent.pool.destroy().catch(() => undefined);
     parent.pieces.close();
     if (this.mode === 'p2p' && [...this.parents.values()].every((p) => p.failed)) this.reschedule('every parent failed');
   }
