@@ -54,7 +54,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
   const hostId = `${config.host.ip}-${config.host.hostname}${seed ? '-seed' : ''}`;
   const log = logger.child({ role, hostId });
   const metrics = createAgentMetrics();
-  const store = new PieceStore(config.storage.dir, log, config.storage.pieceCacheSize);
+  const store = new PieceStore(config.storage.dir, log, config.storage.pieceCacheSize, config.storage.directIO);
   const limits = {
     download: new TokenBucket(config.download.rateLimit),
     upload: new TokenBucket(config.upload.rateLimit),

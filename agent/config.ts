@@ -35,6 +35,8 @@ export const agentConfigSchema = z.strictObject({
       keep: z.boolean().default(true),
       /** Memory for recently received pieces, re-served without a file read (the page cache does the rest). */
       pieceCacheSize: sizeSchema.default(8 * 1024 * 1024),
+      /** Write and read pieces with O_DIRECT (no page-cache copy); falls back by itself where the file system refuses. */
+      directIO: z.boolean().default(true),
     })
     .prefault({}),
   scheduler: z

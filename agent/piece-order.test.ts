@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { orderPieces } from './task-manager.js';
+import { copyRange, orderPieces } from './task-manager.js';
 
 const c = (n: number, holders: number) => ({ n, holders: Array.from({ length: holders }, (_, i) => i) });
 const order = (list: ReturnType<typeof c>[], window?: { from: number; to: number }) => orderPieces(list, window).map((x) => x.n);
@@ -14,5 +14,18 @@ describe('piece order', () => {
   });
   it('a window with no candidate in it changes nothing', () => {
     expect(order([c(20, 2), c(21, 1)], { from: 0, to: 7 })).toEqual([21, 20]);
+  });
+});
+
+describe('copyRange', () => {
+  it('copies a byte range out of a chunk list', () => {
+    const chunks = [Buffer.from('abc'), Buffer.from('defg'), Buffer.from('hi')];
+    const out = Buffer.alloc(5);
+    copyRange(chunks, 2, out);
+    expect(out.toString()).toBe('cdefg');
+    const all = Buffer.alloc(9);
+    copyRange(chunks, 0, all);
+    expect(all.toString()).toBe('abcdefghi');
+    expect(() => copyRange(chunks, 7, Buffer.alloc(5))).toThrow(RangeError);
   });
 });

@@ -545,7 +545,15 @@ export class TaskManager {
           const b = pieceBounds(n, len, pl);
           const s = Math.max(start, b.offset);
           const e = Math.min(end + 1, b.offset + b.length);
-          const buf = await stored.readRange(s, e - s);
+          // A piece that just landed is still in the memory cache: copy it from there rather than
+          // read back from the disk (with direct I/O the page cache does not hold it).
+          const lease = stored.store.cache.lease(`${id}:${n}`);
+          let buf: Buffer;
+          if (lease) {
+            buf = Buffer.allocUnsafe(e - s);
+            copyRange(lease.chunks, s - b.offset, buf);
+            lease.release();
+          } else buf = await stored.readRange(s, e - s);
           if (fromCache) metrics.downloadTraffic.inc({ type: 'local_peer' }, buf.length);
           yield buf;
         }
@@ -654,7 +662,7 @@ export class TaskManager {
       await s.flush();
       // Memory goes to tasks in flight; a finished task is served from its file (and the page cache).
       this.deps.store.cache.deleteTask(task.id);
-      task.log.info('task complete', { contentLength: s.meta.contentLength, pieces: s.pieceCount, ms: Date.now() - task.startedAt, bufferAllocations: this.deps.store.cache.pool.allocations });
+      task.log.info('task complete', { contentLength: s.meta.contentLength, pieces: s.pieceCount, ms: Date.now() - task.startedAt, bufferAllocations: this.deps.store.cache.pool.allocations, directWrites: this.deps.store.stats.directWrites });
     } else {
       await s.flush();
     }
@@ -1237,6 +1245,22 @@ class PeerSession {
     // for the next range instead of registering again (or falling back to the origin).
     this.linger ??= setTimeout(() => this.done.resolve(), RANGE_LINGER_MS);
   }
+}
+
+/** Copies `out.length` bytes starting at `from` of the concatenation of `chunks` into `out`. */
+export function copyRange(chunks: Buffer[], from: number, out: Buffer): void {
+  let skip = from;
+  let at = 0;
+  for (const c of chunks) {
+    if (at >= out.length) break;
+    if (skip >= c.length) {
+      skip -= c.length;
+      continue;
+    }
+    at += c.copy(out, at, skip, Math.min(c.length, skip + (out.length - at)));
+    skip = 0;
+  }
+  if (at !== out.length) throw new RangeError(`cached piece holds ${at} of ${out.length} bytes asked`);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { IntegrityError, NotFoundError } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
 import { pieceBounds, pieceCount } from '../task-id.js';
+import { allocAligned, directEligible, O_DIRECT } from './direct-io.js';
 
 export interface TaskMetadata {
   taskId: string;
@@ -45,7 +46,11 @@ export class BufferPool {
   private idleBytes = 0;
   /** Buffers allocated so far (not taken from the pool). */
   allocations = 0;
-  constructor(private readonly maxIdleBytes = 64 * 1024 * 1024) {}
+  /** `aligned`: allocate page-aligned buffers, which direct I/O can use (direct-io.ts). */
+  constructor(
+    private readonly maxIdleBytes = 64 * 1024 * 1024,
+    readonly aligned = false,
+  ) {}
 
   /** A buffer of exactly `size` bytes (contents undefined). */
   take(size: number): Buffer {
@@ -55,7 +60,7 @@ export class BufferPool {
       return b;
     }
     this.allocations++;
-    return Buffer.allocUnsafeSlow(size);
+    return (this.aligned ? allocAligned(size) : undefined) ?? Buffer.allocUnsafeSlow(size);
   }
 
   /** Returns a buffer from take() (the whole one, not a subarray); nobody may use it afterwards. */
@@ -207,6 +212,9 @@ async function writevAll(fh: fs.FileHandle, chunks: Buffer[], position: number):
 export class StoredTask {
   private fh?: fs.FileHandle;
   private opening?: Promise<fs.FileHandle>;
+  /** The same file opened with O_DIRECT (undefined: not tried yet; null: not available). */
+  private directFh?: fs.FileHandle | null;
+  private directOpening?: Promise<fs.FileHandle | null>;
   private flushTimer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private dirty = false;
@@ -251,6 +259,66 @@ export class StoredTask {
     return this.opening;
   }
 
+  /** The O_DIRECT handle, or null when the store does not use direct I/O or the file system refuses it. */
+  private directHandle(): Promise<fs.FileHandle | null> {
+    if (this.directFh !== undefined) return Promise.resolve(this.directFh);
+    if (!this.store.directIO) return Promise.resolve(null);
+    this.directOpening ??= (async () => {
+      await this.handle(); // creates the file
+      try {
+        this.directFh = await fs.open(this.store.contentPath(this.taskId), fs.constants.O_RDWR | O_DIRECT);
+      } catch (err) {
+        this.store.disableDirectIO(`cannot open content with O_DIRECT: ${(err as Error).message}`);
+        this.directFh = null;
+      }
+      return this.directFh;
+    })();
+    return this.directOpening;
+  }
+
+  /** Writes `buf` at `offset` with O_DIRECT; false when it cannot go direct (the caller writes through the page cache). */
+  private async writeDirect(buf: Buffer, offset: number): Promise<boolean> {
+    if (!this.store.directIO || !directEligible(buf, offset, buf.length)) return false;
+    const dfh = await this.directHandle();
+    if (!dfh) return false;
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesWritten } = await dfh.write(buf, done, buf.length - done, offset + done);
+        if (bytesWritten <= 0 || bytesWritten % 512 !== 0) throw Object.assign(new Error(`short direct write (${bytesWritten} bytes)`), { code: 'EINVAL' });
+        done += bytesWritten;
+      }
+      this.store.stats.directWrites++;
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.store.disableDirectIO(`direct write refused: ${(err as Error).message}`);
+      return false; // the page-cache write that follows rewrites the whole piece
+    }
+  }
+
+  /** Reads into `buf` at `offset` with O_DIRECT; false when it cannot (the caller reads through the page cache). */
+  private async readDirect(buf: Buffer, offset: number): Promise<boolean> {
+    if (!this.store.directIO || !directEligible(buf, offset, buf.length)) return false;
+    const dfh = await this.directHandle();
+    if (!dfh) return false;
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await dfh.read(buf, done, buf.length - done, offset + done);
+        if (bytesRead === 0) throw new NotFoundError(`content of task ${this.taskId} is shorter than expected`);
+        if (bytesRead % 512 !== 0) throw Object.assign(new Error(`short direct read (${bytesRead} bytes)`), { code: 'EINVAL' });
+        done += bytesRead;
+      }
+      this.store.stats.directReads++;
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.store.disableDirectIO(`direct read refused: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
   /** Sets length facts learned from the origin, the scheduler or a parent. */
   setContent(contentLength: number, pieceLength: number, headers?: Record<string, string>): void {
     if (this.meta.contentLength < 0 && contentLength >= 0) this.meta.contentLength = contentLength;
@@ -278,7 +346,7 @@ export class StoredTask {
     }
     try {
       const fh = await this.handle();
-      await writevAll(fh, chunks, offset);
+      if (!(chunks.length === 1 && (await this.writeDirect(chunks[0]!, offset)))) await writevAll(fh, chunks, offset);
     } catch (err) {
       giveBack();
       throw err;
@@ -325,6 +393,7 @@ export class StoredTask {
 
   /** Reads `length` bytes at `offset` of the content file (into `into` when given). */
   async readRange(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (into && (await this.readDirect(into.subarray(0, length), offset))) return into.subarray(0, length);
     const fh = await this.handle();
     const buf = into ?? Buffer.allocUnsafe(length);
     let done = 0;
@@ -391,6 +460,10 @@ export class StoredTask {
     this.fh = undefined;
     this.opening = undefined;
     await fh?.close();
+    const dfh = await this.directOpening;
+    this.directFh = undefined;
+    this.directOpening = undefined;
+    await dfh?.close();
   }
 
   /** Bytes this task occupies on disk (approximately: the verified pieces). */
@@ -408,9 +481,27 @@ export class PieceStore {
   readonly cache: PieceCache;
   private deleted = new Set<string>();
 
-  /** `cacheBytes`: memory for recent pieces (storage.pieceCacheSize). */
-  constructor(readonly dir: string, readonly logger: Logger, cacheBytes = PIECE_CACHE_BYTES) {
-    this.cache = new PieceCache(cacheBytes);
+  /** Whether piece writes and reads use O_DIRECT where they can (storage.directIO; off after a refusal). */
+  directIO: boolean;
+  /** Pieces written and read with O_DIRECT so far. */
+  readonly stats = { directWrites: 0, directReads: 0 };
+
+  /** `cacheBytes`: memory for recent pieces (storage.pieceCacheSize); `directIO`: storage.directIO. */
+  constructor(
+    readonly dir: string,
+    readonly logger: Logger,
+    cacheBytes = PIECE_CACHE_BYTES,
+    directIO = false,
+  ) {
+    this.directIO = directIO && O_DIRECT !== 0;
+    this.cache = new PieceCache(cacheBytes, new BufferPool(undefined, this.directIO));
+  }
+
+  /** Turns direct I/O off for this store (the file system refused it); pieces go through the page cache. */
+  disableDirectIO(reason: string): void {
+    if (!this.directIO) return;
+    this.directIO = false;
+    this.logger.warn('direct I/O unavailable; using the page cache', { dir: this.dir, reason });
   }
 
   contentPath(taskId: string): string {
