@@ -13,6 +13,8 @@ import {
   SEED_HOST_SCORE,
   W_HOST_TYPE,
   W_LOAD,
+  FINISHED_EDGE_HORIZON_MS,
+  chargedRate,
   edgeRate,
   evaluate,
   expectedUploadRate,
@@ -55,6 +57,28 @@ describe('upload bandwidth accounting', () => {
     expect(uploadLoad(q.host, lookup(w))).toBe(0.5);
     expect(isUploadFull(uploadLoad(p.host, lookup(w)))).toBe(true);
     expect(isUploadFull(uploadLoad(q.host, lookup(w)))).toBe(false);
+  });
+
+  it('charges a child of a finished parent only what it still lacks per horizon, so the parent is offered again', () => {
+    const w = new World().host('p', { maxTxBandwidth: RATE }).host('c', { maxTxBandwidth: RATE });
+    const p = w.peer('p', 'p', 'Succeeded', 't1', 32);
+    const c = w.peer('c', 'c', 'Running', 't1', 31);
+    p.task.contentLength = 32 * 4 * MB;
+    p.task.pieceLength = 4 * MB;
+    w.r.addParent(p, c);
+    // one 4 MiB piece behind: 4 MiB per second, a fifth of the parent's upload
+    expect(FINISHED_EDGE_HORIZON_MS).toBe(1000);
+    expect(chargedRate(c, p)).toBe(4 * MB);
+    expect(isUploadFull(uploadLoad(p.host, lookup(w)))).toBe(false);
+    // far behind: the full edge rate, as for a parent still downloading
+    for (let i = 10; i < 31; i++) c.finishedPieces.delete(i);
+    expect(chargedRate(c, p)).toBe(RATE);
+    expect(isUploadFull(uploadLoad(p.host, lookup(w)))).toBe(true);
+    // a parent still running is charged the full edge rate however close the child is
+    const q = w.peer('q', 'q', 'Running', 't1', 31);
+    const d = w.peer('d', 'd', 'Running', 't1', 30);
+    w.r.addParent(q, d);
+    expect(chargedRate(d, q)).toBe(edgeRate(d, q.host));
   });
 
   it('falls back to upload slots when the host announced no rate', () => {

@@ -8,9 +8,11 @@
  *         + W_IDC       · (same IDC 1 | else 0)
  *         + W_LOCATION  · matchedLocationPrefix / 5                 ('|'-separated, up to 5 elements)
  *
- *   uploadLoad(host) = min(1, Σ_children edgeRate / max_tx_bandwidth)   when the host announced a rate,
+ *   uploadLoad(host) = min(1, Σ_children charge / max_tx_bandwidth)    when the host announced a rate,
  *                      concurrentUploadCount / uploadLimit              otherwise (slots, as before)
  *   edgeRate(child)  = min(child.max_tx_bandwidth, parent.max_tx_bandwidth) / inDegree(child)
+ *   charge           = edgeRate, or for a parent that finished the task
+ *                      min(edgeRate, child's missing bytes / FINISHED_EDGE_HORIZON_MS)
  *
  * edgeRate is the rate a child is expected to draw from one parent: in a swarm whose upload equals
  * its demand a peer can usefully receive about as fast as it forwards (its own max_tx_bandwidth),
@@ -74,7 +76,24 @@ export function edgeRate(child: Peer, parentHost: Host): number {
   return stream / Math.max(1, child.task.dag.inDegree(child.id));
 }
 
-/** Σ edgeRate over the children of every peer on `host` (bytes/s). */
+/**
+ * What a child still draws from a parent that has finished the task: no more than what it lacks,
+ * spread over this horizon. A chain's head finishes while its child is a piece or two behind; charged
+ * at the full edgeRate its host would look busy until the child left, and the swarm's tail would not
+ * be offered the one uploader with time to spare.
+ */
+export const FINISHED_EDGE_HORIZON_MS = 1_000;
+
+/** The rate `child` is charged on `parent`'s host: edgeRate, or for a finished parent at most its lack per horizon. */
+export function chargedRate(child: Peer, parent: Peer): number {
+  const rate = edgeRate(child, parent.host);
+  const task = child.task;
+  if (rate <= 0 || !parent.fsm.is('Succeeded') || parent.partial || task.pieceCount <= 0) return rate;
+  const missing = Math.max(0, task.pieceCount - child.finishedPieces.size);
+  return Math.min(rate, (missing * task.pieceLength * 1000) / FINISHED_EDGE_HORIZON_MS);
+}
+
+/** Σ chargedRate over the children of every peer on `host` (bytes/s). */
 export function expectedUploadRate(host: Host, peerOf: PeerLookup): number {
   let sum = 0;
   for (const id of host.peers) {
@@ -82,7 +101,7 @@ export function expectedUploadRate(host: Host, peerOf: PeerLookup): number {
     if (!p) continue;
     for (const cid of p.task.dag.children(p.id)) {
       const c = p.task.dag.get(cid);
-      if (c) sum += edgeRate(c, host);
+      if (c) sum += chargedRate(c, p);
     }
   }
   return sum;

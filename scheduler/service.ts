@@ -503,7 +503,9 @@ export class SchedulerService {
     const limit = this.deps.config.scheduling.candidateParentLimit;
     let info: Msg | undefined;
     let offers = 0;
-    for (const child of task.peers()) {
+    // The children furthest behind first: in a chain they are the deepest, and gain the most.
+    const behindFirst = [...task.peers()].sort((a, b) => a.finishedPieces.size - b.finishedPieces.size);
+    for (const child of behindFirst) {
       if (offers >= FINISHED_PARENT_OFFERS) return;
       if (child === parent || !child.stream || !child.fsm.is('ReceivedNormal', 'Running')) continue;
       if (child.host === parent.host || child.blockParents.has(parent.id)) continue;
