@@ -19,7 +19,7 @@ import { startPieceServer } from './piece-server.js';
 import { startProxy } from './proxy/server.js';
 import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
-import { configureSourceTls, sourceTls } from './source/client.js';
+import { configureSourceTls, sourceTls, warmSourceClient } from './source/client.js';
 import { PieceStore } from './storage/store.js';
 import { TaskManager } from './task-manager.js';
 
@@ -128,6 +128,12 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
           metricsServer.closeAllConnections();
         }),
     );
+    // Seed peers read origins first: their HTTP client should be ready before the first task.
+    if (seed) {
+      const ip = config.metrics.server.ip;
+      const local = ip === '0.0.0.0' ? '127.0.0.1' : ip === '::' ? '[::1]' : ip.includes(':') ? `[${ip}]` : ip;
+      void warmSourceClient(`http://${local}:${ports.metrics}/healthy`);
+    }
     const proxy = await startProxy({ config, taskManager, logger: log, metricsRegistry: metrics.registry });
     ports.proxy = proxy.port;
     closers.push(() => proxy.close());

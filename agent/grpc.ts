@@ -24,6 +24,8 @@ export interface PieceMsg {
   digest: string;
   traffic_type: 'BACK_TO_SOURCE' | 'REMOTE_PEER' | 'LOCAL_PEER';
   cost_ms: number;
+  /** sha256 of each block of the piece (agent/blocks.ts), concatenated; empty when not published. */
+  block_digests?: Buffer | Uint8Array;
 }
 export interface HostMsg {
   id: string;

@@ -15,6 +15,11 @@ export function createAgentMetrics() {
     downloadTraffic: new Counter({ name: 'dragonfly_client_download_traffic', help: 'Bytes downloaded by source', labelNames: ['type'], registers: r }),
     uploadTraffic: new Counter({ name: 'dragonfly_client_upload_traffic', help: 'Bytes uploaded to other peers', registers: r }),
     uploadTaskTotal: new Counter({ name: 'dragonfly_client_upload_task_total', help: 'Piece uploads', labelNames: ['type'], registers: r }),
+    uploadPieceArrivingTotal: new Counter({
+      name: 'damselfly_client_upload_piece_arriving_total',
+      help: 'Pieces sent to a child while still arriving here, block by block as each block was verified',
+      registers: r,
+    }),
     uploadTaskFailureTotal: new Counter({ name: 'dragonfly_client_upload_task_failure_total', help: 'Piece uploads refused or failed', labelNames: ['type'], registers: r }),
     concurrentDownloadTaskTotal: new Gauge({ name: 'dragonfly_client_concurrent_download_task_total', help: 'Tasks downloading now', registers: r }),
     concurrentUploadPieceTotal: new Gauge({ name: 'dragonfly_client_concurrent_upload_piece_total', help: 'Pieces uploading now', registers: r }),

@@ -66,4 +66,88 @@ describe('piece server', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
     expect(Date.now() - t0).toBeLessThan(4000);
   });
+
+  it('serves a piece still arriving block by block as it is verified, and cuts the response when it fails', async () => {
+    const t = store.get(ID)!;
+    // piece 0 (bytes 0-3) arrives into a pooled buffer; 2 bytes verified so far
+    const buf = store.cache.pool.take(4);
+    const h = store.cache.beginPartial(`${ID}:0`, buf, 4);
+    buf.write('01');
+    h.advance(2);
+    const before = t.partialVersion;
+    t.announcePartial();
+    const list = (await (await request(`${base}/v1/tasks/${ID}/pieces?from=0&wait_ms=3000&pv=${before}`)).body.json()) as { partial: number[]; partialVersion: number };
+    expect(list.partial).toEqual([0]); // answered at once: the partial version changed
+    expect(list.partialVersion).toBe(before + 1);
+    const t0 = Date.now();
+    const res = await request(`${base}/v1/tasks/${ID}/pieces/0`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBe('4');
+    setTimeout(() => {
+      buf.write('23', 2);
+      h.advance(4);
+    }, 150);
+    expect(await res.body.text()).toBe('0123');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100); // the last block was sent when it was verified
+    h.fail();
+
+    // a piece that fails while being sent: the child gets a truncated body, never unverified bytes
+    const buf2 = store.cache.pool.take(4);
+    const h2 = store.cache.beginPartial(`${ID}:0`, buf2, 4);
+    buf2.write('01XX');
+    h2.advance(2);
+    const res2 = await request(`${base}/v1/tasks/${ID}/pieces/0`);
+    setTimeout(() => h2.fail(), 100);
+    const got: Buffer[] = [];
+    await expect(
+      (async () => {
+        for await (const c of res2.body) got.push(c as Buffer);
+      })(),
+    ).rejects.toThrow();
+    expect(Buffer.concat(got).toString()).toBe('01');
+    // failed and gone: 404 again
+    const res3 = await request(`${base}/v1/tasks/${ID}/pieces/0`);
+    expect(res3.statusCode).toBe(404);
+    await res3.body.dump();
+  });
+});
+
+describe('piece server under an upload rate limit', () => {
+  it('queues a piece it never sent before a repeat, and pushes a queued repeat out for it', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'damselfly-pieces-q-'));
+    const st = new PieceStore(d, silentLogger);
+    st.load(true);
+    const PL = 256 * 1024;
+    const t = st.open(ID, () => ({ taskId: ID, peerId: 'p', url: 'u', contentLength: -1, pieceLength: 0, responseHeaders: {} }));
+    t.setContent(4 * PL, PL);
+    for (let n = 0; n < 4; n++) {
+      const b = Buffer.alloc(PL, n);
+      await t.writePiece(n, b, sha256Digest(b));
+    }
+    // 1 MiB/s: each 256 KiB piece takes ~250 ms once the burst is spent
+    const srv = await startPieceServer({ ip: '127.0.0.1', port: 0, store: st, limiter: new TokenBucket(1024 * 1024), concurrentLimit: 10, metrics: createAgentMetrics(), logger: silentLogger });
+    const b = `http://127.0.0.1:${srv.port}`;
+    try {
+      const order: string[] = [];
+      const get = (n: number, tag: string) =>
+        request(`${b}/v1/tasks/${ID}/pieces/${n}`).then(async (r) => {
+          await r.body.dump();
+          order.push(`${tag}:${r.statusCode}`);
+        });
+      await get(0, 'first0'); // piece 0 has been sent once now
+      const busy = get(1, 'p1'); // takes the slot
+      await new Promise((r) => setTimeout(r, 30));
+      const rep1 = get(0, 'repeat0a'); // queued (a repeat)
+      const rep2 = get(0, 'repeat0b'); // queued (a repeat), queue now full
+      await new Promise((r) => setTimeout(r, 30));
+      const fresh = get(2, 'p2'); // never sent: pushes the last repeat out and goes first
+      await Promise.all([busy, rep1, rep2, fresh]);
+      expect(order).toContain('repeat0b:429');
+      expect(order.indexOf('p2:200')).toBeLessThan(order.indexOf('repeat0a:200'));
+    } finally {
+      await srv.close();
+      await st.close();
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,13 +1,18 @@
 /**
  * The upload side: an HTTP/1.1 keep-alive server other agents fetch pieces from. It serves only
- * verified pieces (those the store lists), also of tasks still downloading, within the upload rate
- * and concurrency limits (429 when saturated).
+ * verified bytes: pieces the store lists, also of tasks still downloading, and the verified blocks of
+ * a piece still arriving (agent/blocks.ts), within the upload rate and concurrency limits (429 when
+ * saturated).
  *
- *   GET /v1/tasks/{taskId}/pieces?from=K&wait_ms=N
- *       → {taskId, contentLength, pieceLength, headers, pieces:[numbers], next, complete}
+ *   GET /v1/tasks/{taskId}/pieces?from=K&wait_ms=N&pv=V
+ *       → {taskId, contentLength, pieceLength, headers, pieces:[numbers], next, complete,
+ *          partial:[numbers], partialVersion}
  *       `pieces` are the pieces finished at positions ≥ K of the order they finished in; pass `next`
- *       as the following `from`. With nothing new, waits up to wait_ms (max 30 s) for a piece.
- *   GET /v1/tasks/{taskId}/pieces/{number}  → the piece's bytes (404 unless held and verified)
+ *       as the following `from`. `partial` are pieces still arriving with verified blocks to send.
+ *       With nothing new (no finished piece, `partialVersion` still V), waits up to wait_ms (max 30 s).
+ *   GET /v1/tasks/{taskId}/pieces/{number}  → the piece's bytes (404 unless held and verified, or
+ *       arriving with a verified block); a piece still arriving is sent as its blocks are verified,
+ *       and the response is cut short if it stops arriving here
  */
 import { once } from 'node:events';
 import http from 'node:http';
@@ -15,14 +20,16 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from '../adapters/log.js';
 import type { AgentMetrics } from './metrics.js';
 import type { TokenBucket } from './ratelimit.js';
-import type { PieceStore } from './storage/store.js';
+import type { PartialLease, PieceStore } from './storage/store.js';
 
 /** Bytes written per rate-limiter grant: small enough for a smooth rate, large enough to be cheap. */
 const UPLOAD_CHUNK = 256 * 1024;
 const MAX_WAIT_MS = 30_000;
+/** A piece still arriving that makes no progress for this long is given up (the response is cut). */
+const PARTIAL_WAIT_MS = 15_000;
 /**
- * Under an upload rate limit, pieces are sent one at a time at the full rate (first come, first
- * served) instead of several at once: a piece that arrives in 1/k of the time lets its receiver
+ * Under an upload rate limit, pieces are sent one at a time at the full rate (pieces this host sent
+ * fewest times first, see `admit`) instead of several at once: a piece that arrives in 1/k of the time lets its receiver
  * re-serve it sooner, and in a swarm every hop a piece makes costs one piece transfer (measured on
  * bench:swarm, 16 agents: one slot 12.6–13.0 s, two slots 13.4–13.5 s; the seed also sent fewer
  * duplicate pieces). Requests beyond the slot wait in a short queue; beyond that, 429 sends the child
@@ -53,20 +60,37 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
   const { store, limiter, metrics } = opts;
   let uploading = 0;
   let sending = 0;
-  const queue: (() => void)[] = [];
+  /**
+   * Requests waiting for the upload slot, best first: a piece this host has sent fewer times goes
+   * before one it already sent (a seed's new piece before a repeat: the swarm can re-serve the
+   * repeat, only this host has the new one). A better request arriving at a full queue pushes the
+   * worst one out (it gets 429 and asks another holder).
+   */
+  const queue: { prio: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   const limited = !limiter.unlimited;
-  const acquire = async (): Promise<void> => {
-    if (!limited) return;
-    if (sending < LIMITED_UPLOAD_SLOTS) {
-      sending++;
-      return;
+  const busy = new Error('busy');
+  /** Takes the slot or a queue place; false = no place (answer 429). */
+  const admit = (prio: number): Promise<void> | false => {
+    if (!limited || sending < LIMITED_UPLOAD_SLOTS) {
+      if (limited) sending++;
+      return Promise.resolve();
     }
-    await new Promise<void>((resolve) => queue.push(resolve));
+    if (queue.length >= LIMITED_UPLOAD_QUEUE) {
+      const worst = queue[queue.length - 1]!;
+      if (worst.prio <= prio) return false;
+      queue.pop();
+      worst.reject(busy);
+    }
+    return new Promise<void>((resolve, reject) => {
+      let i = queue.length;
+      while (i > 0 && queue[i - 1]!.prio > prio) i--;
+      queue.splice(i, 0, { prio, resolve, reject });
+    });
   };
   const releaseSlot = (): void => {
     if (!limited) return;
     const next = queue.shift();
-    if (next) next();
+    if (next) next.resolve();
     else sending--;
   };
   const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
@@ -93,7 +117,10 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
         return;
       }
-      if (task.order.length <= from && !task.meta.complete && waitMs > 0) {
+      // `pv`: the partialVersion the child saw last; a newer one is news, answered at once.
+      const pv = url.searchParams.get('pv');
+      const partialNews = pv !== null && Number(pv) !== task.partialVersion;
+      if (task.order.length <= from && !task.meta.complete && waitMs > 0 && !partialNews) {
         const closed = new Promise<void>((r) => res.once('close', r));
         await Promise.race([task.waitPiece(waitMs), closed]);
       }
@@ -105,19 +132,26 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
         pieces: task.order.slice(from),
         next: task.order.length,
         complete: task.meta.complete,
+        // Pieces still arriving here whose verified blocks can be served already (blocks.ts).
+        partial: task.meta.complete ? [] : store.cache.partialPieces(task.taskId).filter((n) => !task.has(n)),
+        partialVersion: task.partialVersion,
       });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       return;
     }
     const n = Number(m[2]);
-    if (!task || !task.has(n)) {
+    if (!task || (!task.has(n) && !store.cache.partialPieces(task.taskId).includes(n))) {
       res.writeHead(404, { 'content-length': 0 }).end();
       return;
     }
-    if (uploading >= opts.concurrentLimit || (limited && sending >= LIMITED_UPLOAD_SLOTS && queue.length >= LIMITED_UPLOAD_QUEUE)) {
+    const declineBusy = (): void => {
       metrics.uploadTaskFailureTotal.inc({ type: 'standard' });
       opts.logger.debug('piece declined: busy', { taskId: task.taskId, piece: n });
-      res.writeHead(429, { 'retry-after': '1', 'content-length': 0 }).end();
+      if (!res.headersSent) res.writeHead(429, { 'retry-after': '1', 'content-length': 0 }).end();
+    };
+    const admitted = uploading >= opts.concurrentLimit ? false : admit(task.uploadCounts.get(n) ?? 0);
+    if (admitted === false) {
+      declineBusy();
       return;
     }
     uploading++;
@@ -126,10 +160,32 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
     let slot = false;
     const t0 = Date.now();
     try {
-      await acquire();
+      try {
+        await admitted;
+      } catch {
+        declineBusy(); // pushed out of the queue by a better request
+        return;
+      }
       slot = true;
+      task.uploadCounts.set(n, (task.uploadCounts.get(n) ?? 0) + 1);
       const t1 = Date.now();
       if (res.destroyed) return;
+      const key = `${task.taskId}:${n}`;
+      const partial = task.has(n) ? undefined : store.cache.leasePartial(key);
+      if (partial) {
+        await sendPartial(res, partial, task.meta.pieces[n]);
+        if (!res.destroyed) {
+          opts.logger.debug('piece uploaded while arriving', { taskId: task.taskId, piece: n, queuedMs: t1 - t0, ms: Date.now() - t1 });
+          metrics.uploadTraffic.inc(partial.partial.length);
+          metrics.uploadTaskTotal.inc({ type: 'standard' });
+          metrics.uploadPieceArrivingTotal.inc();
+        }
+        return;
+      }
+      if (!task.has(n)) {
+        res.writeHead(404, { 'content-length': 0 }).end();
+        return;
+      }
       const lease = await task.leasePiece(n);
       if (res.destroyed) {
         lease.release();
@@ -157,6 +213,41 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       uploading--;
       metrics.concurrentUploadPieceTotal.dec();
     }
+  }
+
+  /**
+   * Sends a piece that is still arriving: its verified prefix at once, the rest block by block as
+   * it is verified. If the piece fails here, the response is cut short (the child sees a truncated
+   * body and fetches the piece elsewhere). Holds the lease until the response closes.
+   */
+  async function sendPartial(res: http.ServerResponse, lease: PartialLease, digest?: string): Promise<void> {
+    const p = lease.partial;
+    const data = lease.chunks[0]!;
+    res.once('close', lease.release);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': p.length, ...(digest ? { 'x-damselfly-piece-digest': digest } : {}) });
+    let sent = 0;
+    while (sent < p.length && !res.destroyed) {
+      if (p.failed) {
+        res.destroy();
+        return;
+      }
+      const upto = p.verified;
+      if (upto <= sent) {
+        await p.changed(PARTIAL_WAIT_MS);
+        if (p.verified <= sent && !p.failed) {
+          res.destroy(); // the piece stopped arriving
+          return;
+        }
+        continue;
+      }
+      for (let off = sent; off < upto && !res.destroyed; off += UPLOAD_CHUNK) {
+        const chunk = data.subarray(off, Math.min(off + UPLOAD_CHUNK, upto));
+        await limiter.take(chunk.length);
+        if (!res.write(chunk)) await drained(res);
+      }
+      sent = upto;
+    }
+    if (!res.destroyed) res.end();
   }
 
   server.listen(opts.port, opts.ip);

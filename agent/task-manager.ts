@@ -21,10 +21,11 @@ import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, 
 import { taskSizeLevel, type AgentMetrics } from './metrics.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
+import { BlockHasher, BlockVerifier } from './blocks.js';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { interestingHeaders, sourceGet } from './source/client.js';
-import { stripCredentials, type PieceStore, type StoredTask } from './storage/store.js';
+import { stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
 import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from './task-id.js';
 
 export interface DownloadOptions {
@@ -143,6 +144,8 @@ class Task {
   wantRanges: [number, number][] = [];
   /** piece number → digest announced by the scheduler (pieces read from the origin by some peer). */
   readonly digests = new Map<number, string>();
+  /** piece number → its block digests (blocks.ts), when the origin reader published them. */
+  readonly blockDigests = new Map<number, Buffer>();
   readonly log: Logger;
   readonly startedAt = Date.now();
   /** Piece each in-order reader of the body (TaskManager.stream) waits for next. */
@@ -719,6 +722,7 @@ export class TaskManager {
     let want = pieceBounds(n, total, pl).length;
     let parts: Buffer[] = [];
     let hash = createHash('sha256');
+    let blockHash = new BlockHasher(pl);
     let fill = 0;
     let t0 = Date.now();
     const src = this.deps.limits.source;
@@ -744,15 +748,18 @@ export class TaskManager {
           const part = k === chunk.length ? chunk : chunk.subarray(0, k);
           parts.push(part);
           hash.update(part);
+          blockHash.update(part);
           fill += k;
           chunk = chunk.subarray(k);
           if (fill === want) {
             const digest = 'sha256:' + hash.digest('hex');
+            const blockDigests = blockHash.digests();
             const b = pieceBounds(n, total, pl);
             if (!task.stored.has(n)) {
               await task.stored.writePiece(n, parts, digest);
               task.digests.set(n, digest);
-              reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0 });
+              task.blockDigests.set(n, blockDigests);
+              reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0, block_digests: blockDigests });
               task.log.debug('piece from origin', { piece: n, ms: Date.now() - t0 });
             }
             t0 = Date.now();
@@ -767,6 +774,7 @@ export class TaskManager {
             want = pieceBounds(n, total, pl).length;
             parts = [];
             hash = createHash('sha256');
+            blockHash = new BlockHasher(pl);
             fill = 0;
           }
         }
@@ -825,6 +833,10 @@ interface Parent {
   /** Long polls for the pieces it holds, and piece bytes read straight into pooled buffers. */
   pieces: PieceClient;
   has: Set<number>;
+  /** Pieces still arriving at the parent with verified blocks it can send already (blocks.ts). */
+  partial: Set<number>;
+  /** The parent's partialVersion seen in the last poll answer. */
+  partialVersion: number;
   cursor: number;
   inflight: number;
   failed: boolean;
@@ -999,7 +1011,11 @@ class PeerSession {
 
   private applyTaskInfo(t: TaskInfoMsg): void {
     if (t.content_length >= 0) this.task.setContent(Number(t.content_length), Number(t.piece_length));
-    for (const p of t.pieces ?? []) if (p.digest) this.task.digests.set(p.number, p.digest);
+    for (const p of t.pieces ?? []) {
+      if (!p.digest) continue;
+      this.task.digests.set(p.number, p.digest);
+      if (p.block_digests && p.block_digests.length > 0) this.task.blockDigests.set(p.number, Buffer.from(p.block_digests));
+    }
   }
 
   private async runBackToSource(): Promise<void> {
@@ -1029,6 +1045,8 @@ class PeerSession {
       // One connection more than piece requests can use: the long poll always has one.
       pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount + 1 }),
       has: new Set(),
+      partial: new Set(),
+      partialVersion: -1,
       cursor: 0,
       inflight: 0,
       failed: false,
@@ -1046,7 +1064,7 @@ class PeerSession {
         // Not undici: a non-seed agent then never loads its HTTP parser, whose WebAssembly took
         // each fresh agent about 0.25 CPU-seconds to compile in the middle of its first download.
         let json: Buffer | undefined;
-        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
+        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}&pv=${parent.partialVersion}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
           signal: AbortSignal.timeout(PARENT_POLL_WAIT_MS + 10_000),
         });
         if (res.status === 404) {
@@ -1054,15 +1072,19 @@ class PeerSession {
           continue;
         }
         if (res.status !== 200 || !json) throw new Error(`status ${res.status}`);
-        const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean };
+        const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean; partial?: number[]; partialVersion?: number };
         errors = 0;
         if (body.contentLength >= 0 && this.task.contentLength < 0) this.task.setContent(body.contentLength, body.pieceLength, body.headers);
         else if (body.headers && Object.keys(this.task.stored.meta.responseHeaders).length === 0) this.task.stored.setContent(body.contentLength, body.pieceLength, body.headers);
+        const partial = new Set(body.partial ?? []);
+        const newPartial = [...partial].some((n) => !parent.partial.has(n));
+        parent.partial = partial;
+        parent.partialVersion = body.partialVersion ?? -1;
         if (body.pieces.length > 0) {
           for (const n of body.pieces) parent.has.add(n);
           this.lastProgress = Date.now();
-          this.pump();
         }
+        if (body.pieces.length > 0 || newPartial) this.pump();
         parent.cursor = body.next;
         if (body.complete) return; // it has everything; nothing more to learn
       } catch (err) {
@@ -1089,14 +1111,17 @@ class PeerSession {
     const candidates: { n: number; holders: Parent[] }[] = [];
     for (const n of missing) {
       if (this.inflight.has(n) || !this.task.digests.has(n)) continue;
-      const holders = [...this.parents.values()].filter((p) => p.has.has(n) && this.usable(p));
+      const holders = [...this.parents.values()].filter((p) => (p.has.has(n) || p.partial.has(n)) && this.usable(p));
       if (holders.length > 0) candidates.push({ n, holders });
     }
     const front = this.task.readerFront();
     for (const c of orderPieces(candidates, front === undefined ? undefined : { from: front, to: front + limit - 1 })) {
       if (this.inflight.size >= limit) break;
-      const least = Math.min(...c.holders.map((p) => p.inflight));
-      const best = c.holders.filter((p) => p.inflight === least);
+      // A parent holding the whole piece before one still receiving it; then the least busy.
+      const complete = c.holders.filter((p) => p.has.has(c.n));
+      const pool = complete.length > 0 ? complete : c.holders;
+      const least = Math.min(...pool.map((p) => p.inflight));
+      const best = pool.filter((p) => p.inflight === least);
       const parent = best[Math.floor(Math.random() * best.length)];
       void this.fetchPiece(c.n, parent);
     }
@@ -1109,27 +1134,63 @@ class PeerSession {
     const t0 = Date.now();
     const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
     const want = task.digests.get(n)!;
+    // Still arriving at the parent: it sends verified blocks as they come; if its own download of
+    // the piece stops, that is no fault of the parent's.
+    const fromPartial = !parent.has.has(n);
+    const blocks = task.blockDigests.get(n);
+    const verifier = BlockVerifier.fits(blocks, length, task.pieceLength) ? new BlockVerifier(length, task.pieceLength, blocks) : undefined;
     let failure: string | undefined;
-    // The body lands in a pooled buffer, taken once the parent answers 200 (a 429 takes none); the
-    // piece cache takes it over once the piece is written.
-    const pool = task.stored.store.cache.pool;
+    let temporary = false;
+    // The body lands in a pooled buffer, taken once the parent answers 200 (a 429 takes none). With
+    // block digests the buffer is registered as a partial piece at once, so this peer's children can
+    // be sent its verified blocks before the piece is complete; the cache then owns the buffer.
+    const cache = task.stored.store.cache;
+    const key = `${task.id}:${n}`;
     let pooled: Buffer | undefined;
+    let partial: PartialHandle | undefined;
+    let partialPooled: Buffer | undefined;
+    let announced = false;
+    const integrity = new AbortController();
     try {
       let buf: Buffer | undefined;
-      const h = createHash('sha256');
+      const h = verifier ? undefined : createHash('sha256');
       const limiter = this.deps.limits.download;
       const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
       const res = await parent.pieces.get(
         `/v1/tasks/${task.id}/pieces/${n}`,
         () => {
-          if (pooled) pool.give(pooled); // a retry on a fresh connection asks again
-          pooled = pool.take(task.pieceLength);
+          // (called again only for a retry on a fresh connection, before any byte arrived)
+          if (pooled) cache.pool.give(pooled);
+          partial?.fail();
+          pooled = cache.pool.take(task.pieceLength);
+          if (verifier) {
+            partial = cache.beginPartial(key, pooled, length);
+            partialPooled = pooled;
+            pooled = undefined; // the cache owns it now
+            return (buf = partialPooled.subarray(0, length));
+          }
           return (buf = pooled.subarray(0, length));
         },
         {
-          signal: AbortSignal.timeout(this.deps.config.download.pieceTimeout),
+          signal: AbortSignal.any([AbortSignal.timeout(this.deps.config.download.pieceTimeout), integrity.signal]),
           onData: (from, k) => {
-            h.update(buf!.subarray(from, from + k));
+            const chunk = buf!.subarray(from, from + k);
+            if (verifier) {
+              let verified: number;
+              try {
+                verified = verifier.update(chunk);
+              } catch (err) {
+                integrity.abort(err);
+                return;
+              }
+              if (verified > 0) {
+                partial!.advance(verified);
+                if (!announced && verified < length) {
+                  announced = true;
+                  task.stored.announcePartial();
+                }
+              }
+            } else h!.update(chunk);
             let wait = limiter.takeNow(k);
             if (prefetchLimit && task.prefetchOnly(n)) wait = Math.max(wait, prefetchLimit.takeNow(k));
             return wait;
@@ -1138,6 +1199,7 @@ class PeerSession {
       );
       if (res.status === 404) {
         parent.has.delete(n);
+        parent.partial.delete(n);
         return;
       }
       if (res.status === 429) {
@@ -1151,28 +1213,44 @@ class PeerSession {
       }
       if (res.length !== length || !buf) {
         failure = `short piece (${res.length}/${length} bytes)`;
+        temporary = fromPartial;
         return;
       }
-      const digest = 'sha256:' + h.digest('hex');
+      // With block digests every block was checked as it arrived (an IntegrityError aborted the
+      // transfer otherwise); the piece's own digest is the one the origin reader published.
+      const digest = verifier ? (verifier.verified === length ? want : '') : 'sha256:' + h!.digest('hex');
       if (digest !== want) {
         failure = 'digest mismatch';
         return;
       }
       if (this.closed || task.stored.has(n)) return;
-      const owned = pooled;
+      const owned = verifier ? partialPooled : pooled;
       pooled = undefined;
+      partial = undefined; // completed by writePiece (same buffer), or dropped by it
       await task.stored.writePiece(n, buf, digest, owned);
       this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
-      task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size });
+      task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size, partial: fromPartial });
     } catch (err) {
-      failure = errorMessage(err);
+      if (integrity.signal.aborted) failure = `digest mismatch (${errorMessage(integrity.signal.reason)})`;
+      else {
+        failure = errorMessage(err);
+        temporary = fromPartial;
+      }
     } finally {
-      if (pooled) pool.give(pooled);
+      if (pooled) cache.pool.give(pooled);
+      partial?.fail();
       this.inflight.delete(n);
       parent.inflight--;
-      if (failure !== undefined) this.parentFailed(parent, n, failure);
+      if (failure !== undefined) {
+        if (temporary) {
+          // The parent's own download of this piece stopped (or its connection broke while it
+          // was sending one still arriving): try the piece elsewhere, keep the parent.
+          parent.partial.delete(n);
+          task.log.debug('piece still arriving at its parent did not complete', { piece: n, parentId: parent.id, reason: failure });
+        } else this.parentFailed(parent, n, failure);
+      }
       this.checkDone();
       this.pump();
     }

@@ -19,7 +19,7 @@ import type { PieceMeta, Task } from './resource/task.js';
 import { Scheduling } from './scheduling.js';
 
 /** Pushes of new piece digests to running peers are batched over this window. */
-export const PIECE_PUSH_BATCH_MS = 50;
+export const PIECE_PUSH_BATCH_MS = 10;
 /** At most this many running peers are offered a just-finished peer (bounds the work per finish). */
 export const FINISHED_PARENT_OFFERS = 8;
 /** How long a triggered seed peer may take to download a whole task. */
@@ -87,7 +87,7 @@ export function peerMessage(p: Peer): Msg {
 }
 
 function pieceMessage(p: PieceMeta): Msg {
-  return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0 };
+  return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? Buffer.alloc(0) };
 }
 
 /** proto TaskInfo; `pieces` defaults to every known digest. */
@@ -328,7 +328,8 @@ export class SchedulerService {
         const length = Number(p.length ?? 0);
         peer.finishedPieces.add(Number(p.number));
         peer.lastPieceAt = now;
-        if (task.addPiece({ number: Number(p.number), offset: Number(p.offset ?? 0), length, digest: String(p.digest ?? '') })) this.schedulePush(task);
+        const blocks = p.block_digests && p.block_digests.length > 0 ? Buffer.from(p.block_digests) : undefined;
+        if (task.addPiece({ number: Number(p.number), offset: Number(p.offset ?? 0), length, digest: String(p.digest ?? ''), blockDigests: blocks })) this.schedulePush(task);
         m.downloadPieceFinished.inc({ traffic_type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type });
         m.traffic.inc({ type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type }, length);
         return undefined;

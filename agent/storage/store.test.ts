@@ -233,3 +233,55 @@ describe('direct I/O', () => {
     expect(s.cache.pool.aligned).toBe(false);
   });
 });
+
+describe('pieces still arriving (PieceCache partials)', () => {
+  it('readers see the verified prefix grow; completing keeps their lease valid; the buffer is recycled only after them', async () => {
+    const pool = new BufferPool();
+    const cache = new PieceCache(64, pool);
+    const buf = pool.take(8);
+    const h = cache.beginPartial('t:0', buf, 8);
+    expect(cache.leasePartial('t:0')).toBeUndefined(); // nothing verified yet
+    expect(cache.partialPieces('t')).toEqual([]);
+    buf.write('abcd');
+    h.advance(4);
+    expect(cache.partialPieces('t')).toEqual([0]);
+    const lease = cache.leasePartial('t:0')!;
+    expect(lease.partial.verified).toBe(4);
+    const waited = lease.partial.changed(5_000);
+    buf.write('efgh', 4);
+    h.advance(8);
+    await waited;
+    expect(lease.partial.verified).toBe(8);
+    // complete: the same buffer becomes the cached piece
+    cache.set('t:0', [buf.subarray(0, 8)], 8, buf);
+    expect(cache.partialPieces('t')).toEqual([]);
+    expect(lease.partial.verified).toBe(8);
+    cache.delete('t:0');
+    expect(pool.idle).toBe(0); // still leased
+    lease.release();
+    expect(pool.idle).toBe(8);
+  });
+
+  it('a failed partial wakes its readers, leaves the listing, and recycles the buffer after the last reader', async () => {
+    const pool = new BufferPool();
+    const cache = new PieceCache(64, pool);
+    const buf = pool.take(8);
+    const h = cache.beginPartial('t:1', buf, 8);
+    h.advance(4);
+    const lease = cache.leasePartial('t:1')!;
+    const waited = lease.partial.changed(5_000);
+    h.fail();
+    await waited;
+    expect(lease.partial.failed).toBe(true);
+    expect(cache.partialPieces('t')).toEqual([]);
+    expect(cache.leasePartial('t:1')).toBeUndefined();
+    expect(pool.idle).toBe(0);
+    lease.release();
+    expect(pool.idle).toBe(8);
+    // dropPooled on a buffer that was never registered goes straight back
+    const other = pool.take(8); // the recycled one
+    expect(pool.idle).toBe(0);
+    cache.dropPooled('t:2', other);
+    expect(pool.idle).toBe(8);
+  });
+});

@@ -91,6 +91,51 @@ interface CacheEntry {
   /** The BufferPool buffer `chunks` live in, if any. */
   pooled?: Buffer;
   evicted: boolean;
+  /** Set while the piece is still arriving (blocks.ts): how much of it is verified. */
+  partial?: PartialState;
+}
+
+/** A piece still arriving, as its readers see it: the verified prefix grows until done or failed. */
+export interface PartialState {
+  readonly length: number;
+  /** Bytes from the piece's start whose blocks are verified. */
+  verified: number;
+  failed: boolean;
+  /** Resolves at the next change (more verified bytes, completion, failure) or after `ms`. */
+  changed(ms: number): Promise<void>;
+}
+
+class Partial implements PartialState {
+  verified = 0;
+  failed = false;
+  private waiters = new Set<() => void>();
+  constructor(readonly length: number) {}
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+  notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+}
+
+/** The receiver's side of a partial piece: report verified bytes, or fail it. */
+export interface PartialHandle {
+  advance(verified: number): void;
+  /** The piece will not complete here: readers stop; the buffer is recycled once they let go. */
+  fail(): void;
+}
+
+/** A lease of a piece still arriving (PieceCache.leasePartial). */
+export interface PartialLease extends PieceLease {
+  partial: PartialState;
 }
 
 /**
@@ -106,6 +151,8 @@ const METADATA_FLUSH_MS = 1_000;
 
 export class PieceCache {
   private map = new Map<string, CacheEntry>();
+  /** Pieces still arriving, by key; not counted against the capacity, never evicted. */
+  private partials = new Map<string, CacheEntry>();
   private bytes = 0;
   constructor(
     private readonly capacity = PIECE_CACHE_BYTES,
@@ -151,9 +198,89 @@ export class PieceCache {
     this.setLeased(key, chunks, size, pooled)?.release();
   }
 
+  /**
+   * Registers a piece that is arriving into `pooled` (its first `length` bytes), so its verified
+   * prefix can be served before it is complete. The cache owns `pooled` from here on: set() with
+   * the same buffer completes the entry; fail() drops it.
+   */
+  beginPartial(key: string, pooled: Buffer, length: number): PartialHandle {
+    this.failPartial(key);
+    const partial = new Partial(length);
+    const e: CacheEntry = { chunks: [pooled.subarray(0, length)], size: length, refs: 0, pooled, evicted: false, partial };
+    this.partials.set(key, e);
+    return {
+      advance: (verified) => {
+        if (e.partial !== partial || partial.failed || verified <= partial.verified) return;
+        partial.verified = verified;
+        partial.notify();
+      },
+      fail: () => {
+        if (this.partials.get(key) === e) this.failPartial(key);
+      },
+    };
+  }
+
+  /** Leases a piece still arriving (with at least one verified byte); undefined when there is none. */
+  leasePartial(key: string): PartialLease | undefined {
+    const e = this.partials.get(key);
+    if (!e?.partial || e.partial.failed || e.partial.verified <= 0) return undefined;
+    return { ...this.leaseOf(e), partial: e.partial };
+  }
+
+  /** Numbers of the task's pieces still arriving with a verified prefix to serve. */
+  partialPieces(taskId: string): number[] {
+    const out: number[] = [];
+    for (const [k, e] of this.partials) if (k.startsWith(taskId) && e.partial && !e.partial.failed && e.partial.verified > 0) out.push(Number(k.slice(k.lastIndexOf(':') + 1)));
+    return out;
+  }
+
+  private failPartial(key: string): void {
+    const e = this.partials.get(key);
+    if (!e) return;
+    this.partials.delete(key);
+    const p = e.partial as Partial | undefined;
+    e.partial = undefined;
+    if (p) {
+      p.failed = true;
+      p.notify();
+    }
+    e.evicted = true;
+    if (e.refs === 0) this.recycle(e);
+  }
+
+  /**
+   * Takes back a pooled buffer that did not become a cached piece: through the partial entry that
+   * holds it (its readers may still be sending from it), else straight to the pool.
+   */
+  dropPooled(key: string, pooled: Buffer): void {
+    const e = this.partials.get(key);
+    if (e && e.pooled === pooled) this.failPartial(key);
+    else this.pool.give(pooled);
+  }
+
   /** set(), then a lease of what was stored (or of the uncached bytes, recycled on release). */
   setLeased(key: string, chunks: Buffer[], size: number, pooled?: Buffer): PieceLease {
+    const arriving = this.partials.get(key);
+    if (arriving && pooled && arriving.pooled === pooled) {
+      // The piece that was arriving is complete: the same entry (and its readers' leases) moves
+      // into the cache, and its readers see the whole piece verified.
+      this.partials.delete(key);
+      const p = arriving.partial as Partial | undefined;
+      arriving.partial = undefined;
+      arriving.chunks = chunks;
+      arriving.size = size;
+      if (p) {
+        p.verified = p.length;
+        p.notify();
+      }
+      return this.insert(key, arriving);
+    }
     const e: CacheEntry = { chunks, size, refs: 0, pooled, evicted: false };
+    return this.insert(key, e);
+  }
+
+  private insert(key: string, e: CacheEntry): PieceLease {
+    const size = e.size;
     if (size > this.capacity) {
       e.evicted = true;
       return this.leaseOf(e);
@@ -182,6 +309,11 @@ export class PieceCache {
   }
   deleteTask(taskId: string): void {
     for (const [k, e] of [...this.map]) if (k.startsWith(taskId)) this.evict(k, e);
+  }
+
+  /** Fails the task's pieces still arriving (the task was deleted). */
+  failPartials(taskId: string): void {
+    for (const k of [...this.partials.keys()]) if (k.startsWith(taskId)) this.failPartial(k);
   }
 }
 
@@ -333,8 +465,9 @@ export class StoredTask {
    * given back to the pool. Throws on I/O errors.
    */
   async writePiece(n: number, data: Buffer | Buffer[], digest: string, pooled?: Buffer): Promise<void> {
+    const key = `${this.taskId}:${n}`;
     const giveBack = () => {
-      if (pooled) this.store.cache.pool.give(pooled);
+      if (pooled) this.store.cache.dropPooled(key, pooled);
     };
     if (this.has(n)) return giveBack();
     const { offset, length } = pieceBounds(n, this.meta.contentLength, this.meta.pieceLength);
@@ -352,7 +485,7 @@ export class StoredTask {
       throw err;
     }
     if (this.has(n)) return giveBack();
-    this.store.cache.set(`${this.taskId}:${n}`, chunks, size, pooled);
+    this.store.cache.set(key, chunks, size, pooled);
     this.meta.pieces[n] = digest;
     this.order.push(n);
     this.meta.updatedAt = Date.now();
@@ -403,6 +536,18 @@ export class StoredTask {
       done += bytesRead;
     }
     return buf;
+  }
+
+  /** Times this host started sending each piece to a child (the piece server's queue order). */
+  readonly uploadCounts = new Map<number, number>();
+
+  /** Bumped whenever a piece starts arriving with a verified block (see blocks.ts); long polls compare it. */
+  partialVersion = 0;
+
+  /** A piece arriving here has its first verified block: wakes the long polls of this task's children. */
+  announcePartial(): void {
+    this.partialVersion++;
+    for (const l of [...this.listeners]) l();
   }
 
   /** Calls `fn` whenever a piece finishes; returns the unsubscribe function. */
@@ -578,6 +723,7 @@ export class PieceStore {
     this.tasks.delete(taskId);
     this.deleted.add(taskId);
     this.cache.deleteTask(taskId);
+    this.cache.failPartials(taskId);
     await t.close().catch(() => undefined);
     await fs.rm(this.metaPath(taskId), { force: true });
     await fs.rm(this.contentPath(taskId), { force: true });

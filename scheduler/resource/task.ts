@@ -12,6 +12,8 @@ export interface PieceMeta {
   offset: number;
   length: number;
   digest: string;
+  /** Raw sha256 of each block (proto Piece.block_digests); absent when the reader sent none. */
+  blockDigests?: Buffer;
 }
 
 export interface TaskSource {

@@ -475,6 +475,21 @@ export async function apiGet(agent: RoleProcess, url: string, out: string, opts:
   }
 }
 
+/**
+ * One request to `agent`'s local API health endpoint the way apiGet() calls it, so a benchmark's
+ * timer does not include this process compiling its HTTP client or the agent's first API request.
+ */
+export async function apiWarm(agent: RoleProcess): Promise<void> {
+  const { Agent: UndiciAgent, request } = await import('undici');
+  const dispatcher = new UndiciAgent({ connect: { socketPath: String(agent.ready.socket) } });
+  try {
+    const res = await request('http://localhost/v1/healthy', { dispatcher });
+    await res.body.dump();
+  } finally {
+    await dispatcher.close().catch(() => undefined);
+  }
+}
+
 /** Sums every sample of Prometheus metric `name` (any labels) served at http://`addr`/metrics. Throws on HTTP errors. */
 export async function scrapeMetric(addr: unknown, name: string): Promise<number> {
   const res = await fetch(`http://${String(addr)}/metrics`);
