@@ -14,6 +14,11 @@
 import { createHash, type Hash } from 'node:crypto';
 import { IntegrityError } from '../adapters/errors.js';
 
+/**
+ * 16: 256 KiB blocks of a 4 MiB piece, 12.5 ms per hop at 20 MiB/s. bench:swarm (16 agents) with 4,
+ * 8 and 16 blocks per piece: 7.95-7.97 s, 7.86-8.39 s, 7.71-7.75 s. The digests cost 512 bytes per
+ * piece in the scheduler's messages.
+ */
 export const BLOCKS_PER_PIECE = 16;
 const SHA256_BYTES = 32;
 

@@ -144,6 +144,17 @@ describe('piece server under an upload rate limit', () => {
       await Promise.all([busy, rep1, rep2, fresh]);
       expect(order).toContain('repeat0b:429');
       expect(order.indexOf('p2:200')).toBeLessThan(order.indexOf('repeat0a:200'));
+
+      // While this host reads the task from the origin, a piece goes out once: a repeat is declined
+      // even with the slot free; a new piece is not; after the read, repeats are served again.
+      await new Promise((r) => setTimeout(r, 300)); // let the bucket refill
+      t.readingFromOrigin = true;
+      order.length = 0;
+      await get(1, 'repeat1');
+      await get(3, 'new3');
+      t.readingFromOrigin = false;
+      await get(1, 'repeat1-after');
+      expect(order).toEqual(['repeat1:429', 'new3:200', 'repeat1-after:200']);
     } finally {
       await srv.close();
       await st.close();

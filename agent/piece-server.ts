@@ -149,7 +149,12 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       opts.logger.debug('piece declined: busy', { taskId: task.taskId, piece: n });
       if (!res.headersSent) res.writeHead(429, { 'retry-after': '1', 'content-length': 0 }).end();
     };
-    const admitted = uploading >= opts.concurrentLimit ? false : admit(task.uploadCounts.get(n) ?? 0);
+    const sent = task.uploadCounts.get(n) ?? 0;
+    // While this host reads the task from the origin its upload is the swarm's bottleneck: every
+    // piece goes out once (a child has it, and spreads it), and a repeat would hold back the next
+    // new piece by a whole piece time. Repeats are served again once the origin read is over.
+    const repeatWhileSourcing = limited && sent > 0 && task.readingFromOrigin;
+    const admitted = uploading >= opts.concurrentLimit || repeatWhileSourcing ? false : admit(sent);
     if (admitted === false) {
       declineBusy();
       return;

@@ -726,6 +726,7 @@ export class TaskManager {
     let fill = 0;
     let t0 = Date.now();
     const src = this.deps.limits.source;
+    task.stored.readingFromOrigin = true;
     const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
     try {
       for await (const chunk0 of res.body) {
@@ -787,6 +788,8 @@ export class TaskManager {
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));
       throw new UnavailableError(`reading from origin failed: ${errorMessage(err)}`, { cause: err });
+    } finally {
+      task.stored.readingFromOrigin = false;
     }
     const lastWanted = range ? Math.floor((range.end ?? total - 1) / pl) : count - 1;
     if (n <= lastWanted) {

@@ -540,6 +540,8 @@ export class StoredTask {
 
   /** Times this host started sending each piece to a child (the piece server's queue order). */
   readonly uploadCounts = new Map<number, number>();
+  /** True while this host reads the task from the origin (the piece server then sends each piece once). */
+  readingFromOrigin = false;
 
   /** Bumped whenever a piece starts arriving with a verified block (see blocks.ts); long polls compare it. */
   partialVersion = 0;

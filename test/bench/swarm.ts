@@ -188,7 +188,10 @@ async function main(): Promise<number> {
   // D_cs = max(N·F/u_origin, F/d_min): the same N clients without P2P.
   const dcs = Math.max((N * F) / flags.originRate, termDownload);
 
-  const origin = await startOrigin({ rate: flags.originRate });
+  // The origin shares the cores with the swarm (it runs in this process): its bucket tolerates
+  // 100 ms of its own lateness without losing rate, and starts empty, so the bytes it has sent by
+  // time t never exceed originRate × t and F / u_origin stays a true lower bound.
+  const origin = await startOrigin({ rate: flags.originRate, burst: flags.originRate / 10, startEmpty: true });
   const seedName = `bench-${process.pid}-${Date.now()}`;
   const filePath = `/bench/${seedName}.bin`;
   const url = origin.add(filePath, { size: F, seed: seedName });
@@ -252,7 +255,11 @@ async function main(): Promise<number> {
     progress('verifying outputs');
     const digests = await Promise.all(results.map((r) => (r.code === 0 ? fileSha256(r.file) : Promise.resolve('failed'))));
     const badDigests = digests.filter((d) => d !== want).length;
-    const originBytes = origin.stats().byPath[filePath]?.bytes ?? 0;
+    const originPath = origin.stats().byPath[filePath];
+    const originBytes = originPath?.bytes ?? 0;
+    // When the origin sent its first and last byte: the swarm's start-up before, its tail after.
+    const originFirstByteSec = originPath?.firstByteAt !== undefined ? (originPath.firstByteAt - t0) / 1000 : NaN;
+    const originLastByteSec = originPath?.lastByteAt !== undefined ? (originPath.lastByteAt - t0) / 1000 : NaN;
     // Who uploaded the N·F bytes: the seed alone (client-server in disguise) or the agents too.
     const uploaded = async (p: RoleProcess): Promise<number> =>
       scrapeMetric(p.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => NaN);
@@ -299,6 +306,8 @@ async function main(): Promise<number> {
       digestsOk: failed === 0 && badDigests === 0,
       originBytes,
       originRatio: round(originBytes / F, 4),
+      originFirstByteSec: round(originFirstByteSec),
+      originLastByteSec: round(originLastByteSec),
       uploads: {
         seedFileCopies: round(seedUploaded / F, 2),
         agentsFileCopies: round(agentUploads.reduce((a, b) => a + b, 0) / F, 2),

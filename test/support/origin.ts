@@ -36,12 +36,14 @@ export class TokenBucket {
   private timer: NodeJS.Timeout | undefined;
   readonly burst: number;
 
+  /** `initial`: tokens at the start (default: a full burst; 0 = never ahead of rate × elapsed time). */
   constructor(
     private rate: number,
     burst?: number,
+    initial?: number,
   ) {
     this.burst = burst ?? Math.max(64 * KiB, rate / 50);
-    this.tokens = this.burst;
+    this.tokens = initial ?? this.burst;
   }
 
   get unlimited(): boolean {
@@ -99,6 +101,9 @@ interface Entry {
 
 export interface PathStats {
   bytes: number;
+  /** performance.now() when the first and the last body byte of this path were handed to a socket. */
+  firstByteAt?: number;
+  lastByteAt?: number;
   requests: number;
   gets: number;
   heads: number;
@@ -123,6 +128,13 @@ export interface OriginOptions {
   redirectTo?: string;
   /** Bytes per write (and per token-bucket take); default 64 KiB. */
   chunk?: number;
+  /**
+   * Token-bucket burst in bytes (default max(64 KiB, rate / 50)): how far the origin may catch up
+   * after its own process was late to send. With `startEmpty` the bucket starts at 0, so the bytes
+   * sent by time t never exceed rate × t.
+   */
+  burst?: number;
+  startEmpty?: boolean;
 }
 
 export interface Origin {
@@ -217,7 +229,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 /** Starts the origin on 127.0.0.1:0. */
 export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   const entries = new Map<string, Entry>();
-  const bucket = new TokenBucket(opts.rate ?? 0);
+  const bucket = new TokenBucket(opts.rate ?? 0, opts.burst, opts.startEmpty ? 0 : undefined);
   const chunkSize = opts.chunk ?? 64 * KiB;
   let stats: OriginStats = { bytes: 0, requests: 0, unauthorized: 0, redirects: 0, byPath: {} };
 
@@ -303,6 +315,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       if (closed) return;
       stats.bytes += c.length;
       ps.bytes += c.length;
+      ps.firstByteAt ??= performance.now();
+      ps.lastByteAt = performance.now();
       if (!res.write(c)) {
         await new Promise<void>((resolve) => {
           const done = (): void => {
