@@ -610,7 +610,7 @@ export class TaskManager {
               if (reRegisters++ < MAX_REREGISTERS) {
                 triedScheduler = false;
                 sessionEnded = true;
-                task.log.debug('new wants after the peer session ended; registering again');
+                if (!task.satisfied()) task.log.debug('new wants after the peer session ended; registering again');
               }
             } catch (err) {
               if (err instanceof SourceError || err instanceof IntegrityError || task.state !== 'running') throw err;
