@@ -159,6 +159,15 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       declineBusy();
       return;
     }
+    // Counted from admission, not from the start of sending: two children asking for the same new
+    // piece are one first send and one repeat, also while both wait in the queue.
+    task.uploadCounts.set(n, sent + 1);
+    let counted = true;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      task.uploadCounts.set(n, Math.max(0, (task.uploadCounts.get(n) ?? 1) - 1));
+    };
     uploading++;
     metrics.concurrentUploadPieceTotal.inc();
     task.inUse++;
@@ -168,13 +177,16 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       try {
         await admitted;
       } catch {
+        uncount();
         declineBusy(); // pushed out of the queue by a better request
         return;
       }
       slot = true;
-      task.uploadCounts.set(n, (task.uploadCounts.get(n) ?? 0) + 1);
       const t1 = Date.now();
-      if (res.destroyed) return;
+      if (res.destroyed) {
+        uncount();
+        return;
+      }
       const key = `${task.taskId}:${n}`;
       const partial = task.has(n) ? undefined : store.cache.leasePartial(key);
       if (partial) {
@@ -188,6 +200,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
         return;
       }
       if (!task.has(n)) {
+        uncount(); // a piece that stopped arriving here meanwhile
         res.writeHead(404, { 'content-length': 0 }).end();
         return;
       }

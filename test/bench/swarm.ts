@@ -39,6 +39,8 @@ interface Flags {
   downloadRate: number;
   seedUploadRate: number;
   baseline: boolean;
+  /** Before the timer starts, every agent downloads a small unrelated file once (a daemon's warm state). */
+  warmup: boolean;
   /** How each agent's download is started: its local API (default) or one `damselfly get` process each. */
   client: 'api' | 'cli';
   candidateParentLimit?: number;
@@ -50,10 +52,12 @@ interface Flags {
 }
 
 const USAGE = `usage: bench:swarm [--agents 16] [--size 128MiB] [--origin-rate 20MiB] [--upload-rate 20MiB]
-                   [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline] [--client api|cli]
+                   [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline] [--no-warmup] [--client api|cli]
                    [--candidate-parent-limit N] [--concurrent-piece-count N] [--upload-concurrent-limit N]
                    [--agent-config JSON] [--scheduler-config JSON]   (merged into the generated YAML)
 Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.
+Before the timer starts every agent downloads an unrelated 16 MiB file once, as a running daemon has
+done before (its code compiled, its buffers mapped); --no-warmup measures freshly started processes.
 --client api (default): each download is one request to the agent's local API asking it to place
   the file at the output path (what \`damselfly get\` asks); --client cli: one \`damselfly get\` process
   per agent, all started at once (on a 2-core machine their start-up adds about 1 s).`;
@@ -67,6 +71,7 @@ function parseFlags(argv: string[]): Flags {
     downloadRate: 40 * MiB,
     seedUploadRate: NaN,
     baseline: true,
+    warmup: true,
     client: 'api',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -98,6 +103,9 @@ function parseFlags(argv: string[]): Flags {
         break;
       case '--no-baseline':
         f.baseline = false;
+        break;
+      case '--no-warmup':
+        f.warmup = false;
         break;
       case '--client': {
         const c = val();
@@ -189,8 +197,8 @@ async function main(): Promise<number> {
   const dcs = Math.max((N * F) / flags.originRate, termDownload);
 
   // The origin shares the cores with the swarm (it runs in this process): its bucket tolerates
-  // 100 ms of its own lateness without losing rate, and starts empty, so the bytes it has sent by
-  // time t never exceed originRate × t and F / u_origin stays a true lower bound.
+  // 100 ms of its own lateness without losing rate, and is emptied at t0, so the bytes it has sent
+  // by time t never exceed originRate × t and F / u_origin stays a true lower bound.
   const origin = await startOrigin({ rate: flags.originRate, burst: flags.originRate / 10, startEmpty: true });
   const seedName = `bench-${process.pid}-${Date.now()}`;
   const filePath = `/bench/${seedName}.bin`;
@@ -226,7 +234,25 @@ async function main(): Promise<number> {
     // The client side of the harness (this process's HTTP client, each agent's local API) is warmed
     // outside the measured time: a user's `damselfly get` meets a long-running agent.
     if (flags.client === 'api') await Promise.all(cluster.agents.map((a) => apiWarm(a)));
+    if (flags.warmup) {
+      // Agents, seed and scheduler are daemons: the measured download should meet them warm (code
+      // compiled, piece buffers mapped), not in their first second of life. An unrelated file, so
+      // nothing of the measured one is cached anywhere.
+      const warmName = `warmup-${process.pid}-${Date.now()}`;
+      const warmUrl = origin.add(`/bench/${warmName}.bin`, { size: 16 * MiB, seed: warmName });
+      progress('warm-up: every agent downloads an unrelated 16 MiB file');
+      const warm = await Promise.all(cluster.agents.map((a, i) => apiGet(a, warmUrl, path.join(outDir, `warmup-${i}.bin`), { timeoutMs: 5 * 60_000, exportTo: true })));
+      const bad = warm.find((r) => r.code !== 0);
+      if (bad) throw new Error(`warm-up download failed: ${bad.stderr.slice(-500)}`);
+      await new Promise((r) => setTimeout(r, 1_000)); // let the warm-up task's sessions end everywhere
+    }
+    const uploadedBefore = new Map<RoleProcess, number>();
+    for (const p of [...(cluster.seed ? [cluster.seed] : []), ...cluster.agents]) {
+      uploadedBefore.set(p, await scrapeMetric(p.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => 0));
+    }
     progress(`cluster up; all ${N} agents start downloading (monotonic ${process.hrtime.bigint() / 1000n} µs, for matching profiles)`);
+    // Nothing saved up from before t0 (the warm-up, idle time): the origin starts sending from empty.
+    origin.emptyBucket();
     const roles = cluster.all();
     const cpuOf = (procs: RoleProcess[]): number => procs.reduce((a, p) => a + cpuSeconds(p.pid), 0);
     const cpuBefore = cpuOf(roles);
@@ -262,7 +288,7 @@ async function main(): Promise<number> {
     const originLastByteSec = originPath?.lastByteAt !== undefined ? (originPath.lastByteAt - t0) / 1000 : NaN;
     // Who uploaded the N·F bytes: the seed alone (client-server in disguise) or the agents too.
     const uploaded = async (p: RoleProcess): Promise<number> =>
-      scrapeMetric(p.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => NaN);
+      (await scrapeMetric(p.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => NaN)) - (uploadedBefore.get(p) ?? 0);
     const seedUploaded = cluster.seed ? await uploaded(cluster.seed) : 0;
     const agentUploads = (await Promise.all(cluster.agents.map(uploaded))).sort((a, b) => a - b);
     await cluster.stop();
@@ -273,6 +299,7 @@ async function main(): Promise<number> {
     if (flags.baseline) {
       progress(`baseline: ${N} plain clients straight from the origin (about ${dcs.toFixed(0)} s)`);
       origin.resetStats();
+      origin.emptyBucket();
       const dispatcher = new Agent({ connections: N });
       const tb = performance.now();
       const runs = await Promise.all(Array.from({ length: N }, () => plainDownload(url, flags.downloadRate, dispatcher)));
@@ -342,6 +369,7 @@ async function main(): Promise<number> {
         schedulerConfig: flags.schedulerConfig,
       },
       client: flags.client === 'api' ? 'local API, agent places the file (as damselfly get asks)' : 'one damselfly get process per agent',
+      warmup: flags.warmup ? 'every agent downloaded an unrelated 16 MiB file before the timer' : 'none (freshly started processes)',
       baseline,
       speedupVsBaseline: baseline ? round((baseline.timeSec as number) / timeAll, 2) : undefined,
     };

@@ -59,6 +59,12 @@ export class TokenBucket {
     });
   }
 
+  /** Drops the tokens saved up (keeps any debt). */
+  empty(): void {
+    this.refill();
+    this.tokens = Math.min(0, this.tokens);
+  }
+
   setRate(rate: number): void {
     this.refill();
     this.rate = rate;
@@ -152,6 +158,8 @@ export interface Origin {
   stats(): OriginStats;
   resetStats(): void;
   setRate(bytesPerSec: number): void;
+  /** Empties the token bucket: from now on the origin sends at most rate × elapsed time. */
+  emptyBucket(): void;
   close(): Promise<void>;
 }
 
@@ -372,6 +380,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       stats = { bytes: 0, requests: 0, unauthorized: 0, redirects: 0, byPath: {} };
     },
     setRate: (r) => bucket.setRate(r),
+    emptyBucket: () => bucket.empty(),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
