@@ -1,5 +1,7 @@
 // `damselfly get` as a real process against an in-process agent and a local origin.
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { Agent as UndiciAgent, request } from 'undici';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -95,6 +97,27 @@ describe.skipIf(!requireOrSkip(haveCli, `compiled CLI at ${cli}`, 'build it or s
     expect(r.stderr).toMatch(/warning: no agent/);
     expect(await fileSha256(out)).toBe(origin.sha256('/get/c.bin'));
     expect(origin.stats().bytes).toBe(3 * MiB);
+  });
+
+  it('an origin that sends no Content-Length (chunked) is not distributed, but get still downloads it directly', async () => {
+    const body = Buffer.alloc(3 * MiB + 17);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 31 + 7) & 0xff;
+    const chunked = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: chunked encoding
+      for (let off = 0; off < body.length; off += 256 * 1024) res.write(body.subarray(off, off + 256 * 1024));
+      res.end();
+    });
+    await new Promise<void>((r) => chunked.listen(0, '127.0.0.1', r));
+    try {
+      const out = path.join(dir, 'chunked.bin');
+      const r = await run([`http://127.0.0.1:${(chunked.address() as AddressInfo).port}/chunked.bin`, '-O', out, '--endpoint', socket]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/warning: .*content length.*downloading from the origin directly/);
+      expect(createHash('sha256').update(readFileSync(out)).digest('hex')).toBe(createHash('sha256').update(body).digest('hex'));
+      expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
+    } finally {
+      await new Promise((r) => chunked.close(r));
+    }
   });
 
   it('the local API also streams the bytes (what get falls back to when the agent cannot write the file)', async () => {
