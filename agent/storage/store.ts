@@ -408,45 +408,31 @@ export class StoredTask {
     return this.directOpening;
   }
 
-  /** Writes `buf` at `offset` with O_DIRECT; false when it cannot go direct (the caller writes through the page cache). */
-  private async writeDirect(buf: Buffer, offset: number): Promise<boolean> {
+  /**
+   * Writes `buf` at `offset` (or reads into it) with O_DIRECT; false when it cannot go direct (the
+   * caller then writes or reads through the page cache; a refused write is redone there whole).
+   */
+  private async direct(op: 'write' | 'read', buf: Buffer, offset: number): Promise<boolean> {
     if (!this.store.directIO || !directEligible(buf, offset, buf.length)) return false;
     const dfh = await this.directHandle();
     if (!dfh) return false;
     let done = 0;
     try {
       while (done < buf.length) {
-        const { bytesWritten } = await dfh.write(buf, done, buf.length - done, offset + done);
-        if (bytesWritten <= 0 || bytesWritten % 512 !== 0) throw Object.assign(new Error(`short direct write (${bytesWritten} bytes)`), { code: 'EINVAL' });
-        done += bytesWritten;
+        const n =
+          op === 'write'
+            ? (await dfh.write(buf, done, buf.length - done, offset + done)).bytesWritten
+            : (await dfh.read(buf, done, buf.length - done, offset + done)).bytesRead;
+        if (n === 0 && op === 'read') throw new NotFoundError(`content of task ${this.taskId} is shorter than expected`);
+        if (n <= 0 || n % 512 !== 0) throw Object.assign(new Error(`short direct ${op} (${n} bytes)`), { code: 'EINVAL' });
+        done += n;
       }
-      this.store.stats.directWrites++;
+      if (op === 'write') this.store.stats.directWrites++;
+      else this.store.stats.directReads++;
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
-      this.store.disableDirectIO(`direct write refused: ${(err as Error).message}`);
-      return false; // the page-cache write that follows rewrites the whole piece
-    }
-  }
-
-  /** Reads into `buf` at `offset` with O_DIRECT; false when it cannot (the caller reads through the page cache). */
-  private async readDirect(buf: Buffer, offset: number): Promise<boolean> {
-    if (!this.store.directIO || !directEligible(buf, offset, buf.length)) return false;
-    const dfh = await this.directHandle();
-    if (!dfh) return false;
-    let done = 0;
-    try {
-      while (done < buf.length) {
-        const { bytesRead } = await dfh.read(buf, done, buf.length - done, offset + done);
-        if (bytesRead === 0) throw new NotFoundError(`content of task ${this.taskId} is shorter than expected`);
-        if (bytesRead % 512 !== 0) throw Object.assign(new Error(`short direct read (${bytesRead} bytes)`), { code: 'EINVAL' });
-        done += bytesRead;
-      }
-      this.store.stats.directReads++;
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
-      this.store.disableDirectIO(`direct read refused: ${(err as Error).message}`);
+      this.store.disableDirectIO(`direct ${op} refused: ${(err as Error).message}`);
       return false;
     }
   }
@@ -479,7 +465,7 @@ export class StoredTask {
     }
     try {
       const fh = await this.handle();
-      if (!(chunks.length === 1 && (await this.writeDirect(chunks[0]!, offset)))) await writevAll(fh, chunks, offset);
+      if (!(chunks.length === 1 && (await this.direct('write', chunks[0]!, offset)))) await writevAll(fh, chunks, offset);
     } catch (err) {
       giveBack();
       throw err;
@@ -526,7 +512,7 @@ export class StoredTask {
 
   /** Reads `length` bytes at `offset` of the content file (into `into` when given). */
   async readRange(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    if (into && (await this.readDirect(into.subarray(0, length), offset))) return into.subarray(0, length);
+    if (into && (await this.direct('read', into.subarray(0, length), offset))) return into.subarray(0, length);
     const fh = await this.handle();
     const buf = into ?? Buffer.allocUnsafe(length);
     let done = 0;
