@@ -21,6 +21,7 @@ import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
 import { configureSourceTls, sourceTls, warmSourceClient } from './source/client.js';
 import { PieceStore } from './storage/store.js';
+import { MIN_PIECE_LENGTH } from './task-id.js';
 import { TaskManager } from './task-manager.js';
 
 export interface AgentPorts {
@@ -100,7 +101,9 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
 
   async function start(): Promise<AgentPorts> {
     store.load(config.storage.keep);
-    log.info('piece store loaded', { dir: config.storage.dir, tasks: store.tasks.size });
+    // Piece buffers are mapped now, not while the first pull waits (and on every node at once).
+    const buffers = store.cache.prefill(MIN_PIECE_LENGTH);
+    log.info('piece store loaded', { dir: config.storage.dir, tasks: store.tasks.size, pieceBuffers: buffers });
     const pieces = await startPieceServer({ ip: config.upload.pieceServer.ip, port: config.upload.pieceServer.port, store, limiter: limits.upload, concurrentLimit: config.upload.concurrentLimit, metrics, logger: log });
     closers.push(() => pieces.close());
     ports.pieces = pieces.port;

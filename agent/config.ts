@@ -33,7 +33,7 @@ export const agentConfigSchema = z.strictObject({
       dir: z.string().default('/var/lib/damselfly'),
       /** Keep the cache across restarts; false wipes the content on start (Dragonfly's storage.keep). */
       keep: z.boolean().default(true),
-      /** Memory for recently received pieces, re-served without a file read (the page cache does the rest). */
+      /** Memory for recently received pieces, re-served without a file read; its buffers (plus one for a piece arriving) are mapped at start. */
       pieceCacheSize: sizeSchema.default(8 * 1024 * 1024),
       /** Write and read pieces with O_DIRECT (no page-cache copy); falls back by itself where the file system refuses. */
       directIO: z.boolean().default(true),

@@ -133,6 +133,20 @@ describe('PieceCache and BufferPool', () => {
     expect(cache.lease('t:0')).toBeUndefined();
   });
 
+  it('prefill maps the buffers a download takes (cache full of pieces plus one arriving), within the idle limit', () => {
+    const pool = new BufferPool(64);
+    const cache = new PieceCache(8, pool);
+    expect(cache.prefill(4)).toBe(3);
+    expect(pool.allocations).toBe(3);
+    expect(pool.idle).toBe(12);
+    const taken = [pool.take(4), pool.take(4), pool.take(4)];
+    expect(taken.every((b) => b.length === 4 && b.every((x) => x === 0))).toBe(true);
+    expect(pool.allocations).toBe(3); // the download's buffers came from the prefill
+    pool.take(4);
+    expect(pool.allocations).toBe(4);
+    expect(new BufferPool(10).prefill(4, 5)).toBe(2); // 10 idle bytes hold two 4-byte buffers
+  });
+
   it('a piece larger than the cache is lent once and recycled on release; deleteTask frees a task', () => {
     const pool = new BufferPool();
     const cache = new PieceCache(4, pool);

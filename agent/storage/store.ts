@@ -63,6 +63,24 @@ export class BufferPool {
     return (this.aligned ? allocAligned(size) : undefined) ?? Buffer.allocUnsafeSlow(size);
   }
 
+  /**
+   * Allocates `count` buffers of `size` bytes, touches every page and keeps them idle, so the first
+   * downloads do not pay for mapping fresh memory (a page fault per 4 KiB, taken by the kernel's
+   * copy from the socket and again by the hash that reads the bytes: ~70 ms per 12 MiB on a VM).
+   * Returns how many were added (the idle limit caps them).
+   */
+  prefill(size: number, count: number): number {
+    let added = 0;
+    for (let i = 0; i < count && this.idleBytes + size <= this.maxIdleBytes; i++) {
+      this.allocations++;
+      const b = (this.aligned ? allocAligned(size) : undefined) ?? Buffer.allocUnsafeSlow(size);
+      b.fill(0);
+      this.give(b);
+      added++;
+    }
+    return added;
+  }
+
   /** Returns a buffer from take() (the whole one, not a subarray); nobody may use it afterwards. */
   give(buf: Buffer): void {
     if (this.idleBytes + buf.length > this.maxIdleBytes) return;
@@ -158,6 +176,14 @@ export class PieceCache {
     private readonly capacity = PIECE_CACHE_BYTES,
     readonly pool = new BufferPool(),
   ) {}
+
+  /**
+   * Maps, ahead of the first download, the buffers a download uses: enough `pieceLength` pieces to
+   * fill the cache, plus one arriving. Returns how many buffers were added to the pool.
+   */
+  prefill(pieceLength: number): number {
+    return this.pool.prefill(pieceLength, Math.ceil(this.capacity / pieceLength) + 1);
+  }
 
   /** Leases the cached piece (and marks it recently used); undefined when not cached. */
   lease(key: string): PieceLease | undefined {
