@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../adapters/log.js';
+import { warmProto } from '../scheduler/proto.js';
 import type { AgentConfig } from './config.js';
 import { startDfdaemonServer } from './dfdaemon-server.js';
 import { startGc } from './gc.js';
@@ -103,6 +104,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     store.load(config.storage.keep);
     // Piece buffers are mapped now, not while the first pull waits (and on every node at once).
     const buffers = store.cache.prefill(MIN_PIECE_LENGTH);
+    warmProto(); // likewise the scheduler messages' code (protobufjs generates it on first use)
     log.info('piece store loaded', { dir: config.storage.dir, tasks: store.tasks.size, pieceBuffers: buffers });
     const pieces = await startPieceServer({ ip: config.upload.pieceServer.ip, port: config.upload.pieceServer.port, store, limiter: limits.upload, concurrentLimit: config.upload.concurrentLimit, metrics, logger: log });
     closers.push(() => pieces.close());

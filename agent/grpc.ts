@@ -1,18 +1,10 @@
-/** Loads scheduler/damselfly.proto once (from source or a build dir: it sits beside the scheduler code). */
-import { fileURLToPath } from 'node:url';
+/** The agent's view of scheduler/damselfly.proto: its services and the wire shapes it builds and reads. */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadProto } from '../scheduler/proto.js';
 
-let loaded: grpc.GrpcObject | undefined;
-
+/** The damselfly.v2 services (loaded once, with the options every side uses). */
 export function protoPackage(): { Scheduler: grpc.ServiceClientConstructor; Dfdaemon: grpc.ServiceClientConstructor } {
-  if (!loaded) {
-    const file = fileURLToPath(new URL('../scheduler/damselfly.proto', import.meta.url));
-    const def = protoLoader.loadSync(file, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
-    loaded = grpc.loadPackageDefinition(def);
-  }
-  const pkg = (loaded.damselfly as grpc.GrpcObject).v2 as grpc.GrpcObject;
-  return { Scheduler: pkg.Scheduler as grpc.ServiceClientConstructor, Dfdaemon: pkg.Dfdaemon as grpc.ServiceClientConstructor };
+  return loadProto();
 }
 
 /** Wire shapes (keepCase) of the messages the agent builds and reads. */

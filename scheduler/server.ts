@@ -17,7 +17,7 @@ import { DfdaemonClientPool } from './dfdaemon-client.js';
 import { collectGarbage } from './gc.js';
 import { toGrpcStatus } from './grpc-status.js';
 import { SchedulerMetrics, serveMetrics } from './metrics.js';
-import { loadProto } from './proto.js';
+import { loadProto, warmProto } from './proto.js';
 import { Resources } from './resource/resources.js';
 import { SchedulerService } from './service.js';
 
@@ -100,6 +100,7 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
     },
     async start() {
       const { Scheduler: Svc } = loadProto();
+      warmProto(); // message code generated now, not while the first swarm registers
       server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
       server.addService(Svc.service, {
         AnnounceHost: unary((req: Record<string, unknown>) => (service.announceHost(req), {})),
