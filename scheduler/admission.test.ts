@@ -173,6 +173,28 @@ describe('bandwidth-aware admission', () => {
   });
 });
 
+describe('reschedule with a slow parent', () => {
+  it('keeps the edge to a parent whose last piece was a cost outlier (the child still fetches from it) and keeps its upload counted', async () => {
+    const { w, s, clock } = setup();
+    for (const h of ['p', 'q', 'c', 'd']) w.host(h, { maxTxBandwidth: RATE });
+    const p = w.peer('p', 'p', 'Running', 't1', 1);
+    const c = w.peer('c', 'c', 'Pending');
+    w.r.addParent(p, c);
+    c.transition('ReceivedNormal', clock.now());
+    for (const ms of [100, 100, 100, 4000]) p.addUploadCost(ms, clock.now()); // a piece sent while it was still arriving at p
+    p.lastPieceAt = clock.now();
+    w.peer('q', 'q', 'Running', 't1', 1);
+    const more = await s.schedule(c); // the agent asks for more parents
+    expect(more.kind).toBe('normal');
+    expect(c.task.dag.parents('c').has('p')).toBe(true);
+    expect(uploadLoad(p.host, lookup(w))).toBe(1); // c's draw on p is still counted
+    // As a candidate for someone new, p is still passed over while its verdict lasts.
+    const d = w.peer('d', 'd', 'Pending');
+    const forD = await s.schedule(d);
+    expect(forD.kind === 'normal' && forD.parents.map((x) => x.id)).not.toContain('p');
+  });
+});
+
 describe('reschedule with a stalled parent', () => {
   it('drops the edge to a parent that sent nothing for pieceTimeout and schedules afresh', async () => {
     const { w, s, clock } = setup({ pieceTimeout: '1s' });

@@ -191,7 +191,17 @@ export function isCostOutlier(costs: readonly number[], window: number): boolean
  * and peers that register together can form a mesh instead of all hanging off the first source.
  */
 export function isBadParent(parent: Peer, now: number, stallMs: number, window: number): boolean {
-  if (!parent.fsm.is('ReceivedNormal', 'Running', 'BackToSource', 'Succeeded')) return true;
-  if (!parent.fsm.is('Succeeded') && now - parent.lastPieceAt > stallMs) return true;
+  if (isDeadParent(parent, now, stallMs)) return true;
   return now - parent.lastUploadCostAt <= stallMs && isCostOutlier(parent.uploadCosts, window);
+}
+
+/**
+ * The part of isBadParent that ends an existing edge: the parent failed, left, was never scheduled,
+ * or stalled. A slow last piece alone does not: the child keeps fetching from a parent that serves
+ * it (and a piece sent while it was still arriving at the parent costs what the parent's own source
+ * took), so the edge, and the upload it draws, stay counted.
+ */
+export function isDeadParent(parent: Peer, now: number, stallMs: number): boolean {
+  if (!parent.fsm.is('ReceivedNormal', 'Running', 'BackToSource', 'Succeeded')) return true;
+  return !parent.fsm.is('Succeeded') && now - parent.lastPieceAt > stallMs;
 }

@@ -4,7 +4,7 @@
  * (states, DAG edges, back-to-source set) synchronously with the decision, so two peers scheduled
  * at the same moment can never both take the last back-to-source slot.
  */
-import { isBadParent, isUploadFull, rankParents, uploadLoad } from './evaluator.js';
+import { isBadParent, isDeadParent, isUploadFull, rankParents, uploadLoad } from './evaluator.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
@@ -181,7 +181,8 @@ export class Scheduling {
    * for more) keeps them: agents never drop a parent that serves them, so the DAG must keep the
    * edges too, or the parents' upload load would be undercounted. It gets one round of additional
    * parents with spare bandwidth, or (none has any) its current parents again, which agents ignore.
-   * Edges to parents the peer blocked, and to bad parents (failed, left, stalled), are dropped first.
+   * Edges to parents the peer blocked, and to dead parents (failed, left, stalled), are dropped
+   * first; a parent whose last piece was slow keeps its edge (the agent keeps fetching from it).
    */
   async schedule(peer: Peer, disableBackToSource = false): Promise<Decision> {
     const gen = ++peer.scheduleGeneration;
@@ -190,7 +191,7 @@ export class Scheduling {
     const now0 = this.clock.now();
     for (const id of [...task.dag.parents(peer.id)]) {
       const p = task.dag.get(id);
-      if (peer.blockParents.has(id) || !p || isBadParent(p, now0, o.pieceTimeout, PIECE_COST_WINDOW)) this.resources.deleteParent(id, peer);
+      if (peer.blockParents.has(id) || !p || isDeadParent(p, now0, o.pieceTimeout)) this.resources.deleteParent(id, peer);
     }
     if (task.dag.inDegree(peer.id) > 0 && !peer.needBackToSource && !peer.fsm.is('BackToSource')) {
       const more = this.findCandidateParents(peer, true);
