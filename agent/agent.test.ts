@@ -14,7 +14,7 @@ import { startOrigin, MiB, type Origin } from '../test/support/origin.js';
 import { createAgent, type Agent } from './agent.js';
 import { parseAgentConfig } from './config.js';
 import * as grpc from '@grpc/grpc-js';
-import { protoPackage } from './grpc.js';
+import { loadProto } from '../scheduler/proto.js';
 
 const dirs: string[] = [];
 const agents: Agent[] = [];
@@ -208,7 +208,7 @@ describe('Dfdaemon gRPC service', () => {
   it('DownloadTask fills the cache and streams progress; StatTask and DeleteTask see it', async () => {
     const a = await startAgent('dfdaemon', [DEAD_SCHEDULER]);
     const url = origin.add('/dfdaemon.bin', { size: 9 * MiB, seed: 'dfdaemon' });
-    const { Dfdaemon } = protoPackage();
+    const { Dfdaemon } = loadProto();
     const client = new Dfdaemon(`127.0.0.1:${a.ports.grpc}`, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
     try {
       const progress: { task_id: string; is_finished: boolean; piece_count: number; finished_piece_count: number; host_id: string }[] = [];

@@ -5,7 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
-import { protoPackage, type DownloadMsg } from './grpc.js';
+import { loadProto } from '../scheduler/proto.js';
+import type { DownloadMsg } from './grpc.js';
 import type { TaskManager } from './task-manager.js';
 
 /** Maps our error codes to gRPC status codes (one place). */
@@ -34,7 +35,7 @@ function priorityNumber(p: string | number): number {
 }
 
 export async function startDfdaemonServer(opts: { ip: string; port: number; taskManager: TaskManager; hostId: () => string; logger: Logger }): Promise<{ port: number; close(): Promise<void> }> {
-  const { Dfdaemon } = protoPackage();
+  const { Dfdaemon } = loadProto();
   const server = new grpc.Server();
   const tm = opts.taskManager;
   server.addService(Dfdaemon.service, {

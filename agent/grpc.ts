@@ -1,13 +1,4 @@
-/** The agent's view of scheduler/damselfly.proto: its services and the wire shapes it builds and reads. */
-import * as grpc from '@grpc/grpc-js';
-import { loadProto } from '../scheduler/proto.js';
-
-/** The damselfly.v2 services (loaded once, with the options every side uses). */
-export function protoPackage(): { Scheduler: grpc.ServiceClientConstructor; Dfdaemon: grpc.ServiceClientConstructor } {
-  return loadProto();
-}
-
-/** Wire shapes (keepCase) of the messages the agent builds and reads. */
+/** Wire shapes (keepCase) of scheduler/damselfly.proto's messages as the agent builds and reads them; the services load in scheduler/proto.ts. */
 export interface PieceMsg {
   number: number;
   parent_id: string;

@@ -9,7 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import { request } from 'undici';
 import type { Logger } from '../adapters/log.js';
 import { HashRing } from '../scheduler/hashring.js';
-import { protoPackage, type HostMsg } from './grpc.js';
+import { loadProto } from '../scheduler/proto.js';
+import type { HostMsg } from './grpc.js';
 
 export interface SchedulerClientOptions {
   addrs: string[];
@@ -45,7 +46,7 @@ export class SchedulerClient {
   private client(addr: string): Client {
     let c = this.clients.get(addr);
     if (!c) {
-      const { Scheduler } = protoPackage();
+      const { Scheduler } = loadProto();
       c = new Scheduler(addr, grpc.credentials.createInsecure(), {
         'grpc.keepalive_time_ms': 30_000,
         'grpc.initial_reconnect_backoff_ms': 200,

@@ -59,6 +59,10 @@ export class BufferPool {
       this.idleBytes -= size;
       return b;
     }
+    return this.alloc(size);
+  }
+
+  private alloc(size: number): Buffer {
     this.allocations++;
     return (this.aligned ? allocAligned(size) : undefined) ?? Buffer.allocUnsafeSlow(size);
   }
@@ -72,10 +76,7 @@ export class BufferPool {
   prefill(size: number, count: number): number {
     let added = 0;
     for (let i = 0; i < count && this.idleBytes + size <= this.maxIdleBytes; i++) {
-      this.allocations++;
-      const b = (this.aligned ? allocAligned(size) : undefined) ?? Buffer.allocUnsafeSlow(size);
-      b.fill(0);
-      this.give(b);
+      this.give(this.alloc(size).fill(0));
       added++;
     }
     return added;
