@@ -75,6 +75,8 @@ export const managerKeys = {
   job: (id: number) => jobKey(padId(id)),
   jobPrefix: () => prefix('jobs'),
   rateLimit: (clusterId: number) => key('mgr-job-ratelimit', padId(clusterId)),
+  /** Failed sign-ins in the current window, per user name or client address (both as sha256 hex). */
+  signinFailures: (kind: 'user' | 'address', sha256Hex: string) => key('mgr-signin-failures', kind, sha256Hex),
 };
 
 /** Queue dedup id: one message per (job, cluster), so a retried send never enqueues twice. */

@@ -5,8 +5,10 @@
  * middleware (request log and metrics, error mapping).
  */
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { DamselflyError, errorCode } from '../../adapters/errors.js';
+import { MAX_REPORT_BYTES } from '../../scheduler/job/limits.js';
 import { type AuthEnv, jwtAuth, resolveJwtSecret, schedulerAuth, tokenAuth } from './auth.js';
 import { ForbiddenError } from './errors.js';
 import type { JobDeps } from './jobs.js';
@@ -88,6 +90,20 @@ export function createApp(deps: ManagerDeps, modules: readonly RouteModule[] = R
     metrics?.requestDuration.observe(labels, seconds);
     logger.info('request', { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(seconds * 1000) });
   });
+
+  // Before any route parses: a body past the limit is refused while it streams in, unread.
+  const limited = (maxSize: number) =>
+    bodyLimit({
+      maxSize,
+      onError: (c) => {
+        const message = `request body larger than ${maxSize} bytes`;
+        return c.json({ code: 'INVALID', message, errors: message, fields: { '(body)': `at most ${maxSize} bytes (server.bodyLimit)` } }, 413);
+      },
+    });
+  const generalLimit = limited(deps.config.server.bodyLimit);
+  // Whatever the worker sends must fit (scheduler/job/limits.ts), or a final report is refused forever.
+  const reportLimit = limited(Math.max(deps.config.server.bodyLimit, MAX_REPORT_BYTES + 64 * 1024));
+  app.use('*', (c, next) => (/^\/api\/v1\/jobs\/[^/]+\/report$/.test(c.req.path) ? reportLimit : generalLimit)(c, next));
 
   app.onError((err, c) => {
     const code = errorCode(err);

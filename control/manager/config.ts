@@ -4,7 +4,7 @@
  * DAMSELFLY_JWT_SECRET, DAMSELFLY_SCHEDULER_SECRET.
  */
 import { z } from 'zod';
-import { durationSchema, loadConfigFile, parseConfig } from '../../adapters/config.js';
+import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../../adapters/config.js';
 
 const portSchema = z.number().int().min(0).max(65535);
 
@@ -13,6 +13,11 @@ export const managerConfigSchema = z.strictObject({
     .strictObject({
       ip: z.string().default('127.0.0.1'),
       port: portSchema.default(8080),
+      /**
+       * Largest request body, checked before anything is parsed (413 beyond it). Scheduler job
+       * reports may always be as large as the worker sends them (512 KiB).
+       */
+      bodyLimit: sizeSchema.default(256 * 1024),
     })
     .prefault({}),
   /** Where state lives; parsed by adapters/stores.ts (kvConfigSchema / queueConfigSchema). */
@@ -33,6 +38,17 @@ export const managerConfigSchema = z.strictObject({
       schedulerSecret: z.string().min(16).optional(),
       /** JWT lifetime. */
       jwtTimeout: durationSchema.default(14 * 24 * 3_600_000),
+      /**
+       * Failed sign-ins allowed per user name and per client address within `window`; past either,
+       * sign-in answers 429 with Retry-After until the window ends.
+       */
+      signinThrottle: z
+        .strictObject({
+          perUser: z.number().int().min(1).max(1_000_000).default(5),
+          perAddress: z.number().int().min(1).max(1_000_000).default(20),
+          window: durationSchema.default(15 * 60_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   jobs: z

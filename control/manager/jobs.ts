@@ -23,6 +23,10 @@ import { RateLimitedError } from './errors.js';
 import { jobMessageDedupId, jobQueue, managerKeys } from '../../adapters/keys.js';
 import type { ClusterRecord, JobClusterState, JobRecord, JobState, JobType, SchedulerRecord } from './models.js';
 import { casUpdate, listAll, nextId } from './store.js';
+import { decimalQueryInt, invalid } from './http.js';
+import { MAX_ARG_LENGTH, MAX_HEADERS, MAX_HEADER_VALUE, MAX_URLS, MAX_URL_LENGTH } from '../../scheduler/job/limits.js';
+
+export { invalid };
 
 const MIB = 1024 * 1024;
 export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
@@ -32,7 +36,31 @@ export const MANIFEST_URL = /^(.*):\/\/(.*)\/v2\/(.*)\/manifests\/(.*)$/;
 /** Harbor sends "" for unset strings and 0 for unset numbers: both mean "default". */
 const optStr = z
   .string()
+  .max(MAX_ARG_LENGTH)
   .nullish()
+  .transform((v) => (v ? v : undefined));
+
+/**
+ * A job URL: bounded (scheduler/job/limits.ts, so the worker's report about it always fits) and
+ * without userinfo, which would be stored in the job's args and echoed in error text. Credentials
+ * go in `username`/`password` or `headers`, which are never stored or returned.
+ */
+const jobUrl = z
+  .string()
+  .max(MAX_URL_LENGTH)
+  .superRefine((s, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'not a URL' });
+      return;
+    }
+    if (u.username || u.password) ctx.addIssue({ code: 'custom', message: 'credentials in the URL are not allowed: use username/password or headers' });
+  });
+const optUrl = jobUrl
+  .nullish()
+  .or(z.literal(''))
   .transform((v) => (v ? v : undefined));
 const optInt = (min: number, max: number) =>
   z
@@ -52,13 +80,16 @@ const timeoutNs = z
 export const preheatArgsSchema = z
   .object({
     type: z.enum(['image', 'file']),
-    url: optStr,
-    urls: z.array(z.string().url()).nullish(),
+    url: optUrl,
+    urls: z.array(jobUrl).max(MAX_URLS).nullish(),
     piece_length: optInt(4 * MIB, 64 * MIB),
     tag: optStr,
     application: optStr,
     filtered_query_params: optStr,
-    headers: z.record(z.string(), z.string()).nullish(),
+    headers: z
+      .record(z.string().min(1).max(256), z.string().max(MAX_HEADER_VALUE))
+      .refine((h) => Object.keys(h).length <= MAX_HEADERS, `at most ${MAX_HEADERS} headers`)
+      .nullish(),
     username: optStr,
     password: optStr,
     platform: optStr.pipe(z.string().regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/, 'expected os/arch[/variant]').optional()),
@@ -66,7 +97,7 @@ export const preheatArgsSchema = z
       .enum(['', 'single_seed_peer', 'all_seed_peers', 'all_peers'])
       .nullish()
       .transform((v) => (v ? v : 'single_seed_peer')),
-    ips: z.array(z.string()).max(100).nullish(),
+    ips: z.array(z.union([z.ipv4(), z.ipv6()])).max(100).nullish(),
     count: optInt(1, 200),
     percentage: optInt(1, 100),
     concurrent_task_count: optInt(1, 100),
@@ -80,24 +111,17 @@ export const preheatArgsSchema = z
     } else if (!a.url && !(a.urls && a.urls.length > 0)) {
       ctx.addIssue({ code: 'custom', path: ['url'], message: 'url or urls is required' });
     }
-    if (a.url) {
-      try {
-        new URL(a.url);
-      } catch {
-        ctx.addIssue({ code: 'custom', path: ['url'], message: 'not a URL' });
-      }
-    }
   });
 
 export const taskArgsSchema = z
   .object({
     task_id: optStr,
-    url: optStr,
+    url: optUrl,
     piece_length: optInt(4 * MIB, 64 * MIB),
     tag: optStr,
     application: optStr,
     filtered_query_params: optStr,
-    content_for_calculating_task_id: optStr,
+    content_for_calculating_task_id: z.string().max(MAX_URL_LENGTH).nullish().transform((v) => (v ? v : undefined)),
     concurrent_peer_count: optInt(1, 1000),
     timeout: timeoutNs,
   })
@@ -115,8 +139,8 @@ export const createJobSchema = z.object({
   type: z.enum(['preheat', 'get_task', 'delete_task'], { message: 'unknown job type: expected preheat, get_task or delete_task' }),
   args: z.record(z.string(), z.unknown()).nullish(),
   user_id: z.number().int().nonnegative().nullish(),
-  scheduler_cluster_ids: z.array(z.number().int().positive()).nullish(),
-  seed_peer_cluster_ids: z.array(z.number().int().positive()).nullish(),
+  scheduler_cluster_ids: z.array(z.number().int().positive()).max(1000).nullish(),
+  seed_peer_cluster_ids: z.array(z.number().int().positive()).max(1000).nullish(),
 });
 
 export const patchJobSchema = z.strictObject({
@@ -127,15 +151,15 @@ export const patchJobSchema = z.strictObject({
 export const listJobsQuerySchema = z.object({
   type: z.enum(['preheat', 'get_task', 'delete_task']).optional(),
   state: z.enum(['PENDING', 'RECEIVED', 'STARTED', 'RETRY', 'SUCCESS', 'FAILURE']).optional(),
-  user_id: z.coerce.number().int().nonnegative().optional(),
-  page: z.coerce.number().int().min(1).default(1),
-  per_page: z.coerce.number().int().min(1).max(1000).default(10),
+  user_id: decimalQueryInt(0).optional(),
+  page: decimalQueryInt(1).default(1),
+  per_page: decimalQueryInt(1, 1000).default(10),
 });
 
 export const reportSchema = z.strictObject({
   scheduler_cluster_id: z.number().int().positive(),
   state: z.enum(['PENDING', 'SUCCESS', 'FAILURE']),
-  results: z.array(z.unknown()).optional(),
+  results: z.array(z.unknown()).max(1000).optional(),
   error: z.string().max(64 * 1024).optional(),
   progress: z.strictObject({ done: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
 });
@@ -149,19 +173,6 @@ export interface JobMessage {
   args: Record<string, unknown>;
   deadline_ms: number;
   task_uuid: string;
-}
-
-/** Turns zod issues into an InvalidError whose details name each bad field. */
-export function invalid(error: z.ZodError, prefix = ''): InvalidError {
-  const fields: Record<string, string> = {};
-  for (const issue of error.issues) {
-    if (issue.code === 'unrecognized_keys') {
-      for (const k of issue.keys) fields[[prefix, ...issue.path.map(String), k].filter(Boolean).join('.')] = 'unknown field';
-    } else {
-      fields[[prefix, ...issue.path.map(String)].filter(Boolean).join('.') || '(body)'] = issue.message;
-    }
-  }
-  return new InvalidError('invalid request', { details: { fields } });
 }
 
 /** Removes credentials before args are stored or returned: password dropped, header values hidden. */

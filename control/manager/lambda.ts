@@ -17,7 +17,13 @@ async function build(): Promise<Handler> {
   const text = process.env.DAMSELFLY_MANAGER_CONFIG ?? '';
   const config = withEnvSecrets(parseConfig(managerConfigSchema, text ? parseYaml(text) : {}, 'DAMSELFLY_MANAGER_CONFIG'));
   // On Lambda stderr goes to CloudWatch: a generated password would be a secret in a log store.
-  return handle(createApp(await loadDeps(config, { requireRootPassword: true, metrics: false })));
+  const deps = await loadDeps(config, { requireRootPassword: true, metrics: false });
+  // API Gateway v2 / Function URL: the caller's address as the gateway saw it (not X-Forwarded-For).
+  deps.clientAddress = (c) => {
+    const rc = (c.env as { requestContext?: { http?: { sourceIp?: string }; identity?: { sourceIp?: string } } } | undefined)?.requestContext;
+    return rc?.http?.sourceIp ?? rc?.identity?.sourceIp;
+  };
+  return handle(createApp(deps));
 }
 
 /** The Lambda handler. A failed cold start is retried on the next invocation. */

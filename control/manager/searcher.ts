@@ -7,6 +7,7 @@
  * elements that match, over 5 (1 for an exact match).
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { RE2JS } from 're2js';
 import type { ClusterRecord, ClusterScopes } from './models.js';
 
 export const W_CIDR = 0.3;
@@ -47,14 +48,34 @@ function cidrScore(scopes: ClusterScopes, ip?: string): number {
   return 0;
 }
 
+// Compiled patterns, bounded: the same few scopes are matched on every search.
+const compiled = new Map<string, RE2JS | null>();
+const MAX_COMPILED = 10_000;
+
+/**
+ * A user's hostname pattern compiled by RE2JS, whose matching is linear in the input: `^(a+)+$`
+ * against 28 characters took V8's backtracking engine 1.8 s of the event loop. Patterns RE2 cannot
+ * express (backreferences, lookaround) are refused at creation; a stored one matches nothing.
+ */
+export function compileHostnamePattern(pattern: string): RE2JS | null {
+  let re = compiled.get(pattern);
+  if (re === undefined) {
+    try {
+      re = RE2JS.compile(pattern);
+    } catch {
+      re = null;
+    }
+    if (compiled.size >= MAX_COMPILED) compiled.clear();
+    compiled.set(pattern, re);
+  }
+  return re;
+}
+
 function hostnameScore(scopes: ClusterScopes, hostname?: string): number {
   if (!hostname) return 0;
   for (const pattern of scopes.hostnames) {
-    try {
-      if (new RegExp(pattern).test(hostname)) return 1;
-    } catch {
-      // As above: a bad regex matches nothing.
-    }
+    // find(), not matches(): JavaScript's test() semantics (unanchored unless the pattern anchors).
+    if (compileHostnamePattern(pattern)?.matcher(hostname).find()) return 1;
   }
   return 0;
 }

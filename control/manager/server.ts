@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
 import type { KvStore } from '../../adapters/kv/port.js';
 import { createLogger, type Logger } from '../../adapters/log.js';
 import type { Queue } from '../../adapters/queue/port.js';
@@ -59,6 +60,7 @@ export interface StartedManager {
 /** Starts the manager's HTTP server. Throws ConfigError, UnavailableError, or the listen error. */
 export async function startManager(config: ManagerConfig, opts: LoadDepsOptions = {}): Promise<StartedManager> {
   const deps = await loadDeps(config, opts);
+  deps.clientAddress = (c) => getConnInfo(c).remote.address;
   const app = createApp(deps);
   let server: ServerType | undefined;
   const port = await new Promise<number>((resolve, reject) => {

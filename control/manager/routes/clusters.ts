@@ -8,10 +8,11 @@ import type { KvStore } from '../../../adapters/kv/port.js';
 import { managerKeys } from '../../../adapters/keys.js';
 import { body, idParam, pageQuery, paginate, query } from '../http.js';
 import { type ClusterRecord, publicCluster } from '../models.js';
+import { compileHostnamePattern } from '../searcher.js';
 import { listAll, nextId } from '../store.js';
 import type { RouteModule } from './context.js';
 
-export const cidrSchema = z.string().refine((s) => {
+export const cidrSchema = z.string().max(64).refine((s) => {
   const [ip, bits, extra] = s.split('/');
   if (extra !== undefined || !ip) return false;
   const v4 = z.ipv4().safeParse(ip).success;
@@ -22,20 +23,13 @@ export const cidrSchema = z.string().refine((s) => {
   return Number.isInteger(n) && n >= 0 && n <= (v4 ? 32 : 128);
 }, 'expected a CIDR such as 10.0.0.0/8');
 
-export const regexSchema = z.string().refine((s) => {
-  try {
-    new RegExp(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, 'not a valid regular expression');
+export const regexSchema = z.string().max(1024).refine((s) => compileHostnamePattern(s) !== null, 'not a regular expression RE2 accepts (no backreferences or lookaround)');
 
 export const scopesSchema = z.strictObject({
   idc: z.string().max(1024).default(''),
   location: z.string().max(1024).default(''),
-  cidrs: z.array(cidrSchema).max(1000).default([]),
-  hostnames: z.array(regexSchema).max(1000).default([]),
+  cidrs: z.array(cidrSchema).max(100).default([]),
+  hostnames: z.array(regexSchema).max(100).default([]),
 });
 
 export const clusterCreateSchema = z.object({

@@ -22,6 +22,8 @@ export interface ManagerDeps {
   clock: Clock;
   logger: Logger;
   metrics?: ManagerMetrics;
+  /** The client's address (the socket peer, never a forwarded header); sign-in throttles by it. */
+  clientAddress?: (c: Context) => string | undefined;
 }
 
 export interface RouteContext {

@@ -2,15 +2,16 @@
 import { z } from 'zod';
 import { ConflictError, InvalidError, NotFoundError } from '../../../adapters/errors.js';
 import { managerKeys } from '../../../adapters/keys.js';
-import { body, idParam, pageQuery, paginate, query } from '../http.js';
+import { body, decimalQueryInt, idParam, pageQuery, paginate, query } from '../http.js';
 import { isActive } from '../jobs.js';
 import type { ClusterRecord, SchedulerRecord } from '../models.js';
 import { rankClusters } from '../searcher.js';
 import { casUpdate, listAll, nextId } from '../store.js';
 import type { RouteModule } from './context.js';
 
+const hostnameSchema = z.string().min(1).max(256).regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, 'a hostname: letters, digits, _ . - only');
 export const schedulerRegisterSchema = z.strictObject({
-  hostname: z.string().min(1).max(256),
+  hostname: hostnameSchema,
   ip: z.union([z.ipv4(), z.ipv6()]),
   port: z.number().int().min(1).max(65535),
   idc: z.string().max(1024).default(''),
@@ -20,7 +21,7 @@ export const schedulerRegisterSchema = z.strictObject({
   keep_alive_interval_ms: z.number().int().min(100).max(3_600_000).optional(),
 });
 export const keepAliveSchema = z.strictObject({
-  hostname: z.string().min(1).max(256),
+  hostname: hostnameSchema,
   ip: z.union([z.ipv4(), z.ipv6()]),
   scheduler_cluster_id: z.number().int().positive(),
 });
@@ -30,7 +31,7 @@ export const searchQuerySchema = z.object({
   idc: z.string().max(1024).optional(),
   location: z.string().max(1024).optional(),
 });
-export const schedulerListQuerySchema = pageQuery.extend({ scheduler_cluster_id: z.coerce.number().int().positive().optional(), state: z.enum(['active', 'inactive']).optional() });
+export const schedulerListQuerySchema = pageQuery.extend({ scheduler_cluster_id: decimalQueryInt(1).optional(), state: z.enum(['active', 'inactive']).optional() });
 
 export const schedulerRoutes: RouteModule = (app, ctx) => {
   const { kv, config, metrics, userAuth, schedAuth, now, nowIso } = ctx;

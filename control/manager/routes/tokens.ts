@@ -6,13 +6,13 @@ import type { KvStore } from '../../../adapters/kv/port.js';
 import { managerKeys } from '../../../adapters/keys.js';
 import { type AuthEnv, generateToken, sha256Hex } from '../auth.js';
 import { ForbiddenError } from '../errors.js';
-import { body, idParam, pageQuery, paginate, query } from '../http.js';
+import { body, decimalQueryInt, idParam, pageQuery, paginate, query } from '../http.js';
 import { type TokenRecord, publicToken } from '../models.js';
 import { casUpdate, listAll, nextId } from '../store.js';
 import type { RouteModule } from './context.js';
 
 export const tokenCreateSchema = z.strictObject({
-  name: z.string().min(1).max(64),
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   bio: z.string().max(1024).default(''),
   scopes: z.array(z.enum(['job', 'cluster'])).default([]),
   expired_at: z.iso.datetime({ offset: true }),
@@ -24,7 +24,7 @@ export const tokenPatchSchema = z.strictObject({
   state: z.enum(['active', 'inactive']).optional(),
   expired_at: z.iso.datetime({ offset: true }).optional(),
 });
-export const tokenListQuerySchema = pageQuery.extend({ user_id: z.coerce.number().int().positive().optional(), state: z.enum(['active', 'inactive']).optional() });
+export const tokenListQuerySchema = pageQuery.extend({ user_id: decimalQueryInt(1).optional(), state: z.enum(['active', 'inactive']).optional() });
 
 async function ownToken(kv: KvStore, c: Context<AuthEnv>): Promise<TokenRecord> {
   const rec = await kv.get<TokenRecord>(managerKeys.token(idParam(c)));
