@@ -20,7 +20,9 @@ import type { Logger } from '../adapters/log.js';
 import type { Queue, QueueMessage } from '../adapters/queue/port.js';
 import { createQueue, parseQueueConfig } from '../adapters/stores.js';
 import type { SchedulerConfig } from './config.js';
-import { runJob, type JobMessage, type JobOutcome } from './job/runner.js';
+import { MAX_REPORT_BYTES, MAX_REPORT_ERROR, redactUrlCredentials, truncateText } from './job/limits.js';
+import { MAX_TIMER_MS, runJob, type JobMessage, type JobOutcome } from './job/runner.js';
+import { unseal } from './job/sealed.js';
 import type { Scheduler } from './server.js';
 
 export interface ManagerLink {
@@ -39,10 +41,48 @@ export interface ManagerLinkOptions {
   concurrency?: number;
   /** How long after it was sent a message may name a job the manager has not stored yet (default 30 s). */
   unknownJobGraceMs?: number;
+  /** How long a preheat waits for a seed peer (or scope's peers) to announce (runner.ts RunOptions.hostWaitMs). */
+  hostWaitMs?: number;
 }
 
 /** A 404 from the manager: the thing does not exist there. */
 class ManagerNotFound extends Error {}
+
+/** A 4xx other than 404/429: the manager will refuse this exact request every time. */
+class ManagerRefused extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/** A report cut to what the manager always accepts (limits.ts), with URL credentials redacted. */
+export function boundReport(body: { state: string; results?: unknown[]; error?: string }): { state: string; results?: unknown[]; error?: string } {
+  const error = body.error === undefined ? undefined : truncateText(redactUrlCredentials(body.error), MAX_REPORT_ERROR);
+  let results = body.results;
+  const fits = () => Buffer.byteLength(JSON.stringify({ ...body, error, results })) <= MAX_REPORT_BYTES - 1024;
+  // Halve the longest lists inside results (success_tasks / failure_tasks / peers) until it fits.
+  for (let i = 0; i < 40 && results && !fits(); i++) {
+    results = results.slice(0, 1000).map((r) => {
+      if (!r || typeof r !== 'object') return r;
+      const o = { ...(r as Record<string, unknown>) };
+      for (const [k, v] of Object.entries(o)) if (Array.isArray(v) && v.length > 0) o[k] = v.slice(0, Math.floor(v.length / 2));
+      o.truncated = true;
+      return o;
+    });
+  }
+  if (results && !fits()) results = [];
+  return { ...body, ...(error === undefined ? {} : { error }), ...(results === undefined ? {} : { results }) };
+}
+
+/** Sets a timer that may lie further ahead than setTimeout's 2^31-1 ms (which would fire at once). */
+function longTimeout(fn: () => void, ms: number): { clear(): void } {
+  let t: NodeJS.Timeout;
+  const arm = (left: number) => {
+    t = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fn()), Math.min(left, MAX_TIMER_MS));
+  };
+  arm(Math.max(0, ms));
+  return { clear: () => clearTimeout(t) };
+}
 
 interface ReportAnswer {
   id: number;
@@ -52,6 +92,7 @@ interface ReportAnswer {
 
 const UNKNOWN_JOB_GRACE_MS = 30_000;
 const REPORT_PROGRESS_EVERY_MS = 1_000;
+const REPORT_ATTEMPTS = 8;
 
 function splitAddress(addr: string): { ip: string; port: number } {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(addr);
@@ -99,6 +140,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
     }
     const text = await res.text();
     if (res.status === 404) throw new ManagerNotFound(text);
+    if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) throw new ManagerRefused(res.status, `manager ${method} ${path} refused (${res.status}): ${text.slice(0, 300)}`);
     if (!res.ok) throw new UnavailableError(`manager ${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`);
     return JSON.parse(text) as T;
   };
@@ -141,19 +183,40 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
     }
   }
   const inflight = new Map<string, Promise<void>>();
+  const openCredentials = (msg: JobMessage): JobMessage => {
+    if (!msg.sealed_credentials) return msg;
+    const { sealed_credentials, ...rest } = msg;
+    return { ...rest, args: { ...msg.args, ...unseal<Record<string, unknown>>(secret, sealed_credentials) } };
+  };
   const queueName = jobQueue(String(clusterId));
 
-  const report = async (msg: JobMessage, body: Record<string, unknown>): Promise<ReportAnswer> =>
-    call<ReportAnswer>('POST', `/api/v1/jobs/${msg.job_id}/report`, { scheduler_cluster_id: msg.scheduler_cluster_id, ...body });
+  const report = async (msg: JobMessage, body: { state: string; results?: unknown[]; error?: string; progress?: unknown }): Promise<ReportAnswer> =>
+    call<ReportAnswer>('POST', `/api/v1/jobs/${msg.job_id}/report`, { scheduler_cluster_id: msg.scheduler_cluster_id, ...boundReport(body) });
 
-  /** Retries a final report until the manager takes it; gives up (no ack) when stopping. */
+  /**
+   * Delivers a final report; true when the message may be acked. A report the manager refuses is
+   * sent once more as a bare FAILURE with the reason, then the message is acked either way: a
+   * refused report used to be retried forever and hold a worker slot. An unreachable manager is
+   * retried a few times; after that the slot is freed and the message left for redelivery (the
+   * queue dead-letters it after maxReceives).
+   */
   const reportFinal = async (msg: JobMessage, outcome: JobOutcome): Promise<boolean> => {
-    for (let delay = 200; !stopper.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
+    let body: Parameters<typeof report>[1] = { state: outcome.state, results: outcome.results, error: outcome.error };
+    let refusals = 0;
+    for (let attempt = 0, delay = 200; attempt < REPORT_ATTEMPTS && !stopper.signal.aborted; attempt++, delay = Math.min(delay * 2, 5_000)) {
       try {
-        await report(msg, { state: outcome.state, results: outcome.results, error: outcome.error });
+        await report(msg, body);
         return true;
       } catch (err) {
         if (err instanceof ManagerNotFound) return true; // the job was deleted: nothing to record
+        if (err instanceof ManagerRefused) {
+          if (++refusals > 1) {
+            log.error('manager refused the job report twice; dropping the message', { jobId: msg.job_id, error: errorMessage(err) });
+            return true;
+          }
+          body = { state: 'FAILURE', results: [], error: truncateText(`the manager refused this job's report (${err.status}); first error: ${outcome.error}`, 2048) };
+          continue;
+        }
         log.warn('job report failed; retrying', { jobId: msg.job_id, error: errorMessage(err) });
         await sleep(delay, stopper.signal);
       }
@@ -194,12 +257,20 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
       const ac = new AbortController();
       const onStop = () => ac.abort(new Error('scheduler stopping'));
       stopper.signal.addEventListener('abort', onStop, { once: true });
-      const deadline = setTimeout(() => ac.abort(new Error('job deadline passed')), Math.max(0, msg.deadline_ms - Date.now()));
+      const deadline = longTimeout(() => ac.abort(new Error('job deadline passed')), msg.deadline_ms - Date.now());
       let lastProgress = 0;
       jlog.info('job started', { receiveCount: m.receiveCount });
-      const outcome = await runJob(scheduler, msg, {
+      let runnable: JobMessage;
+      try {
+        runnable = openCredentials(msg);
+      } catch (err) {
+        if (await reportFinal(msg, { state: 'FAILURE', results: [], error: errorMessage(err) })) await q.ack(queueName, m.receipt);
+        return;
+      }
+      const outcome = await runJob(scheduler, runnable, {
         signal: ac.signal,
         logger: jlog,
+        hostWaitMs: opts.hostWaitMs,
         onProgress: (done, total) => {
           const now = Date.now();
           if (now - lastProgress < REPORT_PROGRESS_EVERY_MS && done < total) return;
@@ -207,7 +278,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
           report(msg, { state: 'PENDING', progress: { done, total } }).catch(() => {});
         },
       }).finally(() => {
-        clearTimeout(deadline);
+        deadline.clear();
         stopper.signal.removeEventListener('abort', onStop);
       });
       if (stopper.signal.aborted) {

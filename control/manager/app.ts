@@ -52,6 +52,7 @@ function routeContext(deps: ManagerDeps): RouteContext {
     defaultTimeoutMs: config.jobs.defaultTimeout,
     rateLimitPerCluster: config.jobs.rateLimitPerCluster,
     keepAliveIntervalMs: config.schedulerKeepAliveInterval,
+    schedulerSecret: config.auth.schedulerSecret,
   };
   return {
     deps,

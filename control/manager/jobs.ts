@@ -6,7 +6,8 @@
  * per target cluster (dedup id job-<id>-cluster-<cid>), and only then stores the job. A crash between
  * the two leaves messages for a job nobody was told about; the worker finds no job when it reports
  * (404) and drops the message. A crash after both is an ordinary job. So no stored job ever lacks
- * its messages. Credentials travel only in the messages; the stored args are redacted.
+ * its messages. Credentials travel only in the messages, sealed (scheduler/job/sealed.ts); the stored
+ * args are redacted.
  *
  * Per-cluster state transitions (anything else is ignored, never an error, so reports are idempotent):
  *   PENDING → PENDING (progress) | SUCCESS | FAILURE;   SUCCESS, FAILURE → (terminal)
@@ -24,6 +25,7 @@ import { jobMessageDedupId, jobQueue, managerKeys } from '../../adapters/keys.js
 import type { ClusterRecord, JobClusterState, JobRecord, JobState, JobType, SchedulerRecord } from './models.js';
 import { casUpdate, listAll, nextId } from './store.js';
 import { decimalQueryInt, invalid } from './http.js';
+import { seal } from '../../scheduler/job/sealed.js';
 import { MAX_ARG_LENGTH, MAX_HEADERS, MAX_HEADER_VALUE, MAX_URLS, MAX_URL_LENGTH } from '../../scheduler/job/limits.js';
 
 export { invalid };
@@ -170,9 +172,12 @@ export interface JobMessage {
   job_id: number;
   scheduler_cluster_id: number;
   type: JobType;
+  /** Without `password` and `headers`: those travel only in `sealed_credentials`. */
   args: Record<string, unknown>;
   deadline_ms: number;
   task_uuid: string;
+  /** scheduler/job/sealed.ts seal(schedulerSecret, { password?, headers? }), when the job has credentials. */
+  sealed_credentials?: string;
 }
 
 /** Removes credentials before args are stored or returned: password dropped, header values hidden. */
@@ -237,6 +242,8 @@ export interface JobDeps {
   defaultTimeoutMs: number;
   rateLimitPerCluster: number;
   keepAliveIntervalMs: number;
+  /** Seals credentials in queued messages; without it a job carrying credentials is refused. */
+  schedulerSecret?: string;
 }
 
 /** Token bucket per cluster in the KV store. Throws RateLimitedError when empty. */
@@ -296,6 +303,15 @@ export async function createJob(deps: JobDeps, body: unknown, userId: number): P
   const clusters = await targetClusters(deps, req.scheduler_cluster_ids, 'preheat');
   for (const c of clusters) await takeToken(deps, c);
 
+  const { password, headers, ...plainArgs } = args;
+  const credentials = Object.fromEntries(Object.entries({ password, headers }).filter(([, v]) => v !== undefined));
+  let sealed: string | undefined;
+  if (Object.keys(credentials).length > 0) {
+    // No secret means no scheduler can register either; refusing beats queueing a password in clear.
+    if (!deps.schedulerSecret) throw new UnavailableError('no scheduler secret is configured (auth.schedulerSecret): credentials cannot be sealed for the queue');
+    sealed = seal(deps.schedulerSecret, credentials);
+  }
+
   const id = await nextId(deps.kv, 'job');
   const now = deps.now();
   const nowIso = new Date(now).toISOString();
@@ -303,7 +319,7 @@ export async function createJob(deps: JobDeps, body: unknown, userId: number): P
   const states: JobClusterState[] = [];
   for (const c of clusters) {
     const task_uuid = `task_${randomUUID()}`;
-    const message: JobMessage = { job_id: id, scheduler_cluster_id: c.id, type: req.type, args, deadline_ms: deadline, task_uuid };
+    const message: JobMessage = { job_id: id, scheduler_cluster_id: c.id, type: req.type, args: plainArgs, deadline_ms: deadline, task_uuid, ...(sealed ? { sealed_credentials: sealed } : {}) };
     await deps.queue.send(jobQueue(String(c.id)), message, { dedupId: jobMessageDedupId(id, c.id) });
     states.push({ task_uuid, task_name: req.type, state: 'PENDING', results: [], error: '', created_at: nowIso, ttl: 0, scheduler_cluster_id: c.id });
   }

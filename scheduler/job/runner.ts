@@ -21,6 +21,8 @@ export interface JobMessage {
   args: Record<string, unknown>;
   deadline_ms: number;
   task_uuid: string;
+  /** `password` and `headers`, sealed (sealed.ts); the manager link opens them into `args`. */
+  sealed_credentials?: string;
 }
 
 export interface JobOutcome {
@@ -33,6 +35,31 @@ export interface RunOptions {
   signal: AbortSignal;
   logger: Logger;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * How long a preheat waits for a target host to announce before failing for want of one (default
+   * 60 s, never past the deadline): a scheduler that just restarted knows no seed peer until its
+   * seed peers announce again, and jobs queued meanwhile must not fail for that.
+   */
+  hostWaitMs?: number;
+}
+
+const DEFAULT_HOST_WAIT_MS = 60_000;
+/** setTimeout and gRPC deadlines overflow past 2^31-1 ms (24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+async function waitForHosts(scheduler: Scheduler, args: Record<string, unknown>, msg: JobMessage, opts: RunOptions): Promise<void> {
+  const until = Math.min(msg.deadline_ms, Date.now() + (opts.hostWaitMs ?? DEFAULT_HOST_WAIT_MS));
+  while (targetHosts(scheduler, args, 'probe').length === 0 && Date.now() < until && !opts.signal.aborted) {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, Math.min(250, Math.max(1, until - Date.now())));
+      function done() {
+        clearTimeout(t);
+        opts.signal.removeEventListener('abort', done);
+        resolve();
+      }
+      opts.signal.addEventListener('abort', done, { once: true });
+    });
+  }
 }
 
 
@@ -104,6 +131,8 @@ async function preheat(scheduler: Scheduler, msg: JobMessage, opts: RunOptions):
   let done = 0;
   opts.onProgress?.(0, blobs.length);
   const scope = str(a.scope) ?? 'single_seed_peer';
+  // Whether any host is targeted does not depend on the task ID (only which seed peer does).
+  if (blobs.length > 0) await waitForHosts(scheduler, a, msg, opts);
   await pool(blobs, num(a.concurrent_task_count) ?? 8, async (blob) => {
     const id = taskIdOf(blob.url, a);
     const hosts = targetHosts(scheduler, a, id);
@@ -128,7 +157,7 @@ async function preheat(scheduler: Scheduler, msg: JobMessage, opts: RunOptions):
               piece_length: num(a.piece_length),
               is_preheat: true,
             },
-            { signal: opts.signal, timeoutMs: Math.max(1, msg.deadline_ms - Date.now()) },
+            { signal: opts.signal, timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, msg.deadline_ms - Date.now())) },
           );
           ok++;
           success.push({ url: blob.url, hostname: host.info.hostname, ip: host.info.ip });
