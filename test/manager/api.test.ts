@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { jobQueue } from '../../adapters/keys.js';
 import type { JobMessage } from '../../control/manager/jobs.js';
+import { unseal } from '../../scheduler/job/sealed.js';
 import { SCHEDULER_SECRET, testManager } from './helpers.js';
 
 const HARBOR_BODY = (url: string, clusterIds: number[] | null = null) => ({
@@ -257,10 +258,11 @@ describe('manager API: jobs', () => {
     const text = JSON.stringify(await (await m.req('GET', `/oapi/v1/jobs/${job.id}`, { token: pat.token })).json());
     expect(text).not.toContain('harbor-registry-jwt');
     expect(JSON.stringify(await m.kv.list(''))).not.toContain('harbor-registry-jwt');
-    // The queue message carries the credentials the scheduler needs.
+    // The queue message carries the credentials the scheduler needs, sealed under the scheduler secret.
     const [msg] = await m.queue.receive<JobMessage>(jobQueue('1'));
     expect(msg.body).toMatchObject({ job_id: job.id, scheduler_cluster_id: 1, type: 'preheat' });
-    expect((msg.body.args.headers as Record<string, string>).Authorization).toBe('Bearer harbor-registry-jwt');
+    expect(JSON.stringify(msg.body)).not.toContain('harbor-registry-jwt');
+    expect(unseal<{ headers: Record<string, string> }>(SCHEDULER_SECRET, msg.body.sealed_credentials!).headers.Authorization).toBe('Bearer harbor-registry-jwt');
   });
 
   it('a job whose messages cannot be enqueued is not stored: no job without its messages', async () => {
