@@ -16,7 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -53,6 +53,7 @@ function loadSecrets(dataDir: string): { secrets: Secrets; created: boolean } {
   let secrets: Secrets;
   let created = false;
   if (existsSync(file)) {
+    chmodSync(file, 0o600); // narrowed if an editor or an older version left it readable
     secrets = JSON.parse(readFileSync(file, 'utf8')) as Secrets;
   } else {
     secrets = { rootPassword: randomBytes(12).toString('base64url'), schedulerSecret: randomBytes(24).toString('hex') };
@@ -272,7 +273,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const opts = parsed;
-  mkdirSync(path.join(opts.dataDir, 'logs'), { recursive: true });
+  // secrets.json, the stores and the logs live here: 0700, so no other user can read any of them.
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(opts.dataDir, 0o700);
+  mkdirSync(path.join(opts.dataDir, 'logs'), { recursive: true, mode: 0o700 });
   const { secrets, created } = loadSecrets(opts.dataDir);
   const env: NodeJS.ProcessEnv = {
     ...process.env,

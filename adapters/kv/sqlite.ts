@@ -8,7 +8,7 @@
  * by `delete`/`prune`. A lock held longer than `timeoutMs` by another process → UnavailableError.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
 import type { SqliteKvConfig } from '../stores.js';
@@ -39,15 +39,30 @@ export function sqliteError(err: unknown, what: string): Error {
 }
 
 /**
+ * The store holds the JWT signing key, password hashes and queued jobs: a directory we create is
+ * 0700, the database 0600 before SQLite first opens it (SQLite gives its -wal and -shm files the
+ * database's mode), and files left 0644 by an older version are narrowed.
+ */
+function restrictFiles(file: string): void {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+  if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) {
+    if (existsSync(f)) chmodSync(f, 0o600);
+  }
+}
+
+/**
  * Opens (creating if needed) the database file with WAL and runs pending migrations. Throws
  * UnavailableError when the file cannot be opened or stays locked past `timeoutMs`.
  */
 export function openSqlite(file: string, timeoutMs: number): Db {
   try {
-    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (file !== ':memory:') restrictFiles(file);
     const db = new Database(file, { timeout: timeoutMs });
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    // Deleted rows (acked job messages, revoked tokens) are zeroed, not left in free pages.
+    db.pragma('secure_delete = ON');
     db.pragma(`busy_timeout = ${Math.floor(timeoutMs)}`);
     db.exec('CREATE TABLE IF NOT EXISTS damselfly_migrations (id INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
     const applied = db.prepare('SELECT 1 FROM damselfly_migrations WHERE id = ?');

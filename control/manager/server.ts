@@ -2,7 +2,7 @@
  * Wiring: stores from config, first-start bootstrap, and the Node HTTP server. `startManager` is what
  * `damselfly manager` and `damselfly up` call; lambda.ts uses `loadDeps` without a server.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
@@ -33,7 +33,11 @@ export interface LoadDepsOptions {
 export async function loadDeps(config: ManagerConfig, opts: LoadDepsOptions = {}): Promise<ManagerDeps> {
   const logger = opts.logger ?? createLogger({ role: 'manager' });
   const needsDir = !opts.kv && !config.store.kv || !opts.queue && !config.store.queue;
-  if (needsDir) mkdirSync(config.store.dataDir, { recursive: true });
+  if (needsDir) {
+    // The data dir holds the signing key and credentials: nobody else may list or read it.
+    mkdirSync(config.store.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.store.dataDir, 0o700);
+  }
   const kv = opts.kv ?? (await createKvStore((config.store.kv ?? { kind: 'sqlite', path: join(config.store.dataDir, 'kv.db') }) as never));
   const queue = opts.queue ?? (await createQueue((config.store.queue ?? { kind: 'sqlite', path: join(config.store.dataDir, 'queue.db') }) as never));
   const result = await bootstrap(kv, { rootPassword: config.auth.rootPassword, jobRateLimit: config.jobs.rateLimitPerCluster, now: new Date(), logger, requireRootPassword: opts.requireRootPassword });
