@@ -90,7 +90,7 @@ describe.skipIf(!ready)('web console in chromium', () => {
     await pg.waitForURL(`${base}/`);
     const cookie = (await ctx.cookies()).find((c) => c.name === 'jwt')!;
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
-    expect(await pg.evaluate(() => document.cookie)).toBe('');
+    expect(await pg.evaluate('document.cookie')).toBe('');
     await expect.poll(() => pg.locator('[data-cluster="1"] [data-stat="schedulers"]').textContent()).toBe('1 up / 0 down');
   }, 30_000);
 

@@ -21,7 +21,7 @@ main{max-width:1200px;margin:0 auto;padding:1rem}
 h1{font-size:1.4rem;margin:.3rem 0 1rem}
 h2{font-size:1.1rem;margin:1.2rem 0 .5rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:1rem;margin-bottom:1rem}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:.6rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.6rem}
 .stat{border:1px solid var(--line);border-radius:6px;padding:.5rem .7rem;background:#fbfcfe}
 .stat b{display:block;font-size:1.3rem}
 .stat span{color:var(--muted);font-size:.85rem}
@@ -62,7 +62,7 @@ svg.graph .node.seed{fill:#fff3cd;stroke:#8a5a00}
 svg.graph .node.origin{stroke-dasharray:4 2}
 .signin{max-width:380px;margin:3rem auto}
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:#fff;color:#000;padding:.3rem;z-index:9}
-@media (max-width:640px){main{padding:.6rem}header .who{margin-left:0}th,td{padding:.3rem}.hide-sm{display:none}}
+@media (max-width:640px){main{padding:.6rem}.grid{grid-template-columns:1fr 1fr}header .who{margin-left:0}th,td{padding:.3rem}.hide-sm{display:none}}
 `;
 
 export const CONSOLE_JS = `
