@@ -74,6 +74,10 @@ export const managerKeys = {
   schedulerId: (id: number) => key('mgr-scheduler-ids', padId(id)),
   job: (id: number) => jobKey(padId(id)),
   jobPrefix: () => prefix('jobs'),
+  /** A scheduler's latest summary of its hosts and tasks (one record per scheduler, with a TTL). */
+  report: (clusterId: number, hostname: string, ip: string) => key('mgr-reports', padId(clusterId), hostname, ip),
+  reportClusterPrefix: (clusterId: number) => prefix('mgr-reports', padId(clusterId)),
+  reportPrefix: () => prefix('mgr-reports'),
   rateLimit: (clusterId: number) => key('mgr-job-ratelimit', padId(clusterId)),
   /** Failed sign-ins in the current window, per user name or client address (both as sha256 hex). */
   signinFailures: (kind: 'user' | 'address', sha256Hex: string) => key('mgr-signin-failures', kind, sha256Hex),

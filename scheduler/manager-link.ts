@@ -24,6 +24,7 @@ import { MAX_REPORT_BYTES, MAX_REPORT_ERROR, redactUrlCredentials, truncateText 
 import { MAX_TIMER_MS, runJob, type JobMessage, type JobOutcome } from './job/runner.js';
 import { unseal } from './job/sealed.js';
 import type { Scheduler } from './server.js';
+import { ReportBuilder, startReporter } from './report.js';
 
 export interface ManagerLink {
   /** Registered with the manager at least once. */
@@ -168,6 +169,8 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
   await keepAlive();
   const timer = setInterval(() => void keepAlive(), interval);
   timer.unref();
+  // Hosts and tasks for the console: one bounded summary per interval (scheduler/report.ts).
+  const reporter = startReporter(new ReportBuilder(scheduler.resources, { hostname, ip, clusterId, intervalMs: interval }), interval, (r) => (registered ? call('POST', '/api/v1/schedulers/report', r) : Promise.resolve()), log);
 
   // ------------------------------------------------------------------ job worker
   let queue: Queue | undefined;
@@ -328,6 +331,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
     },
     async stop() {
       clearInterval(timer);
+      reporter.stop();
       stopper.abort();
       await looping;
       await Promise.allSettled(inflight.values());

@@ -14,7 +14,10 @@ import { ForbiddenError } from './errors.js';
 import type { JobDeps } from './jobs.js';
 import { clusterRoutes } from './routes/clusters.js';
 import type { ManagerDeps, RouteContext, RouteModule } from './routes/context.js';
+import { consoleRoutes } from './routes/console.js';
 import { jobRoutes } from './routes/jobs.js';
+import { preheatRoutes } from './routes/preheat.js';
+import { visibilityRoutes } from './routes/visibility.js';
 import { schedulerRoutes } from './routes/schedulers.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { userRoutes } from './routes/users.js';
@@ -22,7 +25,7 @@ import { userRoutes } from './routes/users.js';
 export type { Clock, ManagerDeps, RouteContext, RouteModule } from './routes/context.js';
 
 /** Every resource, in registration order. */
-export const ROUTE_MODULES: readonly RouteModule[] = [userRoutes, tokenRoutes, clusterRoutes, schedulerRoutes, jobRoutes];
+export const ROUTE_MODULES: readonly RouteModule[] = [userRoutes, tokenRoutes, clusterRoutes, schedulerRoutes, jobRoutes, visibilityRoutes, preheatRoutes, consoleRoutes];
 
 const STATUS: Record<string, number> = {
   INVALID: 400,

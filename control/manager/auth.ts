@@ -130,7 +130,7 @@ export function jwtAuth(getSecret: () => Promise<string>, kv: KvStore, nowMs: ()
 }
 
 /** /oapi/v1: a personal access token with the scope the resource needs. Throws Unauthorized/Forbidden. */
-export function tokenAuth(kv: KvStore, nowMs: () => number): MiddlewareHandler<AuthEnv> {
+export function tokenAuth(kv: KvStore, nowMs: () => number, scope?: TokenScope): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
     const raw = c.req.query('access_token') || bearer(c);
     if (!raw) throw new UnauthorizedError();
@@ -141,7 +141,7 @@ export function tokenAuth(kv: KvStore, nowMs: () => number): MiddlewareHandler<A
     if (t.state !== 'active') throw new ForbiddenError('Token is inactive');
     if (Date.parse(t.expired_at) <= nowMs()) throw new ForbiddenError('Token has expired');
     const m = /^\/oapi\/v[0-9]+\/([-_a-zA-Z]*)/.exec(c.req.path);
-    const needed: TokenScope | undefined = m?.[1] === 'jobs' ? 'job' : m?.[1] === 'clusters' ? 'cluster' : undefined;
+    const needed: TokenScope | undefined = scope ?? (m?.[1] === 'jobs' ? 'job' : m?.[1] === 'clusters' ? 'cluster' : undefined);
     // An empty scope list means every scope, as in Dragonfly (tokens created before scopes existed).
     if (t.scopes.length > 0 && (!needed || !t.scopes.includes(needed))) throw new ForbiddenError('permission denied');
     const user = await kv.get<UserRecord>(managerKeys.user(t.user_id));
