@@ -830,6 +830,9 @@ export class TaskManager {
     } catch (err) {
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));
+      // A resume the origin refuses as out of range: the body it sent before was shorter than the
+      // Content-Length it announced. Say so, rather than pass on a bare 416.
+      if (err instanceof SourceError && err.status === 416 && range && range.start > 0) throw new UnavailableError(`origin announced ${task.contentLength} bytes for ${stripCredentials(o.url)} but refuses bytes from ${range.start} on (416): its Content-Length is longer than its body`, { details: { retry: false } });
       throw err;
     }
     const total = res.totalLength >= 0 ? res.totalLength : task.contentLength;
@@ -1494,7 +1497,7 @@ export function copyRange(chunks: Buffer[], from: number, out: Buffer): void {
 /** Origin failures a later attempt may not see: 5xx, 408, 429, and transport failures (reset, stall, short body). */
 function retryableSourceError(err: unknown): boolean {
   if (err instanceof SourceError) return (err.status >= 500 && err.status !== 508) || err.status === 408 || err.status === 429;
-  return err instanceof UnavailableError && !(err instanceof DiskFullError) && !/did not announce a content length/.test(err.message);
+  return err instanceof UnavailableError && !(err instanceof DiskFullError) && err.details?.retry !== false && !/did not announce a content length/.test(err.message);
 }
 
 function sleep(ms: number): Promise<void> {
