@@ -145,6 +145,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     closers.push(() => proxy.close());
     if (scheduler) {
       scheduler.setHost(host());
+      scheduler.onReachable = (addr) => void taskManager.announceHeld(addr);
       await scheduler.start();
       closers.push(() => scheduler.close());
     }
