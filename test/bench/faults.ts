@@ -33,19 +33,22 @@ const size = parseSize(flag('size', '64MiB'));
 const originRate = parseSize(flag('origin-rate', '32MiB'));
 const only = flag('only', SCENARIOS.join(',')).split(',') as Scenario[];
 
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
+/** Resolves true once `cond` holds, false if `over` settled first (the fault then did not fire). */
+async function until(cond: () => boolean | Promise<boolean>, over: Promise<unknown>): Promise<boolean> {
+  let ended = false;
+  void over.finally(() => (ended = true));
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error('fault trigger timed out');
+    if (ended) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
+  return true;
 }
 
-async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: boolean; failures: string[] }> {
+async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: boolean; fired: boolean; failures: string[]; parentUploadedMiB?: number }> {
   const origin: Origin = await startOrigin({ rate: originRate });
   let cluster: Cluster | undefined;
   try {
-    cluster = await startCluster({ agents, agent: s === 'parent-kill' ? (i) => (i === 0 ? { upload: { rateLimit: 16 * MiB } } : undefined) : undefined });
+    cluster = await startCluster({ agents });
     const p = `/bench/${s}.bin`;
     const url = origin.add(p, { size, seed: `faults-${s}-${Date.now()}` });
     const want = origin.sha256(p);
@@ -56,16 +59,22 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
     const t0 = performance.now();
     const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 240_000).then((r) => ({ ...r, at: performance.now() })));
     const quarter = () => (origin.stats().byPath[p]?.bytes ?? 0) >= size / 4;
+    const all = Promise.all(gets);
     let excluded: RoleProcess | undefined;
+    let fired = s === 'none';
+    let parentUploadedMiB: number | undefined;
     if (s === 'parent-kill') {
+      // agent-0 at a quarter of the origin read: by then it serves pieces to the others (the
+      // figure below says how much it had uploaded).
       excluded = cluster.agents[0]!;
-      await until(async () => (await scrapeMetric(excluded!.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => 0)) >= 4 * MiB);
+      fired = await until(quarter, all);
+      parentUploadedMiB = Math.round(((await scrapeMetric(excluded.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => 0)) / MiB) * 10) / 10;
       excluded.kill('SIGKILL');
     } else if (s === 'seed-kill') {
-      await until(quarter);
+      fired = await until(quarter, all);
       cluster.seed!.kill('SIGKILL');
     } else if (s === 'scheduler-kill' || s === 'scheduler-restart') {
-      await until(quarter);
+      fired = await until(quarter, all);
       const port = portOf(cluster.scheduler.ready.grpc);
       cluster.scheduler.kill('SIGKILL');
       if (s === 'scheduler-restart') {
@@ -74,7 +83,8 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
         await spawnRole('scheduler', schedulerConfigFor({ server: { ip: '127.0.0.1', port } }), { name: 'scheduler-2' });
       }
     }
-    const results = await Promise.all(gets);
+    const results = await all;
+    if (s.startsWith('origin-')) fired = origin.faultsApplied() > 0;
     const failures: string[] = [];
     let last = t0;
     for (const [i, r] of results.entries()) {
@@ -86,7 +96,7 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
       else if ((await fileSha256(path.join(out, `${a.name}.bin`))) !== want) failures.push(`${a.name}: wrong bytes`);
     }
     const ratio = (origin.stats().byPath[p]?.bytes ?? 0) / size;
-    return { ratio: Math.round(ratio * 1000) / 1000, allDoneS: Math.round((last - t0) / 10) / 100, ok: failures.length === 0, failures };
+    return { ratio: Math.round(ratio * 1000) / 1000, allDoneS: Math.round((last - t0) / 10) / 100, ok: failures.length === 0, fired, failures, ...(parentUploadedMiB !== undefined ? { parentUploadedMiB } : {}) };
   } finally {
     await killAll();
     await origin.close();
