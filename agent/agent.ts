@@ -12,7 +12,7 @@ import type { Logger } from '../adapters/log.js';
 import { warmProto } from '../scheduler/proto.js';
 import type { AgentConfig } from './config.js';
 import { startDfdaemonServer } from './dfdaemon-server.js';
-import { startGc } from './gc.js';
+import { gcOnce, startGc, type GcOptions } from './gc.js';
 import type { HostMsg } from './grpc.js';
 import { startLocalApi } from './local-api.js';
 import { createAgentMetrics } from './metrics.js';
@@ -97,7 +97,8 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
   // Origins behind a private CA, with verification off, or hijacked hosts marked `insecure`
   // (self-signed) are reached by back-to-source as by the proxy's direct path.
   configureSourceTls(sourceTls(config.proxy));
-  const taskManager = new TaskManager({ config, store, scheduler, host, metrics, logger: log, limits });
+  let gcNow: (() => Promise<unknown>) | undefined;
+  const taskManager = new TaskManager({ config, store, scheduler, host, metrics, logger: log, limits, gcNow: () => gcNow?.() ?? Promise.resolve() });
   const closers: (() => Promise<void> | void)[] = [];
 
   async function start(): Promise<AgentPorts> {
@@ -144,11 +145,11 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     closers.push(() => proxy.close());
     if (scheduler) {
       scheduler.setHost(host());
+      scheduler.onReachable = (addr) => void taskManager.announceHeld(addr);
       await scheduler.start();
       closers.push(() => scheduler.close());
     }
-    const stopGc = startGc(
-      {
+    const gcOptions: GcOptions = {
         store,
         taskTTL: config.gc.taskTTL,
         highPercent: config.gc.diskHighThresholdPercent,
@@ -160,9 +161,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
           metrics.diskSpaceTotal.set(u.total);
           metrics.diskUsageSpaceTotal.set(u.used);
         },
-      },
-      config.gc.interval,
-    );
+      };
+    const stopGc = startGc(gcOptions, config.gc.interval);
+    // A download that filled the disk runs a pass at once (after freeing its own partial task).
+    gcNow = () => gcOnce(gcOptions);
     closers.push(stopGc);
     return ports;
   }

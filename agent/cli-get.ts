@@ -5,7 +5,7 @@
  * a download.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync } from 'node:fs';
+import { constants as fsConstants, createReadStream, createWriteStream, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -143,7 +143,14 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
     }
   }
   if (rest.length !== 1) throw new UsageError(rest.length === 0 ? 'a URL is required' : 'exactly one URL is expected');
-  if (!/^https?:\/\//i.test(rest[0])) throw new UsageError('URL must be http:// or https://');
+  if (!/^https?:\/\//i.test(rest[0])) throw new UsageError(`URL ${rest[0]} must be http:// or https://`);
+  let parsed: URL;
+  try {
+    parsed = new URL(rest[0]);
+  } catch {
+    throw new UsageError(`URL ${rest[0]} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`);
+  }
+  if (!parsed.hostname) throw new UsageError(`URL ${rest[0]} has no host: expected http(s)://HOST[:PORT]/PATH`);
   if (!a.output) throw new UsageError('-O FILE is required');
   a.url = rest[0];
   return a as GetArgs;
@@ -327,10 +334,35 @@ async function exportViaAgent(args: GetArgs, socket: string, tmp: string, signal
     }
     return;
   }
-  if (result.code === 'SOURCE') throw new Error(`origin answered ${result.status ?? 'an error'}`);
+  if (result.code === 'SOURCE') throw new Error(`origin answered ${result.status ?? 'an error'} for ${args.url}`);
   if (result.code === 'INTEGRITY') throw new IntegrityError(result.message ?? 'digest mismatch');
   if (result.code === 'INTERNAL' || result.code === 'INVALID') throw new ExportUnsupported(result.message ?? 'agent cannot write the output');
   throw new AgentUnusable(`agent failed: ${result.message ?? result.code}`);
+}
+
+/**
+ * Checks, before anything is downloaded, that `output` can be created: its directory exists and is
+ * writable, and it is not itself a directory. Throws UsageError naming the path.
+ */
+async function checkOutput(output: string): Promise<void> {
+  const st = await fs.stat(output).catch(() => undefined);
+  if (st?.isDirectory()) throw new UsageError(`-O ${output} is a directory; expected a file path (e.g. ${path.join(output, 'FILE')})`);
+  const dir = path.dirname(output);
+  const dst = await fs.stat(dir).catch(() => undefined);
+  if (!dst) throw new UsageError(`cannot write -O ${output}: directory ${dir} does not exist`);
+  if (!dst.isDirectory()) throw new UsageError(`cannot write -O ${output}: ${dir} is not a directory`);
+  try {
+    await fs.access(dir, fsConstants.W_OK);
+  } catch {
+    throw new UsageError(`cannot write -O ${output}: directory ${dir} is not writable`);
+  }
+}
+
+/** "sha256:<hex>" of a file, for checking what the agent placed. */
+async function fileDigest(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file, { highWaterMark: 1024 * 1024 })) h.update(c as Buffer);
+  return 'sha256:' + h.digest('hex');
 }
 
 async function direct(args: GetArgs, signal: AbortSignal): Promise<Body> {
@@ -379,6 +411,12 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const output = path.resolve(args.output);
+  try {
+    await checkOutput(output);
+  } catch (err) {
+    process.stderr.write(`damselfly get: ${errorMessage(err)}\n`);
+    return 2;
+  }
   const tmp = path.join(path.dirname(output), `.${path.basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`);
   const signal = AbortSignal.timeout(args.timeoutMs);
   const socket = resolveEndpoint(args.endpoint);
@@ -386,6 +424,11 @@ export async function main(argv: string[]): Promise<number> {
     try {
       try {
         await exportViaAgent(args, socket, tmp, signal);
+        // The agent checked the digest too; this checks the file that was actually placed.
+        if (args.digest) {
+          const got = await fileDigest(tmp);
+          if (got !== args.digest) throw new IntegrityError(`digest mismatch: want ${args.digest}, got ${got} (placed by the agent)`);
+        }
       } catch (err) {
         if (!(err instanceof ExportUnsupported)) throw err;
         await fs.rm(tmp, { force: true });
@@ -401,7 +444,14 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => undefined);
-    const reason = signal.aborted ? `timed out after ${args.timeoutMs} ms` : err instanceof SourceError ? `origin answered ${err.status}` : errorMessage(err);
+    const fsPath = (err as NodeJS.ErrnoException | undefined)?.path;
+    const reason = signal.aborted
+      ? `timed out after ${args.timeoutMs} ms`
+      : err instanceof SourceError
+        ? `origin answered ${err.status} for ${args.url}`
+        : fsPath === tmp
+          ? `cannot write -O ${output}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`
+          : errorMessage(err);
     process.stderr.write(`damselfly get: ${reason}\n`);
     return 1;
   }

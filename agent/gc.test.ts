@@ -57,25 +57,26 @@ describe('gc', () => {
     await store.close();
   });
 
-  it('above the high watermark evicts least recently used finished tasks down to the low one', async () => {
+  it('above the high watermark evicts idle partial tasks, then least recently used finished ones, down to the low one', async () => {
     const store = await storeWith([
       { id: id('a'), size: 100, accessedAt: 3 },
       { id: id('b'), size: 100, accessedAt: 1 },
       { id: id('c'), size: 100, accessedAt: 2 },
-      { id: id('d'), size: 100, accessedAt: 0, complete: false }, // still downloading: never evicted by usage
+      { id: id('d'), size: 100, accessedAt: 9, complete: false }, // a download given up (e.g. disk full): goes first
+      { id: id('e'), size: 100, accessedAt: 0, complete: false, inUse: 1 }, // still downloading: never evicted
     ]);
     const out = await gcOnce({
       store,
       taskTTL: 1e12,
       highPercent: 80,
       lowPercent: 60,
-      diskThreshold: 450, // our 400 bytes of 450 = 89% ≥ 80% → free down to 270
+      diskThreshold: 550, // our 500 bytes of 550 = 91% ≥ 80% → free down to 330
       evict: (t) => store.delete(t),
       logger: silentLogger,
       now: () => 10,
     });
-    expect(out).toEqual([id('b'), id('c')]);
-    expect([...store.tasks.keys()].sort()).toEqual([id('a'), id('d')]);
+    expect(out).toEqual([id('d'), id('b')]);
+    expect([...store.tasks.keys()].sort()).toEqual([id('a'), id('c'), id('e')]);
     await store.close();
   });
 

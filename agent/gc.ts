@@ -1,6 +1,6 @@
 /**
  * Garbage collection of the piece store: tasks idle longer than taskTTL go, and when disk usage
- * reaches diskHighThresholdPercent the least recently used finished tasks go until usage is at or
+ * reaches diskHighThresholdPercent idle partial tasks, then the least recently used finished tasks go until usage is at or
  * below diskLowThresholdPercent. Tasks in use (downloading or being read/uploaded) are never evicted.
  * Usage comes from statfs of storage.dir, or from our own bytes against gc.diskThreshold.
  */
@@ -53,7 +53,9 @@ export async function gcOnce(o: GcOptions): Promise<string[]> {
   if (u.total <= 0 || (u.used / u.total) * 100 < o.highPercent) return evicted;
   // Evict total × (usage% − low%) bytes, least recently used first (Dragonfly's rule).
   let toFree = u.used - (u.total * o.lowPercent) / 100;
-  const candidates = [...o.store.tasks.values()].filter((t) => t.inUse === 0 && t.meta.complete).sort((a, b) => a.meta.accessedAt - b.meta.accessedAt);
+  // Partial tasks nobody is downloading go first (a download that failed or was given up, e.g. on a
+  // full disk: they would otherwise hold their space until taskTTL), then complete ones by LRU.
+  const candidates = [...o.store.tasks.values()].filter((t) => t.inUse === 0).sort((a, b) => Number(a.meta.complete) - Number(b.meta.complete) || a.meta.accessedAt - b.meta.accessedAt);
   for (const t of candidates) {
     if (toFree <= 0) break;
     const size = t.size;

@@ -47,7 +47,15 @@ function httpStatus(err: unknown): number {
 export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders): DownloadOptions {
   const q = url.searchParams;
   const target = q.get('url');
-  if (!target || !/^https?:\/\//i.test(target)) throw new RangeError('url must be an http(s) URL');
+  if (!target || !/^https?:\/\//i.test(target)) throw new RangeError(`url ${target ?? '(missing)'} must be an http(s) URL`);
+  // Rejected here, at once, rather than by the origin client after the scheduler was asked.
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(target);
+  } catch {
+    /* reported below */
+  }
+  if (!parsed?.hostname) throw new RangeError(`url ${target} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`);
   const requestHeaders: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) if (k.startsWith(HEADER_PREFIX) && typeof v === 'string') requestHeaders[k.slice(HEADER_PREFIX.length)] = v;
   const o: DownloadOptions = { url: target, requestHeaders };

@@ -19,6 +19,9 @@ export interface SchedulerClientOptions {
   logger: Logger;
 }
 
+/** Pause between announces to a scheduler that was lost. */
+const RETRY_LOST_MS = 500;
+
 type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
 export class SchedulerClient {
@@ -28,6 +31,13 @@ export class SchedulerClient {
   private timers: NodeJS.Timeout[] = [];
   private announced = new Map<string, Promise<boolean>>();
   private closed = false;
+  /** Schedulers seen failing (an announce or a stream): announced again until they answer. */
+  private lost = new Set<string>();
+  /**
+   * Called when a scheduler answers again after it was lost, and once per scheduler after start():
+   * a restarted scheduler knows nothing, so the agent tells it which tasks this host holds.
+   */
+  onReachable?: (addr: string) => void;
 
   constructor(private host: HostMsg, private opts: SchedulerClientOptions) {
     this.addrs = opts.addrs;
@@ -53,8 +63,27 @@ export class SchedulerClient {
         'grpc.max_reconnect_backoff_ms': 2_000,
       }) as unknown as Client;
       this.clients.set(addr, c);
+      this.watch(addr, c);
     }
     return c;
+  }
+
+  /**
+   * A scheduler restarted between two announces never fails one; its connection dropping is the
+   * sign. When the channel leaves READY the scheduler counts as lost (markLost), so once it answers
+   * again it is told what this host holds.
+   */
+  private watch(addr: string, c: Client): void {
+    const ch = c.getChannel();
+    const step = (last: grpc.connectivityState) => {
+      if (this.closed || this.clients.get(addr) !== c) return;
+      ch.watchConnectivityState(last, Infinity, () => {
+        const now = ch.getConnectivityState(false);
+        if (last === grpc.connectivityState.READY && now !== grpc.connectivityState.READY) this.markLost(addr);
+        step(now);
+      });
+    };
+    step(ch.getConnectivityState(false));
   }
 
   private unary<T>(addr: string, method: string, req: unknown, timeoutMs = 5_000): Promise<T> {
@@ -69,11 +98,36 @@ export class SchedulerClient {
       () => true,
       (err: grpc.ServiceError) => {
         this.opts.logger.warn('announce host failed', { scheduler: addr, err: err.details ?? err.message });
+        this.markLost(addr);
         return false;
       },
     );
     this.announced.set(addr, p);
     return p;
+  }
+
+  /**
+   * The scheduler at `addr` failed (a stream broke, NOT_FOUND for this host, an announce failed):
+   * announce again every RETRY_LOST_MS until it answers, then onReachable(addr). Never throws.
+   */
+  markLost(addr: string): void {
+    if (this.closed || this.lost.has(addr)) return;
+    this.lost.add(addr);
+    void (async () => {
+      while (!this.closed && this.lost.has(addr)) {
+        await new Promise((r) => setTimeout(r, RETRY_LOST_MS).unref());
+        if (this.closed) return;
+        const ok = await this.unary(addr, 'AnnounceHost', { host: this.host, interval_ms: this.opts.announceIntervalMs }).then(
+          () => true,
+          () => false,
+        );
+        if (!ok) continue;
+        this.announced.set(addr, Promise.resolve(true));
+        this.lost.delete(addr);
+        this.opts.logger.info('scheduler reachable again', { scheduler: addr });
+        this.onReachable?.(addr);
+      }
+    })();
   }
 
   /** Starts discovery and the announce loop; resolves after the first round (never throws). */
@@ -84,7 +138,8 @@ export class SchedulerClient {
       t.unref();
       this.timers.push(t);
     }
-    await Promise.all(this.addrs.map((a) => this.announce(a)));
+    const first = await Promise.all(this.addrs.map((a) => this.announce(a)));
+    for (const [i, ok] of first.entries()) if (ok) this.onReachable?.(this.addrs[i]!);
     const t = setInterval(() => {
       for (const a of this.addrs) void this.announce(a);
     }, this.opts.announceIntervalMs);

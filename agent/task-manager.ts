@@ -25,7 +25,7 @@ import { BlockHasher, BlockVerifier } from './blocks.js';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { interestingHeaders, sourceGet } from './source/client.js';
-import { stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
+import { DiskFullError, isDiskFull, stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
 import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from './task-id.js';
 
 export interface DownloadOptions {
@@ -63,7 +63,7 @@ export interface TaskStream {
    * `body`; it must then call `done(bytesSent)` exactly once when finished (counts local_peer
    * traffic, lets the task be evicted again) and not read `body`.
    */
-  file?: { path: string; start: number; end: number; done(bytes: number): void };
+  file?: { path: string; start: number; end: number; done(bytes: number): void; intact(): Promise<boolean> };
 }
 
 export interface TaskManagerDeps {
@@ -75,6 +75,8 @@ export interface TaskManagerDeps {
   logger: Logger;
   /** `prefetch`: bytes of pieces only a background prefetch wants (proxy.prefetchRateLimit); none = unpaced. */
   limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket; prefetch?: TokenBucket };
+  /** Runs a GC pass now (the disk filled up); optional. */
+  gcNow?: () => Promise<unknown>;
 }
 
 /**
@@ -110,6 +112,17 @@ const PRODUCTIVE_MS = 3_000;
 const TARGET_PARENTS = 12;
 /** How long a peer that holds every range asked so far stays registered for the next one. */
 const RANGE_LINGER_MS = 3_000;
+/**
+ * The back-to-source peer retries what an origin may get right a moment later (5xx, 408, 429, a reset
+ * or a stalled body): SOURCE_ATTEMPTS reads in all, each resuming with a Range at the first missing
+ * piece, SOURCE_BACKOFF_MS doubling up to SOURCE_BACKOFF_MAX_MS between them. Its children meanwhile
+ * wait for its pieces instead of each reading the origin.
+ */
+const SOURCE_ATTEMPTS = 6;
+const SOURCE_BACKOFF_MS = 250;
+const SOURCE_BACKOFF_MAX_MS = 4_000;
+/** An origin body that sends nothing for this long is treated as broken (and resumed elsewhere in time). */
+const SOURCE_IDLE_MS = Number(process.env.DAMSELFLY_SOURCE_IDLE_MS) > 0 ? Number(process.env.DAMSELFLY_SOURCE_IDLE_MS) : 10_000;
 
 class Deferred<T = void> {
   promise: Promise<T>;
@@ -326,16 +339,49 @@ export class TaskManager {
    * SourceError when the origin answers non-2xx, UnavailableError when neither P2P nor the origin can
    * deliver, InvalidError-like RangeError when the range is outside the content.
    */
-  /** The stored task when it is complete in the cache and no download of it is running. */
-  private finishedInCache(id: string): StoredTask | undefined {
+  /**
+   * The stored task when it is complete in the cache, no download of it is running, and its file is
+   * proven to hold the verified bytes (its seal holds, or every piece was hashed again; pieces that
+   * differ are dropped and the task is then not complete: the caller downloads them again).
+   */
+  private async finishedInCache(id: string): Promise<StoredTask | undefined> {
     const s = this.deps.store.get(id);
-    return s?.meta.complete && !this.tasks.has(id) ? s : undefined;
+    if (!s?.meta.complete || this.tasks.has(id)) return undefined;
+    s.inUse++;
+    try {
+      return (await s.proveComplete()) && !this.tasks.has(id) ? s : undefined;
+    } finally {
+      s.inUse--;
+    }
+  }
+
+  /**
+   * Checks a complete task against a whole-content digest a caller asked for: at once when the task
+   * already knows its digest, else by hashing its (verified) pieces once and remembering the result.
+   * Throws IntegrityError naming the URL when they differ.
+   */
+  private async checkDigest(s: StoredTask, want: string | undefined, url: string): Promise<void> {
+    if (!want) return;
+    want = want.toLowerCase();
+    if (!s.meta.digest || !s.meta.digestVerified) {
+      const h = createHash('sha256');
+      for (let n = 0; n < s.pieceCount; n++) {
+        const lease = await s.leasePiece(n);
+        for (const c of lease.chunks) h.update(c);
+        lease.release();
+      }
+      s.meta.digest = 'sha256:' + h.digest('hex');
+      s.meta.digestVerified = true;
+      s.touch();
+    }
+    if (s.meta.digest !== want) throw new IntegrityError(`content of ${stripCredentials(url)} is ${s.meta.digest}, not the digest asked (${want})`);
   }
 
   async download(o: DownloadOptions): Promise<TaskStream> {
     const id = this.taskIdOf(o);
-    const done = this.finishedInCache(id);
+    const done = await this.finishedInCache(id);
     if (done) {
+      await this.checkDigest(done, o.digest, o.url);
       done.touch();
       return this.stream(id, done, undefined, o, true);
     }
@@ -347,7 +393,7 @@ export class TaskManager {
       const len = cached.meta.contentLength;
       const end = Math.min(o.range.end ?? len - 1, len - 1);
       const { first, last } = piecesCovering(o.range.start, end, len, cached.meta.pieceLength);
-      if (first <= last && [...Array(last - first + 1).keys()].every((i) => cached.has(first + i))) {
+      if (first <= last && [...Array(last - first + 1).keys()].every((i) => cached.has(first + i)) && (!cached.meta.complete || (await this.finishedInCache(id)))) {
         cached.touch();
         return this.stream(id, cached, undefined, o, true);
       }
@@ -370,9 +416,9 @@ export class TaskManager {
    * when it is not complete (never starts a download). The caller must consume `body` or call
    * `file.done()`.
    */
-  cached(o: DownloadOptions): TaskStream | undefined {
+  async cached(o: DownloadOptions): Promise<TaskStream | undefined> {
     const id = this.taskIdOf(o);
-    const c = this.finishedInCache(id);
+    const c = await this.finishedInCache(id);
     if (!c || c.meta.contentLength <= 0) return undefined;
     c.touch();
     return this.stream(id, c, undefined, { ...o, range: undefined }, true);
@@ -393,7 +439,7 @@ export class TaskManager {
   /** Downloads the whole task into the cache (Dfdaemon.DownloadTask); `onProgress` after each piece. Throws like download(). */
   async fetchToCache(o: DownloadOptions, onProgress: (t: { taskId: string; peerId: string; contentLength: number; finished: number; count: number; done: boolean }) => void): Promise<void> {
     const id = this.taskIdOf(o);
-    const cached = this.finishedInCache(id);
+    const cached = await this.finishedInCache(id);
     if (cached) {
       onProgress({ taskId: id, peerId: cached.meta.peerId, contentLength: cached.meta.contentLength, finished: cached.finishedCount, count: cached.pieceCount, done: true });
       return;
@@ -410,44 +456,49 @@ export class TaskManager {
   }
 
   /**
-   * Downloads the whole task into the cache and places it at `output` (a new file: hard link to the
-   * cached content when the file system allows, else a copy), like dfget's output path: no bytes pass
-   * through the caller. `onStart` runs once the length is known. Throws like download(), and the
-   * file system's error (EEXIST, EXDEV...) when `output` cannot be created.
+   * Downloads the whole task into the cache and places it at `output`, like dfget's output path: no
+   * bytes pass through the caller. `output` is a file of its own (a reflink where the file system
+   * can, else a copy), never a hard link: editing it must not change the cache. The copy counts only
+   * if the cached file still matched its seal after it was made. `onStart` runs once the length is
+   * known. Throws like download() (IntegrityError when `o.digest` differs), and the file system's
+   * error (EEXIST, ENOENT...) when `output` cannot be created.
    */
   async exportTo(o: DownloadOptions, output: string, onStart?: (info: { taskId: string; peerId: string; contentLength: number; responseHeaders: Record<string, string> }) => void): Promise<{ taskId: string; contentLength: number }> {
     const id = this.taskIdOf(o);
-    const cached = this.finishedInCache(id);
-    let stored: StoredTask;
-    if (cached) {
-      stored = cached;
-      onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
-      this.deps.metrics.downloadTraffic.inc({ type: 'local_peer' }, Math.max(0, stored.meta.contentLength));
-    } else {
-      const task = this.ensure({ ...o, range: undefined });
-      await raceAbort(task.contentKnown.promise, o.signal);
-      onStart?.({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, responseHeaders: task.stored.meta.responseHeaders });
-      await raceAbort(task.finished.promise, o.signal);
-      stored = task.stored;
-    }
-    stored.inUse++;
-    try {
-      stored.touch();
-      const src = this.deps.store.contentPath(id);
-      if (stored.meta.contentLength === 0) await fs.writeFile(output, '', { flag: 'wx' });
-      else {
-        try {
-          await fs.link(src, output);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
-          await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
-        }
+    let started = false;
+    for (let attempt = 0; ; attempt++) {
+      const cached = await this.finishedInCache(id);
+      let stored: StoredTask;
+      if (cached) {
+        stored = cached;
+        if (!started) onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
+        this.deps.metrics.downloadTraffic.inc({ type: 'local_peer' }, Math.max(0, stored.meta.contentLength));
+      } else {
+        const task = this.ensure({ ...o, range: undefined });
+        await raceAbort(task.contentKnown.promise, o.signal);
+        if (!started) onStart?.({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, responseHeaders: task.stored.meta.responseHeaders });
+        await raceAbort(task.finished.promise, o.signal);
+        stored = task.stored;
       }
-    } finally {
-      stored.inUse--;
+      started = true;
+      stored.inUse++;
+      try {
+        await this.checkDigest(stored, o.digest, o.url);
+        stored.touch();
+        const src = this.deps.store.contentPath(id);
+        if (stored.meta.contentLength === 0) {
+          await fs.writeFile(output, '', { flag: 'wx' });
+          return { taskId: id, contentLength: 0 };
+        }
+        await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+        if (await stored.sealIntact()) return { taskId: id, contentLength: stored.meta.contentLength };
+        // The cached file changed while it was copied: the copy proves nothing; verify and go again.
+        await fs.rm(output, { force: true });
+        if (attempt >= 2) throw new IntegrityError(`cached content of ${stripCredentials(o.url)} keeps changing on disk`);
+      } finally {
+        stored.inUse--;
+      }
     }
-    return { taskId: id, contentLength: stored.meta.contentLength };
   }
 
   stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean } | undefined {
@@ -465,6 +516,56 @@ export class TaskManager {
     const ok = await this.deps.store.delete(taskId);
     if (ok && peerId) void this.deps.scheduler?.leavePeer(taskId, peerId);
     return ok;
+  }
+
+  /**
+   * Tells the scheduler at `addr` (restarted, or first met) which complete tasks this host holds, so
+   * it can hand them out as parents instead of sending the next peers to the origin: per task one
+   * short AnnouncePeer stream that registers the peer and reports every piece with its digest, as a
+   * finished read from the origin would. Tasks of another scheduler (hash ring), tasks downloading
+   * now (they register themselves) and partial tasks (a peer that never finishes would hold its
+   * children) are left out. Never throws.
+   */
+  async announceHeld(addr: string): Promise<number> {
+    const sched = this.deps.scheduler;
+    if (!sched || this.stopping) return 0;
+    const hostId = this.deps.host().id;
+    let n = 0;
+    for (const s of [...this.deps.store.tasks.values()]) {
+      const m = s.meta;
+      if (!m.complete || m.contentLength <= 0 || this.tasks.has(m.taskId) || sched.pick(m.taskId) !== addr || this.stopping) continue;
+      try {
+        const call = await withTimeout(sched.openPeerStream(addr), 5_000, 'scheduler did not accept the stream');
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(t);
+            resolve();
+          };
+          const t = setTimeout(() => {
+            call.cancel();
+            done();
+          }, 5_000);
+          call.on('data', () => undefined);
+          call.on('error', done);
+          call.on('end', done);
+          const base = { host_id: hostId, task_id: m.taskId, peer_id: m.peerId };
+          const download: Partial<DownloadMsg> = { url: m.url, digest: m.digestVerified ? (m.digest ?? '') : '', tag: m.tag ?? '', application: m.application ?? '', priority: 'LEVEL6', filtered_query_params: [], request_header: {}, piece_length: m.pieceLength, need_back_to_source: true, disable_back_to_source: false, range: null };
+          call.write({ ...base, register_peer_request: { download } });
+          call.write({ ...base, download_peer_back_to_source_started_request: { description: 'held', content_length: m.contentLength, piece_length: m.pieceLength } });
+          for (const num of s.order) {
+            const b = pieceBounds(num, m.contentLength, m.pieceLength);
+            call.write({ ...base, download_piece_back_to_source_finished_request: { piece: { number: num, parent_id: '', offset: b.offset, length: b.length, digest: m.pieces[num], traffic_type: 'BACK_TO_SOURCE', cost_ms: 0 } } });
+          }
+          call.write({ ...base, download_peer_back_to_source_finished_request: { content_length: m.contentLength, piece_count: s.pieceCount } });
+          call.end();
+        });
+        n++;
+      } catch (err) {
+        this.deps.logger.debug('announcing a held task failed', { taskId: m.taskId, scheduler: addr, err: errorMessage(err) });
+      }
+    }
+    if (n > 0) this.deps.logger.info('announced held tasks to scheduler', { scheduler: addr, tasks: n });
+    return n;
   }
 
   /** Fails running tasks so their readers end; used on shutdown. */
@@ -501,7 +602,23 @@ export class TaskManager {
       // A complete task is one verified file: stream it like a static file server would (the
       // kernel's read-ahead, 1 MiB reads) instead of piece by piece. Eviction waits for inUse.
       const contentPath = stored.store.contentPath(id);
-      const body = createReadStream(contentPath, { start, end, highWaterMark: 1024 * 1024 });
+      const rs = createReadStream(contentPath, { start, end, highWaterMark: 1024 * 1024 });
+      // The file was proven unchanged before this stream began (finishedInCache); the last chunk
+      // waits for the seal to hold once more, so a file changed mid-way never yields a whole body.
+      async function* sealed(): AsyncGenerator<Buffer> {
+        let held: Buffer | undefined;
+        for await (const c of rs) {
+          if (held) yield held;
+          held = c as Buffer;
+        }
+        if (!(await stored.sealIntact())) {
+          void stored.proveComplete().catch(() => undefined);
+          throw new IntegrityError(`content file of task ${id} changed while it was read`);
+        }
+        if (held) yield held;
+      }
+      const body = Readable.from(sealed(), { objectMode: false, highWaterMark: 1024 * 1024 });
+      body.on('close', () => rs.destroy());
       let counted = false;
       const count = (bytes: number): void => {
         if (counted) return;
@@ -510,7 +627,7 @@ export class TaskManager {
       };
       // Counted once at the end (bytesRead), so nothing flows before someone reads the body.
       body.on('close', () => {
-        count(body.bytesRead);
+        count(rs.bytesRead);
         release();
       });
       const file = {
@@ -522,10 +639,16 @@ export class TaskManager {
           body.destroy();
           release();
         },
+        intact: async (): Promise<boolean> => {
+          if (await stored.sealIntact()) return true;
+          void stored.proveComplete().catch(() => undefined);
+          return false;
+        },
       };
       return { taskId: id, peerId: stored.meta.peerId, contentLength: len, range, responseHeaders: { ...stored.meta.responseHeaders }, fromCache, body, file };
     }
     const reader = Symbol('reader');
+    const tm = this;
     async function* gen(): AsyncGenerator<Buffer> {
       try {
         if (len <= 0) {
@@ -536,27 +659,40 @@ export class TaskManager {
         const last = Math.floor(end / pl);
         for (let n = first; n <= last; n++) {
           task?.readers.set(reader, n);
-          while (!stored.has(n)) {
-            if (task?.state === 'done') throw new UnavailableError(`piece ${n} was not downloaded`);
-            if (!task || task.state === 'failed') throw task ? await task.finished.promise.then(() => new UnavailableError('task ended without piece')).catch((e: unknown) => e) : new UnavailableError(`piece ${n} missing`);
-            await task.changed(5_000);
-          }
-          // A whole-content reader gets its last bytes only once the task is complete (digest
-          // checked, metadata durable): it never receives a full body that does not hash to what was
-          // asked, and whoever asks next finds the task in the cache.
-          if (n === last && task && !o.range) await task.finished.promise;
           const b = pieceBounds(n, len, pl);
           const s = Math.max(start, b.offset);
           const e = Math.min(end + 1, b.offset + b.length);
-          // A piece that just landed is still in the memory cache: copy it from there rather than
-          // read back from the disk (with direct I/O the page cache does not hold it).
-          const lease = stored.store.cache.lease(`${id}:${n}`);
-          let buf: Buffer;
-          if (lease) {
+          let buf: Buffer | undefined;
+          while (!buf) {
+            while (!stored.has(n)) {
+              if (task?.state === 'done') throw new UnavailableError(`piece ${n} was not downloaded`);
+              if (!task || task.state === 'failed') throw task ? await task.finished.promise.then(() => new UnavailableError('task ended without piece')).catch((e: unknown) => e) : new UnavailableError(`piece ${n} missing`);
+              await task.changed(5_000);
+            }
+            // A whole-content reader gets its last bytes only once the task is complete (digest
+            // checked, metadata durable): it never receives a full body that does not hash to what
+            // was asked, and whoever asks next finds the task in the cache.
+            if (n === last && task && !o.range) {
+              await task.finished.promise;
+              await tm.checkDigest(stored, o.digest, o.url);
+            }
+            // A piece that just landed is still in the memory cache; one read back from the disk is
+            // hashed against its digest first (leasePiece). One that changed on disk was dropped
+            // there: a running download fetches it again, and this reader waits for it.
+            let lease;
+            try {
+              lease = await stored.leasePiece(n);
+            } catch (err) {
+              if (err instanceof IntegrityError && task?.state === 'running') {
+                task.notify();
+                continue;
+              }
+              throw err;
+            }
             buf = Buffer.allocUnsafe(e - s);
             copyRange(lease.chunks, s - b.offset, buf);
             lease.release();
-          } else buf = await stored.readRange(s, e - s);
+          }
           if (fromCache) metrics.downloadTraffic.inc({ type: 'local_peer' }, buf.length);
           yield buf;
         }
@@ -613,7 +749,7 @@ export class TaskManager {
                 if (!task.satisfied()) task.log.debug('new wants after the peer session ended; registering again');
               }
             } catch (err) {
-              if (err instanceof SourceError || err instanceof IntegrityError || task.state !== 'running') throw err;
+              if (err instanceof SourceError || err instanceof IntegrityError || err instanceof DiskFullError || task.state !== 'running') throw err;
               p2pFailed = true;
               task.log.warn('P2P download failed; going back to source', { err: errorMessage(err), scheduler: addr });
             }
@@ -640,6 +776,11 @@ export class TaskManager {
       if (task.state === 'running') task.log.warn('download failed', { err: errorMessage(err), code: isDamselflyError(err) ? err.code : undefined });
       task.fail(err);
       if (err instanceof IntegrityError || (err instanceof SourceError && task.stored.finishedCount === 0)) await this.deps.store.delete(task.id).catch(() => undefined);
+      if (err instanceof DiskFullError) {
+        // A partial task nobody can finish here only takes the space the next download needs.
+        await this.delete(task.id).catch(() => undefined);
+        void this.deps.gcNow?.().catch(() => undefined);
+      }
     }
   }
 
@@ -653,15 +794,25 @@ export class TaskManager {
         if (alg !== 'sha256') throw new IntegrityError(`unsupported digest algorithm ${alg}`);
         const h = createHash('sha256');
         for (let n = 0; n < s.pieceCount; n++) {
-          const lease = await s.leasePiece(n);
+          let lease;
+          try {
+            lease = await s.leasePiece(n);
+          } catch (err) {
+            // The piece changed on disk since it was verified and was dropped: fetch it again.
+            if (err instanceof IntegrityError && !s.has(n)) return;
+            throw err;
+          }
           for (const c of lease.chunks) h.update(c);
           lease.release();
         }
         const got = h.digest('hex');
         if (got !== hex?.toLowerCase()) throw new IntegrityError(`content digest mismatch: want sha256:${hex}, got sha256:${got}`);
+        s.meta.digest = `sha256:${got}`;
+        s.meta.digestVerified = true;
       }
       s.meta.complete = true;
       s.touch();
+      await s.seal();
       await s.flush();
       // Memory goes to tasks in flight; a finished task is served from its file (and the page cache).
       this.deps.store.cache.deleteTask(task.id);
@@ -672,10 +823,40 @@ export class TaskManager {
   }
 
   /**
-   * Reads the missing wanted pieces (or everything, while the length is unknown) from the origin in
-   * one streaming GET, with a Range when only part is needed. Throws SourceError / UnavailableError.
+   * Reads the missing wanted pieces from the origin, retrying what may pass (5xx, 408, 429, a reset,
+   * a stalled or short body) with bounded exponential backoff; each retry resumes with a Range at
+   * the first missing piece, so at most the piece in flight is read twice. The scheduler hears
+   * "started" once and "failed" only when the last attempt failed. Throws SourceError (4xx, or
+   * a 5xx that persisted), UnavailableError, DiskFullError.
    */
   async backToSource(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
+    let started = false;
+    const once: BackToSourceReporter | undefined = reporter && {
+      started: (len, pl) => {
+        if (!started) reporter.started(len, pl);
+        started = true;
+      },
+      piece: (p) => reporter.piece(p),
+      finished: (len, count) => reporter.finished(len, count),
+      failed: () => undefined,
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.backToSourceOnce(task, once);
+        return;
+      } catch (err) {
+        if (attempt >= SOURCE_ATTEMPTS || !retryableSourceError(err) || task.state !== 'running' || this.stopping) {
+          reporter?.failed(errorMessage(err));
+          throw err;
+        }
+        const ms = Math.min(SOURCE_BACKOFF_MAX_MS, SOURCE_BACKOFF_MS * 2 ** (attempt - 1));
+        task.log.warn('origin read failed; retrying', { attempt, retryInMs: ms, err: errorMessage(err), held: task.stored.finishedCount });
+        await sleep(ms);
+      }
+    }
+  }
+
+  private async backToSourceOnce(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
     const o = task.opts;
     const known = task.contentLength >= 0;
     let range: { start: number; end?: number } | undefined;
@@ -699,6 +880,9 @@ export class TaskManager {
     } catch (err) {
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));
+      // A resume the origin refuses as out of range: the body it sent before was shorter than the
+      // Content-Length it announced. Say so, rather than pass on a bare 416.
+      if (err instanceof SourceError && err.status === 416 && range && range.start > 0) throw new UnavailableError(`origin announced ${task.contentLength} bytes for ${stripCredentials(o.url)} but refuses bytes from ${range.start} on (416): its Content-Length is longer than its body`, { details: { retry: false } });
       throw err;
     }
     const total = res.totalLength >= 0 ? res.totalLength : task.contentLength;
@@ -728,8 +912,15 @@ export class TaskManager {
     const src = this.deps.limits.source;
     task.stored.readingFromOrigin = true;
     const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
+    // A body that stalls is cut off here, not after undici's 2-minute body timeout: a retry resumes it.
+    let lastChunk = Date.now();
+    const idle = setInterval(() => {
+      if (Date.now() - lastChunk > SOURCE_IDLE_MS) res.body.destroy(new UnavailableError(`origin sent nothing for ${SOURCE_IDLE_MS} ms`));
+    }, Math.min(1_000, SOURCE_IDLE_MS / 2));
+    idle.unref();
     try {
       for await (const chunk0 of res.body) {
+        lastChunk = Date.now();
         let chunk = chunk0 as Buffer;
         if (!src.unlimited) await src.take(chunk.length);
         if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
@@ -785,16 +976,19 @@ export class TaskManager {
         }
       }
     } catch (err) {
+      if (err instanceof DiskFullError || isDiskFull(err)) throw err instanceof DiskFullError ? err : new DiskFullError(task.stored.store.dir, err);
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));
-      throw new UnavailableError(`reading from origin failed: ${errorMessage(err)}`, { cause: err });
+      throw new UnavailableError(`reading ${stripCredentials(o.url)} from the origin failed: ${errorMessage(err)}`, { cause: err });
     } finally {
+      clearInterval(idle);
       task.stored.readingFromOrigin = false;
     }
     const lastWanted = range ? Math.floor((range.end ?? total - 1) / pl) : count - 1;
     if (n <= lastWanted) {
       reporter?.failed('origin closed the body early');
-      throw new UnavailableError(`origin closed the body after piece ${n - 1} of ${lastWanted}`);
+      const got = (n < count ? pieceBounds(n, total, pl).offset : total) + fill;
+      throw new UnavailableError(`origin closed the body of ${stripCredentials(o.url)} after byte ${got} of ${total} (the length it announced)`);
     }
     reporter?.finished(total, count);
   }
@@ -910,8 +1104,9 @@ class PeerSession {
       this.done.reject(new UnavailableError(why));
     };
     call.on('error', (err: Error & { code?: number }) => {
-      // NOT_FOUND: the scheduler does not know this host (it restarted); announce again for the next tasks.
-      if (err.code === 5) void this.sched.announce(this.addr);
+      // UNAVAILABLE: the scheduler went away; NOT_FOUND: it does not know this host (it restarted).
+      // Either way it is announced again until it answers, and then told which tasks we hold.
+      if (err.code === 5 || err.code === 14) this.sched.markLost(this.addr);
       lost(`scheduler stream failed: ${err.message}`);
     });
     call.on('end', () => lost('scheduler closed the stream'));
@@ -1230,7 +1425,13 @@ class PeerSession {
       const owned = verifier ? partialPooled : pooled;
       pooled = undefined;
       partial = undefined; // completed by writePiece (same buffer), or dropped by it
-      await task.stored.writePiece(n, buf, digest, owned);
+      try {
+        await task.stored.writePiece(n, buf, digest, owned);
+      } catch (err) {
+        // Our own disk failed, not the parent: the task ends here (and is freed, see run()).
+        this.done.reject(err);
+        return;
+      }
       this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
@@ -1342,6 +1543,12 @@ export function copyRange(chunks: Buffer[], from: number, out: Buffer): void {
     skip = 0;
   }
   if (at !== out.length) throw new RangeError(`cached piece holds ${at} of ${out.length} bytes asked`);
+}
+
+/** Origin failures a later attempt may not see: 5xx, 408, 429, and transport failures (reset, stall, short body). */
+function retryableSourceError(err: unknown): boolean {
+  if (err instanceof SourceError) return (err.status >= 500 && err.status !== 508) || err.status === 408 || err.status === 429;
+  return err instanceof UnavailableError && !(err instanceof DiskFullError) && err.details?.retry !== false && !/did not announce a content length/.test(err.message);
 }
 
 function sleep(ms: number): Promise<void> {

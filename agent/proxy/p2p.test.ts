@@ -36,7 +36,7 @@ class FileTaskManager implements ProxyTaskManager {
     const end = Math.min(o.range?.end ?? len - 1, len - 1);
     const body = createReadStream(this.file, { start, end, highWaterMark: FILE_CHUNK });
     this.bodies.push(body);
-    const file = { path: this.file, start, end, done: (bytes: number) => { this.done.push(bytes); body.destroy(); } };
+    const file = { path: this.file, start, end, done: (bytes: number) => { this.done.push(bytes); body.destroy(); }, intact: async () => true };
     return { taskId: 't1', peerId: 'p1', contentLength: len, range: o.range ? { start, end } : undefined, responseHeaders: { 'content-type': 'application/octet-stream' }, fromCache: true, body, file };
   }
   prefetch(): void {}

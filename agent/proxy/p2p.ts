@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { parseSize } from '../../adapters/config.js';
-import { SourceError, UnavailableError } from '../../adapters/errors.js';
+import { IntegrityError, SourceError, UnavailableError } from '../../adapters/errors.js';
 import type { ProxyConfig } from './config.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './config.js';
 import { blobDigest, clientResponseHeaders, DF_HEADER, firstHeader, matchRule, upstreamRequestHeaders } from './upstream.js';
@@ -21,7 +21,7 @@ export interface ProxyTaskManager {
   download(o: DownloadOptions): Promise<TaskStream>;
   prefetch(o: DownloadOptions): void;
   /** A complete cached task's whole content, or undefined (never starts a download). */
-  cached?(o: DownloadOptions): TaskStream | undefined;
+  cached?(o: DownloadOptions): Promise<TaskStream | undefined>;
 }
 
 /** Multi-range answers from the cache are built in memory: above this many bytes the origin answers. */
@@ -263,7 +263,7 @@ async function serveMultiRange(
   deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
 ): Promise<P2PResult | undefined> {
   const opts = downloadOptions(target, req, deps.config, { kind: 'none' });
-  const stream = deps.taskManager.cached!(opts);
+  const stream = await deps.taskManager.cached!(opts);
   if (!stream) return undefined;
   const file = stream.file;
   const ranges = parseMultiRange(header, stream.contentLength);
@@ -285,6 +285,8 @@ async function serveMultiRange(
       await readFull(fd, buf, buf.length, r.start);
       parts.push(Buffer.from(`\r\n--${boundary}\r\ncontent-type: ${type}\r\ncontent-range: bytes ${r.start}-${r.end}/${stream.contentLength}\r\n\r\n`, 'latin1'), buf);
     }
+    // Proven unchanged before (cached()) and after the reads: the parts hold verified bytes.
+    if (!(await file.intact())) throw new Error('cached content changed while it was read');
   } catch {
     file.done(0);
     return undefined;
@@ -427,6 +429,10 @@ async function serveFile(
           bufs[slot] ??= freeBuffers.pop() ?? Buffer.allocUnsafeSlow(FILE_CHUNK);
           await readFull(fd, bufs[slot]!, n, pos);
         }
+        // The file was proven unchanged when the download was asked for (its seal, see
+        // agent/storage/store.ts); the last chunk goes out only if it still is, so a response whose
+        // file changed mid-way is aborted, never completed with other bytes.
+        if (pos + n > file.end && !(await file.intact())) throw new IntegrityError(`cached content of task ${stream.taskId} changed while it was sent`);
         const p = send(res, bufs[slot]!.subarray(0, n));
         p.catch(() => undefined); // awaited before the slot is reused, or below
         sending[slot] = p;

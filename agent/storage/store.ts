@@ -3,11 +3,21 @@
  * written at their offsets, and one JSON metadata file per task at {dir}/metadata/tasks/{id}.json
  * (written to a temp file, fsynced, renamed). Content is fdatasynced before metadata claims a piece,
  * so after a crash or restart every piece the metadata lists is one that was verified and written.
+ *
+ * Integrity at rest: nothing leaves the store unverified. A piece read back from the file is hashed
+ * against its digest before anyone gets it (leasePiece); a mismatch drops the piece, which the
+ * download engine then fetches again. A complete task is "sealed" (StoredTask.seal): its file gets a
+ * fixed mtime, and its inode, size and ctime are recorded in the metadata. Any write through the file
+ * system (an editor, dd, truncate, a stray hard link's owner) sets mtime and ctime to "now", and ctime
+ * cannot be set back by a process, so a file whose stat still matches its seal holds the bytes that
+ * were verified when it was sealed; whole-file readers (mirror, `get`) check the seal before they
+ * start and again before their last byte, and a file that fails it is re-verified piece by piece.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { IntegrityError, NotFoundError } from '../../adapters/errors.js';
+import { IntegrityError, NotFoundError, UnavailableError } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
 import { pieceBounds, pieceCount } from '../task-id.js';
 import { allocAligned, directEligible, O_DIRECT } from './direct-io.js';
@@ -24,10 +34,40 @@ export interface TaskMetadata {
   /** piece number → "sha256:<hex>" of the verified bytes on disk */
   pieces: Record<string, string>;
   complete: boolean;
+  /** The complete content file as the agent left it (see seal()); absent while not sealed. */
+  seal?: Seal;
+  /** Whole-content "sha256:<hex>": asked by the first downloader, proven once digestVerified is set. */
   digest?: string;
+  digestVerified?: boolean;
   createdAt: number;
   updatedAt: number;
   accessedAt: number;
+}
+
+/** inode, size and ctime (ns, as a decimal string) of a sealed content file. */
+export interface Seal {
+  ino: string;
+  size: number;
+  ctimeNs: string;
+}
+
+/**
+ * The mtime a sealed content file carries (2000-01-01T00:00:00Z): any write stamps "now" over it,
+ * also one within the same clock tick as the seal, which ctime alone (coarse on most kernels) misses.
+ */
+export const SEAL_MTIME_S = 946_684_800;
+
+/** The piece store's file system is full: the task that hit it is freed, and GC runs. */
+export class DiskFullError extends UnavailableError {
+  constructor(dir: string, cause: unknown) {
+    super(`no space left on device for storage.dir ${dir} (${(cause as Error).message})`, { cause, details: { reason: 'disk_full', dir } });
+  }
+}
+
+/** Whether `err` is the file system running out of space (or quota). */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /** Removes userinfo from a URL before it is stored or logged. */
@@ -495,7 +535,7 @@ export class StoredTask {
       if (!(chunks.length === 1 && (await this.direct('write', chunks[0]!, offset)))) await writevAll(fh, chunks, offset);
     } catch (err) {
       giveBack();
-      throw err;
+      throw isDiskFull(err) ? new DiskFullError(this.store.dir, err) : err;
     }
     if (this.has(n)) return giveBack();
     this.store.cache.set(key, chunks, size, pooled);
@@ -529,12 +569,90 @@ export class StoredTask {
     let buf: Buffer;
     try {
       buf = await this.readRange(offset, length, pooled.subarray(0, length));
+      this.checkPiece(n, buf);
     } catch (err) {
       cache.pool.give(pooled);
+      if (err instanceof NotFoundError && this.has(n)) this.dropPiece(n, 'content file is shorter than the piece');
       throw err;
     }
     // Another reader may have cached it meanwhile; this copy then replaces it (same verified bytes).
     return cache.setLeased(key, [buf], length, pooled);
+  }
+
+  /**
+   * Hashes piece `n` as read back from the file against the digest it was verified with; on a
+   * mismatch the piece is dropped (fetched again by whoever wants it) and IntegrityError thrown.
+   */
+  checkPiece(n: number, buf: Buffer): void {
+    const want = this.meta.pieces[n];
+    if (want === undefined) throw new NotFoundError(`piece ${n} of task ${this.taskId} is not held`);
+    const got = 'sha256:' + createHash('sha256').update(buf).digest('hex');
+    if (got === want) return;
+    this.dropPiece(n, 'digest mismatch at rest');
+    throw new IntegrityError(`piece ${n} of task ${this.taskId} changed on disk (want ${want}, got ${got}); dropped`);
+  }
+
+  /** Forgets piece `n` (its bytes on disk are not what was verified): the task is no longer complete. */
+  dropPiece(n: number, reason: string): void {
+    if (!this.has(n)) return;
+    delete this.meta.pieces[n];
+    const i = this.order.indexOf(n);
+    if (i >= 0) this.order.splice(i, 1);
+    this.meta.complete = false;
+    this.meta.seal = undefined;
+    this.store.cache.delete(`${this.taskId}:${n}`);
+    this.store.stats.droppedPieces++;
+    this.store.logger.warn('dropping a piece that is not what was verified', { taskId: this.taskId, piece: n, reason });
+    this.markDirty();
+    for (const l of [...this.listeners]) l();
+  }
+
+  /**
+   * Seals the complete content file: its bytes durable, its mtime fixed, its stat recorded (see the
+   * header). Readers of the whole file then trust it as long as sealIntact() holds.
+   */
+  async seal(): Promise<void> {
+    const fh = await this.handle();
+    await fh.datasync();
+    await fh.utimes(Date.now() / 1000, SEAL_MTIME_S);
+    const st = await fh.stat({ bigint: true });
+    this.meta.seal = { ino: String(st.ino), size: Number(st.size), ctimeNs: String(st.ctimeNs) };
+    this.markDirty();
+  }
+
+  /** Whether the content file is still exactly as sealed (one stat; false when not sealed). */
+  async sealIntact(): Promise<boolean> {
+    const seal = this.meta.seal;
+    if (!seal || !this.meta.complete) return false;
+    try {
+      const st = await fs.stat(this.store.contentPath(this.taskId), { bigint: true });
+      return String(st.ino) === seal.ino && Number(st.size) === seal.size && seal.size === this.meta.contentLength && String(st.ctimeNs) === seal.ctimeNs && st.mtimeNs === BigInt(SEAL_MTIME_S) * 1_000_000_000n;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Makes sure a complete task's file can be trusted whole: true at once when its seal holds; else
+   * every piece is read and hashed, the ones that differ are dropped, and an unchanged file is
+   * sealed again (a `touch` or chmod is no corruption). False when pieces were dropped.
+   */
+  async proveComplete(): Promise<boolean> {
+    if (await this.sealIntact()) return true;
+    if (!this.meta.complete) return false;
+    this.store.logger.warn('content file differs from its seal; verifying every piece', { taskId: this.taskId });
+    for (const n of [...this.order]) {
+      const { offset, length } = pieceBounds(n, this.meta.contentLength, this.meta.pieceLength);
+      try {
+        this.checkPiece(n, await this.readRange(offset, length));
+      } catch (err) {
+        if (err instanceof NotFoundError) this.dropPiece(n, 'content file is shorter than the piece');
+        else if (!(err instanceof IntegrityError)) throw err;
+      }
+    }
+    if (!this.meta.complete) return false;
+    await this.seal();
+    return true;
   }
 
   /** Reads `length` bytes at `offset` of the content file (into `into` when given). */
@@ -644,7 +762,7 @@ export class PieceStore {
   /** Whether piece writes and reads use O_DIRECT where they can (storage.directIO; off after a refusal). */
   directIO: boolean;
   /** Pieces written and read with O_DIRECT so far. */
-  readonly stats = { directWrites: 0, directReads: 0 };
+  readonly stats = { directWrites: 0, directReads: 0, droppedPieces: 0, droppedTasks: 0, orphansRemoved: 0 };
 
   /** `cacheBytes`: memory for recent pieces (storage.pieceCacheSize); `directIO`: storage.directIO. */
   constructor(
@@ -674,7 +792,13 @@ export class PieceStore {
     return this.deleted.has(taskId);
   }
 
-  /** Loads every task's metadata; unreadable or inconsistent metadata drops that task's files. `keep:false` wipes. */
+  /**
+   * Loads every task's metadata; unreadable or inconsistent metadata drops that task's files, a
+   * content file shorter than its pieces or changed since its seal drops the pieces it no longer
+   * holds (a complete task whose seal broke is re-verified at its first read), and content files no
+   * metadata describes (a crash, or a disk that filled before the metadata was written) are removed.
+   * `keep:false` wipes.
+   */
   load(keep: boolean): void {
     if (!keep) {
       rmSync(path.join(this.dir, 'content'), { recursive: true, force: true });
@@ -693,11 +817,37 @@ export class PieceStore {
         const meta = JSON.parse(readFileSync(path.join(metaDir, name), 'utf8')) as TaskMetadata;
         if (meta.taskId !== id || typeof meta.pieces !== 'object' || typeof meta.pieceLength !== 'number') throw new Error('inconsistent metadata');
         if (meta.contentLength >= 0) for (const n of Object.keys(meta.pieces)) pieceBounds(Number(n), meta.contentLength, meta.pieceLength);
-        this.tasks.set(id, new StoredTask(this, meta));
+        let size = -1;
+        try {
+          size = statSync(this.contentPath(id)).size;
+        } catch {
+          /* no content file: every piece it listed is gone */
+        }
+        const t = new StoredTask(this, meta);
+        const short = meta.contentLength < 0 ? [] : t.order.filter((n) => { const b = pieceBounds(n, meta.contentLength, meta.pieceLength); return b.offset + b.length > size; });
+        if (meta.contentLength > 0 && short.length === t.order.length && t.order.length > 0) throw new Error(`content file ${size < 0 ? 'is missing' : `has ${size} of ${meta.contentLength} bytes`}`);
+        for (const n of short) t.dropPiece(n, `content file has ${size} bytes`);
+        this.tasks.set(id, t);
       } catch (err) {
-        this.logger.warn('dropping task with unreadable metadata', { taskId: id, err });
+        this.stats.droppedTasks++;
+        this.logger.warn('dropping task at load', { taskId: id, reason: (err as Error).message });
         rmSync(path.join(metaDir, name), { force: true });
         rmSync(this.contentPath(id), { force: true });
+      }
+    }
+    const contentDir = path.join(this.dir, 'content', 'tasks');
+    for (const prefix of readdirSync(contentDir)) {
+      let names: string[];
+      try {
+        names = readdirSync(path.join(contentDir, prefix));
+      } catch {
+        continue;
+      }
+      for (const id of names) {
+        if (this.tasks.has(id)) continue;
+        this.stats.orphansRemoved++;
+        this.logger.warn('removing content file without metadata', { taskId: id });
+        rmSync(path.join(contentDir, prefix, id), { force: true, recursive: true });
       }
     }
   }
@@ -725,10 +875,26 @@ export class PieceStore {
     try {
       await fh.writeFile(JSON.stringify(meta));
       await fh.sync();
-    } finally {
+    } catch (err) {
       await fh.close();
+      await fs.rm(tmp, { force: true });
+      throw err;
+    } finally {
+      await fh.close().catch(() => undefined);
     }
-    await fs.rename(tmp, file);
+    try {
+      await fs.rename(tmp, file);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    // The rename itself is durable only once the directory is.
+    const dir = await fs.open(path.dirname(file), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
   }
 
   /** Removes a task's content and metadata. Returns false when absent. */

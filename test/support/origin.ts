@@ -16,6 +16,10 @@
  * real uplink), per-path and total counters, `/redirect/<path>` (307 to `<path>`), `redirectTo`
  * (307 every data request to another base URL), and `requireAuth` (401 unless the Authorization
  * header matches exactly).
+ *
+ * Faults on command (`origin.fault(f, times)`): the next `times` data GETs (of `f.path`, or of any
+ * path) are answered with `status` (e.g. 500), or have their body reset (connection destroyed),
+ * stalled for `ms`, or ended early (Content-Length longer than the body) after `afterBytes` bytes.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -94,6 +98,12 @@ export class TokenBucket {
   }
 }
 
+export type Fault =
+  | { kind: 'status'; status: number; path?: string }
+  | { kind: 'reset'; afterBytes: number; path?: string }
+  | { kind: 'stall'; afterBytes: number; ms: number; path?: string }
+  | { kind: 'short'; afterBytes: number; path?: string };
+
 export interface Generated {
   size: number;
   seed: string;
@@ -160,6 +170,10 @@ export interface Origin {
   setRate(bytesPerSec: number): void;
   /** Empties the token bucket: from now on the origin sends at most rate × elapsed time. */
   emptyBucket(): void;
+  /** Applies `f` to the next `times` matching data GETs (see the header). */
+  fault(f: Fault, times?: number): void;
+  /** Faults applied so far. */
+  faultsApplied(): number;
   close(): Promise<void>;
 }
 
@@ -240,6 +254,16 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   const bucket = new TokenBucket(opts.rate ?? 0, opts.burst, opts.startEmpty ? 0 : undefined);
   const chunkSize = opts.chunk ?? 64 * KiB;
   let stats: OriginStats = { bytes: 0, requests: 0, unauthorized: 0, redirects: 0, byPath: {} };
+  const faults: { f: Fault; left: number }[] = [];
+  let applied = 0;
+  const takeFault = (p: string): Fault | undefined => {
+    const i = faults.findIndex((x) => x.left > 0 && (x.f.path === undefined || x.f.path === p));
+    if (i < 0) return undefined;
+    const x = faults[i]!;
+    if (--x.left === 0) faults.splice(i, 1);
+    applied++;
+    return x.f;
+  };
 
   const lookup = (p: string): Entry | undefined => {
     const e = entries.get(p);
@@ -310,7 +334,14 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       return;
     }
     ps.gets++;
+    const fault = takeFault(p);
+    if (fault?.kind === 'status') {
+      res.writeHead(fault.status, { 'content-length': '0' }).end();
+      return;
+    }
     res.writeHead(range ? 206 : 200, headers);
+    let sent = 0;
+    let faultAt = fault ? fault.afterBytes : Infinity;
     let closed = false;
     res.once('close', () => (closed = true));
     const chunks: Iterable<Buffer> = Buffer.isBuffer(entry.content)
@@ -318,7 +349,30 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
           for (let o = start; o < end; o += chunkSize) yield buf.subarray(o, Math.min(end, o + chunkSize));
         })(entry.content)
       : generateChunks(entry.content.seed, start, end, chunkSize);
-    for (const c of chunks) {
+    for (let c of chunks) {
+      if (fault && sent + c.length > faultAt) {
+        const head = c.subarray(0, Math.max(0, faultAt - sent));
+        if (head.length > 0) {
+          await bucket.take(head.length);
+          stats.bytes += head.length;
+          ps.bytes += head.length;
+          res.write(head);
+          sent += head.length;
+        }
+        c = c.subarray(head.length);
+        if (fault.kind === 'reset') {
+          res.destroy();
+          return;
+        }
+        if (fault.kind === 'short') {
+          res.end();
+          return;
+        }
+        await new Promise((r) => setTimeout(r, fault.ms));
+        if (closed) return;
+        faultAt = Infinity; // stalled once per request
+      }
+      sent += c.length;
       await bucket.take(c.length);
       if (closed) return;
       stats.bytes += c.length;
@@ -381,6 +435,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     },
     setRate: (r) => bucket.setRate(r),
     emptyBucket: () => bucket.empty(),
+    fault: (f, times = 1) => faults.push({ f, left: times }),
+    faultsApplied: () => applied,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

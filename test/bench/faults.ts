@@ -1,0 +1,121 @@
+/**
+ * bench:faults — origin bytes and time when something fails mid-transfer, beside the same run with
+ * no fault (issue 13).
+ *
+ *   npm run bench:faults                       (defaults: --agents 4 --size 64MiB --origin-rate 32MiB)
+ *   npm run bench:faults -- --only none,origin-reset
+ *
+ * Per scenario a fresh origin (rate-limited, misbehaving on command: test/support/origin.ts), a
+ * scheduler, one seed peer and N agents as real processes; every agent runs `damselfly get` at once
+ * and every output's sha256 is checked. The fault fires once the origin has sent a quarter of the
+ * file (a parent is killed once it has served 4 MiB): parent-kill (SIGKILL of agent-0, whose own
+ * get is then not counted), seed-kill, scheduler-kill (SIGKILL, never back), scheduler-restart
+ * (SIGKILL, a new scheduler on the same address 2 s later), origin-reset (connection destroyed),
+ * origin-stall (no byte for 60 s), origin-5xx (two 500 answers). ratio = origin bytes / file size;
+ * allDoneS = until the last counted get exited; ok = every counted get exited 0 with the right
+ * bytes, through its agent. Progress goes to stderr; ONE JSON line goes to stdout.
+ */
+import path from 'node:path';
+import { parseSize } from '../../adapters/config.js';
+import { fileSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
+import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, scrapeMetric, spawnRole, startCluster, type Cluster, type RoleProcess } from '../support/procs.js';
+
+const SCENARIOS = ['none', 'parent-kill', 'seed-kill', 'scheduler-kill', 'scheduler-restart', 'origin-reset', 'origin-stall', 'origin-5xx'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+const agents = Number(flag('agents', '4'));
+const size = parseSize(flag('size', '64MiB'));
+const originRate = parseSize(flag('origin-rate', '32MiB'));
+const only = flag('only', SCENARIOS.join(',')).split(',') as Scenario[];
+
+/** Resolves true once `cond` holds, false if `over` settled first (the fault then did not fire). */
+async function until(cond: () => boolean | Promise<boolean>, over: Promise<unknown>): Promise<boolean> {
+  let ended = false;
+  void over.finally(() => (ended = true));
+  while (!(await cond())) {
+    if (ended) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: boolean; fired: boolean; failures: string[]; parentUploadedMiB?: number }> {
+  const origin: Origin = await startOrigin({ rate: originRate });
+  let cluster: Cluster | undefined;
+  try {
+    cluster = await startCluster({ agents });
+    const p = `/bench/${s}.bin`;
+    const url = origin.add(p, { size, seed: `faults-${s}-${Date.now()}` });
+    const want = origin.sha256(p);
+    if (s === 'origin-reset') origin.fault({ kind: 'reset', afterBytes: size / 4, path: p });
+    if (s === 'origin-stall') origin.fault({ kind: 'stall', afterBytes: size / 4, ms: 60_000, path: p });
+    if (s === 'origin-5xx') origin.fault({ kind: 'status', status: 500, path: p }, 2);
+    const out = makeTempDir('damselfly-bench-faults-');
+    const t0 = performance.now();
+    const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 240_000).then((r) => ({ ...r, at: performance.now() })));
+    const quarter = () => (origin.stats().byPath[p]?.bytes ?? 0) >= size / 4;
+    const all = Promise.all(gets);
+    let excluded: RoleProcess | undefined;
+    let fired = s === 'none';
+    let parentUploadedMiB: number | undefined;
+    if (s === 'parent-kill') {
+      // agent-0 at a quarter of the origin read: by then it serves pieces to the others (the
+      // figure below says how much it had uploaded).
+      excluded = cluster.agents[0]!;
+      fired = await until(quarter, all);
+      parentUploadedMiB = Math.round(((await scrapeMetric(excluded.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => 0)) / MiB) * 10) / 10;
+      excluded.kill('SIGKILL');
+    } else if (s === 'seed-kill') {
+      fired = await until(quarter, all);
+      cluster.seed!.kill('SIGKILL');
+    } else if (s === 'scheduler-kill' || s === 'scheduler-restart') {
+      fired = await until(quarter, all);
+      const port = portOf(cluster.scheduler.ready.grpc);
+      cluster.scheduler.kill('SIGKILL');
+      if (s === 'scheduler-restart') {
+        await cluster.scheduler.exited;
+        await new Promise((r) => setTimeout(r, 2_000));
+        await spawnRole('scheduler', schedulerConfigFor({ server: { ip: '127.0.0.1', port } }), { name: 'scheduler-2' });
+      }
+    }
+    const results = await all;
+    if (s.startsWith('origin-')) fired = origin.faultsApplied() > 0;
+    const failures: string[] = [];
+    let last = t0;
+    for (const [i, r] of results.entries()) {
+      const a = cluster.agents[i]!;
+      if (a === excluded) continue;
+      last = Math.max(last, r.at);
+      if (r.code !== 0) failures.push(`${a.name}: exit ${r.code}: ${r.stderr.slice(-300)}`);
+      else if (/from the origin directly/.test(r.stderr)) failures.push(`${a.name}: bypassed its agent`);
+      else if ((await fileSha256(path.join(out, `${a.name}.bin`))) !== want) failures.push(`${a.name}: wrong bytes`);
+    }
+    const ratio = (origin.stats().byPath[p]?.bytes ?? 0) / size;
+    return { ratio: Math.round(ratio * 1000) / 1000, allDoneS: Math.round((last - t0) / 10) / 100, ok: failures.length === 0, fired, failures, ...(parentUploadedMiB !== undefined ? { parentUploadedMiB } : {}) };
+  } finally {
+    await killAll();
+    await origin.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const runs: Record<string, unknown> = {};
+  for (const s of only) {
+    if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}; expected some of ${SCENARIOS.join(', ')}`);
+    const r = await run(s);
+    process.stderr.write(`${s}: ratio ${r.ratio}, all done in ${r.allDoneS} s${r.ok ? '' : `, FAILED: ${r.failures.join('; ')}`}\n`);
+    runs[s] = r;
+  }
+  cleanupTempDirs();
+  process.stdout.write(JSON.stringify({ bench: 'faults', agents, size, originRate, minS: Math.round((size / originRate) * 100) / 100, runs }) + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench:faults failed: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});
