@@ -11,6 +11,7 @@
  * (upload slots on parent hosts) stay consistent.
  */
 import { NotFoundError } from '../../adapters/errors.js';
+import { isUploadFull, uploadLoad } from '../evaluator.js';
 import { Host, type HostInfo } from './host.js';
 import { Peer } from './peer.js';
 import { Task, type TaskSource } from './task.js';
@@ -146,6 +147,15 @@ export class Resources {
   addParent(parent: Peer, child: Peer): void {
     child.task.dag.addEdge(parent.id, child.id);
     parent.host.concurrentUploadCount++;
+    // Keep Task.spare close to exact, so a draw from it finds the few hosts with upload left even
+    // in a task of thousands (a chain: every host but the tail's is full).
+    const host = parent.host;
+    if (host.freeUploadCount <= 0 || isUploadFull(uploadLoad(host, (id) => this.peers.get(id)))) {
+      for (const id of host.peers) {
+        const p = this.peers.get(id);
+        if (p) p.task.spare.delete(p);
+      }
+    }
     // The child's draw is now spread wider: its other parents may have upload to spare.
     for (const pid of child.task.dag.parents(child.id)) {
       const p = this.peers.get(pid);
