@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from './clock.js';
 import { schedulerConfig } from './config.js';
+import { hostLoad, uploadLoad } from './evaluator.js';
 import { IndexedSet, PieceSet } from './resource/indexed-set.js';
 import { Scheduling, type Decision } from './scheduling.js';
 import { World } from './test-fixtures.js';
@@ -164,5 +165,35 @@ describe('decisions at fleet scale', () => {
     }
     expect(d).toMatchObject({ kind: 'fail', reason: expect.stringContaining('retryLimit') });
     expect(clock.now() - 1_000_000).toBeLessThanOrEqual(700);
+  });
+
+  it('keeps the cached host load equal to a fresh computation under random edge and state changes', () => {
+    const clock = new FakeClock(0, 11);
+    const w = new World(() => clock.now());
+    const pick = (n: number) => Math.floor(clock.random() * n);
+    for (let i = 0; i < 12; i++) w.host(`h${i}`, { maxTxBandwidth: (1 + pick(3)) * RATE });
+    const lookup = (id: string) => w.r.peer(id);
+    let next = 0;
+    for (let step = 0; step < 2000; step++) {
+      const peers = [...w.r.allPeers()];
+      const op = pick(8);
+      if (op === 0 || peers.length < 3) w.peer(`p${next++}`, `h${pick(12)}`, 'Running', 't1', pick(8));
+      else if (op === 1) w.r.deletePeer(peers[pick(peers.length)].id);
+      else if (op === 2) {
+        const p = peers[pick(peers.length)];
+        if (p.fsm.can('Succeeded')) p.transition('Succeeded', clock.now());
+      } else if (op === 3) {
+        const c = peers[pick(peers.length)];
+        const ps = [...c.task.dag.parents(c.id)];
+        if (ps.length > 0) w.r.deleteParent(ps[pick(ps.length)], c);
+      } else {
+        const a = peers[pick(peers.length)];
+        const b = peers[pick(peers.length)];
+        if (a.host !== b.host && a.task.dag.canAddEdge(a.id, b.id)) w.r.addParent(a, b);
+      }
+      // read through the cache at random moments, then check every host
+      if (pick(2) === 0) for (const h of w.r.hosts.list()) hostLoad(h, lookup);
+      for (const h of w.r.hosts.list()) expect(hostLoad(h, lookup)).toBe(uploadLoad(h, lookup));
+    }
   });
 });

@@ -4,7 +4,7 @@
  * (states, DAG edges, back-to-source set) synchronously with the decision, so two peers scheduled
  * at the same moment can never both take the last back-to-source slot.
  */
-import { isBadParent, isDeadParent, isUploadFull, rankParents, uploadLoad } from './evaluator.js';
+import { hostLoad, isBadParent, isDeadParent, isUploadFull, rankParents } from './evaluator.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
@@ -117,7 +117,7 @@ export class Scheduling {
     const peerOf = (id: string): Peer | undefined => this.resources.peer(id);
     const load = (h: Host): number => {
       let l = loads.get(h);
-      if (l === undefined) loads.set(h, (l = uploadLoad(h, peerOf)));
+      if (l === undefined) loads.set(h, (l = hostLoad(h, peerOf)));
       return l;
     };
     const dropped = this.lastFilter;

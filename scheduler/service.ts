@@ -8,7 +8,7 @@ import type { Logger } from '../adapters/log.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
-import { isUploadFull, uploadLoad } from './evaluator.js';
+import { hostLoad, isUploadFull } from './evaluator.js';
 import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
 import { HashRing } from './hashring.js';
 import { taskSizeLevel, type SchedulerMetrics } from './metrics.js';
@@ -349,8 +349,14 @@ export class SchedulerService {
         if (parent) {
           parent.host.uploadCount++;
           parent.addUploadCost(Number(p.cost_ms ?? 0), now);
-          // A finished parent is charged what its children lack: it frees up as they catch up.
-          if (parent.fsm.is('Succeeded') && parent.task === task) task.spare.add(parent);
+        }
+        // A finished parent is charged what its children lack: it frees up as they catch up.
+        for (const pid of task.dag.parents(peer.id)) {
+          const pp = task.dag.get(pid);
+          if (pp?.fsm.is('Succeeded')) {
+            pp.host.loadEpoch++;
+            task.spare.add(pp);
+          }
         }
         const traffic = p.traffic_type === 'LOCAL_PEER' ? 'LOCAL_PEER' : 'REMOTE_PEER';
         m.downloadPieceFinished.inc({ traffic_type: traffic, task_type: 'STANDARD', host_type: labels(peer).host_type });
@@ -507,7 +513,7 @@ export class SchedulerService {
    */
   private offerFinishedParent(parent: Peer): void {
     const task = parent.task;
-    const busy = (): boolean => parent.host.freeUploadCount <= 0 || isUploadFull(uploadLoad(parent.host, (id) => this.resources.peer(id)));
+    const busy = (): boolean => parent.host.freeUploadCount <= 0 || isUploadFull(hostLoad(parent.host, (id) => this.resources.peer(id)));
     if (parent.partial || parent.host.info.disableShared || busy()) return;
     const limit = this.deps.config.scheduling.candidateParentLimit;
     let offers = 0;

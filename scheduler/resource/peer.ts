@@ -61,6 +61,7 @@ export class Peer {
   transition(to: PeerState, now: number): void {
     this.fsm.transition(to, now);
     this.updatedAt = now;
+    this.host.loadEpoch++;
     this.task.noteState(this);
   }
 
