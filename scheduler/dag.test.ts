@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Dag } from './dag.js';
+import { InvalidError } from '../adapters/errors.js';
+import { Dag, WALK_LIMIT } from './dag.js';
 import { FakeClock } from './clock.js';
 
 function dagOf(n: number): Dag<number> {
@@ -75,8 +76,41 @@ describe('Dag', () => {
           }
         }
         expect(d.hasCycle()).toBe(false);
+        expect(d.ranksBroken()).toBe(false);
       }
       expect(rejected).toBeGreaterThan(0);
     }
+  });
+
+  it('admits an edge against the rank order after a walk, and shifts the descendants', () => {
+    const d = new Dag<number>();
+    for (const id of ['y', 'c', 'p', 'x', 'q']) d.addVertex(id, 0);
+    d.addEdge('y', 'c');
+    d.addEdge('p', 'y'); // p has no parents: its rank drops below y's
+    d.addEdge('q', 'x'); // q has no parents
+    // x (with a parent) ranks above y (with a child): only a walk of y's descendants can tell
+    expect(d.canAddEdge('x', 'y')).toBe(true);
+    d.addEdge('x', 'y');
+    expect(d.ranksBroken()).toBe(false);
+    expect(d.canAddEdge('c', 'q')).toBe(false); // q → x → y → c
+    expect(() => d.addEdge('c', 'q')).toThrow(/cycle/);
+  });
+
+  it('refuses, without walking further, an edge whose check would visit more than WALK_LIMIT descendants', () => {
+    const d = new Dag<number>();
+    const n = WALK_LIMIT + 10;
+    for (let i = 0; i < n; i++) d.addVertex(`v${i}`, i);
+    for (let i = 1; i < n; i++) d.addEdge(`v${i - 1}`, `v${i}`);
+    d.addVertex('a', 0);
+    d.addVertex('b', 0);
+    d.addEdge('a', 'b');
+    d.addEdge('v5', 'a'); // a ranks above v0 and has a parent; v0 has children
+    expect(d.canAddEdge('a', 'v0')).toBe(false);
+    expect(() => d.addEdge('a', 'v0')).toThrow(InvalidError);
+    // cheap cases stay open however large the graph: a parentless vertex, a childless target
+    d.addVertex('z', 0);
+    expect(d.canAddEdge('z', 'v0')).toBe(true);
+    expect(d.canAddEdge(`v${n - 1}`, 'b')).toBe(true);
+    expect(d.hasCycle()).toBe(false);
   });
 });

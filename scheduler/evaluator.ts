@@ -114,6 +114,19 @@ export function uploadLoad(host: Host, peerOf: PeerLookup): number {
   return Math.min(1, host.concurrentUploadCount / host.uploadLimit);
 }
 
+/**
+ * uploadLoad, recomputed only when the host's loadEpoch moved (see Host.loadEpoch): a decision
+ * reads ~filterParentLimit loads, and a host feeding many children would otherwise cost a walk
+ * over them each time.
+ */
+export function hostLoad(host: Host, peerOf: PeerLookup): number {
+  if (host.loadCacheEpoch !== host.loadEpoch) {
+    host.loadCache = uploadLoad(host, peerOf);
+    host.loadCacheEpoch = host.loadEpoch;
+  }
+  return host.loadCache;
+}
+
 /** Whether the host's expected upload already uses its announced bandwidth (never for unknown rates). */
 export function isUploadFull(load: number): boolean {
   return load >= FULL_LOAD;

@@ -91,6 +91,7 @@ describe('scheduler over real gRPC streams', () => {
     c.register();
     const rc = await c.next('normal_task_response');
     expect(new Set(rc.normal_task_response.candidate_parents.map((p: any) => p.id))).toEqual(new Set(['pa', 'pb']));
+    expect(rc.normal_task_response.task.pieces.map((p: any) => p.number).sort()).toEqual([0, 1, 2]);
     c.send('download_peer_started_request');
 
     // A failed piece blocklists the parent; rescheduling never offers it again.
@@ -98,6 +99,9 @@ describe('scheduler over real gRPC streams', () => {
     c.send('reschedule_peer_request', { candidate_parent_ids: ['pa'] });
     const rc2 = await c.next('normal_task_response');
     expect(rc2.normal_task_response.candidate_parents.map((p: any) => p.id)).toEqual(['pb']);
+    // Each digest crosses a stream once: the answer to a reschedule carries none c was sent.
+    expect(rc2.normal_task_response.task.pieces ?? []).toEqual([]);
+    expect(rc2.normal_task_response.task.piece_count).toBe(3);
     expect(scheduler.resources.hosts.get('a')!.uploadFailedCount).toBe(1);
 
     // b blocks a: its only other candidate is c, whose parent is b (a cycle), and a holds the only

@@ -4,7 +4,7 @@
  * (states, DAG edges, back-to-source set) synchronously with the decision, so two peers scheduled
  * at the same moment can never both take the last back-to-source slot.
  */
-import { isBadParent, isDeadParent, isUploadFull, rankParents, uploadLoad } from './evaluator.js';
+import { hostLoad, isBadParent, isDeadParent, isUploadFull, rankParents } from './evaluator.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
@@ -13,11 +13,12 @@ import type { Task } from './resource/task.js';
 import type { Host } from './resource/host.js';
 
 /**
- * When no sampled candidate has spare upload bandwidth, up to this many further peers of the task are
- * scanned for one before falling back to a busy parent: a random sample of filterParentLimit (15)
- * easily misses the one peer at the end of a chain that still has upload to give.
+ * When no sampled candidate has spare upload bandwidth, up to this many draws from the task's spare
+ * index (Task.spare) look for one before falling back to a busy parent: a random sample of
+ * filterParentLimit (15) easily misses the one peer at the end of a chain that still has upload to
+ * give. Entries found full are dropped from the index, so the draws stay useful and bounded.
  */
-export const SPARE_SCAN_LIMIT = 200;
+export const SPARE_DRAWS = 64;
 
 /** After a seed peer failed a task, normal peers go to the origin themselves for this long. */
 export const SEED_PEER_FAILED_TIMEOUT_MS = 30 * 60_000;
@@ -61,7 +62,7 @@ export class Scheduling {
 
   /** Whether a peer of the task other than on `host` holds or is reading the whole content. */
   hasSource(task: Task, host: Host): boolean {
-    for (const p of task.peers()) {
+    for (const p of task.sources) {
       if (p.host !== host && !p.partial && p.fsm.is('BackToSource', 'Succeeded', 'Running')) return true;
     }
     return false;
@@ -116,7 +117,7 @@ export class Scheduling {
     const peerOf = (id: string): Peer | undefined => this.resources.peer(id);
     const load = (h: Host): number => {
       let l = loads.get(h);
-      if (l === undefined) loads.set(h, (l = uploadLoad(h, peerOf)));
+      if (l === undefined) loads.set(h, (l = hostLoad(h, peerOf)));
       return l;
     };
     const dropped = this.lastFilter;
@@ -143,9 +144,16 @@ export class Scheduling {
     dropped.busy = ok.length - spare.length;
     if (spare.length === 0 && task.peerCount > sample.length + 1) {
       const seen = new Set(sample);
-      const rest = usable((function* () {
-        for (const p of task.peers()) if (!seen.has(p) && !isUploadFull(load(p.host))) yield p;
-      })(), SPARE_SCAN_LIMIT);
+      const drawn: Peer[] = [];
+      for (let i = 0; i < SPARE_DRAWS && task.spare.size > 0 && drawn.length < this.opts.filterParentLimit; i++) {
+        const p = task.spare.at(Math.floor(this.clock.random() * task.spare.size));
+        if (this.resources.peer(p.id) !== p || p.host.freeUploadCount <= 0 || isUploadFull(load(p.host))) task.spare.delete(p);
+        else if (!seen.has(p)) {
+          seen.add(p);
+          drawn.push(p);
+        }
+      }
+      const rest = usable(drawn, Infinity);
       if (rest.length > 0) (ok = rest), (spare = rest);
     }
     if (spare.length > 0 || topUp) return rankParents(spare, peer, task.pieceCount, load).slice(0, this.opts.candidateParentLimit);
@@ -156,21 +164,9 @@ export class Scheduling {
     return fallback.slice(0, 1);
   }
 
-  /** Up to filterParentLimit peers of the task other than `peer`, chosen uniformly (reservoir). */
+  /** Up to filterParentLimit peers of the task other than `peer`, chosen uniformly, in O(filterParentLimit). */
   private sample(task: Task, peer: Peer): Peer[] {
-    const k = this.opts.filterParentLimit;
-    const out: Peer[] = [];
-    let seen = 0;
-    for (const p of task.peers()) {
-      if (p === peer) continue;
-      seen++;
-      if (out.length < k) out.push(p);
-      else {
-        const j = Math.floor(this.clock.random() * seen);
-        if (j < k) out[j] = p;
-      }
-    }
-    return out;
+    return task.dag.sample(this.opts.filterParentLimit, () => this.clock.random(), peer.id);
   }
 
   /**
@@ -203,9 +199,12 @@ export class Scheduling {
       }
       return { kind: 'normal', parents: current };
     }
-    for (let n = 0; ; n++) {
+    for (let counted = 0; ; counted++) {
       if (peer.scheduleGeneration !== gen || this.resources.peer(peer.id) !== peer) return { kind: 'cancelled' };
       const now = this.clock.now();
+      // Rounds: full waits, or the time spent waiting in retryIntervals, whichever is more. Wake-ups
+      // alone do not burn the budget, but no stream of wake-ups can keep a peer waiting forever.
+      const n = Math.max(counted, Math.floor((now - now0) / o.retryInterval));
       if (task.contentLength === 0) return this.applyEmpty(peer);
       if (task.seedTriggeredAt !== undefined && now - task.seedTriggeredAt > o.seedTriggerTimeout && !this.hasSource(task, peer.host)) {
         this.seedPeerFailed(task);
@@ -237,8 +236,8 @@ export class Scheduling {
       task.waiters.add(waiter);
       await this.clock.sleep(o.retryInterval * (0.5 + 0.5 * this.clock.random()), waiter.signal);
       task.waiters.delete(waiter);
-      // Only a full wait counts as a round: wake-ups must not burn the retry budget.
-      if (waiter.signal.aborted) n--;
+      // Only a full wait counts as a round here (elapsed time bounds the rest, see above).
+      if (waiter.signal.aborted) counted--;
     }
   }
 

@@ -8,7 +8,7 @@ import type { Logger } from '../adapters/log.js';
 import type { Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
-import { isUploadFull, uploadLoad } from './evaluator.js';
+import { hostLoad, isUploadFull } from './evaluator.js';
 import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
 import { HashRing } from './hashring.js';
 import { taskSizeLevel, type SchedulerMetrics } from './metrics.js';
@@ -22,6 +22,8 @@ import { Scheduling } from './scheduling.js';
 export const PIECE_PUSH_BATCH_MS = 10;
 /** At most this many running peers are offered a just-finished peer (bounds the work per finish). */
 export const FINISHED_PARENT_OFFERS = 8;
+/** Peers of the task drawn at random when a peer finishes; the ones furthest behind are offered it. */
+export const FINISHED_PARENT_SAMPLE = 64;
 /** How long a triggered seed peer may take to download a whole task. */
 export const SEED_DOWNLOAD_TIMEOUT_MS = 10 * 3_600_000;
 
@@ -90,7 +92,11 @@ function pieceMessage(p: PieceMeta): Msg {
   return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? Buffer.alloc(0) };
 }
 
-/** proto TaskInfo; `pieces` defaults to every known digest. */
+/**
+ * proto TaskInfo; `pieces` defaults to every known digest. Answers to a peer carry only the digests
+ * it was not sent yet (Task.takeUnsentPieces): agents merge them, so each digest crosses each
+ * stream once, and an answer never costs the task's whole piece list.
+ */
 export function taskMessage(t: Task, pieces: Iterable<PieceMeta> = t.pieces.values()): Msg {
   return {
     id: t.id,
@@ -344,6 +350,14 @@ export class SchedulerService {
           parent.host.uploadCount++;
           parent.addUploadCost(Number(p.cost_ms ?? 0), now);
         }
+        // A finished parent is charged what its children lack: it frees up as they catch up.
+        for (const pid of task.dag.parents(peer.id)) {
+          const pp = task.dag.get(pid);
+          if (pp?.fsm.is('Succeeded')) {
+            pp.host.loadEpoch++;
+            task.spare.add(pp);
+          }
+        }
         const traffic = p.traffic_type === 'LOCAL_PEER' ? 'LOCAL_PEER' : 'REMOTE_PEER';
         m.downloadPieceFinished.inc({ traffic_type: traffic, task_type: 'STANDARD', host_type: labels(peer).host_type });
         m.traffic.inc({ type: traffic, task_type: 'STANDARD', host_type: labels(peer).host_type }, length);
@@ -466,7 +480,7 @@ export class SchedulerService {
         switch (d.kind) {
           case 'normal':
             this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id), dropped: { ...this.scheduling.lastFilter } });
-            stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task) } });
+            stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task, peer.task.takeUnsentPieces(peer)) } });
             return;
           case 'backToSource':
             this.log.debug('back to source', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, reason: d.reason });
@@ -499,21 +513,20 @@ export class SchedulerService {
    */
   private offerFinishedParent(parent: Peer): void {
     const task = parent.task;
-    const busy = (): boolean => parent.host.freeUploadCount <= 0 || isUploadFull(uploadLoad(parent.host, (id) => this.resources.peer(id)));
+    const busy = (): boolean => parent.host.freeUploadCount <= 0 || isUploadFull(hostLoad(parent.host, (id) => this.resources.peer(id)));
     if (parent.partial || parent.host.info.disableShared || busy()) return;
     const limit = this.deps.config.scheduling.candidateParentLimit;
-    let info: Msg | undefined;
     let offers = 0;
-    // The children furthest behind first: in a chain they are the deepest, and gain the most.
-    const behindFirst = [...task.peers()].sort((a, b) => a.finishedPieces.size - b.finishedPieces.size);
+    // The children furthest behind first (of a bounded random draw, not the whole task): in a chain
+    // they are the deepest, and gain the most.
+    const behindFirst = task.dag.sample(FINISHED_PARENT_SAMPLE, () => this.deps.clock.random(), parent.id).sort((a, b) => a.finishedPieces.size - b.finishedPieces.size);
     for (const child of behindFirst) {
       if (offers >= FINISHED_PARENT_OFFERS) return;
       if (child === parent || !child.stream || !child.fsm.is('ReceivedNormal', 'Running')) continue;
       if (child.host === parent.host || child.blockParents.has(parent.id)) continue;
       if (task.dag.inDegree(child.id) >= limit || !task.dag.canAddEdge(parent.id, child.id)) continue;
       this.resources.addParent(parent, child);
-      info ??= taskMessage(task);
-      child.stream.send({ normal_task_response: { candidate_parents: [peerMessage(parent)], task: info } });
+      child.stream.send({ normal_task_response: { candidate_parents: [peerMessage(parent)], task: taskMessage(task, task.takeUnsentPieces(child)) } });
       offers++;
       if (busy()) return;
     }
@@ -558,16 +571,26 @@ export class SchedulerService {
     this.pushTimers.set(task.id, t);
   }
 
-  /** Sends the pieces learned since the last push (and the current lengths) to every running peer. */
+  /**
+   * Sends every running peer the digests it was not sent yet (the pieces learned since the last
+   * push, for a peer that got every push before) and the current lengths. Peers at the same cursor
+   * share one message object.
+   */
   flushPush(task: Task): void {
     const pieces = task.pendingPieces;
     if (pieces.length === 0 && !task.pendingMetaChange) return;
     task.pendingPieces = [];
     task.pendingMetaChange = false;
     if (this.resources.tasks.get(task.id) !== task) return;
-    const msg = { task_pieces_response: { task: taskMessage(task, pieces) } };
+    const end = task.pieceOrder.length;
+    const shared = new Map<number, Msg>();
     for (const p of task.peers()) {
-      if (p.stream && p.fsm.is('ReceivedNormal', 'Running')) p.stream.send(msg);
+      if (!p.stream || !p.fsm.is('ReceivedNormal', 'Running')) continue;
+      const from = Math.min(p.digestCursor, end);
+      let msg = shared.get(from);
+      if (!msg) shared.set(from, (msg = { task_pieces_response: { task: taskMessage(task, task.pieceOrder.slice(from, end)) } }));
+      p.digestCursor = end;
+      p.stream.send(msg);
     }
   }
 }

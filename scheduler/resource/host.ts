@@ -40,6 +40,14 @@ export class Host {
   readonly createdAt: number;
   /** Peers on this host, by id. */
   readonly peers = new Set<string>();
+  /**
+   * Bumped whenever this host's upload load may have changed (a child edge of one of its peers
+   * added or removed, a child's parent count changed, one of its peers changed state or a child of a
+   * finished one progressed, a re-announce): evaluator.ts hostLoad recomputes only then.
+   */
+  loadEpoch = 0;
+  loadCacheEpoch = -1;
+  loadCache = 0;
 
   constructor(info: HostInfo, now: number) {
     this.info = info;

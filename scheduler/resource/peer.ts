@@ -3,6 +3,7 @@
  */
 import { PEER_TRANSITIONS, StateMachine, type PeerState } from './fsm.js';
 import type { Host } from './host.js';
+import { PieceSet } from './indexed-set.js';
 import type { Task } from './task.js';
 
 /** Piece costs remembered per peer for bad-parent detection (Dragonfly keeps the last 20). */
@@ -17,8 +18,10 @@ export interface PeerStream {
 
 export class Peer {
   readonly fsm: StateMachine<PeerState>;
-  /** Piece numbers this peer holds and has verified. */
-  readonly finishedPieces = new Set<number>();
+  /** Piece numbers this peer holds and has verified (a bitmap: 1 bit per piece). */
+  readonly finishedPieces = new PieceSet();
+  /** How many of the task's digests (Task.pieceOrder) this peer's stream was sent: each goes once. */
+  digestCursor = 0;
   /** Recent costs (ms) of pieces this peer served to children: a slow parent shows up here. */
   readonly uploadCosts: number[] = [];
   /** When a child last reported a piece served by this peer. */
@@ -58,6 +61,8 @@ export class Peer {
   transition(to: PeerState, now: number): void {
     this.fsm.transition(to, now);
     this.updatedAt = now;
+    this.host.loadEpoch++;
+    this.task.noteState(this);
   }
 
   /** Records the cost of a piece this peer served; keeps the last PIECE_COST_WINDOW. */

@@ -11,6 +11,7 @@
  * (upload slots on parent hosts) stay consistent.
  */
 import { NotFoundError } from '../../adapters/errors.js';
+import { hostLoad, isUploadFull } from '../evaluator.js';
 import { Host, type HostInfo } from './host.js';
 import { Peer } from './peer.js';
 import { Task, type TaskSource } from './task.js';
@@ -51,6 +52,12 @@ export class HostRegistry {
       this.byId.set(info.id, host);
     }
     host.announceIntervalMs = intervalMs;
+    host.loadEpoch++;
+    // The announced bandwidth may have grown: its peers may be parents with spare upload again.
+    for (const id of host.peers) {
+      const p = this.owner.peer(id);
+      if (p) p.task.spare.add(p);
+    }
     return host;
   }
 
@@ -132,6 +139,7 @@ export class Resources {
     this.peers.set(id, peer);
     host.peers.add(id);
     task.dag.addVertex(id, peer);
+    task.spare.add(peer);
     task.updatedAt = now;
     return peer;
   }
@@ -140,13 +148,28 @@ export class Resources {
   addParent(parent: Peer, child: Peer): void {
     child.task.dag.addEdge(parent.id, child.id);
     parent.host.concurrentUploadCount++;
+    this.parentsChanged(child);
+    // Keep Task.spare close to exact, so a draw from it finds the few hosts with upload left even
+    // in a task of thousands (a chain: every host but the tail's is full).
+    const host = parent.host;
+    if (host.freeUploadCount <= 0 || isUploadFull(hostLoad(host, (id) => this.peers.get(id)))) {
+      for (const id of host.peers) {
+        const p = this.peers.get(id);
+        if (p) p.task.spare.delete(p);
+      }
+    }
+    // The child's draw is now spread wider: its other parents may have upload to spare.
+    for (const pid of child.task.dag.parents(child.id)) {
+      const p = this.peers.get(pid);
+      if (p && p !== parent) child.task.spare.add(p);
+    }
   }
 
   /** Drops the child's parent edges and returns the slots to the parents' hosts. */
   deleteParents(child: Peer): void {
     for (const pid of child.task.dag.deleteInEdges(child.id)) {
       const p = this.peers.get(pid);
-      if (p) p.host.concurrentUploadCount = Math.max(0, p.host.concurrentUploadCount - 1);
+      if (p) this.released(p);
     }
   }
 
@@ -155,13 +178,33 @@ export class Resources {
     if (!child.task.dag.parents(child.id).has(parentId)) return;
     child.task.dag.deleteEdge(parentId, child.id);
     const p = this.peers.get(parentId);
-    if (p) p.host.concurrentUploadCount = Math.max(0, p.host.concurrentUploadCount - 1);
+    if (p) this.released(p);
+    this.parentsChanged(child);
+  }
+
+  /** edgeRate divides by the child's parent count: each of its parents' hosts has a new load. */
+  private parentsChanged(child: Peer): void {
+    for (const pid of child.task.dag.parents(child.id)) {
+      const p = this.peers.get(pid);
+      if (p) p.host.loadEpoch++;
+    }
+  }
+
+  /** A child edge of `parent` is gone: one slot back, and its host may have upload to spare. */
+  private released(parent: Peer): void {
+    parent.host.concurrentUploadCount = Math.max(0, parent.host.concurrentUploadCount - 1);
+    parent.host.loadEpoch++;
+    if (this.peers.get(parent.id) === parent) parent.task.spare.add(parent);
   }
 
   /** Drops the peer's child edges, returning their slots to its host. */
   deleteChildren(parent: Peer): void {
-    const n = parent.task.dag.deleteOutEdges(parent.id).length;
-    parent.host.concurrentUploadCount = Math.max(0, parent.host.concurrentUploadCount - n);
+    const children = parent.task.dag.deleteOutEdges(parent.id);
+    for (const cid of children) {
+      this.released(parent);
+      const c = this.peers.get(cid);
+      if (c) this.parentsChanged(c);
+    }
   }
 
   /** Removes a peer from its task, host and every edge. Returns false when unknown. */
@@ -171,6 +214,7 @@ export class Resources {
     this.deleteParents(peer);
     this.deleteChildren(peer);
     peer.task.dag.deleteVertex(id);
+    peer.task.forget(peer);
     // A freed back-to-source slot may let a waiting peer go to the origin now.
     if (peer.task.backToSourcePeers.delete(id)) peer.task.wake();
     peer.host.peers.delete(id);

@@ -4,6 +4,7 @@
  */
 import { Dag } from '../dag.js';
 import { StateMachine, TASK_TRANSITIONS, type TaskState } from './fsm.js';
+import { IndexedSet } from './indexed-set.js';
 import type { Peer } from './peer.js';
 
 /** A piece whose digest some back-to-source peer reported. */
@@ -33,8 +34,22 @@ export class Task {
   /** 0 while unknown. */
   totalPieceCount = 0;
   readonly pieces = new Map<number, PieceMeta>();
+  /** Every known digest in the order learned: a peer's digestCursor says how many it was sent. */
+  readonly pieceOrder: PieceMeta[] = [];
   /** Pieces learned since the last push to running peers. */
   pendingPieces: PieceMeta[] = [];
+  /**
+   * Non-partial peers that read or hold the whole content (BackToSource, Running, Succeeded):
+   * Scheduling.hasSource asks this instead of scanning the task.
+   */
+  readonly sources = new Set<Peer>();
+  /**
+   * Peers whose host may have upload bandwidth to spare. Added when that may have become true (a
+   * new peer, an edge removed, a parent finished or its child progressed, a host re-announced);
+   * removed lazily when a draw finds the host full. Scheduling draws from it when a sample has no
+   * spare parent, instead of scanning the task for one.
+   */
+  readonly spare = new IndexedSet<Peer>();
   pendingMetaChange = false;
   /** Peers currently reading from the origin. */
   readonly backToSourcePeers = new Set<string>();
@@ -96,7 +111,29 @@ export class Task {
   addPiece(p: PieceMeta): boolean {
     if (this.pieces.has(p.number) || !p.digest) return false;
     this.pieces.set(p.number, p);
+    this.pieceOrder.push(p);
     this.pendingPieces.push(p);
     return true;
+  }
+
+  /** Digests `peer` was not sent yet (at most once per piece per peer); advances its cursor. */
+  takeUnsentPieces(peer: Peer): PieceMeta[] {
+    const out = peer.digestCursor >= this.pieceOrder.length ? [] : this.pieceOrder.slice(peer.digestCursor);
+    peer.digestCursor = this.pieceOrder.length;
+    return out;
+  }
+
+  /** Keeps the index of sources (see `sources`) in step with a peer's state. */
+  noteState(peer: Peer): void {
+    if (!peer.partial && (peer.fsm.is('BackToSource', 'Running', 'Succeeded'))) this.sources.add(peer);
+    else this.sources.delete(peer);
+    // A finished parent is charged only what its children lack: it may have bandwidth again.
+    if (peer.fsm.is('Succeeded')) this.spare.add(peer);
+  }
+
+  /** Drops a peer from the task's indexes (it left). */
+  forget(peer: Peer): void {
+    this.sources.delete(peer);
+    this.spare.delete(peer);
   }
 }

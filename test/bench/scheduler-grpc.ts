@@ -1,0 +1,147 @@
+/**
+ * bench:scheduler-grpc — the scheduler as a real process under a load generator of simulated peers
+ * speaking the real proto over real AnnouncePeer streams.
+ *
+ *   npm run bench:scheduler-grpc -- [--peers 10000] [--pieces 100] [--channels 8] [--batch 1000]
+ *   DAMSELFLY_CLI=/path/to/other/dist/control/cli.js ...   (the same load against another build)
+ *
+ * Starts `damselfly scheduler` (ports 0), announces one host per peer, lets one source peer read
+ * "from the origin" and report `--pieces` digests, then opens `--peers` streams that stay open
+ * (all concurrent) and registers them in waves of `--batch` at once; each decision's latency is
+ * register → first answer. Then every peer reschedules once (blocking its parent). Reports
+ * decisions/s, p50/p99, and the scheduler process's CPU-seconds per 1,000 decisions (from
+ * /proc/PID/stat, so the generator's own CPU is not counted). One JSON line on stdout. The load
+ * generator shares the machine with the scheduler (and, here, with other work): say so with figures.
+ */
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../../scheduler/test-support.js';
+import { killAll, cleanupTempDirs, spawnRole, schedulerConfigFor } from '../support/procs.js';
+
+const PL = 4 << 20;
+
+function flag(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+}
+
+/** utime + stime of a process, in seconds (Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ = 100 on Linux
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+async function main(): Promise<void> {
+  const peers = flag('--peers', 10_000);
+  const pieces = flag('--pieces', 100);
+  const channels = flag('--channels', 8);
+  const batch = flag('--batch', 1000);
+  const sched = await spawnRole('scheduler', schedulerConfigFor({ metrics: { enable: false }, seedPeer: { enable: false }, scheduling: { retryInterval: '200ms' } }));
+  const addr = String((sched.ready as Record<string, unknown>).grpc);
+  const clients = Array.from({ length: channels }, () => schedulerClient(addr));
+  const task = createHash('sha256').update(`bench-grpc-${Date.now()}`).digest('hex');
+  try {
+    // Hosts: every agent announces the same upload rate (the default 50 GiB/s).
+    for (let i = 0; i <= peers; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, peers + 1 - i) }, (_, j) =>
+          unaryCall(clients[(i + j) % channels], 'AnnounceHost', { host: hostMsg(`h${i + j}`, { ip: '10.0.0.1', max_tx_bandwidth: 50 * 1024 ** 3 }), interval_ms: 600_000 }),
+        ),
+      );
+    }
+    const src = new SimPeer(clients[0], 'h0', task, 'p0');
+    src.register();
+    await src.next('need_back_to_source_response', 10_000);
+    src.send('download_peer_back_to_source_started_request', { content_length: pieces * PL, piece_length: PL });
+    for (let n = 0; n < pieces; n++) {
+      const digest = 'sha256:' + createHash('sha256').update(String(n)).digest('hex');
+      src.send('download_piece_back_to_source_finished_request', { piece: { number: n, offset: n * PL, length: PL, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 3 } });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const sims: SimPeer[] = [];
+    const lat: number[] = [];
+    const parents = new Map<SimPeer, string[]>();
+    let failed = 0;
+    const cpu0 = cpuSeconds(sched.pid);
+    const t0 = performance.now();
+    for (let i = 1; i <= peers; i += batch) {
+      const wave: Promise<void>[] = [];
+      for (let j = i; j < Math.min(peers + 1, i + batch); j++) {
+        const p = new SimPeer(clients[j % channels], `h${j}`, task, `p${j}`);
+        sims.push(p);
+        const a = performance.now();
+        p.register();
+        wave.push(
+          p.next('normal_task_response', 60_000).then(
+            (m) => {
+              lat.push(performance.now() - a);
+              parents.set(p, m.normal_task_response.candidate_parents.map((c: { id: string }) => c.id));
+              p.send('download_peer_started_request');
+            },
+            () => void failed++,
+          ),
+        );
+      }
+      await Promise.all(wave);
+    }
+    const regMs = performance.now() - t0;
+    const cpu1 = cpuSeconds(sched.pid);
+    // Churn: every peer blocks its parents and asks again, a wave at a time.
+    const rlat: number[] = [];
+    const r0 = performance.now();
+    for (let i = 0; i < sims.length; i += batch) {
+      await Promise.all(
+        sims.slice(i, i + batch).map((p) => {
+          const a = performance.now();
+          p.drain();
+          p.send('reschedule_peer_request', { candidate_parent_ids: parents.get(p) ?? [], description: 'bench' });
+          return p.next('normal_task_response', 60_000).then(
+            () => void rlat.push(performance.now() - a),
+            () => void failed++,
+          );
+        }),
+      );
+    }
+    const reMs = performance.now() - r0;
+    const cpu2 = cpuSeconds(sched.pid);
+    const decisions = lat.length + rlat.length;
+    console.log(
+      JSON.stringify({
+        bench: 'scheduler-grpc',
+        cli: process.env.DAMSELFLY_CLI ?? 'dist/control/cli.js',
+        concurrentPeers: peers,
+        pieces,
+        channels,
+        batch,
+        registerDecisionsPerSec: Math.round(lat.length / (regMs / 1000)),
+        registerP50Ms: Math.round(quantile(lat, 0.5) * 10) / 10,
+        registerP99Ms: Math.round(quantile(lat, 0.99) * 10) / 10,
+        rescheduleDecisionsPerSec: Math.round(rlat.length / (reMs / 1000)),
+        rescheduleP50Ms: Math.round(quantile(rlat, 0.5) * 10) / 10,
+        rescheduleP99Ms: Math.round(quantile(rlat, 0.99) * 10) / 10,
+        schedulerCpuSecPer1000Decisions: Math.round(((cpu2 - cpu0) / (decisions / 1000)) * 1000) / 1000,
+        registerCpuSecPer1000: Math.round(((cpu1 - cpu0) / (lat.length / 1000)) * 1000) / 1000,
+        failed,
+      }),
+    );
+    for (const p of [src, ...sims]) p.call.cancel();
+  } finally {
+    for (const c of clients) c.close();
+    await killAll();
+    cleanupTempDirs();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
