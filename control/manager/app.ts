@@ -22,6 +22,7 @@ import {
   tokenAuth,
   verifyPassword,
 } from './auth.js';
+import { certificateRoutes } from './certificates.js';
 import type { ManagerConfig } from './config.js';
 import { ForbiddenError, UnauthorizedError } from './errors.js';
 import {
@@ -281,6 +282,7 @@ export function createApp(deps: ManagerDeps): Hono<AuthEnv> {
   app.notFound((c) => c.json({ code: 'NOT_FOUND', message: 'no such route', errors: 'no such route' }, 404));
 
   app.get('/healthy', (c) => c.json('OK'));
+  app.route('/', certificateRoutes({ kv, config, logger, now }));
   if (metrics) {
     app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   }
