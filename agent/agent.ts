@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../adapters/log.js';
+import { grpcChannelCredentials, grpcServerCredentials, startIdentity, type ClusterIdentity } from '../adapters/tls.js';
 import { warmProto } from '../scheduler/proto.js';
 import type { AgentConfig } from './config.js';
 import { startDfdaemonServer } from './dfdaemon-server.js';
@@ -84,12 +85,16 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     platform: `${os.platform()}/${os.arch()}`,
   });
   const hasSchedulers = config.scheduler.addrs.length > 0 || !!config.manager.addr;
+  // Set by start() when security.mtls is on, before anything listens or dials.
+  let identity: ClusterIdentity | undefined;
+  const mtls = config.security.mtls;
   const scheduler = hasSchedulers
     ? new SchedulerClient(host(), {
         addrs: config.scheduler.addrs,
         announceIntervalMs: config.scheduler.announceInterval,
         manager: config.manager.addr ? { addr: config.manager.addr, refreshIntervalMs: config.manager.refreshInterval, cacheFile: path.join(config.storage.dir, 'dynconfig.json') } : undefined,
         logger: log,
+        credentials: () => grpcChannelCredentials(identity),
       })
     : undefined;
   // Origins behind a private CA (or with verification off) are reached the same way by the proxy's
@@ -98,19 +103,25 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
   // (self-signed) are reached by back-to-source as by the proxy's direct path.
   configureSourceTls(sourceTls(config.proxy));
   let gcNow: (() => Promise<unknown>) | undefined;
-  const taskManager = new TaskManager({ config, store, scheduler, host, metrics, logger: log, limits, gcNow: () => gcNow?.() ?? Promise.resolve() });
+  const taskManager = new TaskManager({
+    config, store, scheduler, host, metrics, logger: log, limits,
+    gcNow: () => gcNow?.() ?? Promise.resolve(),
+    pieceTls: () => identity?.clientContext(),
+  });
   const closers: (() => Promise<void> | void)[] = [];
 
   async function start(): Promise<AgentPorts> {
+    identity = await startIdentity(config.security, { managerAddr: config.manager.addr, dir: path.join(config.storage.dir, 'tls'), hostname: config.host.hostname, ip: config.host.ip, logger: log });
+    if (identity) closers.push(() => identity?.close());
     store.load(config.storage.keep);
     // Piece buffers are mapped now, not while the first pull waits (and on every node at once).
     const buffers = store.cache.prefill(MIN_PIECE_LENGTH);
     warmProto(); // likewise the scheduler messages' code (protobufjs generates it on first use)
     log.info('piece store loaded', { dir: config.storage.dir, tasks: store.tasks.size, pieceBuffers: buffers });
-    const pieces = await startPieceServer({ ip: config.upload.pieceServer.ip, port: config.upload.pieceServer.port, store, limiter: limits.upload, concurrentLimit: config.upload.concurrentLimit, metrics, logger: log });
+    const pieces = await startPieceServer({ ip: config.upload.pieceServer.ip, port: config.upload.pieceServer.port, store, limiter: limits.upload, concurrentLimit: config.upload.concurrentLimit, metrics, logger: log, tls: identity ? { identity, mode: mtls } : undefined });
     closers.push(() => pieces.close());
     ports.pieces = pieces.port;
-    const grpcServer = await startDfdaemonServer({ ip: config.upload.server.ip, port: config.upload.server.port, taskManager, hostId: () => hostId, logger: log });
+    const grpcServer = await startDfdaemonServer({ ip: config.upload.server.ip, port: config.upload.server.port, taskManager, hostId: () => hostId, logger: log, credentials: grpcServerCredentials(identity, mtls) });
     closers.push(() => grpcServer.close());
     ports.grpc = grpcServer.port;
     const api = await startLocalApi({ socket: config.download.server.socket, taskManager, logger: log });
@@ -199,6 +210,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       ...(ports.proxy !== undefined ? { proxy: hostPort(config.proxy.server.ip, ports.proxy) } : {}),
       metrics: hostPort(config.metrics.server.ip, ports.metrics),
       socket: ports.socket,
+      mtls,
     }),
   };
 }

@@ -5,6 +5,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../adapters/config.js';
+import { securityConfigSchema } from '../adapters/tls.js';
 import { proxyConfigSchema } from './proxy/config.js';
 
 /** The first non-internal IPv4 address of this machine, 127.0.0.1 when there is none. */
@@ -71,6 +72,8 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({}),
   proxy: proxyConfigSchema,
+  /** Mutual TLS to schedulers and other agents, with a certificate from the manager (adapters/tls.ts). */
+  security: securityConfigSchema,
   metrics: z.strictObject({ server: listen('0.0.0.0', 4002) }).prefault({}),
   gc: z
     .strictObject({

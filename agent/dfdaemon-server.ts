@@ -34,7 +34,7 @@ function priorityNumber(p: string | number): number {
   return m ? Number(m[1]) : 6;
 }
 
-export async function startDfdaemonServer(opts: { ip: string; port: number; taskManager: TaskManager; hostId: () => string; logger: Logger }): Promise<{ port: number; close(): Promise<void> }> {
+export async function startDfdaemonServer(opts: { ip: string; port: number; taskManager: TaskManager; hostId: () => string; logger: Logger; credentials?: grpc.ServerCredentials }): Promise<{ port: number; close(): Promise<void> }> {
   const { Dfdaemon } = loadProto();
   const server = new grpc.Server();
   const tm = opts.taskManager;
@@ -93,7 +93,7 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${opts.ip.includes(':') ? `[${opts.ip}]` : opts.ip}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${opts.ip.includes(':') ? `[${opts.ip}]` : opts.ip}:${opts.port}`, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
     port,

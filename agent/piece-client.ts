@@ -19,6 +19,7 @@
  * Content-Length (no chunked encoding, no pipelining, no 1xx). Anything else is a protocol error.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { TimeoutError, UnavailableError } from '../adapters/errors.js';
 
 export interface PieceResponse {
@@ -53,7 +54,7 @@ class ProtocolError extends UnavailableError {}
 
 /** One keep-alive connection to a piece server. */
 class Conn {
-  readonly socket: net.Socket;
+  readonly socket: net.Socket | tls.TLSSocket;
   private readonly scratch = Buffer.allocUnsafe(MAX_HEAD);
   private state: 'connecting' | 'idle' | 'head' | 'body' | 'discard' | 'closed' = 'connecting';
   private headLen = 0;
@@ -72,17 +73,17 @@ class Conn {
   onClosed?: (c: Conn) => void;
   readonly ready: Promise<void>;
 
-  constructor(host: string, port: number) {
-    this.socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: () => this.readTarget(), callback: (n: number) => this.onRead(n) },
-    });
+  constructor(host: string, port: number, secureContext?: tls.SecureContext) {
+    const onread = { buffer: () => this.readTarget(), callback: (n: number) => this.onRead(n) };
+    // With mTLS, node:tls decrypts into the same caller-supplied buffers (its `onread`), so the
+    // one-copy read path holds; the parent's certificate is checked against the cluster CA.
+    this.socket = secureContext
+      ? tls.connect({ host, port, noDelay: true, secureContext, checkServerIdentity: () => undefined, onread } as tls.ConnectionOptions)
+      : net.connect({ host, port, noDelay: true, onread });
     // Settles on connect, or on the first error or close before it (a client closed while this
     // connection was still connecting destroys the socket without an error).
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', () => {
+      this.socket.once(secureContext ? 'secureConnect' : 'connect', () => {
         if (this.state === 'connecting') this.state = 'idle';
         resolve();
       });
@@ -326,7 +327,7 @@ export class PieceClient {
   constructor(
     private readonly host: string,
     private readonly port: number,
-    private readonly opts: { connections: number; keepAliveMs?: number },
+    private readonly opts: { connections: number; keepAliveMs?: number; /** mTLS: the identity's current client context (read per connection, so renewals apply). */ tls?: () => tls.SecureContext | undefined },
   ) {}
 
   /**
@@ -381,7 +382,7 @@ export class PieceClient {
   }
 
   private open(): Conn {
-    const c = new Conn(this.host, this.port);
+    const c = new Conn(this.host, this.port, this.opts.tls?.());
     this.all.add(c);
     c.onIdle = (conn) => this.release(conn);
     c.onClosed = (conn) => {

@@ -16,8 +16,10 @@
  */
 import { once } from 'node:events';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../adapters/log.js';
+import type { ClusterIdentity, MtlsMode } from '../adapters/tls.js';
 import type { AgentMetrics } from './metrics.js';
 import type { TokenBucket } from './ratelimit.js';
 import type { PartialLease, PieceStore } from './storage/store.js';
@@ -56,7 +58,7 @@ export interface PieceServer {
   close(): Promise<void>;
 }
 
-export async function startPieceServer(opts: { ip: string; port: number; store: PieceStore; limiter: TokenBucket; concurrentLimit: number; metrics: AgentMetrics; logger: Logger }): Promise<PieceServer> {
+export async function startPieceServer(opts: { ip: string; port: number; store: PieceStore; limiter: TokenBucket; concurrentLimit: number; metrics: AgentMetrics; logger: Logger; tls?: { identity: ClusterIdentity; mode: MtlsMode } }): Promise<PieceServer> {
   const { store, limiter, metrics } = opts;
   let uploading = 0;
   let sending = 0;
@@ -93,14 +95,19 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
     if (next) next.resolve();
     else sending--;
   };
-  const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void handle(req, res).catch((err) => {
       opts.logger.debug('piece request failed', { err: (err as Error).message });
       if (!res.headersSent) {
         res.writeHead(500).end();
       } else res.destroy();
     });
-  });
+  };
+  const tlsOn = opts.tls && opts.tls.mode !== 'off' ? opts.tls : undefined;
+  // mTLS: the handshake refuses (required) a child without a cluster certificate before any request.
+  const server = tlsOn ? https.createServer({ keepAliveTimeout: 30_000, ...tlsOn.identity.serverOptions(tlsOn.mode) }, onRequest) : http.createServer({ keepAliveTimeout: 30_000 }, onRequest);
+  const offRenewal = tlsOn ? tlsOn.identity.onChange(() => (server as https.Server).setSecureContext(tlsOn.identity.serverOptions(tlsOn.mode))) : undefined;
+  if (tlsOn) server.on('tlsClientError', (err) => opts.logger.debug('piece connection refused by TLS', { err: err.message }));
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -274,6 +281,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
+        offRenewal?.();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

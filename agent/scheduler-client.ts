@@ -17,6 +17,8 @@ export interface SchedulerClientOptions {
   announceIntervalMs: number;
   manager?: { addr: string; refreshIntervalMs: number; cacheFile: string };
   logger: Logger;
+  /** mTLS: channel credentials from the cluster identity (adapters/tls.ts); default plaintext. */
+  credentials?: () => grpc.ChannelCredentials;
 }
 
 /** Pause between announces to a scheduler that was lost. */
@@ -57,7 +59,7 @@ export class SchedulerClient {
     let c = this.clients.get(addr);
     if (!c) {
       const { Scheduler } = loadProto();
-      c = new Scheduler(addr, grpc.credentials.createInsecure(), {
+      c = new Scheduler(addr, this.opts.credentials?.() ?? grpc.credentials.createInsecure(), {
         'grpc.keepalive_time_ms': 30_000,
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 2_000,

@@ -22,6 +22,7 @@ import { taskSizeLevel, type AgentMetrics } from './metrics.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
 import { BlockHasher, BlockVerifier } from './blocks.js';
+import type { SecureContext as TlsSecureContext } from 'node:tls';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { interestingHeaders, sourceGet } from './source/client.js';
@@ -77,6 +78,8 @@ export interface TaskManagerDeps {
   limits: { download: TokenBucket; upload: TokenBucket; source: TokenBucket; prefetch?: TokenBucket };
   /** Runs a GC pass now (the disk filled up); optional. */
   gcNow?: () => Promise<unknown>;
+  /** mTLS to parents' piece servers (adapters/tls.ts): the current client context; absent = plaintext. */
+  pieceTls?: () => TlsSecureContext | undefined;
 }
 
 /**
@@ -1241,7 +1244,7 @@ class PeerSession {
       hostId: p.host.id,
       base,
       // One connection more than piece requests can use: the long poll always has one.
-      pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount + 1 }),
+      pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount + 1, tls: this.deps.pieceTls }),
       has: new Set(),
       partial: new Set(),
       partialVersion: -1,

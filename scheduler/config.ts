@@ -2,6 +2,7 @@
  * The scheduler's YAML configuration. Every key has a default, so an empty file (or none) runs a
  * single local scheduler. Durations accept `200ms`, `5s`, `1h` or seconds and come out in ms.
  */
+import { securityConfigSchema } from '../adapters/tls.js';
 import { z } from 'zod';
 import { durationSchema, loadConfigFile, parseConfig } from '../adapters/config.js';
 
@@ -66,6 +67,8 @@ export const schedulerConfigSchema = z.strictObject({
       clusterId: z.number().int().min(1).default(1),
     })
     .prefault({}),
+  /** Mutual TLS with agents and seed peers, with a certificate from the manager (adapters/tls.ts); certDir unset = memory only. */
+  security: securityConfigSchema,
   job: z
     .strictObject({
       enable: z.boolean().default(true),

@@ -58,9 +58,9 @@ export class DfdaemonClient {
   private readonly raw: RawClient;
 
   /** `address` is "ip:port" of the agent's gRPC server. */
-  constructor(readonly address: string) {
+  constructor(readonly address: string, credentials?: grpc.ChannelCredentials) {
     const { Dfdaemon } = loadProto();
-    this.raw = new Dfdaemon(address, grpc.credentials.createInsecure()) as unknown as RawClient;
+    this.raw = new Dfdaemon(address, credentials ?? grpc.credentials.createInsecure()) as unknown as RawClient;
   }
 
   /**
@@ -117,12 +117,14 @@ export class DfdaemonClient {
 /** One client per agent address, reused across calls; `closeAll()` on shutdown. */
 export class DfdaemonClientPool {
   private readonly clients = new Map<string, DfdaemonClient>();
+  /** mTLS to agents' gRPC (set by the scheduler once its certificate is in); default plaintext. */
+  credentials?: () => grpc.ChannelCredentials;
 
   get(host: { ip: string; port: number }): DfdaemonClient {
     const address = `${host.ip.includes(':') ? `[${host.ip}]` : host.ip}:${host.port}`;
     let c = this.clients.get(address);
     if (!c) {
-      c = new DfdaemonClient(address);
+      c = new DfdaemonClient(address, this.credentials?.());
       this.clients.set(address, c);
     }
     return c;

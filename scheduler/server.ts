@@ -10,7 +10,9 @@
 import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, errorMessage } from '../adapters/errors.js';
+import os from 'node:os';
 import { silentLogger, type Logger } from '../adapters/log.js';
+import { grpcChannelCredentials, grpcServerCredentials, startIdentity, type ClusterIdentity } from '../adapters/tls.js';
 import { systemClock, type Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { DfdaemonClientPool } from './dfdaemon-client.js';
@@ -73,6 +75,7 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
   let metricsServer: HttpServer | undefined;
   let gcTimer: NodeJS.Timeout | undefined;
   let addresses: SchedulerAddresses | undefined;
+  let identity: ClusterIdentity | undefined;
 
   const refreshGauges = (): void => {
     metrics.hosts.reset();
@@ -99,6 +102,9 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
       return addresses;
     },
     async start() {
+      const { ip, port, advertiseIp } = config.server;
+      identity = await startIdentity(config.security, { managerAddr: config.manager.addr, hostname: os.hostname(), ip: advertiseIp ?? ip, logger: log });
+      dfdaemon.credentials = identity ? () => grpcChannelCredentials(identity) : undefined;
       const { Scheduler: Svc } = loadProto();
       warmProto(); // message code generated now, not while the first swarm registers
       server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
@@ -110,10 +116,9 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
         ListHosts: unary(() => service.listHosts()),
         AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => service.announcePeer(call),
       });
-      const { ip, port, advertiseIp } = config.server;
       const bindHost = ip.includes(':') ? `[${ip}]` : ip;
       const bound = await new Promise<number>((resolve, reject) =>
-        server!.bindAsync(`${bindHost}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        server!.bindAsync(`${bindHost}:${port}`, grpcServerCredentials(identity, config.security.mtls), (err, p) =>
           err ? reject(new UnavailableError(`cannot listen on ${bindHost}:${port}: ${errorMessage(err)}`, { cause: err })) : resolve(p),
         ),
       );
@@ -136,6 +141,7 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
     async stop() {
       if (gcTimer) clearInterval(gcTimer);
       gcTimer = undefined;
+      identity?.close();
       service.close();
       dfdaemon.closeAll();
       const s = server;

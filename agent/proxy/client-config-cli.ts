@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseCommand } from '../../adapters/cli.js';
 import { errorMessage } from '../../adapters/errors.js';
-import { CLIENT_KINDS, generateClientConfig, type ClientKind } from './client-config.js';
+import { CLIENT_KINDS, generateClientConfig, parseProxyAuth, type ClientKind } from './client-config.js';
 
 const USAGE = `usage: damselfly config <containerd|nydusd|podman|docker> [options]
 
@@ -19,6 +19,9 @@ options:
   --write DIR         write the files under DIR instead of printing them
   --config-path DIR   containerd: the hosts directory containerd reads (default: --write DIR, else /etc/containerd/certs.d)
   --ca FILE           docker: the proxy CA (damselfly ca init) to install under certs.d/<host>/ca.crt
+  --proxy-auth U:P    the agent's proxy.basicAuth (also DAMSELFLY_PROXY_AUTH, which keeps it out of ps):
+                      containerd/nydusd mirrors send Proxy-Authorization; docker, podman and nydusd's
+                      proxy mode use http://U:P@agent as HTTP(S)_PROXY (podman and docker then use no mirror entry)
   -h, --help          this help
 `;
 
@@ -32,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
       write: { type: 'string' },
       'config-path': { type: 'string' },
       ca: { type: 'string' },
+      'proxy-auth': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -51,6 +55,14 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  const proxyAuthArg = values['proxy-auth'] ?? (process.env.DAMSELFLY_PROXY_AUTH || undefined);
+  let proxyAuth;
+  try {
+    proxyAuth = proxyAuthArg ? parseProxyAuth(proxyAuthArg, values['proxy-auth'] ? '--proxy-auth' : 'DAMSELFLY_PROXY_AUTH') : undefined;
+  } catch (e) {
+    process.stderr.write(`damselfly config: ${errorMessage(e)}\n`);
+    return 2;
+  }
   const writeDir = values.write ? path.resolve(values.write) : undefined;
   let files;
   try {
@@ -59,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
       registries: values.registry,
       configPath: values['config-path'] ?? writeDir,
       caPem,
+      proxyAuth,
     });
   } catch (e) {
     process.stderr.write(`damselfly config: ${errorMessage(e)}\n`);
@@ -71,7 +84,8 @@ export async function main(argv: string[]): Promise<number> {
   for (const f of files) {
     const target = path.join(writeDir, f.path);
     await mkdir(path.dirname(target), { recursive: true });
-    await writeFile(target, f.content);
+    // Files that carry the proxy password are readable by their owner only.
+    await writeFile(target, f.content, proxyAuth ? { mode: 0o600 } : undefined);
     process.stdout.write(`${target}\n`);
   }
   return 0;

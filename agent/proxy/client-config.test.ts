@@ -1,7 +1,7 @@
 /** Each generated file is parsed back (TOML / JSON) and the fields the client reads are checked. */
 import { describe, expect, it } from 'vitest';
 import { parse as parseToml } from 'smol-toml';
-import { generateClientConfig } from './client-config.js';
+import { generateClientConfig, parseProxyAuth } from './client-config.js';
 
 const mirror = 'http://127.0.0.1:4001';
 const byPath = (files: { path: string; content: string }[]) => Object.fromEntries(files.map((f) => [f.path, f.content]));
@@ -65,5 +65,39 @@ describe('client configuration generators', () => {
   });
   it('rejects a mirror that is not a URL', () => {
     expect(() => generateClientConfig('containerd', { mirror: '127.0.0.1:4001', registries: [] })).toThrow(/--mirror/);
+  });
+  describe('with proxy.basicAuth (--proxy-auth)', () => {
+    const proxyAuth = { username: 'pull er', password: 'p@ss:w/rd' };
+    const expected = `Basic ${Buffer.from('pull er:p@ss:w/rd').toString('base64')}`;
+    const proxyUser = (u: string) => {
+      const url = new URL(u);
+      return [decodeURIComponent(url.username), decodeURIComponent(url.password), url.host];
+    };
+    it('containerd: every mirror host (also _default) sends Proxy-Authorization', () => {
+      const f = byPath(generateClientConfig('containerd', { mirror, registries: ['docker.io'], proxyAuth }));
+      expect((parseToml(f['docker.io/hosts.toml']!) as any).host[mirror].header['Proxy-Authorization']).toBe(expected);
+      expect((parseToml(f['_default/hosts.toml']!) as any).host[mirror].header['Proxy-Authorization']).toBe(expected);
+    });
+    it('nydusd: the mirror sends the header, proxy mode carries the credentials in the URL', () => {
+      const f = byPath(generateClientConfig('nydusd', { mirror, registries: [], proxyAuth }));
+      expect(JSON.parse(f['nydusd-mirror-docker.io.json']!).device.backend.config.mirrors[0].headers['Proxy-Authorization']).toBe(expected);
+      expect(proxyUser(JSON.parse(f['nydusd-proxy-docker.io.json']!).device.backend.config.proxy.url)).toEqual(['pull er', 'p@ss:w/rd', '127.0.0.1:4001']);
+    });
+    it('docker: no registry-mirrors (they cannot authenticate), HTTP(S)_PROXY with the credentials', () => {
+      const f = byPath(generateClientConfig('docker', { mirror, registries: ['docker.io'], proxyAuth }));
+      expect(f['daemon.json']).toBeUndefined();
+      const m = /HTTPS_PROXY=([^"]+)"/.exec(f['docker.service.d/http-proxy.conf']!)!;
+      expect(proxyUser(m[1]!)).toEqual(['pull er', 'p@ss:w/rd', '127.0.0.1:4001']);
+    });
+    it('podman: no mirror entries, a proxy environment file with the credentials', () => {
+      const f = byPath(generateClientConfig('podman', { mirror, registries: ['ghcr.io'], proxyAuth }));
+      expect(f['registries.conf']).not.toContain('[[registry.mirror]]');
+      const m = /^HTTPS_PROXY=(.+)$/m.exec(f['containers-proxy.env']!)!;
+      expect(proxyUser(m[1]!)).toEqual(['pull er', 'p@ss:w/rd', '127.0.0.1:4001']);
+    });
+    it('parseProxyAuth: USER:PASSWORD, the password may hold ":"; anything else names the option', () => {
+      expect(parseProxyAuth('a:b:c')).toEqual({ username: 'a', password: 'b:c' });
+      for (const bad of ['nocolon', ':pw', 'user:']) expect(() => parseProxyAuth(bad)).toThrow(/--proxy-auth must be USER:PASSWORD/);
+    });
   });
 });

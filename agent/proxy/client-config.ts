@@ -19,6 +19,12 @@ export interface ClientConfigOptions {
   configPath?: string;
   /** docker: PEM of the proxy CA, written where dockerd trusts it per registry host. */
   caPem?: string;
+  /**
+   * The agent's proxy.basicAuth. containerd and nydusd (mirror mode) send it as a
+   * `Proxy-Authorization` header; nydusd (proxy mode), docker and podman through the userinfo of
+   * the proxy URL (HTTP(S)_PROXY), since their mirror settings cannot carry a header.
+   */
+  proxyAuth?: { username: string; password: string };
 }
 
 /** One generated file: a path relative to the output directory and its content. */
@@ -61,6 +67,24 @@ function mirrorUrl(mirror: string): URL {
 
 const q = (s: string) => JSON.stringify(s);
 
+function proxyAuthorization(opts: ClientConfigOptions): string | undefined {
+  const a = opts.proxyAuth;
+  return a ? `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}` : undefined;
+}
+
+/** The proxy URL with the proxy credentials as userinfo (percent-encoded), for HTTP(S)_PROXY. */
+function proxyUrlWithAuth(m: URL, opts: ClientConfigOptions): string {
+  if (!opts.proxyAuth) return m.origin;
+  return `${m.protocol}//${encodeURIComponent(opts.proxyAuth.username)}:${encodeURIComponent(opts.proxyAuth.password)}@${m.host}`;
+}
+
+/** Parses `USER:PASSWORD` (the password may contain ":"); throws InvalidError naming `what`. */
+export function parseProxyAuth(value: string, what = '--proxy-auth'): { username: string; password: string } {
+  const i = value.indexOf(':');
+  if (i <= 0 || i === value.length - 1) throw new InvalidError(`${what} must be USER:PASSWORD (both non-empty)`);
+  return { username: value.slice(0, i), password: value.slice(i + 1) };
+}
+
 function refs(opts: ClientConfigOptions): RegistryRef[] {
   const list = (opts.registries.length ? opts.registries : ['https://index.docker.io']).map(registryRef);
   const seen = new Set<string>();
@@ -71,6 +95,8 @@ function refs(opts: ClientConfigOptions): RegistryRef[] {
 export function containerdConfig(opts: ClientConfigOptions): GeneratedFile[] {
   const mirror = mirrorUrl(opts.mirror).origin;
   const configPath = opts.configPath ?? '/etc/containerd/certs.d';
+  const auth = proxyAuthorization(opts);
+  const authLine = auth ? `    Proxy-Authorization = ${q(auth)}\n` : '';
   const files: GeneratedFile[] = refs(opts).map((r) => ({
     path: `${r.namespace}/hosts.toml`,
     note: `containerd hosts.toml for ${r.namespace}: the agent first, the registry itself last (containerd appends server)`,
@@ -79,12 +105,13 @@ export function containerdConfig(opts: ClientConfigOptions): GeneratedFile[] {
       `[host.${q(mirror)}]\n` +
       `  capabilities = ["pull", "resolve"]\n\n` +
       `  [host.${q(mirror)}.header]\n` +
-      `    X-Dragonfly-Registry = ${q(r.upstream)}\n`,
+      `    X-Dragonfly-Registry = ${q(r.upstream)}\n` +
+      authLine,
   }));
   files.push({
     path: '_default/hosts.toml',
     note: 'containerd catch-all: any other registry goes through the agent, which takes the upstream from ?ns=',
-    content: `[host.${q(mirror)}]\n  capabilities = ["pull", "resolve"]\n`,
+    content: `[host.${q(mirror)}]\n  capabilities = ["pull", "resolve"]\n` + (auth ? `\n  [host.${q(mirror)}.header]\n${authLine}` : ''),
   });
   files.push({
     path: 'containerd-1.x-config.toml',
@@ -101,7 +128,9 @@ export function containerdConfig(opts: ClientConfigOptions): GeneratedFile[] {
 
 /** nydusd: backend JSON in mirror mode (nydus <= 2.3.4) and proxy mode (2.3.5+), per registry. */
 export function nydusdConfig(opts: ClientConfigOptions): GeneratedFile[] {
-  const mirror = mirrorUrl(opts.mirror).origin;
+  const m = mirrorUrl(opts.mirror);
+  const mirror = m.origin;
+  const auth = proxyAuthorization(opts);
   const files: GeneratedFile[] = [];
   for (const r of refs(opts)) {
     const up = new URL(r.upstream);
@@ -119,7 +148,7 @@ export function nydusdConfig(opts: ClientConfigOptions): GeneratedFile[] {
       path: `nydusd-mirror-${slug}.json`,
       note: `nydusd <= 2.3.4 (mirrors[]): requests for ${r.namespace} go to the agent with X-Dragonfly-Registry`,
       content: JSON.stringify(
-        device({ mirrors: [{ host: mirror, headers: { 'X-Dragonfly-Registry': r.upstream }, ping_url: `${mirror}/healthy`, health_check_interval: 5, failure_limit: 5 }] }),
+        device({ mirrors: [{ host: mirror, headers: { 'X-Dragonfly-Registry': r.upstream, ...(auth ? { 'Proxy-Authorization': auth } : {}) }, ping_url: `${mirror}/healthy`, health_check_interval: 5, failure_limit: 5 }] }),
         null,
         2,
       ) + '\n',
@@ -127,7 +156,7 @@ export function nydusdConfig(opts: ClientConfigOptions): GeneratedFile[] {
     files.push({
       path: `nydusd-proxy-${slug}.json`,
       note: `nydusd >= 2.3.5 (proxy): the agent as HTTP proxy for ${r.namespace}, falling back to the registry`,
-      content: JSON.stringify(device({ proxy: { url: mirror, ping_url: `${mirror}/healthy`, fallback: true, check_interval: 5, use_http: false } }), null, 2) + '\n',
+      content: JSON.stringify(device({ proxy: { url: proxyUrlWithAuth(m, opts), ping_url: `${mirror}/healthy`, fallback: true, check_interval: 5, use_http: false } }), null, 2) + '\n',
     });
   }
   return files;
@@ -147,13 +176,24 @@ export function podmanConfig(opts: ClientConfigOptions): GeneratedFile[] {
       `[[registry.mirror]]\nlocation = ${q(`${m.host}/${upstreamPathSegment(r.namespace)}`)}\ninsecure = ${m.protocol === 'http:'}\n`
     );
   });
-  return [
+  const files: GeneratedFile[] = [
     {
       path: 'registries.conf',
       note: 'containers registries.conf (podman, skopeo --registries-conf, CRI-O): /etc/containers/registries.conf or a registries.conf.d drop-in; the mirror path names the upstream',
       content: blocks.join('\n'),
     },
   ];
+  if (opts.proxyAuth) {
+    // registries.conf mirrors cannot send a Proxy-Authorization header: with proxy credentials the
+    // mirror entries are answered 407, and podman uses the agent as its HTTP(S) proxy instead.
+    files[0]!.content = `# The agent requires proxy credentials, which a registries.conf mirror cannot send: use\n# containers-proxy.env (the agent as HTTP(S) proxy) instead of these mirror entries.\n`;
+    files.push({
+      path: 'containers-proxy.env',
+      note: 'environment for podman/skopeo/CRI-O (e.g. systemd EnvironmentFile=, or export before podman pull): the agent as HTTP(S) proxy with its credentials; HTTPS registries are intercepted when the agent has proxy.server.caCert/caKey',
+      content: `HTTP_PROXY=${proxyUrlWithAuth(m, opts)}\nHTTPS_PROXY=${proxyUrlWithAuth(m, opts)}\nNO_PROXY=localhost,127.0.0.1,::1\n`,
+    });
+  }
+  return files;
 }
 
 /** docker: daemon.json registry-mirrors (Docker Hub only) and the HTTP(S)_PROXY systemd drop-in. */
@@ -161,7 +201,8 @@ export function dockerConfig(opts: ClientConfigOptions): GeneratedFile[] {
   const m = mirrorUrl(opts.mirror);
   const files: GeneratedFile[] = [];
   const all = refs(opts);
-  if (all.some((r) => r.dockerHub)) {
+  // daemon.json registry-mirrors cannot carry proxy credentials: with them, only the proxy drop-in.
+  if (all.some((r) => r.dockerHub) && !opts.proxyAuth) {
     files.push({
       path: 'daemon.json',
       note: 'merge into /etc/docker/daemon.json: registry-mirrors applies to Docker Hub only',
@@ -171,7 +212,7 @@ export function dockerConfig(opts: ClientConfigOptions): GeneratedFile[] {
   files.push({
     path: 'docker.service.d/http-proxy.conf',
     note: 'systemd drop-in /etc/systemd/system/docker.service.d/http-proxy.conf (then daemon-reload and restart docker); HTTPS registries are intercepted when the agent has proxy.server.caCert/caKey',
-    content: `[Service]\nEnvironment="HTTP_PROXY=${m.origin}"\nEnvironment="HTTPS_PROXY=${m.origin}"\nEnvironment="NO_PROXY=localhost,127.0.0.1,::1"\n`,
+    content: `[Service]\nEnvironment="HTTP_PROXY=${proxyUrlWithAuth(m, opts)}"\nEnvironment="HTTPS_PROXY=${proxyUrlWithAuth(m, opts)}"\nEnvironment="NO_PROXY=localhost,127.0.0.1,::1"\n`,
   });
   if (opts.caPem) {
     for (const r of all) {

@@ -48,6 +48,11 @@ export const proxyConfigSchema = z
         caKey: z.string().optional(),
       })
       .prefault({}),
+    /**
+     * Proxy authentication (dfdaemon's proxy.basicAuth): every request but `/healthy` (mirror,
+     * forward-proxy and CONNECT) must carry `Proxy-Authorization: Basic …` with these, else 407.
+     */
+    basicAuth: z.strictObject({ username: z.string().min(1).refine((u) => !u.includes(':'), 'must not contain ":"'), password: z.string().min(1) }).optional(),
     rules: z.array(proxyRuleSchema).default([{ regex: 'blobs/sha256.*', useTLS: false }]),
     registryMirror: z
       .strictObject({

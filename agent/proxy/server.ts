@@ -4,6 +4,7 @@
  * configured, tunneled untouched otherwise). Blob GETs matching a rule go P2P through the
  * TaskManager; everything else is passed straight through. Started by the agent via startProxy().
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
@@ -64,6 +65,19 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     if (!config.server.caCert || !config.server.caKey) throw new ConfigError('proxy.server: caCert and caKey must be set together');
     signer = new LeafSigner({ cert: readPem(config.server.caCert, 'proxy.server.caCert'), key: readPem(config.server.caKey, 'proxy.server.caKey') });
   }
+  // Compared as digests in constant time: the length or a prefix of the secret never shows in timing.
+  const expectedAuth = config.basicAuth
+    ? createHash('sha256').update(`Basic ${Buffer.from(`${config.basicAuth.username}:${config.basicAuth.password}`).toString('base64')}`).digest()
+    : undefined;
+  const authorized = (req: IncomingMessage): boolean => {
+    if (!expectedAuth) return true;
+    const given = req.headers['proxy-authorization'];
+    if (typeof given !== 'string') return false;
+    // The scheme is case-insensitive (RFC 9110 §11.1); normalise it, keep the credentials as sent.
+    const normal = given.replace(/^basic\s+/i, 'Basic ');
+    return timingSafeEqual(createHash('sha256').update(normal).digest(), expectedAuth);
+  };
+  const PROXY_CHALLENGE = { 'proxy-authenticate': 'Basic realm="damselfly"', 'content-type': 'text/plain' };
   const hijackRules = compileHijackRules(config.hijackHTTPS.hosts);
   const hijacked = new WeakMap<object, Hijacked>();
   const pingFallback = new WeakSet<IncomingMessage>();
@@ -80,6 +94,17 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse, origin?: Hijacked): Promise<void> {
     const raw = req.url ?? '/';
+    if (!origin && (raw === '/healthy' || raw === '/healthz')) {
+      metrics.requests.inc({ route: 'health', result: 'ok' });
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    // Tunnels were authorised at CONNECT; everything else needs the proxy credentials.
+    if (!origin && !authorized(req)) {
+      metrics.requests.inc({ route: 'direct', result: 'unauthorized' });
+      res.writeHead(407, PROXY_CHALLENGE).end('damselfly proxy: proxy authentication required (Proxy-Authorization: Basic)\n');
+      return;
+    }
     let target: URL;
     let dispatcher: Dispatcher = secure;
     if (origin) {
@@ -90,11 +115,6 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
       target = new URL(raw);
       applyRuleRewrite(target, config);
     } else {
-      if (raw === '/healthy' || raw === '/healthz') {
-        metrics.requests.inc({ route: 'health', result: 'ok' });
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-        return;
-      }
       const chosen = chooseUpstream(raw, req.headers, config);
       target = chosen.url;
       // A bare `/v2/` ping carries no upstream hint (containers/image pings a mirror's root); when
@@ -181,6 +201,11 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     const authority = req.url ?? '';
     const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(authority);
     socket.on('error', () => socket.destroy());
+    if (!authorized(req)) {
+      metrics.requests.inc({ route: 'connect', result: 'unauthorized' });
+      socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="damselfly"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
     if (!m) {
       socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
       return;

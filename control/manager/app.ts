@@ -12,6 +12,7 @@ import { MAX_REPORT_BYTES } from '../../scheduler/job/limits.js';
 import { type AuthEnv, jwtAuth, resolveJwtSecret, schedulerAuth, tokenAuth } from './auth.js';
 import { ForbiddenError } from './errors.js';
 import type { JobDeps } from './jobs.js';
+import { certificateRoutes } from './certificates.js';
 import { clusterRoutes } from './routes/clusters.js';
 import type { ManagerDeps, RouteContext, RouteModule } from './routes/context.js';
 import { consoleRoutes } from './routes/console.js';
@@ -125,6 +126,7 @@ export function createApp(deps: ManagerDeps, modules: readonly RouteModule[] = R
   app.notFound((c) => c.json({ code: 'NOT_FOUND', message: 'no such route', errors: 'no such route' }, 404));
 
   app.get('/healthy', (c) => c.json('OK'));
+  app.route('/', certificateRoutes({ kv: deps.kv, config: deps.config, logger, now: () => deps.clock.now() }));
   if (metrics) {
     app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   }

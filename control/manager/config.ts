@@ -1,7 +1,7 @@
 /**
  * The manager's YAML configuration (`damselfly manager --config FILE`). Every key has a default.
  * Secrets may come from the environment instead of the file: DAMSELFLY_ROOT_PASSWORD,
- * DAMSELFLY_JWT_SECRET, DAMSELFLY_SCHEDULER_SECRET.
+ * DAMSELFLY_JWT_SECRET, DAMSELFLY_SCHEDULER_SECRET, DAMSELFLY_JOIN_TOKEN.
  */
 import { z } from 'zod';
 import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../../adapters/config.js';
@@ -59,6 +59,15 @@ export const managerConfigSchema = z.strictObject({
       rateLimitPerCluster: z.number().int().min(1).max(1_000_000).default(10),
     })
     .prefault({}),
+  /** The manager as the cluster's CA for mutual TLS between agents, seed peers and schedulers. */
+  security: z
+    .strictObject({
+      /** What a component presents once for its first certificate (or DAMSELFLY_JOIN_TOKEN); without one, only renewals are issued. */
+      joinToken: z.string().min(16).optional(),
+      /** Lifetime of an issued certificate; components renew at two thirds of it. */
+      certificateValidity: durationSchema.default(24 * 3_600_000),
+    })
+    .prefault({}),
   /** Schedulers are inactive after 3 missed intervals of this (unless they announce their own). */
   schedulerKeepAliveInterval: durationSchema.default(5_000),
 });
@@ -75,6 +84,7 @@ export function withEnvSecrets(config: ManagerConfig, env: NodeJS.ProcessEnv = p
       jwtSecret: config.auth.jwtSecret ?? (env.DAMSELFLY_JWT_SECRET || undefined),
       schedulerSecret: config.auth.schedulerSecret ?? (env.DAMSELFLY_SCHEDULER_SECRET || undefined),
     },
+    security: { ...config.security, joinToken: config.security.joinToken ?? (env.DAMSELFLY_JOIN_TOKEN || undefined) },
   };
 }
 

@@ -25,11 +25,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
-import { startCluster, apiGet, apiWarm, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
+import { spawnRole, startCluster, apiGet, apiWarm, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
 interface Flags {
   agents: number;
@@ -49,12 +49,15 @@ interface Flags {
   /** Deep-merged into every agent's (and the seed's) / the scheduler's generated config. */
   agentConfig?: Record<string, unknown>;
   schedulerConfig?: Record<string, unknown>;
+  /** security.mtls: required everywhere, certificates from a manager started for the run. */
+  mtls: boolean;
 }
 
 const USAGE = `usage: bench:swarm [--agents 16] [--size 128MiB] [--origin-rate 20MiB] [--upload-rate 20MiB]
                    [--download-rate 40MiB] [--seed-upload-rate <upload-rate>] [--no-baseline] [--no-warmup] [--client api|cli]
                    [--candidate-parent-limit N] [--concurrent-piece-count N] [--upload-concurrent-limit N]
                    [--agent-config JSON] [--scheduler-config JSON]   (merged into the generated YAML)
+                   [--mtls]   (mutual TLS everywhere: a manager issues the certificates)
 Rates are bytes per second (e.g. 20MiB = 20 MiB/s). Prints one JSON line on stdout.
 Before the timer starts every agent downloads an unrelated 16 MiB file once, as a running daemon has
 done before (its code compiled, its buffers mapped); --no-warmup measures freshly started processes.
@@ -73,6 +76,7 @@ function parseFlags(argv: string[]): Flags {
     baseline: true,
     warmup: true,
     client: 'api',
+    mtls: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -103,6 +107,9 @@ function parseFlags(argv: string[]): Flags {
         break;
       case '--no-baseline':
         f.baseline = false;
+        break;
+      case '--mtls':
+        f.mtls = true;
         break;
       case '--no-warmup':
         f.warmup = false;
@@ -216,18 +223,29 @@ async function main(): Promise<number> {
         ...(flags.concurrentPieceCount ? { concurrentPieceCount: flags.concurrentPieceCount } : {}),
       },
     };
-    progress(`starting scheduler, seed peer and ${N} agents`);
+    // --mtls: a manager as the cluster CA, and every role with security.mtls required.
+    let security: Record<string, unknown> = {};
+    let env: Record<string, string> | undefined;
+    if (flags.mtls) {
+      const joinToken = randomBytes(24).toString('base64url');
+      env = { DAMSELFLY_JOIN_TOKEN: joinToken };
+      progress('starting a manager to issue the certificates (--mtls)');
+      const manager = await spawnRole('manager', { server: { ip: '127.0.0.1', port: 0 }, store: { dataDir: path.join(outDir, 'manager') } }, { env, readyTimeoutMs: 60_000, cli });
+      security = { security: { mtls: 'required', managerAddr: `http://${String(manager.ready.http)}` } };
+    }
+    progress(`starting scheduler, seed peer and ${N} agents${flags.mtls ? ' (mTLS required)' : ''}`);
     cluster = await startCluster({
       agents: N,
       cli,
+      env,
       readyTimeoutMs: 60_000,
       scheduler: merge(
-        flags.candidateParentLimit ? { scheduling: { candidateParentLimit: flags.candidateParentLimit } } : {},
+        merge(flags.candidateParentLimit ? { scheduling: { candidateParentLimit: flags.candidateParentLimit } } : {}, security),
         flags.schedulerConfig,
       ),
-      agent: () => merge(agentOver, flags.agentConfig),
+      agent: () => merge(merge(agentOver, security), flags.agentConfig),
       seedOverrides: merge(
-        { upload: { rateLimit: flags.seedUploadRate, ...concurrentLimit }, download: { rateLimit: flags.downloadRate } },
+        merge({ upload: { rateLimit: flags.seedUploadRate, ...concurrentLimit }, download: { rateLimit: flags.downloadRate } }, security),
         flags.agentConfig,
       ),
     });
@@ -368,6 +386,7 @@ async function main(): Promise<number> {
         agentConfig: flags.agentConfig,
         schedulerConfig: flags.schedulerConfig,
       },
+      mtls: flags.mtls ? 'required (scheduler gRPC, agents gRPC and piece servers; certificates from the manager)' : 'off',
       client: flags.client === 'api' ? 'local API, agent places the file (as damselfly get asks)' : 'one damselfly get process per agent',
       warmup: flags.warmup ? 'every agent downloaded an unrelated 16 MiB file before the timer' : 'none (freshly started processes)',
       baseline,
