@@ -1,6 +1,7 @@
 /** `damselfly agent [--config FILE]`: runs a node agent, or a seed peer with `seedPeer.enable: true`. */
 import { errorMessage } from '../adapters/errors.js';
 import { createLogger } from '../adapters/log.js';
+import { METRIC_PREFIX, collectRuntimeMetrics } from '../adapters/metrics.js';
 import { createAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
 
@@ -39,6 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const logger = createLogger({ role: config.seedPeer.enable ? 'seed-peer' : 'agent' });
   const agent = createAgent(config, logger);
+  collectRuntimeMetrics(agent.metricsRegistry, METRIC_PREFIX.client);
   try {
     await agent.start();
   } catch (err) {

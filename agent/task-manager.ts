@@ -422,7 +422,7 @@ export class TaskManager {
     if (cached) {
       stored = cached;
       onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
-      this.deps.metrics.downloadTraffic.inc({ type: 'local_peer' }, Math.max(0, stored.meta.contentLength));
+      this.deps.metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, Math.max(0, stored.meta.contentLength));
     } else {
       const task = this.ensure({ ...o, range: undefined });
       await raceAbort(task.contentKnown.promise, o.signal);
@@ -506,7 +506,7 @@ export class TaskManager {
       const count = (bytes: number): void => {
         if (counted) return;
         counted = true;
-        metrics.downloadTraffic.inc({ type: 'local_peer' }, bytes);
+        metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, bytes);
       };
       // Counted once at the end (bytesRead), so nothing flows before someone reads the body.
       body.on('close', () => {
@@ -557,7 +557,7 @@ export class TaskManager {
             copyRange(lease.chunks, s - b.offset, buf);
             lease.release();
           } else buf = await stored.readRange(s, e - s);
-          if (fromCache) metrics.downloadTraffic.inc({ type: 'local_peer' }, buf.length);
+          if (fromCache) metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, buf.length);
           yield buf;
         }
       } finally {
@@ -733,7 +733,7 @@ export class TaskManager {
         let chunk = chunk0 as Buffer;
         if (!src.unlimited) await src.take(chunk.length);
         if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
-        this.deps.metrics.downloadTraffic.inc({ type: 'back_to_source' }, chunk.length);
+        this.deps.metrics.downloadTraffic.inc({ type: 'BACK_TO_SOURCE' }, chunk.length);
         while (chunk.length > 0) {
           if (n >= count) {
             chunk = Buffer.alloc(0);
@@ -762,6 +762,7 @@ export class TaskManager {
               task.blockDigests.set(n, blockDigests);
               reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0, block_digests: blockDigests });
               task.log.debug('piece from origin', { piece: n, ms: Date.now() - t0 });
+              this.deps.metrics.downloadPieceDuration.observe({ type: 'BACK_TO_SOURCE' }, Date.now() - t0);
             }
             t0 = Date.now();
             n++;
@@ -1231,7 +1232,8 @@ class PeerSession {
       pooled = undefined;
       partial = undefined; // completed by writePiece (same buffer), or dropped by it
       await task.stored.writePiece(n, buf, digest, owned);
-      this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
+      this.deps.metrics.downloadTraffic.inc({ type: 'REMOTE_PEER' }, length);
+      this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
       task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size, partial: fromPartial });

@@ -5,6 +5,7 @@
 import { parseCommand } from '../adapters/cli.js';
 import { InvalidError, errorCode, errorMessage } from '../adapters/errors.js';
 import { createLogger } from '../adapters/log.js';
+import { METRIC_PREFIX, collectRuntimeMetrics } from '../adapters/metrics.js';
 import { loadSchedulerConfig } from './config.js';
 import { startManagerLink } from './manager-link.js';
 import { createScheduler } from './server.js';
@@ -67,6 +68,7 @@ async function serve(
   if (mp !== undefined) config.metrics.port = mp;
 
   const scheduler = createScheduler(config, logger);
+  collectRuntimeMetrics(scheduler.metrics.registry, METRIC_PREFIX.scheduler);
   const addresses = await scheduler.start();
   let link;
   try {

@@ -1,5 +1,6 @@
 /** Prometheus metrics with Dragonfly's manager names (research/dragonfly.md §5), on a private registry. */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { METRIC_PREFIX, collectRuntimeMetrics } from '../../adapters/metrics.js';
 
 export interface ManagerMetrics {
   registry: Registry;
@@ -12,10 +13,10 @@ export interface ManagerMetrics {
   jobReports: Counter<'state'>;
 }
 
-/** A fresh registry; `defaults` adds process metrics (not in tests, where many apps share a process). */
+/** A fresh registry; `defaults` adds the process and Node runtime metrics (not in tests, where many apps share a process). */
 export function createManagerMetrics(opts: { defaults?: boolean } = {}): ManagerMetrics {
   const registry = new Registry();
-  if (opts.defaults) collectDefaultMetrics({ register: registry });
+  if (opts.defaults) collectRuntimeMetrics(registry, METRIC_PREFIX.manager);
   const registers = [registry];
   return {
     registry,
