@@ -50,6 +50,9 @@ export function createAgentMetrics() {
     version: new Gauge({ name: 'dragonfly_client_version', help: 'Version', labelNames: ['git_version', 'platform'], registers: r }),
   };
   m.version.set({ git_version: version, platform: `${process.platform}/${process.arch}` }, 1);
+  // Series that exist from the start at 0, so that rate() and increase() count their first increment.
+  for (const type of ['REMOTE_PEER', 'BACK_TO_SOURCE', 'LOCAL_PEER']) m.downloadTraffic.inc({ type }, 0);
+  for (const type of ['REMOTE_PEER', 'BACK_TO_SOURCE']) m.downloadPieceDuration.zero({ type });
   return m;
 }
 

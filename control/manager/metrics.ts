@@ -18,7 +18,7 @@ export function createManagerMetrics(opts: { defaults?: boolean } = {}): Manager
   const registry = new Registry();
   if (opts.defaults) collectRuntimeMetrics(registry, METRIC_PREFIX.manager);
   const registers = [registry];
-  return {
+  const m: ManagerMetrics = {
     registry,
     requests: new Counter({ name: 'dragonfly_manager_requests_total', help: 'HTTP requests', labelNames: ['code', 'method', 'url'], registers }),
     requestDuration: new Histogram({
@@ -32,6 +32,13 @@ export function createManagerMetrics(opts: { defaults?: boolean } = {}): Manager
     createJobSuccess: new Counter({ name: 'dragonfly_manager_create_job_success_total', help: 'Jobs created', labelNames: ['name'], registers }),
     search: new Counter({ name: 'dragonfly_manager_search_scheduler_cluster_total', help: 'Scheduler searches', registers }),
     searchFailure: new Counter({ name: 'dragonfly_manager_search_scheduler_cluster_failure_total', help: 'Scheduler searches that found none', registers }),
-    jobReports: new Counter({ name: 'dragonfly_manager_job_report_total', help: 'Job reports from schedulers', labelNames: ['state'], registers }),
+    jobReports: new Counter({ name: 'dragonfly_manager_job_report_total', help: 'Job reports from schedulers, by the state reported', labelNames: ['state'], registers }),
   };
+  // From 0, so that increase() counts the first job of each type and the first report of each state.
+  for (const state of ['SUCCESS', 'FAILURE']) m.jobReports.inc({ state }, 0);
+  for (const name of ['preheat', 'get_task', 'delete_task']) {
+    m.createJob.inc({ name }, 0);
+    m.createJobSuccess.inc({ name }, 0);
+  }
+  return m;
 }
