@@ -101,7 +101,7 @@ function idParam(c: Context, name = 'id'): number {
   return v;
 }
 
-const pageQuery = z.object({
+export const pageQuery = z.object({
   page: z.coerce.number().int().min(1).default(1),
   per_page: z.coerce.number().int().min(1).max(1000).default(10),
 });
@@ -154,7 +154,7 @@ const scopesSchema = z.strictObject({
   hostnames: z.array(regexSchema).max(1000).default([]),
 });
 
-const clusterCreateSchema = z.object({
+export const clusterCreateSchema = z.object({
   name: z.string().min(1).max(40).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   bio: z.string().max(1024).default(''),
   scopes: scopesSchema.prefault({}),
@@ -169,7 +169,7 @@ const clusterCreateSchema = z.object({
   peer_cluster_config: z.object({ load_limit: z.number().int().min(1).max(2000).default(200) }).prefault({}),
   is_default: z.boolean().default(false),
 });
-const clusterPatchSchema = z.object({
+export const clusterPatchSchema = z.object({
   name: clusterCreateSchema.shape.name.optional(),
   bio: z.string().max(1024).optional(),
   scopes: scopesSchema.optional(),
@@ -179,7 +179,7 @@ const clusterPatchSchema = z.object({
   is_default: z.boolean().optional(),
 });
 
-const schedulerRegisterSchema = z.strictObject({
+export const schedulerRegisterSchema = z.strictObject({
   hostname: z.string().min(1).max(256),
   ip: z.union([z.ipv4(), z.ipv6()]),
   port: z.number().int().min(1).max(65535),
@@ -189,35 +189,35 @@ const schedulerRegisterSchema = z.strictObject({
   scheduler_cluster_id: z.number().int().positive(),
   keep_alive_interval_ms: z.number().int().min(100).max(3_600_000).optional(),
 });
-const keepAliveSchema = z.strictObject({
+export const keepAliveSchema = z.strictObject({
   hostname: z.string().min(1).max(256),
   ip: z.union([z.ipv4(), z.ipv6()]),
   scheduler_cluster_id: z.number().int().positive(),
 });
 
-const signinSchema = z.strictObject({ name: z.string().min(1).max(64), password: z.string().min(1).max(256) });
-const userCreateSchema = z.strictObject({
+export const signinSchema = z.strictObject({ name: z.string().min(1).max(64), password: z.string().min(1).max(256) });
+export const userCreateSchema = z.strictObject({
   name: z.string().min(3).max(64).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   password: z.string().min(8).max(256),
   email: z.string().max(256).default(''),
   role: z.enum(['root', 'guest']).default('guest'),
 });
-const userPatchSchema = z.strictObject({ role: z.enum(['root', 'guest']).optional(), state: z.enum(['enable', 'disable']).optional(), email: z.string().max(256).optional() });
-const resetPasswordSchema = z.strictObject({ old_password: z.string().max(256).optional(), new_password: z.string().min(8).max(256) });
-const tokenCreateSchema = z.strictObject({
+export const userPatchSchema = z.strictObject({ role: z.enum(['root', 'guest']).optional(), state: z.enum(['enable', 'disable']).optional(), email: z.string().max(256).optional() });
+export const resetPasswordSchema = z.strictObject({ old_password: z.string().max(256).optional(), new_password: z.string().min(8).max(256) });
+export const tokenCreateSchema = z.strictObject({
   name: z.string().min(1).max(64),
   bio: z.string().max(1024).default(''),
   scopes: z.array(z.enum(['job', 'cluster'])).default([]),
   expired_at: z.iso.datetime({ offset: true }),
   user_id: z.number().int().positive().optional(),
 });
-const tokenPatchSchema = z.strictObject({
+export const tokenPatchSchema = z.strictObject({
   bio: z.string().max(1024).optional(),
   scopes: z.array(z.enum(['job', 'cluster'])).optional(),
   state: z.enum(['active', 'inactive']).optional(),
   expired_at: z.iso.datetime({ offset: true }).optional(),
 });
-const searchQuerySchema = z.object({
+export const searchQuerySchema = z.object({
   hostname: z.string().max(256).optional(),
   ip: z.string().max(64).optional(),
   idc: z.string().max(1024).optional(),

@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../adapters/config.js';
 import { createApp } from './app.js';
 import { managerConfigSchema, withEnvSecrets } from './config.js';
+import { registerOpenApi } from './openapi.js';
 import { loadDeps } from './server.js';
 
 type Handler = ReturnType<typeof handle>;
@@ -17,7 +18,9 @@ async function build(): Promise<Handler> {
   const text = process.env.DAMSELFLY_MANAGER_CONFIG ?? '';
   const config = withEnvSecrets(parseConfig(managerConfigSchema, text ? parseYaml(text) : {}, 'DAMSELFLY_MANAGER_CONFIG'));
   // On Lambda stderr goes to CloudWatch: a generated password would be a secret in a log store.
-  return handle(createApp(await loadDeps(config, { requireRootPassword: true, metrics: false })));
+  const app = createApp(await loadDeps(config, { requireRootPassword: true, metrics: false }));
+  registerOpenApi(app);
+  return handle(app);
 }
 
 /** The Lambda handler. A failed cold start is retried on the next invocation. */

@@ -13,6 +13,7 @@ import { createApp, type ManagerDeps } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import type { ManagerConfig } from './config.js';
 import { createManagerMetrics } from './metrics.js';
+import { registerOpenApi } from './openapi.js';
 
 export interface LoadDepsOptions {
   logger?: Logger;
@@ -60,6 +61,7 @@ export interface StartedManager {
 export async function startManager(config: ManagerConfig, opts: LoadDepsOptions = {}): Promise<StartedManager> {
   const deps = await loadDeps(config, opts);
   const app = createApp(deps);
+  registerOpenApi(app);
   let server: ServerType | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     server = serve({ fetch: app.fetch, port: config.server.port, hostname: config.server.ip }, (info) => resolve(info.port));
