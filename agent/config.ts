@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import { z } from 'zod';
+import { tracingConfigSchema } from '../adapters/tracing.js';
 import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../adapters/config.js';
 import { proxyConfigSchema } from './proxy/config.js';
 
@@ -72,6 +73,7 @@ export const agentConfigSchema = z.strictObject({
     .prefault({}),
   proxy: proxyConfigSchema,
   metrics: z.strictObject({ server: listen('0.0.0.0', 4002) }).prefault({}),
+  tracing: tracingConfigSchema,
   gc: z
     .strictObject({
       interval: durationSchema.default(60_000),

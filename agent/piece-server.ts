@@ -18,6 +18,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../adapters/log.js';
+import { pieceServed } from '../adapters/tracing.js';
 import type { AgentMetrics } from './metrics.js';
 import type { TokenBucket } from './ratelimit.js';
 import type { PartialLease, PieceStore } from './storage/store.js';
@@ -196,6 +197,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
           metrics.uploadTraffic.inc(partial.partial.length);
           metrics.uploadTaskTotal.inc({ type: 'standard' });
           metrics.uploadPieceArrivingTotal.inc();
+          pieceServed(req.headers, task.taskId, n, partial.partial.length, req.socket.remoteAddress);
         }
         return;
       }
@@ -225,6 +227,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       opts.logger.debug('piece uploaded', { taskId: task.taskId, piece: n, queuedMs: t1 - t0, ms: Date.now() - t1 });
       metrics.uploadTraffic.inc(size);
       metrics.uploadTaskTotal.inc({ type: 'standard' });
+      pieceServed(req.headers, task.taskId, n, size, req.socket.remoteAddress);
     } finally {
       if (slot) releaseSlot();
       task.inUse--;

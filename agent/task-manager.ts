@@ -19,6 +19,7 @@ import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
 import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, TaskInfoMsg } from './grpc.js';
 import { taskSizeLevel, type AgentMetrics } from './metrics.js';
+import * as tracing from '../adapters/tracing.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
 import { BlockHasher, BlockVerifier } from './blocks.js';
@@ -251,6 +252,7 @@ class Task {
   fail(err: unknown): void {
     if (this.state !== 'running') return;
     this.state = 'failed';
+    tracing.unbindTask(this.id);
     if (!this.contentKnown.settled) this.contentKnown.reject(err);
     this.finished.reject(err);
     this.notify();
@@ -308,6 +310,7 @@ export class TaskManager {
     // may go away): its origin and peer traffic must not be tied to that caller's abort signal.
     // Each caller's signal only ends that caller's own wait (raceAbort below).
     task = new Task(id, stored, { ...o, signal: undefined }, peerId, this.deps.logger);
+    tracing.bindTask(id, peerId);
     task.want(range, prefetch);
     this.tasks.set(id, task);
     stored.inUse++;
@@ -634,6 +637,7 @@ export class TaskManager {
       this.deps.metrics.downloadTaskDuration.observe({ task_type: 'standard', task_size_level: taskSizeLevel(task.contentLength) }, Date.now() - task.startedAt);
       task.state = 'done';
       task.finished.resolve();
+      tracing.unbindTask(task.id);
       task.notify();
     } catch (err) {
       this.deps.metrics.downloadTaskFailureTotal.inc(labels);
@@ -675,7 +679,11 @@ export class TaskManager {
    * Reads the missing wanted pieces (or everything, while the length is unknown) from the origin in
    * one streaming GET, with a Range when only part is needed. Throws SourceError / UnavailableError.
    */
-  async backToSource(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
+  backToSource(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
+    return tracing.backToSource(task.id, task.opts.url, reporter ? 'the scheduler sent this peer to the origin' : 'no scheduler or P2P failed', () => this.readOrigin(task, reporter));
+  }
+
+  private async readOrigin(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
     const o = task.opts;
     const known = task.contentLength >= 0;
     let range: { start: number; end?: number } | undefined;
@@ -887,7 +895,7 @@ class PeerSession {
   async run(): Promise<void> {
     const cfg = this.deps.config;
     const o = this.task.opts;
-    const call = await withTimeout(this.sched.openPeerStream(this.addr), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
+    const call = await withTimeout(tracing.inTask(this.task.id, () => this.sched.openPeerStream(this.addr)), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
     this.call = call;
     call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
     const task = this.task;
@@ -1177,6 +1185,7 @@ class PeerSession {
         },
         {
           signal: AbortSignal.any([AbortSignal.timeout(this.deps.config.download.pieceTimeout), integrity.signal]),
+          headers: tracing.traceHeaders(tracing.pieceContext(task.id, parent.id, parent.base)),
           onData: (from, k) => {
             const chunk = buf!.subarray(from, from + k);
             if (verifier) {
@@ -1234,6 +1243,7 @@ class PeerSession {
       await task.stored.writePiece(n, buf, digest, owned);
       this.deps.metrics.downloadTraffic.inc({ type: 'REMOTE_PEER' }, length);
       this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
+      tracing.pieceFromParent(task.id, parent.id, parent.base, n, length);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
       task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size, partial: fromPartial });

@@ -3,6 +3,7 @@
  * single local scheduler. Durations accept `200ms`, `5s`, `1h` or seconds and come out in ms.
  */
 import { z } from 'zod';
+import { tracingConfigSchema } from '../adapters/tracing.js';
 import { durationSchema, loadConfigFile, parseConfig } from '../adapters/config.js';
 
 const portSchema = z.number().int().min(0).max(65535);
@@ -16,6 +17,7 @@ export const schedulerConfigSchema = z.strictObject({
       advertiseIp: z.string().optional(),
     })
     .prefault({}),
+  tracing: tracingConfigSchema,
   metrics: z
     .strictObject({
       enable: z.boolean().default(true),

@@ -11,6 +11,7 @@ import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, errorMessage } from '../adapters/errors.js';
 import { silentLogger, type Logger } from '../adapters/log.js';
+import { traceAnnouncePeer } from '../adapters/tracing.js';
 import { systemClock, type Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { DfdaemonClientPool } from './dfdaemon-client.js';
@@ -108,7 +109,7 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
         StatTask: unary((req: Record<string, unknown>) => service.statTask(req)),
         ListTaskPeers: unary((req: Record<string, unknown>) => service.listTaskPeers(req)),
         ListHosts: unary(() => service.listHosts()),
-        AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => service.announcePeer(call),
+        AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => traceAnnouncePeer(call, () => service.announcePeer(call)),
       });
       const { ip, port, advertiseIp } = config.server;
       const bindHost = ip.includes(':') ? `[${ip}]` : ip;
