@@ -3,9 +3,9 @@
  * OTLP over HTTP: Jaeger, Tempo and the OpenTelemetry collector all take it). When off, nothing is
  * installed: the API's no-op tracer answers and the hooks below cost a map lookup at most.
  *
- * Context travels as W3C `traceparent`: in gRPC metadata (agent → scheduler stream), in HTTP headers
- * (child → parent piece requests; any client → the agent's local API), and under `_trace` in queue
- * messages. Piece traffic is recorded in batches, one span per (task, parent) on the child and per
+ * Context travels as W3C `traceparent`: in gRPC metadata (agent → scheduler stream) and in HTTP
+ * headers (child → parent piece requests; any client → the agent's local API). Not yet carried: the
+ * preheat path (manager → queue message → scheduler → seed peer's DownloadTask). Piece traffic is recorded in batches, one span per (task, parent) on the child and per
  * (task, child) on the parent, carrying the piece ranges and bytes, never one span per piece.
  *
  * The hooks other modules call are single lines; the logic stays here.
