@@ -3,6 +3,8 @@
  * Bindings (role, taskId, peerId, hostId, jobId...) ride on child loggers. Values under keys that
  * look like credentials are redacted before they are written, wherever they are nested.
  */
+import { logFields } from './tracing.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -52,7 +54,7 @@ export function createLogger(bindings: Record<string, unknown> = {}, options: Lo
   const write = options.write ?? ((line: string) => process.stderr.write(line));
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (LEVELS[level] < min) return;
-    const record = redact({ time: new Date().toISOString(), level, msg, ...bindings, ...fields }) as Record<string, unknown>;
+    const record = redact({ time: new Date().toISOString(), level, msg, ...bindings, ...logFields(), ...fields }) as Record<string, unknown>;
     write(JSON.stringify(record) + '\n');
   };
   return {

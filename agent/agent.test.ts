@@ -94,7 +94,7 @@ describe('agent alone (scheduler unreachable)', () => {
     expect((await sha(again.body)).digest).toBe(origin.sha256('/alone.bin'));
     expect(origin.stats().bytes).toBe(9 * MiB + 123);
     const localPeerBytes = async (): Promise<number> =>
-      ((await a.metricsRegistry.getSingleMetric('dragonfly_client_download_traffic')!.get()).values.find((v) => v.labels.type === 'local_peer')?.value ?? 0);
+      ((await a.metricsRegistry.getSingleMetric('dragonfly_client_download_traffic')!.get()).values.find((v) => v.labels.type === 'LOCAL_PEER')?.value ?? 0);
     await new Promise((r) => setImmediate(r)); // the body's 'close' (where the hit is counted) follows its end
     expect(await localPeerBytes()).toBe(9 * MiB + 123);
     // A reader of the content file itself (the proxy) reports what it sent through `file.done`.
@@ -270,7 +270,7 @@ describe('small swarm with a real scheduler and a seed peer', () => {
     expect(origin.stats().bytes).toBeGreaterThanOrEqual(SIZE);
     expect(origin.stats().bytes).toBeLessThanOrEqual(SIZE + 4 * MiB);
     let fromPeers = 0;
-    for (const p of peers) fromPeers += await metric(p, 'dragonfly_client_download_traffic', { type: 'remote_peer' });
+    for (const p of peers) fromPeers += await metric(p, 'dragonfly_client_download_traffic', { type: 'REMOTE_PEER' });
     expect(fromPeers).toBeGreaterThanOrEqual(2 * SIZE);
     expect(await metric(seed, 'dragonfly_client_upload_traffic')).toBeGreaterThan(0);
     // A latecomer is served entirely by the swarm.
@@ -318,7 +318,7 @@ describe('small swarm with a real scheduler and a seed peer', () => {
     const s = await a.taskManager.download({ url: `${url}?third`, priority: 3 });
     expect((await sha(s.body)).digest).toBe(origin.sha256('/prio.bin'));
     expect(origin.stats().bytes).toBe(5 * MiB);
-    expect(await metric(seed, 'dragonfly_client_download_traffic', { type: 'back_to_source' })).toBe(0);
+    expect(await metric(seed, 'dragonfly_client_download_traffic', { type: 'BACK_TO_SOURCE' })).toBe(0);
     await stopAgent(a);
     await stopAgent(seed);
   });

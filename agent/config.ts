@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import { z } from 'zod';
+import { tracingConfigSchema } from '../adapters/tracing.js';
 import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../adapters/config.js';
 import { securityConfigSchema } from '../adapters/tls.js';
 import { proxyConfigSchema } from './proxy/config.js';
@@ -75,6 +76,7 @@ export const agentConfigSchema = z.strictObject({
   /** Mutual TLS to schedulers and other agents, with a certificate from the manager (adapters/tls.ts). */
   security: securityConfigSchema,
   metrics: z.strictObject({ server: listen('0.0.0.0', 4002) }).prefault({}),
+  tracing: tracingConfigSchema,
   gc: z
     .strictObject({
       interval: durationSchema.default(60_000),

@@ -22,6 +22,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
+import { SpanKind, contextFromHeaders, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadOptions, TaskManager } from './task-manager.js';
 
 const HEADER_PREFIX = 'x-damselfly-header-';
@@ -115,6 +116,11 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
     const ac = new AbortController();
     res.on('close', () => ac.abort(new Error('client went away')));
     const o = parseDownloadRequest(url, req.headers);
+    // One download is one trace: continued from the caller's traceparent, or started here.
+    await inSpan('agent.download', { 'url.full': redactUrl(url.searchParams.get('url') ?? '') }, () => serveDownload(o, url, ac, res), contextFromHeaders(req.headers), SpanKind.SERVER);
+  }
+
+  async function serveDownload(o: DownloadOptions, url: URL, ac: AbortController, res: http.ServerResponse): Promise<void> {
     o.signal = ac.signal;
     const output = url.searchParams.get('output');
     if (output !== null) {

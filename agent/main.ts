@@ -1,6 +1,8 @@
 /** `damselfly agent [--config FILE]`: runs a node agent, or a seed peer with `seedPeer.enable: true`. */
 import { errorMessage } from '../adapters/errors.js';
 import { createLogger } from '../adapters/log.js';
+import { METRIC_PREFIX, collectRuntimeMetrics } from '../adapters/metrics.js';
+import { startTracing } from '../adapters/tracing.js';
 import { createAgent } from './agent.js';
 import { loadAgentConfig } from './config.js';
 
@@ -39,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const logger = createLogger({ role: config.seedPeer.enable ? 'seed-peer' : 'agent' });
   const agent = createAgent(config, logger);
+  collectRuntimeMetrics(agent.metricsRegistry, METRIC_PREFIX.client);
+  const stopTracing = startTracing(config.tracing, config.seedPeer.enable ? 'damselfly-seed-peer' : 'damselfly-agent', { 'host.name': config.host.hostname });
   try {
     await agent.start();
   } catch (err) {
@@ -56,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal);
   });
   await agent.stop();
+  await stopTracing();
   // Keep-alive sockets of undici/grpc may hold the loop open; stop means stop.
   setTimeout(() => process.exit(0), 300).unref();
   return 0;

@@ -5,6 +5,12 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { version } from '../control/version.js';
 
+export { taskSizeLevel } from '../adapters/metrics.js';
+
+/** Dragonfly's histogram buckets for durations in milliseconds: 1 ms to 2^23 ms (≈ 2.3 h). */
+const MS_BUCKETS = Array.from({ length: 24 }, (_, i) => 2 ** i);
+
+/** A fresh registry (the runtime metrics are added by the entry point, once per process: agent/main.ts). */
 export function createAgentMetrics() {
   const registry = new Registry();
   const r = [registry];
@@ -12,11 +18,11 @@ export function createAgentMetrics() {
     registry,
     downloadTaskTotal: new Counter({ name: 'dragonfly_client_download_task_total', help: 'Downloads started', labelNames: ['type', 'tag', 'app', 'priority'], registers: r }),
     downloadTaskFailureTotal: new Counter({ name: 'dragonfly_client_download_task_failure_total', help: 'Downloads failed', labelNames: ['type', 'tag', 'app', 'priority'], registers: r }),
-    downloadTraffic: new Counter({ name: 'dragonfly_client_download_traffic', help: 'Bytes downloaded by source', labelNames: ['type'], registers: r }),
+    downloadTraffic: new Counter({ name: 'dragonfly_client_download_traffic', help: 'Bytes downloaded, by traffic type (REMOTE_PEER, BACK_TO_SOURCE, LOCAL_PEER: served from the local cache)', labelNames: ['type'], registers: r }),
     uploadTraffic: new Counter({ name: 'dragonfly_client_upload_traffic', help: 'Bytes uploaded to other peers', registers: r }),
     uploadTaskTotal: new Counter({ name: 'dragonfly_client_upload_task_total', help: 'Piece uploads', labelNames: ['type'], registers: r }),
     uploadPieceArrivingTotal: new Counter({
-      name: 'damselfly_client_upload_piece_arriving_total',
+      name: 'dragonfly_client_upload_piece_arriving_total',
       help: 'Pieces sent to a child while still arriving here, block by block as each block was verified',
       registers: r,
     }),
@@ -29,7 +35,14 @@ export function createAgentMetrics() {
       name: 'dragonfly_client_download_task_duration_milliseconds',
       help: 'Task download duration',
       labelNames: ['task_type', 'task_size_level'],
-      buckets: Array.from({ length: 24 }, (_, i) => 2 ** i),
+      buckets: MS_BUCKETS,
+      registers: r,
+    }),
+    downloadPieceDuration: new Histogram({
+      name: 'dragonfly_client_download_piece_duration_milliseconds',
+      help: 'Piece download duration, by traffic type (REMOTE_PEER, BACK_TO_SOURCE)',
+      labelNames: ['type'],
+      buckets: MS_BUCKETS,
       registers: r,
     }),
     diskSpaceTotal: new Gauge({ name: 'dragonfly_client_disk_space_total', help: 'Capacity of the storage file system (or diskThreshold)', registers: r }),
@@ -37,15 +50,10 @@ export function createAgentMetrics() {
     version: new Gauge({ name: 'dragonfly_client_version', help: 'Version', labelNames: ['git_version', 'platform'], registers: r }),
   };
   m.version.set({ git_version: version, platform: `${process.platform}/${process.arch}` }, 1);
+  // Series that exist from the start at 0, so that rate() and increase() count their first increment.
+  for (const type of ['REMOTE_PEER', 'BACK_TO_SOURCE', 'LOCAL_PEER']) m.downloadTraffic.inc({ type }, 0);
+  for (const type of ['REMOTE_PEER', 'BACK_TO_SOURCE']) m.downloadPieceDuration.zero({ type });
   return m;
 }
 
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
-
-/** Dragonfly's task size level label: 1 for < 1 MiB ... by powers of 4 up to 7. */
-export function taskSizeLevel(bytes: number): string {
-  const mib = bytes / 1024 ** 2;
-  const levels = [1, 4, 8, 16, 32, 256, 512, 1024];
-  for (let i = 0; i < levels.length; i++) if (mib < levels[i]) return String(i + 1);
-  return String(levels.length + 1);
-}

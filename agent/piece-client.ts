@@ -44,6 +44,8 @@ export interface GetOptions {
    * rate limiter's wait).
    */
   onData?: (from: number, n: number) => number | void;
+  /** Extra request headers (trace context). */
+  headers?: Record<string, string>;
 }
 
 /** Largest status line + headers accepted. */
@@ -136,7 +138,8 @@ class Conn {
         this.current.resolve = settle(resolve);
         this.current.reject = settle(reject);
       }
-      this.socket.write(`GET ${path} HTTP/1.1\r\nHost: piece\r\nAccept: application/octet-stream\r\n\r\n`, 'latin1');
+      const extra = opts.headers ? Object.entries(opts.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('') : '';
+      this.socket.write(`GET ${path} HTTP/1.1\r\nHost: piece\r\nAccept: application/octet-stream\r\n${extra}\r\n`, 'latin1');
     });
   }
 

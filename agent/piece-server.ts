@@ -20,6 +20,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../adapters/log.js';
 import type { ClusterIdentity, MtlsMode } from '../adapters/tls.js';
+import { pieceServed } from '../adapters/tracing.js';
 import type { AgentMetrics } from './metrics.js';
 import type { TokenBucket } from './ratelimit.js';
 import type { PartialLease, PieceStore } from './storage/store.js';
@@ -203,6 +204,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
           metrics.uploadTraffic.inc(partial.partial.length);
           metrics.uploadTaskTotal.inc({ type: 'standard' });
           metrics.uploadPieceArrivingTotal.inc();
+          pieceServed(req.headers, task.taskId, n, partial.partial.length, req.socket.remoteAddress);
         }
         return;
       }
@@ -232,6 +234,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
       opts.logger.debug('piece uploaded', { taskId: task.taskId, piece: n, queuedMs: t1 - t0, ms: Date.now() - t1 });
       metrics.uploadTraffic.inc(size);
       metrics.uploadTaskTotal.inc({ type: 'standard' });
+      pieceServed(req.headers, task.taskId, n, size, req.socket.remoteAddress);
     } finally {
       if (slot) releaseSlot();
       task.inUse--;

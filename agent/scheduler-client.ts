@@ -8,6 +8,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { request } from 'undici';
 import type { Logger } from '../adapters/log.js';
+import { injectMetadata } from '../adapters/tracing.js';
 import { HashRing } from '../scheduler/hashring.js';
 import { loadProto } from '../scheduler/proto.js';
 import type { HostMsg } from './grpc.js';
@@ -194,7 +195,7 @@ export class SchedulerClient {
   async openPeerStream(addr: string): Promise<grpc.ClientDuplexStream<unknown, unknown>> {
     const ok = await (this.announced.get(addr) ?? this.announce(addr));
     if (!ok && !(await this.announce(addr))) throw new Error(`scheduler ${addr} unreachable`);
-    return (this.client(addr).AnnouncePeer as () => grpc.ClientDuplexStream<unknown, unknown>).call(this.client(addr));
+    return (this.client(addr).AnnouncePeer as (md: grpc.Metadata) => grpc.ClientDuplexStream<unknown, unknown>).call(this.client(addr), injectMetadata(new grpc.Metadata()));
   }
 
   /** Tells the scheduler a peer left (eviction): a short stream with leave_peer_request. Never throws. */

@@ -19,6 +19,7 @@ import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
 import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, TaskInfoMsg } from './grpc.js';
 import { taskSizeLevel, type AgentMetrics } from './metrics.js';
+import * as tracing from '../adapters/tracing.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
 import { BlockHasher, BlockVerifier } from './blocks.js';
@@ -267,6 +268,7 @@ class Task {
   fail(err: unknown): void {
     if (this.state !== 'running') return;
     this.state = 'failed';
+    tracing.unbindTask(this.id);
     if (!this.contentKnown.settled) this.contentKnown.reject(err);
     this.finished.reject(err);
     this.notify();
@@ -324,6 +326,7 @@ export class TaskManager {
     // may go away): its origin and peer traffic must not be tied to that caller's abort signal.
     // Each caller's signal only ends that caller's own wait (raceAbort below).
     task = new Task(id, stored, { ...o, signal: undefined }, peerId, this.deps.logger);
+    tracing.bindTask(id, peerId);
     task.want(range, prefetch);
     this.tasks.set(id, task);
     stored.inUse++;
@@ -475,7 +478,7 @@ export class TaskManager {
       if (cached) {
         stored = cached;
         if (!started) onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
-        this.deps.metrics.downloadTraffic.inc({ type: 'local_peer' }, Math.max(0, stored.meta.contentLength));
+        this.deps.metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, Math.max(0, stored.meta.contentLength));
       } else {
         const task = this.ensure({ ...o, range: undefined });
         await raceAbort(task.contentKnown.promise, o.signal);
@@ -626,7 +629,7 @@ export class TaskManager {
       const count = (bytes: number): void => {
         if (counted) return;
         counted = true;
-        metrics.downloadTraffic.inc({ type: 'local_peer' }, bytes);
+        metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, bytes);
       };
       // Counted once at the end (bytesRead), so nothing flows before someone reads the body.
       body.on('close', () => {
@@ -696,7 +699,7 @@ export class TaskManager {
             copyRange(lease.chunks, s - b.offset, buf);
             lease.release();
           }
-          if (fromCache) metrics.downloadTraffic.inc({ type: 'local_peer' }, buf.length);
+          if (fromCache) metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, buf.length);
           yield buf;
         }
       } finally {
@@ -773,6 +776,7 @@ export class TaskManager {
       this.deps.metrics.downloadTaskDuration.observe({ task_type: 'standard', task_size_level: taskSizeLevel(task.contentLength) }, Date.now() - task.startedAt);
       task.state = 'done';
       task.finished.resolve();
+      tracing.unbindTask(task.id);
       task.notify();
     } catch (err) {
       this.deps.metrics.downloadTaskFailureTotal.inc(labels);
@@ -832,7 +836,11 @@ export class TaskManager {
    * "started" once and "failed" only when the last attempt failed. Throws SourceError (4xx, or
    * a 5xx that persisted), UnavailableError, DiskFullError.
    */
-  async backToSource(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
+  backToSource(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
+    return tracing.backToSource(task.id, task.opts.url, reporter ? 'the scheduler sent this peer to the origin' : 'no scheduler or P2P failed', () => this.readOriginRetrying(task, reporter));
+  }
+
+  private async readOriginRetrying(task: Task, reporter: BackToSourceReporter | undefined): Promise<void> {
     let started = false;
     const once: BackToSourceReporter | undefined = reporter && {
       started: (len, pl) => {
@@ -927,7 +935,7 @@ export class TaskManager {
         let chunk = chunk0 as Buffer;
         if (!src.unlimited) await src.take(chunk.length);
         if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
-        this.deps.metrics.downloadTraffic.inc({ type: 'back_to_source' }, chunk.length);
+        this.deps.metrics.downloadTraffic.inc({ type: 'BACK_TO_SOURCE' }, chunk.length);
         while (chunk.length > 0) {
           if (n >= count) {
             chunk = Buffer.alloc(0);
@@ -956,6 +964,7 @@ export class TaskManager {
               task.blockDigests.set(n, blockDigests);
               reporter?.piece({ number: n, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: Date.now() - t0, block_digests: blockDigests });
               task.log.debug('piece from origin', { piece: n, ms: Date.now() - t0 });
+              this.deps.metrics.downloadPieceDuration.observe({ type: 'BACK_TO_SOURCE' }, Date.now() - t0);
             }
             t0 = Date.now();
             n++;
@@ -1083,7 +1092,7 @@ class PeerSession {
   async run(): Promise<void> {
     const cfg = this.deps.config;
     const o = this.task.opts;
-    const call = await withTimeout(this.sched.openPeerStream(this.addr), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
+    const call = await withTimeout(tracing.inTask(this.task.id, () => this.sched.openPeerStream(this.addr)), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
     this.call = call;
     call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
     const task = this.task;
@@ -1374,6 +1383,7 @@ class PeerSession {
         },
         {
           signal: AbortSignal.any([AbortSignal.timeout(this.deps.config.download.pieceTimeout), integrity.signal]),
+          headers: tracing.traceHeaders(tracing.pieceContext(task.id, parent.id, parent.base)),
           onData: (from, k) => {
             const chunk = buf!.subarray(from, from + k);
             if (verifier) {
@@ -1435,7 +1445,9 @@ class PeerSession {
         this.done.reject(err);
         return;
       }
-      this.deps.metrics.downloadTraffic.inc({ type: 'remote_peer' }, length);
+      this.deps.metrics.downloadTraffic.inc({ type: 'REMOTE_PEER' }, length);
+      this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
+      tracing.pieceFromParent(task.id, parent.id, parent.base, n, length);
       this.lastProgress = Date.now();
       this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
       task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size, partial: fromPartial });

@@ -4,6 +4,7 @@
  */
 import { securityConfigSchema } from '../adapters/tls.js';
 import { z } from 'zod';
+import { tracingConfigSchema } from '../adapters/tracing.js';
 import { durationSchema, loadConfigFile, parseConfig } from '../adapters/config.js';
 
 const portSchema = z.number().int().min(0).max(65535);
@@ -17,6 +18,7 @@ export const schedulerConfigSchema = z.strictObject({
       advertiseIp: z.string().optional(),
     })
     .prefault({}),
+  tracing: tracingConfigSchema,
   metrics: z
     .strictObject({
       enable: z.boolean().default(true),

@@ -5,6 +5,8 @@
 import { parseCommand } from '../adapters/cli.js';
 import { InvalidError, errorCode, errorMessage } from '../adapters/errors.js';
 import { createLogger } from '../adapters/log.js';
+import { METRIC_PREFIX, collectRuntimeMetrics } from '../adapters/metrics.js';
+import { startTracing } from '../adapters/tracing.js';
 import { loadSchedulerConfig } from './config.js';
 import { startManagerLink } from './manager-link.js';
 import { createScheduler } from './server.js';
@@ -67,6 +69,8 @@ async function serve(
   if (mp !== undefined) config.metrics.port = mp;
 
   const scheduler = createScheduler(config, logger);
+  collectRuntimeMetrics(scheduler.metrics.registry, METRIC_PREFIX.scheduler);
+  const stopTracing = startTracing(config.tracing, 'damselfly-scheduler');
   const addresses = await scheduler.start();
   let link;
   try {
@@ -88,5 +92,6 @@ async function serve(
     logger.warn('manager link did not stop cleanly', { code: errorCode(err), error: errorMessage(err) });
   }
   await scheduler.stop();
+  await stopTracing();
   return 0;
 }

@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, Summary } from 'prom-client';
 import { version } from '../control/version.js';
 
+export { taskSizeLevel } from '../adapters/metrics.js';
+
 const P = 'dragonfly_scheduler_';
 
 export class SchedulerMetrics {
@@ -34,6 +36,7 @@ export class SchedulerMetrics {
   readonly statTask = this.c('stat_task_total', 'Counter of stat task');
   readonly statTaskFailure = this.c('stat_task_failure_total', 'Counter of failed stat task');
   readonly listHosts = this.c('list_hosts_total', 'Counter of list hosts');
+  readonly registerTask = this.c('register_task_total', 'Counter of tasks this scheduler started tracking (their first peer registered)');
   readonly seedPeerTrigger = this.c('seed_peer_download_total', 'Counter of seed peer download triggers');
   readonly seedPeerTriggerFailure = this.c('seed_peer_download_failure_total', 'Counter of failed seed peer download triggers');
   readonly concurrentSchedule = new Gauge({ name: P + 'concurrent_schedule_total', help: 'Gauge of peers being scheduled now', registers: [this.registry] });
@@ -61,6 +64,14 @@ export class SchedulerMetrics {
 
   constructor() {
     this.version.set({ git_version: version, platform: `${process.platform}/${process.arch}` }, 1);
+    // Series that exist from the start at 0, so that rate() and increase() count their first
+    // increment (a series born at 1 looks to Prometheus like one that never moved).
+    for (const host_type of ['normal', 'super']) {
+      for (const type of ['BACK_TO_SOURCE', 'REMOTE_PEER', 'LOCAL_PEER']) this.traffic.inc({ type, task_type: 'STANDARD', host_type }, 0);
+      const peer = { priority: 'LEVEL6', task_type: 'STANDARD', host_type };
+      for (const c of [this.downloadPeerBackToSourceStarted, this.downloadPeerFinished, this.downloadPeerFailure, this.downloadPeerBackToSourceFailure]) c.inc(peer, 0);
+      this.downloadPieceFailure.inc({ traffic_type: 'REMOTE_PEER', task_type: 'STANDARD', host_type }, 0);
+    }
   }
 }
 
@@ -84,14 +95,4 @@ export function serveMetrics(metrics: SchedulerMetrics, ip: string, port: number
       resolve({ server, port: (server.address() as AddressInfo).port });
     });
   });
-}
-
-/**
- * Dragonfly's task size level: level n covers content up to 2^(n-1) MiB (level 0 = unknown,
- * 1 = ≤ 1 MiB, 2 = ≤ 2 MiB, ... capped at 20).
- */
-export function taskSizeLevel(contentLength: number): string {
-  if (contentLength < 0) return '0';
-  const mib = contentLength / (1024 * 1024);
-  return String(Math.min(20, mib <= 1 ? 1 : Math.ceil(Math.log2(mib)) + 1));
 }

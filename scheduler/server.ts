@@ -13,6 +13,7 @@ import { UnavailableError, errorMessage } from '../adapters/errors.js';
 import os from 'node:os';
 import { silentLogger, type Logger } from '../adapters/log.js';
 import { grpcChannelCredentials, grpcServerCredentials, startIdentity, type ClusterIdentity } from '../adapters/tls.js';
+import { traceAnnouncePeer } from '../adapters/tracing.js';
 import { systemClock, type Clock } from './clock.js';
 import type { SchedulerConfig } from './config.js';
 import { DfdaemonClientPool } from './dfdaemon-client.js';
@@ -114,7 +115,7 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
         StatTask: unary((req: Record<string, unknown>) => service.statTask(req)),
         ListTaskPeers: unary((req: Record<string, unknown>) => service.listTaskPeers(req)),
         ListHosts: unary(() => service.listHosts()),
-        AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => service.announcePeer(call),
+        AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => traceAnnouncePeer(call, () => service.announcePeer(call)),
       });
       const bindHost = ip.includes(':') ? `[${ip}]` : ip;
       const bound = await new Promise<number>((resolve, reject) =>

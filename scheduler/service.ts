@@ -448,6 +448,7 @@ export class SchedulerService {
       throw new NotFoundError(`host ${hostId} not found: announce the host first`);
     }
     const now = this.deps.clock.now();
+    if (!this.resources.tasks.get(taskId)) m.registerTask.inc();
     const task = this.resources.tasks.getOrCreate(
       taskId,
       { url: String(download.url ?? ''), tag: String(download.tag ?? ''), application: String(download.application ?? ''), filteredQueryParams: download.filtered_query_params ?? [] },

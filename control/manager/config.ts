@@ -4,11 +4,13 @@
  * DAMSELFLY_JWT_SECRET, DAMSELFLY_SCHEDULER_SECRET, DAMSELFLY_JOIN_TOKEN.
  */
 import { z } from 'zod';
+import { tracingConfigSchema } from '../../adapters/tracing.js';
 import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../../adapters/config.js';
 
 const portSchema = z.number().int().min(0).max(65535);
 
 export const managerConfigSchema = z.strictObject({
+  tracing: tracingConfigSchema,
   server: z
     .strictObject({
       ip: z.string().default('127.0.0.1'),

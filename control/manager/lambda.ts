@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../adapters/config.js';
 import { createApp } from './app.js';
 import { managerConfigSchema, withEnvSecrets } from './config.js';
+import { registerOpenApi } from './openapi.js';
 import { loadDeps } from './server.js';
 
 type Handler = ReturnType<typeof handle>;
@@ -23,7 +24,9 @@ async function build(): Promise<Handler> {
     const rc = (c.env as { requestContext?: { http?: { sourceIp?: string }; identity?: { sourceIp?: string } } } | undefined)?.requestContext;
     return rc?.http?.sourceIp ?? rc?.identity?.sourceIp;
   };
-  return handle(createApp(deps));
+  const app = createApp(deps);
+  registerOpenApi(app);
+  return handle(app);
 }
 
 /** The Lambda handler. A failed cold start is retried on the next invocation. */

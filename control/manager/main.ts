@@ -1,4 +1,5 @@
 /** `damselfly manager [--config FILE] [--port N]`: the manager's HTTP API as a Node server. */
+import { startTracing } from '../../adapters/tracing.js';
 import { parseCommand } from '../../adapters/cli.js';
 import { errorCode, errorMessage } from '../../adapters/errors.js';
 import { createLogger } from '../../adapters/log.js';
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`damselfly manager: ${errorMessage(err)}\n`);
     return 2;
   }
+  const stopTracing = startTracing(config.tracing, 'damselfly-manager');
   const started = await startManager(config, { logger, metricsDefaults: true });
   process.stdout.write(JSON.stringify({ ready: true, role: 'manager', http: started.address }) + '\n');
   logger.info('manager listening', { http: started.address, kv: started.deps.kv.kind, queue: started.deps.queue.kind });
@@ -45,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   try {
     await started.close();
+    await stopTracing();
   } catch (err) {
     logger.error('shutdown failed', { code: errorCode(err), err });
     return 1;

@@ -14,6 +14,7 @@ import { createApp, type ManagerDeps } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import type { ManagerConfig } from './config.js';
 import { createManagerMetrics } from './metrics.js';
+import { registerOpenApi } from './openapi.js';
 
 export interface LoadDepsOptions {
   logger?: Logger;
@@ -66,6 +67,7 @@ export async function startManager(config: ManagerConfig, opts: LoadDepsOptions 
   const deps = await loadDeps(config, opts);
   deps.clientAddress = (c) => getConnInfo(c).remote.address;
   const app = createApp(deps);
+  registerOpenApi(app);
   let server: ServerType | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     server = serve({ fetch: app.fetch, port: config.server.port, hostname: config.server.ip }, (info) => resolve(info.port));

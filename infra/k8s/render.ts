@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { parseAgentConfig } from '../../agent/config.js';
 import { parseKvConfig, parseQueueConfig } from '../../adapters/stores.js';
 import { managerConfig } from '../../control/manager/config.js';
@@ -476,10 +476,33 @@ export function manifests(): Record<string, Obj[]> {
       monitor('seed-peer', 'metrics'),
       monitor('agent', 'metrics'),
     ],
+    ...monitoringAssets(),
   };
 }
 
-/** The kustomizations: `base` (everything) and `monitoring` (base + ServiceMonitors, needs the Prometheus Operator CRDs). */
+/**
+ * The alert rules and the Grafana dashboard of infra/monitoring/ (the files compose mounts and
+ * test/deploy/prometheus.test.ts evaluates), as a PrometheusRule and a ConfigMap labelled for
+ * Grafana's dashboard sidecar (`grafana_dashboard: "1"`).
+ */
+function monitoringAssets(): Record<string, Obj[]> {
+  const dir = path.join(repoRoot, 'infra', 'monitoring');
+  const rules = parse(readFileSync(path.join(dir, 'alerts.yaml'), 'utf8')) as Obj;
+  const dashboard = readFileSync(path.join(dir, 'grafana-dashboard.json'), 'utf8');
+  return {
+    'monitoring/prometheusrule.yaml': [{ apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: meta('damselfly', 'monitoring'), spec: rules }],
+    'monitoring/grafana-dashboard.yaml': [
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { ...meta('damselfly-grafana-dashboard', 'monitoring'), labels: { ...labels('monitoring'), grafana_dashboard: '1' } },
+        data: { 'damselfly.json': dashboard },
+      },
+    ],
+  };
+}
+
+/** The kustomizations: `base` (everything) and `monitoring` (base + ServiceMonitors, alert rules and the Grafana dashboard; needs the Prometheus Operator CRDs). */
 export function kustomizations(files: string[]): Record<string, Obj> {
   const baseFiles = files.filter((f) => f.startsWith('base/')).map((f) => f.slice('base/'.length));
   return {
@@ -493,7 +516,7 @@ export function kustomizations(files: string[]): Record<string, Obj> {
     'monitoring/kustomization.yaml': {
       apiVersion: 'kustomize.config.k8s.io/v1beta1',
       kind: 'Kustomization',
-      resources: ['../base', 'servicemonitors.yaml'],
+      resources: ['../base', ...files.filter((f) => f.startsWith('monitoring/')).map((f) => f.slice('monitoring/'.length))],
     },
   };
 }

@@ -3,11 +3,14 @@
  * healthcheck and volumes; every configuration file it mounts exists and passes the role's own
  * schema; each profile is a complete system whose addresses resolve to services of that profile.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/cli.js';
+import { requireOrSkip } from '../support/require.js';
 import { ROLES, referencedHosts, validateRoleConfig, type Role } from './configs.js';
 
 interface Service {
@@ -150,5 +153,52 @@ describe('docker-compose.yml', () => {
     }
     const pgEnv = compose.services.postgres.environment!;
     expect(compose.services.manager.environment!.PGPASSWORD).toBe(pgEnv.POSTGRES_PASSWORD);
+  });
+});
+
+describe('docker-compose.yml profile "monitoring"', () => {
+  const mon = servicesOf('monitoring').filter(([, s]) => s.profiles?.includes('monitoring'));
+  const promFile = path.join(repoRoot, 'infra/compose/prometheus.yaml');
+  const prom = parse(readFileSync(promFile, 'utf8')) as { rule_files: string[]; scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }> };
+
+  it('runs Prometheus and Grafana with the alert rules and the dashboard of infra/monitoring', () => {
+    expect(mon.map(([n]) => n).sort()).toEqual(['grafana', 'prometheus']);
+    const mounts = mon.flatMap(([, s]) => s.volumes ?? []);
+    expect(mounts).toContain('./infra/monitoring/alerts.yaml:/etc/prometheus/alerts.yaml:ro');
+    expect(mounts).toContain('./infra/compose/prometheus.yaml:/etc/prometheus/prometheus.yml:ro');
+    expect(mounts.some((m) => m.startsWith('./infra/monitoring/grafana-dashboard.json:/var/lib/grafana/dashboards/'))).toBe(true);
+    expect(prom.rule_files).toEqual(['alerts.yaml']);
+  });
+
+  for (const profile of PROFILES) {
+    it(`scrapes every role of profile ${profile} on the metrics port its configuration gives`, () => {
+      const active = servicesOf(profile).filter(([, s]) => s.build);
+      const targets = Object.fromEntries(prom.scrape_configs.map((j) => [j.job_name, j.static_configs.flatMap((c) => c.targets)]));
+      expect(Object.keys(targets).sort()).toEqual(['agent', 'manager', 'scheduler', 'seed-peer']);
+      for (const [job, [target]] of Object.entries(targets)) {
+        const [host, port] = target.split(':');
+        const holder = active.find(([n, s]) => namesOf(n, s).includes(host));
+        expect(holder, `${job}: ${host} is no service of ${profile}`).toBeDefined();
+        const { role, file } = mountedConfig(holder![0], holder![1]);
+        const { config } = validateRoleConfig(role, parse(readFileSync(file, 'utf8')), file) as { config: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+        const want = role === 'manager' ? config.server.port : role === 'scheduler' ? config.metrics.port : config.metrics.server.port;
+        expect(Number(port), `${job} on ${file}`).toBe(want);
+      }
+    });
+  }
+
+  it('passes `promtool check config` with the rules beside it, as mounted', () => {
+    const promtool = spawnSync('sh', ['-c', 'command -v promtool']).status === 0;
+    if (!requireOrSkip(promtool, 'promtool (Debian package prometheus)')) return;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'damselfly-prom-config-'));
+    try {
+      copyFileSync(promFile, path.join(dir, 'prometheus.yml'));
+      copyFileSync(path.join(repoRoot, 'infra/monitoring/alerts.yaml'), path.join(dir, 'alerts.yaml'));
+      const r = spawnSync('promtool', ['check', 'config', path.join(dir, 'prometheus.yml')], { encoding: 'utf8' });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/SUCCESS: \d+ rules found/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -243,7 +243,7 @@ describe.skipIf(
     const fetched = async () => {
       const text = await (await fetch(`http://${String(fresh.ready.metrics)}/metrics`)).text();
       let n = 0;
-      for (const m of text.matchAll(/^dragonfly_client_download_traffic\{type="(\w+)"\} (\S+)$/gm)) if (m[1] !== 'local_peer') n += Number(m[2]);
+      for (const m of text.matchAll(/^dragonfly_client_download_traffic\{type="(\w+)"\} (\S+)$/gm)) if (m[1] !== 'LOCAL_PEER') n += Number(m[2]);
       return n;
     };
     const r = await request(url, { headers: { range: 'bytes=0-1023', 'x-dragonfly-prefetch': 'true' } });

@@ -33,7 +33,7 @@ describe('verified blocks', () => {
     for (const r of results) expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect(await Promise.all(results.map((r) => fileSha256(r.file)))).toEqual(results.map(() => want));
     expect(origin.stats().byPath['/blocks/chain.bin']?.bytes).toBe(SIZE);
-    const arriving = await Promise.all(cluster.agents.map((a) => scrapeMetric(a.ready.metrics, 'damselfly_client_upload_piece_arriving_total')));
+    const arriving = await Promise.all(cluster.agents.map((a) => scrapeMetric(a.ready.metrics, 'dragonfly_client_upload_piece_arriving_total')));
     process.stderr.write(`verified blocks: pieces sent while arriving, per agent: ${arriving.join(' ')}\n`);
     expect(arriving.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
   });
