@@ -222,24 +222,30 @@ describe.skipIf(
     const manifestUrl = `http://${regAddr}/v2/netns/app/manifests/v1`;
     const job = await http('POST', `${managerLocal}/oapi/v1/jobs`, { token: pat, body: { ...harborBody(manifestUrl), scheduler_cluster_ids: [clusterIds.a, clusterIds.b] } });
     expect(job.status, JSON.stringify(job.json)).toBe(200);
+    const t0 = Date.now();
     const done = await pollJob({ managerUrl: managerLocal, pat }, job.json.id as number, 90_000);
     expect(done.state, JSON.stringify(done)).toBe('SUCCESS');
+    process.stderr.write(`netns e2e: preheat took ${Date.now() - t0} ms\n`);
     for (const l of img.layers) expect(reg.blobGets.get(l.digest), `preheat GETs of ${l.digest}`).toBe(2);
 
-    const before = new Map<Node, number>();
-    for (const n of [seeds.a!, seeds.b!, ...agents.a, ...agents.b]) before.set(n, await metric(n, 'dragonfly_client_upload_traffic'));
-    await Promise.all([...agents.a, ...agents.b].map((n) => n.containerd!.pull(`${regAddr}/netns/app:v1`, n.hostsDir!)));
-    for (const n of [...agents.a, ...agents.b]) {
-      const content = await n.containerd!.content();
-      // containerd checks every blob against its digest as it writes it.
-      for (const d of img.blobs) expect(content, `${n.host.name} has ${d}`).toContain(d);
-    }
+    const uploaders = [seeds.a!, seeds.b!, ...agents.a, ...agents.b];
+    const before = new Map<Node, number>((await Promise.all(uploaders.map((n) => metric(n, 'dragonfly_client_upload_traffic')))).map((v, i) => [uploaders[i]!, v]));
+    const t1 = Date.now();
+    await Promise.all(
+      [...agents.a, ...agents.b].map(async (n) => {
+        await n.containerd!.pull(`${regAddr}/netns/app:v1`, n.hostsDir!);
+        process.stderr.write(`netns e2e: ${n.host.name} pulled in ${Date.now() - t1} ms\n`);
+      }),
+    );
+    const contents = await Promise.all([...agents.a, ...agents.b].map(async (n) => [n.host.name, await n.containerd!.content()] as const));
+    // containerd checks every blob against its digest as it writes it.
+    for (const [name, content] of contents) for (const d of img.blobs) expect(content, `${name} has ${d}`).toContain(d);
     // No agent went to the registry (nor did containerd fall back to it): still one GET per cluster.
     for (const l of img.layers) expect(reg.blobGets.get(l.digest), `GETs of ${l.digest} after the pulls`).toBe(2);
     // Every layer byte the 4 agents of a cluster received was uploaded by that cluster's own peers.
     for (const c of ['a', 'b'] as const) {
-      let up = 0;
-      for (const n of [seeds[c]!, ...agents[c]]) up += (await metric(n, 'dragonfly_client_upload_traffic')) - before.get(n)!;
+      const after = await Promise.all([seeds[c]!, ...agents[c]].map(async (n) => (await metric(n, 'dragonfly_client_upload_traffic')) - before.get(n)!));
+      const up = after.reduce((a, b) => a + b, 0);
       expect(up, `bytes uploaded inside cluster ${c}`).toBeGreaterThanOrEqual(AGENTS_PER_CLUSTER * layerBytes(img));
     }
   });
