@@ -340,9 +340,15 @@ async function registryScenario(flags: Flags, cli: string, bed: Bed): Promise<Re
   // Three layers of the requested total: containerd fetches layers in parallel, as in real images.
   const third = Math.floor(flags.size / 3);
   const img = await buildImage({ layers: [third, third, flags.size - 2 * third], seed: `registry-${bed.id}` });
+  // Pulled both ways before the timed pulls, so neither path pays first-use costs (code warm-up,
+  // containerd's first pull) that the other does not.
+  const warm = await buildImage({ layers: [1 << 20], seed: `registry-warm-${bed.id}` });
+  const warm2 = await buildImage({ layers: [1 << 20], seed: `registry-warm2-${bed.id}` });
   const containerds: Containerd[] = [];
   try {
     await pushImage(img, `${reg.host}/bench/app:v1`);
+    await pushImage(warm, `${reg.host}/bench/warm:v1`);
+    await pushImage(warm2, `${reg.host}/bench/warm:v2`);
     const regHost = await bed.addHost('registry', 'central');
     const regAddr = await bed.expose(regHost, portOf(reg.host), 5000);
     await bed.shape(regHost, { up: { rate: flags.registryRate } });
@@ -380,6 +386,10 @@ async function registryScenario(flags: Flags, cli: string, bed: Bed): Promise<Re
         if (left.length) await roles.hosts[i]!.run('ctr', ['-a', c.sock, '-n', 'dfly', 'content', 'rm', ...left]);
       }
     };
+    const warmRef = `${regAddr}/bench/warm:v1`;
+    progress('warm-up: every containerd pulls a 1 MiB image through its agent and directly');
+    await Promise.all(containerds.map((c, i) => c.pull(warmRef, hostsDirs[i]!)));
+    await Promise.all(containerds.map((c, i) => c.pull(warmRef.replace(':v1', ':v2'), directDirs[i]!)));
     reg.resetCounters();
     progress(`${flags.pulls} containerd pulls through their agents (registry egress ${flags.registryRate} B/s)`);
     const viaSec = await pullAll(hostsDirs);
@@ -406,6 +416,8 @@ async function registryScenario(flags: Flags, cli: string, bed: Bed): Promise<Re
     for (const c of containerds) await c.stop();
     await reg.close();
     await img.cleanup();
+    await warm.cleanup();
+    await warm2.cleanup();
   }
 }
 
