@@ -8,6 +8,7 @@
  *   await s.stop();
  */
 import type { Server as HttpServer } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, errorMessage } from '../adapters/errors.js';
 import os from 'node:os';
@@ -47,8 +48,22 @@ export interface Scheduler {
   readonly addresses: SchedulerAddresses | undefined;
 }
 
-function dialable(ip: string, advertise: string | undefined, port: number): string {
-  const host = advertise ?? (ip === '0.0.0.0' ? '127.0.0.1' : ip === '::' ? '::1' : ip);
+/** This machine's first non-internal IPv4 address (what other hosts reach it at), if it has one. */
+function externalIPv4(): string | undefined {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
+}
+
+/**
+ * The address others dial. The gRPC address is registered with the manager and handed to agents on
+ * other hosts, so a wildcard bind advertises the machine's own address, not loopback (found on the
+ * netns test bed: a scheduler on 0.0.0.0 registered 127.0.0.1 and no remote agent could reach it).
+ */
+function dialable(ip: string, advertise: string | undefined, port: number, remote = false): string {
+  const wildcard = remote ? (externalIPv4() ?? '127.0.0.1') : '127.0.0.1';
+  const host = advertise ?? (ip === '0.0.0.0' ? wildcard : ip === '::' ? '::1' : ip);
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
@@ -123,7 +138,7 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
           err ? reject(new UnavailableError(`cannot listen on ${bindHost}:${port}: ${errorMessage(err)}`, { cause: err })) : resolve(p),
         ),
       );
-      addresses = { grpc: dialable(ip, advertiseIp, bound) };
+      addresses = { grpc: dialable(ip, advertiseIp, bound, true) };
       if (config.metrics.enable) {
         try {
           const m = await serveMetrics(metrics, config.metrics.ip, config.metrics.port, refreshGauges);

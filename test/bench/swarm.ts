@@ -188,6 +188,8 @@ async function plainDownload(url: string, rate: number, dispatcher: Agent): Prom
 }
 
 async function main(): Promise<number> {
+  // Every role in its own network namespace, links shaped by tc: a module of its own.
+  if (process.argv.includes('--netns')) return (await import('./swarm-netns.js')).netnsMain(process.argv.slice(2));
   const flags = parseFlags(process.argv.slice(2));
   const here = path.dirname(fileURLToPath(import.meta.url));
   const cli = process.env.DAMSELFLY_CLI ?? path.resolve(here, '..', '..', 'control', 'cli.js');

@@ -136,6 +136,8 @@ export interface OriginStats {
 }
 
 export interface OriginOptions {
+  /** Listen address (default 127.0.0.1; the netns bench runs an origin inside a namespace on 0.0.0.0). */
+  host?: string;
   /** Shared egress limit in bytes/s (all connections together); default unlimited. */
   rate?: number;
   /** Every data request must carry exactly this Authorization header, else 401. */
@@ -402,7 +404,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     });
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, opts.host ?? '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   const baseUrl = `http://127.0.0.1:${port}`;
 

@@ -33,6 +33,8 @@ export interface SpawnOptions {
   cli?: string;
   /** Extra node flags, e.g. ['--max-old-space-size=256']. */
   nodeArgs?: string[];
+  /** A command prefix that runs node elsewhere, e.g. a netns host's ['ip', 'netns', 'exec', NS] (it must exec, not fork). */
+  exec?: string[];
 }
 
 export interface RoleProcess {
@@ -114,7 +116,8 @@ export async function spawnRole(role: string, config: Record<string, unknown> | 
   args.push(...(opts.args ?? []));
   const logFile = path.join(dir, `${name.replace(/[^\w.-]/g, '_')}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, args, {
+  const [cmd, ...pre] = opts.exec?.length ? [...opts.exec, process.execPath] : [process.execPath];
+  const child = spawn(cmd!, [...pre, ...args], {
     cwd: dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
