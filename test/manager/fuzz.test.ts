@@ -117,7 +117,8 @@ function badValues(type: string): unknown[] {
     case 'enum':
       return [...always, 'not-a-member', 7, ['preheat']];
     case 'array':
-      return [...always, 'x', 5, { 0: 'a' }, Array.from({ length: 5000 }, () => 'a'.repeat(60))];
+      // A nested array is still an array (results: unknown[]); not bad here.
+      return [...always.slice(0, 5), 'x', 5, { 0: 'a' }, Array.from({ length: 5000 }, () => 'a'.repeat(60))];
     case 'record':
     case 'object':
       return [...always, 'x', 5, [1, 2]];
@@ -221,7 +222,8 @@ describe('fuzz: every manager route', () => {
           mustFail = queryValueBad(r, c.field, c.value);
         } else token = c.token;
         const res = await env.call(r.method, path, token, body);
-        const label = `${r.method} ${path} ${c.kind} ${JSON.stringify(c).slice(0, 300)} -> ${res.status} ${res.text.slice(0, 300)}`;
+        const { route: _r, ...what } = c;
+        const label = `${r.method} ${path.slice(0, 120)} ${c.kind} ${JSON.stringify(what).slice(0, 300)} -> ${res.status} ${res.text.slice(0, 300)}`;
         seen.push(`${r.method} ${r.path}`);
         expect(res.status, label).toBeLessThan(500);
         if (mustFail) {

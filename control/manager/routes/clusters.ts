@@ -56,7 +56,7 @@ export const clusterPatchSchema = z.object({
   peer_cluster_config: clusterCreateSchema.shape.peer_cluster_config.optional(),
   is_default: z.boolean().optional(),
 });
-export const clusterListQuerySchema = pageQuery.extend({ name: z.string().optional() });
+export const clusterListQuerySchema = pageQuery.extend({ name: z.string().max(40).optional() });
 
 export const clusterRoutes: RouteModule = (app, ctx) => {
   const { kv, config, userAuth, patAuth, nowIso } = ctx;
