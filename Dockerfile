@@ -2,10 +2,10 @@
 # One image for every role: the entry is `damselfly`, the role is the subcommand.
 #   docker build -t damselfly .
 #   docker run --rm damselfly scheduler --config /etc/damselfly/scheduler.yaml
-# Both stages use the same base so better-sqlite3, a native module, is compiled for the runtime's
+# Both stages use the same base (the current Node LTS; package.json engines still admit Node 20) so better-sqlite3, a native module, is compiled for the runtime's
 # Node and glibc.
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 # better-sqlite3 builds from source when no prebuilt binary can be fetched.
 RUN apt-get update \
@@ -23,7 +23,7 @@ COPY test/bench ./test/bench
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build --chown=root:root /src/package.json ./package.json

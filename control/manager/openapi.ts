@@ -7,7 +7,7 @@
  */
 import type { Hono } from 'hono';
 import { z } from 'zod';
-import { version } from '../version.js';
+import { version } from '../../adapters/version.js';
 // The request schemas, where the handlers define them.
 import { clusterCreateSchema, clusterPatchSchema } from './routes/clusters.js';
 import { keepAliveSchema, schedulerRegisterSchema, searchQuerySchema } from './routes/schedulers.js';

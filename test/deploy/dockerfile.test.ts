@@ -69,10 +69,12 @@ const runtime = stages.at(-1)!;
 const find = (stage: Stage, op: string) => stage.body.filter((i) => i.op === op);
 
 describe('Dockerfile', () => {
-  it('is multi-stage on one Node 20 slim base (native modules built for the runtime)', () => {
+  it('is multi-stage on one base, the current Node LTS (24), while engines still admits Node 20 (CI runs on 20)', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(stages.map((s) => s.name)).toEqual(['build', 'runtime']);
-    for (const s of stages) expect(s.from).toBe('node:20-bookworm-slim');
+    for (const s of stages) expect(s.from).toBe('node:24-bookworm-slim');
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toMatch(/^>=20\./);
     const build = stages[0].body.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
     expect(build).toMatch(/npm ci\b/);
     expect(build).toMatch(/npm run build\b/);
