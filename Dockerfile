@@ -5,7 +5,7 @@
 # Both stages use the same base so better-sqlite3, a native module, is compiled for the runtime's
 # Node and glibc.
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 # better-sqlite3 builds from source when no prebuilt binary can be fetched.
 RUN apt-get update \
@@ -18,12 +18,10 @@ COPY adapters ./adapters
 COPY agent ./agent
 COPY control ./control
 COPY scheduler ./scheduler
-COPY test/support ./test/support
-COPY test/bench ./test/bench
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build --chown=root:root /src/package.json ./package.json

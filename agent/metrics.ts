@@ -3,7 +3,7 @@
  * existing dashboards keep working. The proxy registers its own metrics on the same registry.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { version } from '../control/version.js';
+import { version } from '../adapters/version.js';
 
 export function createAgentMetrics() {
   const registry = new Registry();

@@ -36,7 +36,7 @@ export async function run(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   if (name === '--version' || name === 'version') {
-    const { version } = await import('./version.js');
+    const { version } = await import('../adapters/version.js');
     process.stdout.write(`damselfly ${version}\n`);
     return 0;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Dag } from './dag.js';
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../test/support/fake-clock.js';
 
 function dagOf(n: number): Dag<number> {
   const d = new Dag<number>();

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, Summary } from 'prom-client';
-import { version } from '../control/version.js';
+import { version } from '../adapters/version.js';
 
 const P = 'dragonfly_scheduler_';
 

@@ -11,13 +11,13 @@ import type { Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, errorMessage } from '../adapters/errors.js';
 import { silentLogger, type Logger } from '../adapters/log.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import { DfdaemonClientPool } from './dfdaemon-client.js';
 import { collectGarbage } from './gc.js';
-import { toGrpcStatus } from './grpc-status.js';
+import { toGrpcStatus } from './protocol/grpc-status.js';
 import { SchedulerMetrics, serveMetrics } from './metrics.js';
-import { loadProto, warmProto } from './proto.js';
+import { loadProto, warmProto } from './protocol/loader.js';
 import { Resources } from './resource/resources.js';
 import { SchedulerService } from './service.js';
 

@@ -24,10 +24,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
+import { cliPath } from '../support/cli.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
 import { startCluster, apiGet, apiWarm, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
@@ -182,8 +182,7 @@ async function plainDownload(url: string, rate: number, dispatcher: Agent): Prom
 
 async function main(): Promise<number> {
   const flags = parseFlags(process.argv.slice(2));
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const cli = process.env.DAMSELFLY_CLI ?? path.resolve(here, '..', '..', 'control', 'cli.js');
+  const cli = cliPath();
   const F = flags.size;
   const N = flags.agents;
 

@@ -69,10 +69,13 @@ const runtime = stages.at(-1)!;
 const find = (stage: Stage, op: string) => stage.body.filter((i) => i.op === op);
 
 describe('Dockerfile', () => {
-  it('is multi-stage on one Node 20 slim base (native modules built for the runtime)', () => {
+  it('is multi-stage on one Node 24 (current LTS) slim base (native modules built for the runtime)', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(stages.map((s) => s.name)).toEqual(['build', 'runtime']);
-    for (const s of stages) expect(s.from).toBe('node:20-bookworm-slim');
+    for (const s of stages) expect(s.from).toBe('node:24-bookworm-slim');
+    // The image runs the current LTS; package.json still promises Node 20 while CI runs on it.
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toMatch(/^>=20\./);
     const build = stages[0].body.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
     expect(build).toMatch(/npm ci\b/);
     expect(build).toMatch(/npm run build\b/);
@@ -104,6 +107,9 @@ describe('Dockerfile', () => {
     // Everything tsconfig.build.json compiles must be in the image's build context.
     const build = JSON.parse(readFileSync(path.join(repoRoot, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
     for (const dir of build.include) expect(sources, `tsconfig.build.json includes ${dir}`).toContain(dir);
+    // Test code stays out of the build and so out of the image.
+    expect(build.include.some((dir) => dir === 'test' || dir.startsWith('test/')), 'tsconfig.build.json compiles test code').toBe(false);
+    expect(ignored('test/support/procs.ts', ignore)).toBe(true);
     expect(ignored('node_modules', ignore)).toBe(true);
     expect(ignored('.sst/platform', ignore)).toBe(true);
   });

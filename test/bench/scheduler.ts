@@ -4,12 +4,12 @@
  * are scheduled onto it and report each piece as received from their parents. Prints wall time,
  * messages per second and the scheduler's process CPU time.
  *
- *   node .build/h2/scheduler/bench.js [peers=16] [pieces=1000]
+ *   npm run bench:scheduler --  [peers=16] [pieces=1000]
  */
 import { createHash } from 'node:crypto';
-import { schedulerConfig } from './config.js';
-import { createScheduler } from './server.js';
-import { SimPeer, hostMsg, schedulerClient, unaryCall } from './test-support.js';
+import { schedulerConfig } from '../../scheduler/config.js';
+import { createScheduler } from '../../scheduler/server.js';
+import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../scheduler/support.js';
 
 async function main(): Promise<void> {
   const peers = Number(process.argv[2] ?? 16);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 
 function readVersion(): string {
-  // dist/control/version.js and control/version.ts both sit two levels below package.json.
+  // dist/adapters/version.js and adapters/version.ts both sit two levels below package.json.
   for (const rel of ['../../package.json', '../package.json']) {
     try {
       return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
