@@ -41,11 +41,3 @@ export function createAgentMetrics() {
 }
 
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
-
-/** Dragonfly's task size level label: 1 for < 1 MiB ... by powers of 4 up to 7. */
-export function taskSizeLevel(bytes: number): string {
-  const mib = bytes / 1024 ** 2;
-  const levels = [1, 4, 8, 16, 32, 256, 512, 1024];
-  for (let i = 0; i < levels.length; i++) if (mib < levels[i]) return String(i + 1);
-  return String(levels.length + 1);
-}

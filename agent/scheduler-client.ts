@@ -10,7 +10,7 @@ import { request } from 'undici';
 import type { Logger } from '../adapters/log.js';
 import { HashRing } from '../scheduler/protocol/hashring.js';
 import { loadProto } from '../scheduler/protocol/loader.js';
-import type { HostMsg } from './grpc.js';
+import type { Host__Output as HostMsg } from '../scheduler/protocol/messages.js';
 
 export interface SchedulerClientOptions {
   addrs: string[];

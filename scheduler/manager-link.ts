@@ -20,7 +20,8 @@ import type { Logger } from '../adapters/log.js';
 import type { Queue, QueueMessage } from '../adapters/queue/port.js';
 import { createQueue, parseQueueConfig } from '../adapters/stores.js';
 import type { SchedulerConfig } from './config.js';
-import { runJob, type JobMessage, type JobOutcome } from './job/runner.js';
+import { runJob, type JobOutcome } from './job/runner.js';
+import type { JobMessage } from './protocol/job.js';
 import type { Scheduler } from './server.js';
 
 export interface ManagerLink {

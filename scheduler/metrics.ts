@@ -85,13 +85,3 @@ export function serveMetrics(metrics: SchedulerMetrics, ip: string, port: number
     });
   });
 }
-
-/**
- * Dragonfly's task size level: level n covers content up to 2^(n-1) MiB (level 0 = unknown,
- * 1 = ≤ 1 MiB, 2 = ≤ 2 MiB, ... capped at 20).
- */
-export function taskSizeLevel(contentLength: number): string {
-  if (contentLength < 0) return '0';
-  const mib = contentLength / (1024 * 1024);
-  return String(Math.min(20, mib <= 1 ? 1 : Math.ceil(Math.log2(mib)) + 1));
-}

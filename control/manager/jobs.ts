@@ -21,6 +21,7 @@ import type { Queue } from '../../adapters/queue/port.js';
 import { REDACTED } from '../../adapters/log.js';
 import { RateLimitedError } from './errors.js';
 import { jobMessageDedupId, jobQueue, managerKeys } from '../../adapters/keys.js';
+import type { JobMessage } from '../../scheduler/protocol/job.js';
 import type { ClusterRecord, JobClusterState, JobRecord, JobState, JobType, SchedulerRecord } from './models.js';
 import { casUpdate, listAll, nextId } from './store.js';
 
@@ -140,16 +141,6 @@ export const reportSchema = z.strictObject({
   progress: z.strictObject({ done: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
 });
 export type JobReport = z.output<typeof reportSchema>;
-
-/** What a scheduler cluster's worker receives: everything needed to run, credentials included. */
-export interface JobMessage {
-  job_id: number;
-  scheduler_cluster_id: number;
-  type: JobType;
-  args: Record<string, unknown>;
-  deadline_ms: number;
-  task_uuid: string;
-}
 
 /** Turns zod issues into an InvalidError whose details name each bad field. */
 export function invalid(error: z.ZodError, prefix = ''): InvalidError {
