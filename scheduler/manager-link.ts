@@ -18,7 +18,8 @@ import { ConfigError, UnavailableError, errorMessage } from '../adapters/errors.
 import { jobQueue } from '../adapters/keys.js';
 import type { Logger } from '../adapters/log.js';
 import type { Queue, QueueMessage } from '../adapters/queue/port.js';
-import { createQueue, parseQueueConfig } from '../adapters/stores.js';
+import { createQueue } from '../adapters/stores.js';
+import { parseQueueConfig } from '../adapters/store-config.js';
 import type { SchedulerConfig } from './config.js';
 import { runJob, type JobOutcome } from './job/runner.js';
 import type { JobMessage } from './protocol/job.js';
