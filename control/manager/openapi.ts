@@ -104,7 +104,51 @@ export const ROUTES: RouteDoc[] = [
   { method: 'post', path: '/api/v1/jobs/:id/report', tag: 'jobs', auth: 'scheduler', summary: 'Report a job\'s result for one scheduler cluster', body: reportSchema, ok: json200('{id, state, cluster_state}') },
   ...jobRoutes('/api/v1/jobs', 'user'),
   ...jobRoutes('/oapi/v1/jobs', 'pat'),
+
+  { method: 'post', path: '/api/v1/certificates', tag: 'certificates', auth: 'none', summary: 'Issue a component certificate (the manager as the cluster CA)', description: 'Authorised by the join token (`Authorization: Bearer <security.joinToken>`) for a first certificate, or by a valid certificate of this CA whose key signed the new CSR (renewal). Body `{csr, certificate?, signature?}`.', ok: json200('{certificate_chain: [leaf, ca]}') },
+  { method: 'get', path: '/api/v1/certificates/ca', tag: 'certificates', auth: 'none', summary: 'The cluster CA certificate (PEM)', ok: { status: 200, description: 'PEM', contentType: 'application/x-pem-file' } },
+
+  { method: 'post', path: '/api/v1/schedulers/report', tag: 'visibility', auth: 'scheduler', summary: 'Store a scheduler\'s bounded summary of its hosts, peers and tasks', description: 'One KV record per scheduler with a TTL of 3 keepalive intervals (scheduler/report-schema.ts caps its size).', ok: json200('{}') },
+  { method: 'get', path: '/api/v1/peers', tag: 'visibility', auth: 'user', summary: 'Hosts and peers the schedulers reported (Dragonfly\'s Peer fields)', ok: json200('Peers') },
+  { method: 'get', path: '/api/v1/tasks', tag: 'visibility', auth: 'user', summary: 'Tasks the schedulers reported, paged with a cursor', description: 'Filters `scheduler_cluster_id`, `state`, `host`, `url`; answers `{tasks, next_cursor}`.', ok: json200('One page of tasks') },
+  { method: 'get', path: '/api/v1/tasks/:id', tag: 'visibility', auth: 'user', summary: 'A task with the peers holding it and the parent edges between them', ok: json200('The task') },
+  { method: 'get', path: '/api/v1/overview', tag: 'visibility', auth: 'user', summary: 'Per cluster: schedulers and seed peers, active peers, tasks in flight, P2P share, back-to-source rate', ok: json200('{clusters}') },
+  { method: 'post', path: '/api/v1/preheat', tag: 'jobs', auth: 'pat', summary: 'Preheat (the call Dragonfly guides teach), an alias onto the job API', description: 'Body `{type, url, scope, headers}`; image references without `/v2/…/manifests/` are accepted.', ok: json200('The preheat job') },
+  { method: 'get', path: '/api/v1/preheat/:id', tag: 'jobs', auth: 'pat', summary: 'A preheat job created by POST /api/v1/preheat', ok: json200('The preheat job') },
+
+  ...consolePages(),
 ];
+
+/** The console's HTML pages and assets (control/manager/routes/console.ts): a session cookie, not the JSON API. */
+function consolePages(): RouteDoc[] {
+  const html = (description: string): NonNullable<RouteDoc['ok']> => ({ status: 200, description, contentType: 'text/html' });
+  const page = (method: Method, path: string, summary: string, auth: Auth = 'user'): RouteDoc => ({ method, path, tag: 'console', auth, summary, ok: html(summary) });
+  return [
+    { method: 'get', path: '/assets/console.css', tag: 'console', auth: 'none', summary: 'Console stylesheet', ok: { status: 200, description: 'CSS', contentType: 'text/css' } },
+    { method: 'get', path: '/assets/console.js', tag: 'console', auth: 'none', summary: 'Console script (live parts)', ok: { status: 200, description: 'JavaScript', contentType: 'text/javascript' } },
+    page('get', '/signin', 'Console sign-in page', 'none'),
+    page('post', '/signin', 'Console sign-in (sets the session cookie)', 'none'),
+    page('post', '/signout', 'Console sign-out'),
+    page('get', '/', 'Console overview'),
+    page('get', '/clusters', 'Console: clusters'),
+    page('post', '/clusters', 'Console: create a cluster', 'root'),
+    page('get', '/clusters/:id{[0-9]+}', 'Console: one cluster and its scopes'),
+    page('post', '/clusters/:id{[0-9]+}', 'Console: edit a cluster', 'root'),
+    page('get', '/schedulers', 'Console: schedulers and seed peers'),
+    page('get', '/peers', 'Console: peers'),
+    page('get', '/tasks', 'Console: tasks in flight and history'),
+    page('get', '/tasks/:id', 'Console: a task and its parent graph'),
+    page('get', '/jobs', 'Console: jobs'),
+    page('post', '/jobs', 'Console: create a job', 'root'),
+    page('get', '/jobs/:id{[0-9]+}', 'Console: one job'),
+    page('get', '/tokens', 'Console: personal access tokens'),
+    page('post', '/tokens', 'Console: create a token'),
+    page('post', '/tokens/:id{[0-9]+}/revoke', 'Console: revoke a token'),
+    page('get', '/users', 'Console: users'),
+    page('post', '/users/password', 'Console: change your password'),
+    page('get', '/config', 'Console: effective configuration (secrets redacted)'),
+  ];
+}
 
 const SECURITY: Record<Exclude<Auth, 'none'>, string> = { user: 'userJwt', root: 'userJwt', pat: 'personalAccessToken', scheduler: 'schedulerSecret' };
 const AUTH_TEXT: Record<Auth, string> = {
