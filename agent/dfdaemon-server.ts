@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
-import { loadProto } from '../scheduler/proto.js';
+import { loadProto } from '../scheduler/protocol/loader.js';
 import type { DownloadMsg } from './grpc.js';
 import type { TaskManager } from './task-manager.js';
 

@@ -7,8 +7,8 @@
  *   await c.statTask(taskId); await c.deleteTask(taskId); c.close();
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadProto } from './proto.js';
-import { fromGrpcError } from './grpc-status.js';
+import { loadProto } from './protocol/loader.js';
+import { fromGrpcError } from './protocol/grpc-status.js';
 
 /** The proto Download message (snake_case field names as on the wire); omitted fields default. */
 export interface DownloadSpec {

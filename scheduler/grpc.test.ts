@@ -3,9 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerConfig } from './config.js';
 import { DfdaemonClient } from './dfdaemon-client.js';
-import { loadProto } from './proto.js';
+import { loadProto } from './protocol/loader.js';
 import { createScheduler, type Scheduler } from './server.js';
-import { SimPeer, hostMsg, schedulerClient, unaryCall } from './test-support.js';
+import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../test/scheduler/support.js';
 
 const PL = 4 * 1024 * 1024;
 const digest = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');

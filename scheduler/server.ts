@@ -15,13 +15,13 @@ import os from 'node:os';
 import { silentLogger, type Logger } from '../adapters/log.js';
 import { grpcChannelCredentials, grpcServerCredentials, startIdentity, type ClusterIdentity } from '../adapters/tls.js';
 import { traceAnnouncePeer } from '../adapters/tracing.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import { DfdaemonClientPool } from './dfdaemon-client.js';
 import { collectGarbage } from './gc.js';
-import { toGrpcStatus } from './grpc-status.js';
+import { toGrpcStatus } from './protocol/grpc-status.js';
 import { SchedulerMetrics, serveMetrics } from './metrics.js';
-import { loadProto, warmProto } from './proto.js';
+import { loadProto, warmProto } from './protocol/loader.js';
 import { Resources } from './resource/resources.js';
 import { SchedulerService } from './service.js';
 

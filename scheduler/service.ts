@@ -5,12 +5,12 @@
 import type * as grpc from '@grpc/grpc-js';
 import { InvalidError, NotFoundError, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
 import { hostLoad, isUploadFull } from './evaluator.js';
-import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
-import { HashRing } from './hashring.js';
+import { schedulingFailedStatus, toGrpcStatus } from './protocol/grpc-status.js';
+import { HashRing } from './protocol/hashring.js';
 import { taskSizeLevel, type SchedulerMetrics } from './metrics.js';
 import type { Host, HostInfo, HostType } from './resource/host.js';
 import type { Peer, PeerResponse } from './resource/peer.js';

@@ -6,9 +6,8 @@
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { DEFAULT_FILTERED_QUERY_PARAMS } from '../../agent/proxy/config.js';
-import { taskId as computeTaskId } from '../../agent/task-id.js';
-import { HashRing } from '../hashring.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, taskId as computeTaskId } from '../protocol/task-id.js';
+import { HashRing } from '../protocol/hashring.js';
 import type { Host } from '../resource/host.js';
 import type { Scheduler } from '../server.js';
 import { resolveImage, type ImageBlob } from './image.js';

@@ -7,7 +7,7 @@
  * key prefix, removed afterwards), and DynamoDB Local, fauxqs and the Firestore emulator started
  * here and stopped at the end. A backend whose server is missing prints {"backend":…,"skipped":reason}.
  *
- *   npm run bench:stores          (or: node dist/test/bench/stores.js [backend ...])
+ *   npm run bench:stores          (or: node dist-test/test/bench/stores.js [backend ...])
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
