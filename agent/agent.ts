@@ -14,7 +14,7 @@ import { warmProto } from '../scheduler/protocol/loader.js';
 import type { AgentConfig } from './config.js';
 import { startDfdaemonServer } from './dfdaemon-server.js';
 import { gcOnce, startGc, type GcOptions } from './gc.js';
-import type { HostMsg } from './grpc.js';
+import type { Host__Output as HostMsg } from '../scheduler/protocol/messages.js';
 import { startLocalApi } from './local-api.js';
 import { createAgentMetrics } from './metrics.js';
 import { startPieceServer } from './piece-server.js';

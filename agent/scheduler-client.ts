@@ -11,7 +11,7 @@ import type { Logger } from '../adapters/log.js';
 import { injectMetadata } from '../adapters/tracing.js';
 import { HashRing } from '../scheduler/protocol/hashring.js';
 import { loadProto } from '../scheduler/protocol/loader.js';
-import type { HostMsg } from './grpc.js';
+import type { Host__Output as HostMsg } from '../scheduler/protocol/messages.js';
 
 export interface SchedulerClientOptions {
   addrs: string[];

@@ -17,8 +17,10 @@ import type * as grpc from '@grpc/grpc-js';
 import { IntegrityError, SourceError, TimeoutError, UnavailableError, errorMessage, isDamselflyError } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
-import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, TaskInfoMsg } from './grpc.js';
-import { taskSizeLevel, type AgentMetrics } from './metrics.js';
+import { priorityName } from '../scheduler/protocol/download.js';
+import type { AnnouncePeerResponse__Output as AnnouncePeerResponseMsg, Download as DownloadMsg, Host__Output as HostMsg, Peer__Output as PeerMsg, Piece as PieceMsg, TaskInfo__Output as TaskInfoMsg } from '../scheduler/protocol/messages.js';
+import type { AgentMetrics } from './metrics.js';
+import { taskSizeLevel } from '../scheduler/protocol/task-size.js';
 import * as tracing from '../adapters/tracing.js';
 import type { TokenBucket } from './ratelimit.js';
 import { BlockHasher, BlockVerifier } from './blocks.js';
@@ -1126,7 +1128,7 @@ class PeerSession {
       digest: o.digest ?? '',
       tag: o.tag ?? '',
       application: o.application ?? '',
-      priority: `LEVEL${o.priority ?? 6}`,
+      priority: priorityName(o.priority),
       filtered_query_params: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS,
       request_header: o.requestHeaders ?? {},
       piece_length: o.pieceLength ?? 0,
