@@ -219,6 +219,7 @@ describe('scheduler over real gRPC streams', () => {
     expect(metric(text, 'dragonfly_scheduler_traffic')).toBeGreaterThanOrEqual(4 * PL);
     expect(metric(text, 'dragonfly_scheduler_leave_peer_total')).toBeGreaterThanOrEqual(1);
     expect(text).toContain('dragonfly_scheduler_schedule_duration_milliseconds_count');
+    // 12 MiB is Dragonfly's level 4 (8 MiB to 16 MiB).
     expect(text).toMatch(/dragonfly_scheduler_download_peer_duration_milliseconds_count\{task_size_level="4"\} [1-9]/);
     expect(text).toMatch(/dragonfly_scheduler_version\{git_version="\d+\.\d+\.\d+"/);
   });

@@ -26,7 +26,7 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError } from '../errors.js';
-import type { DynamoKvConfig } from '../stores.js';
+import type { DynamoKvConfig } from '../store-config.js';
 import { awsClientConfig, awsError } from './aws.js';
 import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, toJson } from './common.js';
 import { withTimeout } from '../clock.js';

@@ -11,7 +11,7 @@
  */
 import { Firestore, Timestamp, type CollectionReference, type DocumentReference, type DocumentSnapshot } from '@google-cloud/firestore';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { FirestoreKvConfig } from '../stores.js';
+import type { FirestoreKvConfig } from '../store-config.js';
 import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson } from './common.js';
 import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';

@@ -11,7 +11,7 @@
  */
 import pg from 'pg';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { PostgresKvConfig } from '../stores.js';
+import type { PostgresKvConfig } from '../store-config.js';
 import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, isNetworkError, pageSize, prefixEnd, toJson } from './common.js';
 import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';

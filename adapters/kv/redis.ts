@@ -13,7 +13,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { RedisKvConfig } from '../stores.js';
+import type { RedisKvConfig } from '../store-config.js';
 import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson } from './common.js';
 import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';

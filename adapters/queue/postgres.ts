@@ -11,7 +11,7 @@ import { InvalidError, NotFoundError } from '../errors.js';
 import { toJson } from '../kv/common.js';
 import { withTimeout } from '../clock.js';
 import { inTransaction, migrate, openPool, pgError, quoteIdent } from '../kv/postgres.js';
-import type { PostgresQueueConfig } from '../stores.js';
+import type { PostgresQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 

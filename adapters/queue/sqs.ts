@@ -23,7 +23,7 @@ import { InvalidError, NotFoundError } from '../errors.js';
 import { awsClientConfig, awsError } from '../kv/aws.js';
 import { toJson } from '../kv/common.js';
 import { withTimeout } from '../clock.js';
-import type { SqsQueueConfig } from '../stores.js';
+import type { SqsQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, checkQueueName, checkVisibility, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 
