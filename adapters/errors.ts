@@ -15,7 +15,11 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
   | 'SOURCE'
+  | 'RANGE'
   | 'INTERNAL';
+
+/** Every code, for tests that check a transport's map covers them all. */
+export const ERROR_CODES: readonly ErrorCode[] = ['NOT_FOUND', 'CONFLICT', 'UNAVAILABLE', 'INVALID', 'CONFIG', 'INTEGRITY', 'TIMEOUT', 'UNAUTHORIZED', 'FORBIDDEN', 'RATE_LIMITED', 'SOURCE', 'RANGE', 'INTERNAL'];
 
 export class DamselflyError extends Error {
   readonly code: ErrorCode;
@@ -82,6 +86,13 @@ export class TimeoutError extends DamselflyError {
   }
 }
 
+/** A byte range asked for lies outside the content (HTTP 416, gRPC OUT_OF_RANGE). */
+export class RangeNotSatisfiableError extends DamselflyError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('RANGE', message, options);
+  }
+}
+
 export function isDamselflyError(err: unknown): err is DamselflyError {
   return err instanceof DamselflyError;
 }
@@ -89,6 +100,19 @@ export function isDamselflyError(err: unknown): err is DamselflyError {
 /** Returns the stable code of an error, `INTERNAL` for anything that is not ours. */
 export function errorCode(err: unknown): ErrorCode {
   return err instanceof DamselflyError ? err.code : 'INTERNAL';
+}
+
+/**
+ * The code a transport answers with: an error's own code, except that an origin's 404/410 is the
+ * thing asked for not existing (`NOT_FOUND` on every transport) and an origin's 401/403 is access
+ * refused (`FORBIDDEN`). adapters/http-status.ts and scheduler/protocol/grpc-status.ts both start here.
+ */
+export function transportCode(err: unknown): ErrorCode {
+  if (err instanceof SourceError) {
+    if (err.status === 404 || err.status === 410) return 'NOT_FOUND';
+    if (err.status === 401 || err.status === 403) return 'FORBIDDEN';
+  }
+  return errorCode(err);
 }
 
 /** A one-line human reason for an error, for CLI exits and logs. */

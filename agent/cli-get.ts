@@ -276,9 +276,10 @@ async function agentRequest(socket: string, pathAndQuery: string, signal: AbortS
     } catch {
       /* not JSON */
     }
-    // The origin's own refusal and a digest mismatch are answers; anything else is the agent failing.
+    // The origin's own refusal (its status in x-damselfly-source-status, adapters/http-status.ts),
+    // a digest mismatch, a bad request or range are answers; anything else is the agent failing.
     const status = res.statusCode ?? 0;
-    if (status === 502 || status === 422 || status === 416 || status === 400) throw new Error(message || `agent answered ${status}`);
+    if (res.headers['x-damselfly-source-status'] !== undefined || status === 502 || status === 416 || status === 400) throw new Error(message || `agent answered ${status}`);
     throw new AgentUnusable(`agent answered ${status}: ${message}`);
   }
   return res;

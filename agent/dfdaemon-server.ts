@@ -3,31 +3,13 @@
  * preheat: download into the cache, streaming progress), StatTask, DeleteTask.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
+import { errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
 import { loadProto } from '../scheduler/protocol/loader.js';
 import { decodeDownload } from '../scheduler/protocol/download.js';
+import { grpcCode } from '../scheduler/protocol/grpc-status.js';
 import type { DownloadTaskRequest__Output } from '../scheduler/protocol/messages.js';
 import type { TaskManager } from './task-manager.js';
-
-/** Maps our error codes to gRPC status codes (one place). */
-export function grpcStatus(err: unknown): grpc.status {
-  if (err instanceof SourceError) return err.status === 404 ? grpc.status.NOT_FOUND : err.status === 401 || err.status === 403 ? grpc.status.PERMISSION_DENIED : grpc.status.FAILED_PRECONDITION;
-  switch (errorCode(err)) {
-    case 'NOT_FOUND':
-      return grpc.status.NOT_FOUND;
-    case 'INVALID':
-      return grpc.status.INVALID_ARGUMENT;
-    case 'TIMEOUT':
-      return grpc.status.DEADLINE_EXCEEDED;
-    case 'UNAVAILABLE':
-      return grpc.status.UNAVAILABLE;
-    case 'INTEGRITY':
-      return grpc.status.DATA_LOSS;
-    default:
-      return grpc.status.INTERNAL;
-  }
-}
 
 export async function startDfdaemonServer(opts: { ip: string; port: number; taskManager: TaskManager; hostId: () => string; logger: Logger; credentials?: grpc.ServerCredentials }): Promise<{ port: number; close(): Promise<void> }> {
   const { Dfdaemon } = loadProto();
@@ -57,7 +39,7 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
         () => call.end(),
         (err) => {
           opts.logger.warn('DownloadTask failed', { err: errorMessage(err) });
-          call.emit('error', { code: grpcStatus(err), details: errorMessage(err) });
+          call.emit('error', { code: grpcCode(err), details: errorMessage(err) });
         },
       );
     },
@@ -69,7 +51,7 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
     DeleteTask(call: grpc.ServerUnaryCall<{ task_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) {
       tm.delete(call.request.task_id).then(
         (ok) => (ok ? cb(null, {}) : cb({ code: grpc.status.NOT_FOUND, details: `task ${call.request.task_id} not held` })),
-        (err) => cb({ code: grpcStatus(err), details: errorMessage(err) }),
+        (err) => cb({ code: grpcCode(err), details: errorMessage(err) }),
       );
     },
   });

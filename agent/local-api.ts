@@ -20,35 +20,19 @@ import { once } from 'node:events';
 import http from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
+import { InvalidError, SourceError, errorCode, errorMessage } from '../adapters/errors.js';
+import { httpErrorHeaders, httpStatus } from '../adapters/http-status.js';
 import type { Logger } from '../adapters/log.js';
 import { SpanKind, contextFromHeaders, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadOptions, TaskManager } from './task-manager.js';
 
 const HEADER_PREFIX = 'x-damselfly-header-';
 
-function httpStatus(err: unknown): number {
-  if (err instanceof SourceError) return 502;
-  if (err instanceof RangeError) return 416;
-  switch (errorCode(err)) {
-    case 'INVALID':
-      return 400;
-    case 'NOT_FOUND':
-      return 404;
-    case 'INTEGRITY':
-      return 422;
-    case 'TIMEOUT':
-      return 504;
-    default:
-      return 503;
-  }
-}
-
 /** Parses the query and headers of a /v1/download request into DownloadOptions. */
 export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders): DownloadOptions {
   const q = url.searchParams;
   const target = q.get('url');
-  if (!target || !/^https?:\/\//i.test(target)) throw new RangeError(`url ${target ?? '(missing)'} must be an http(s) URL`);
+  if (!target || !/^https?:\/\//i.test(target)) throw new InvalidError(`url ${target ?? '(missing)'} must be an http(s) URL`, { details: { fields: { url: 'expected an http(s) URL' } } });
   // Rejected here, at once, rather than by the origin client after the scheduler was asked.
   let parsed: URL | undefined;
   try {
@@ -56,7 +40,7 @@ export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders
   } catch {
     /* reported below */
   }
-  if (!parsed?.hostname) throw new RangeError(`url ${target} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`);
+  if (!parsed?.hostname) throw new InvalidError(`url ${target} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`, { details: { fields: { url: 'expected http(s)://HOST[:PORT]/PATH' } } });
   const requestHeaders: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) if (k.startsWith(HEADER_PREFIX) && typeof v === 'string') requestHeaders[k.slice(HEADER_PREFIX.length)] = v;
   const o: DownloadOptions = { url: target, requestHeaders };
@@ -86,9 +70,8 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
         return;
       }
       const status = httpStatus(err);
-      const extra: Record<string, string> = err instanceof SourceError ? { 'x-damselfly-source-status': String(err.status) } : {};
-      const body = JSON.stringify({ code: err instanceof RangeError ? 'INVALID' : errorCode(err), message: errorMessage(err) });
-      res.writeHead(status, { 'content-type': 'application/json', ...extra }).end(body);
+      const body = JSON.stringify({ code: errorCode(err), message: errorMessage(err) });
+      res.writeHead(status, { 'content-type': 'application/json', ...httpErrorHeaders(err) }).end(body);
     });
   });
 
@@ -124,7 +107,7 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
     o.signal = ac.signal;
     const output = url.searchParams.get('output');
     if (output !== null) {
-      if (!path.isAbsolute(output) || o.range) throw new RangeError('output must be an absolute path and cannot be combined with Range');
+      if (!path.isAbsolute(output) || o.range) throw new InvalidError('output must be an absolute path and cannot be combined with Range', { details: { fields: { output: 'expected an absolute path, without a Range header' } } });
       await exportTask(o, output, res);
       return;
     }
@@ -153,7 +136,7 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
       result = { ok: true, contentLength: r.contentLength, taskId: r.taskId };
     } catch (err) {
       if (!res.headersSent) throw err; // answered with a status by the caller
-      result = { ok: false, code: err instanceof RangeError ? 'INVALID' : errorCode(err), message: errorMessage(err), ...(err instanceof SourceError ? { status: err.status } : {}) };
+      result = { ok: false, code: errorCode(err), message: errorMessage(err), ...(err instanceof SourceError ? { status: err.status } : {}) };
     }
     if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(result));

@@ -14,7 +14,7 @@ import { constants as fsConstants, createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
-import { IntegrityError, SourceError, TimeoutError, UnavailableError, errorMessage, isDamselflyError } from '../adapters/errors.js';
+import { IntegrityError, RangeNotSatisfiableError, SourceError, TimeoutError, UnavailableError, errorMessage, isDamselflyError } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
 import { priorityName } from '../scheduler/protocol/download.js';
@@ -344,7 +344,7 @@ export class TaskManager {
   /**
    * Starts or joins the download of a task and resolves once the content length is known. Throws
    * SourceError when the origin answers non-2xx, UnavailableError when neither P2P nor the origin can
-   * deliver, InvalidError-like RangeError when the range is outside the content.
+   * deliver, RangeNotSatisfiableError (416) when the range is outside the content.
    */
   /**
    * The stored task when it is complete in the cache, no download of it is running, and its file is
@@ -592,7 +592,13 @@ export class TaskManager {
     if (o.range) {
       start = o.range.start;
       end = Math.min(o.range.end ?? len - 1, len - 1);
-      if (len > 0) piecesCovering(start, end, len, stored.meta.pieceLength); // throws RangeError when outside
+      if (len > 0) {
+        try {
+          piecesCovering(start, end, len, stored.meta.pieceLength);
+        } catch (err) {
+          throw new RangeNotSatisfiableError(`range ${start}-${o.range.end ?? ''} is outside the content (0-${len - 1})`, { cause: err, details: { contentLength: len } });
+        }
+      }
       range = { start, end };
     }
     stored.inUse++;

@@ -8,6 +8,7 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { DamselflyError, errorCode } from '../../adapters/errors.js';
+import { httpStatus } from '../../adapters/http-status.js';
 import { MAX_REPORT_BYTES } from '../../scheduler/job/limits.js';
 import { type AuthEnv, jwtAuth, resolveJwtSecret, schedulerAuth, tokenAuth } from './auth.js';
 import { ForbiddenError } from './errors.js';
@@ -27,18 +28,6 @@ export type { Clock, ManagerDeps, RouteContext, RouteModule } from './routes/con
 
 /** Every resource, in registration order. */
 export const ROUTE_MODULES: readonly RouteModule[] = [userRoutes, tokenRoutes, clusterRoutes, schedulerRoutes, jobRoutes, visibilityRoutes, preheatRoutes, consoleRoutes];
-
-const STATUS: Record<string, number> = {
-  INVALID: 400,
-  CONFIG: 400,
-  UNAUTHORIZED: 401,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-  RATE_LIMITED: 429,
-  UNAVAILABLE: 503,
-  TIMEOUT: 504,
-};
 
 function routeContext(deps: ManagerDeps): RouteContext {
   const { kv, config } = deps;
@@ -112,7 +101,7 @@ export function createApp(deps: ManagerDeps, modules: readonly RouteModule[] = R
 
   app.onError((err, c) => {
     const code = errorCode(err);
-    const status = STATUS[code] ?? 500;
+    const status = httpStatus(err);
     if (status >= 500) logger.error('request failed', { path: c.req.path, err });
     if (err instanceof DamselflyError) {
       const fields = (err.details as { fields?: Record<string, string> } | undefined)?.fields;

@@ -1,10 +1,11 @@
 /**
- * The one place our error codes become gRPC status codes (and back, for the Dfdaemon client).
+ * The one place our error codes become gRPC status codes (and back, for the Dfdaemon client), used
+ * by every gRPC server we run (scheduler, the agent's Dfdaemon). Exhaustive over ErrorCode.
  */
 import { status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
-import { DamselflyError, errorCode, errorMessage, type ErrorCode } from '../../adapters/errors.js';
+import { DamselflyError, errorMessage, transportCode, type ErrorCode } from '../../adapters/errors.js';
 
-const TO_GRPC: Record<ErrorCode, status> = {
+export const TO_GRPC: Readonly<Record<ErrorCode, status>> = {
   NOT_FOUND: status.NOT_FOUND,
   CONFLICT: status.ALREADY_EXISTS,
   UNAVAILABLE: status.UNAVAILABLE,
@@ -16,12 +17,18 @@ const TO_GRPC: Record<ErrorCode, status> = {
   FORBIDDEN: status.PERMISSION_DENIED,
   RATE_LIMITED: status.RESOURCE_EXHAUSTED,
   SOURCE: status.FAILED_PRECONDITION,
+  RANGE: status.OUT_OF_RANGE,
   INTERNAL: status.INTERNAL,
 };
 
+/** The gRPC status code for `err` (an origin's 404 is NOT_FOUND, 401/403 PERMISSION_DENIED; anything not ours INTERNAL). */
+export function grpcCode(err: unknown): status {
+  return TO_GRPC[transportCode(err)];
+}
+
 /** A grpc-js status object for `err` (our code mapped; anything else INTERNAL). */
 export function toGrpcStatus(err: unknown): Partial<StatusObject> {
-  return { code: TO_GRPC[errorCode(err)], details: errorMessage(err) };
+  return { code: grpcCode(err), details: errorMessage(err) };
 }
 
 const FROM_GRPC: Partial<Record<status, ErrorCode>> = {
@@ -34,6 +41,7 @@ const FROM_GRPC: Partial<Record<status, ErrorCode>> = {
   [status.UNAUTHENTICATED]: 'UNAUTHORIZED',
   [status.PERMISSION_DENIED]: 'FORBIDDEN',
   [status.RESOURCE_EXHAUSTED]: 'RATE_LIMITED',
+  [status.OUT_OF_RANGE]: 'RANGE',
 };
 
 /** Our typed error for a failed gRPC call. */
