@@ -33,6 +33,11 @@ export function parseConfig<S extends z.ZodType>(schema: S, value: unknown, sour
 
 /** Reads a YAML file and validates it. Throws ConfigError when unreadable, unparsable or invalid. */
 export function loadConfigFile<S extends z.ZodType>(schema: S, file: string): z.output<S> {
+  return parseConfig(schema, readConfigDocument(file), file);
+}
+
+/** The YAML document of a configuration file, unvalidated. Throws ConfigError naming the file. */
+export function readConfigDocument(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -45,7 +50,7 @@ export function loadConfigFile<S extends z.ZodType>(schema: S, file: string): z.
   } catch (err) {
     throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message}`, { cause: err });
   }
-  return parseConfig(schema, doc, file);
+  return doc;
 }
 
 /** Parses human sizes such as `64MiB`, `4mib`, `1GB`, `512k`, or a plain byte count. */

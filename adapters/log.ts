@@ -8,6 +8,8 @@ import { logFields } from './tracing.js';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/** The levels, lowest first (`--log-level`, DAMSELFLY_LOG_LEVEL). */
+export const LOG_LEVELS = Object.keys(LEVELS) as LogLevel[];
 
 const SECRET_KEY = /authorization|password|passwd|secret|token|cookie|credential|api[-_]?key|private[-_]?key|signature/i;
 

@@ -2,10 +2,13 @@
  * The agent's configuration file (`damselfly agent --config FILE`), after Dragonfly's dfdaemon.yaml.
  * Every section is a zod strictObject: an unknown key or a wrong type is an error naming the key.
  */
+import { createHash } from 'node:crypto';
 import os from 'node:os';
+import path from 'node:path';
 import { z } from 'zod';
 import { tracingConfigSchema } from '../adapters/tracing.js';
-import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../adapters/config.js';
+import { ConfigError } from '../adapters/errors.js';
+import { durationSchema, loadConfigFile, parseConfig, readConfigDocument, sizeSchema } from '../adapters/config.js';
 import { securityConfigSchema } from '../adapters/tls.js';
 import { proxyConfigSchema } from './proxy/config.js';
 
@@ -92,8 +95,38 @@ export const agentConfigSchema = z.strictObject({
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
 /** Loads the YAML file (or only defaults without one). Throws ConfigError naming the file and key. */
-export function loadAgentConfig(file?: string): AgentConfig {
-  return file ? loadConfigFile(agentConfigSchema, file) : parseConfig(agentConfigSchema, {}, '(defaults)');
+export function loadAgentConfig(file?: string, opts: { dataDir?: string } = {}): AgentConfig {
+  if (!opts.dataDir) return file ? loadConfigFile(agentConfigSchema, file) : parseConfig(agentConfigSchema, {}, '(defaults)');
+  const doc = file ? readConfigDocument(file) : {};
+  if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError(`${file}: expected a mapping of configuration keys`);
+  return parseConfig(agentConfigSchema, withDataDir((doc ?? {}) as Record<string, unknown>, opts.dataDir), file ?? '(defaults)');
+}
+
+/**
+ * `damselfly agent --data-dir DIR`: everything of this agent that could collide with another agent
+ * on the host moves under DIR or off fixed ports — storage in DIR/storage, the local API socket at
+ * DIR/agent.sock, every listener (gRPC, pieces, metrics, proxy) on a port the kernel picks, and a
+ * hostname suffixed with a hash of DIR (the host ID is ip + hostname) — unless the file sets it. The ready line reports what was picked.
+ */
+export function withDataDir(doc: Record<string, unknown>, dataDir: string): Record<string, unknown> {
+  const dir = path.resolve(dataDir);
+  const section = (o: Record<string, unknown>, key: string): Record<string, unknown> => {
+    const v = o[key];
+    if (v !== undefined && (v === null || typeof v !== 'object' || Array.isArray(v))) return {};
+    return (o[key] = { ...((v as Record<string, unknown> | undefined) ?? {}) }) as Record<string, unknown>;
+  };
+  const out = { ...doc };
+  // Two agents on one host must not share a host ID at the scheduler (it is ip + hostname).
+  const host = section(out, 'host');
+  host.hostname ??= `${os.hostname()}-${createHash('sha256').update(dir).digest('hex').slice(0, 8)}`;
+  const storage = section(out, 'storage');
+  storage.dir ??= path.join(dir, 'storage');
+  const download = section(out, 'download');
+  const dserver = section(download, 'server');
+  dserver.socket ??= path.join(dir, 'agent.sock');
+  const upload = section(out, 'upload');
+  for (const listener of [section(upload, 'server'), section(upload, 'pieceServer'), section(section(out, 'metrics'), 'server'), section(section(out, 'proxy'), 'server')]) listener.port ??= 0;
+  return out;
 }
 
 /** Validates an in-memory config object (tests, `damselfly up`). Throws ConfigError. */

@@ -20,18 +20,51 @@ import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, writ
 import { homedir, hostname } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { ConfigError } from '../adapters/errors.js';
+import { parseArgs } from 'node:util';
+import { InvalidError, errorMessage } from '../adapters/errors.js';
+import { LOG_LEVELS } from '../adapters/log.js';
+import { portFlag } from '../adapters/process.js';
+import { releaseSignals } from '../adapters/signals.js';
 
 type Ready = Record<string, unknown>;
 
+/** Every listener `up` opens, by `role.listener`; each can be pinned with --port NAME=PORT. */
+export const UP_LISTENERS = [
+  'manager.http',
+  'scheduler.grpc',
+  'scheduler.metrics',
+  'seed-peer.grpc',
+  'seed-peer.pieces',
+  'seed-peer.metrics',
+  'seed-peer.proxy',
+  'agent.grpc',
+  'agent.pieces',
+  'agent.metrics',
+  'agent.proxy',
+] as const;
+export type UpListener = (typeof UP_LISTENERS)[number];
+
 interface UpOptions {
   dataDir: string;
-  proxyPort: number;
-  schedulerPort: number;
-  managerPort: number;
+  /** Port of every listener (0 = the kernel picks). */
+  ports: Record<UpListener, number>;
   ip: string;
   json: boolean;
 }
+
+const DEFAULT_PORTS: Record<UpListener, number> = {
+  'manager.http': 8080,
+  'scheduler.grpc': 8002,
+  'scheduler.metrics': 0,
+  'seed-peer.grpc': 0,
+  'seed-peer.pieces': 0,
+  'seed-peer.metrics': 0,
+  'seed-peer.proxy': 0,
+  'agent.grpc': 0,
+  'agent.pieces': 0,
+  'agent.metrics': 0,
+  'agent.proxy': 4001,
+};
 
 interface Context {
   opts: UpOptions;
@@ -74,21 +107,22 @@ interface RoleSpec {
   describe(ready: Ready): string;
 }
 
-const any = (ip: string) => ({ ip, port: 0 });
 const DEFAULT_DATA_DIR = path.join(homedir(), '.damselfly');
 
 function agentConfig(ctx: Context, name: string, seed: boolean): Record<string, unknown> {
   const { opts } = ctx;
   const dir = path.join(opts.dataDir, name);
+  const role = seed ? 'seed-peer' : 'agent';
+  const at = (listener: string) => ({ ip: opts.ip, port: opts.ports[`${role}.${listener}` as UpListener] });
   return {
     host: { hostname: `${hostnameLabel()}-${name}`, ip: opts.ip },
     seedPeer: { enable: seed },
     storage: { dir, keep: true },
     scheduler: { addrs: [String(ctx.ready.scheduler?.grpc)] },
-    upload: { server: any(opts.ip), pieceServer: any(opts.ip) },
+    upload: { server: at('grpc'), pieceServer: at('pieces') },
     download: { server: { socket: path.join(opts.dataDir, `${name}.sock`) } },
-    proxy: { server: seed ? any(opts.ip) : { ip: opts.ip, port: opts.proxyPort } },
-    metrics: { server: any(opts.ip) },
+    proxy: { server: at('proxy') },
+    metrics: { server: at('metrics') },
   };
 }
 
@@ -108,7 +142,7 @@ const ROLES: RoleSpec[] = [
     name: 'manager',
     command: 'manager',
     config: ({ opts }) => ({
-      server: { ip: opts.ip, port: opts.managerPort },
+      server: { ip: opts.ip, port: opts.ports['manager.http'] },
       store: { dataDir: path.join(opts.dataDir, 'manager') },
     }),
     describe: (r) => fields(r, ['http']),
@@ -117,8 +151,8 @@ const ROLES: RoleSpec[] = [
     name: 'scheduler',
     command: 'scheduler',
     config: ({ opts, ready }) => ({
-      server: { ip: opts.ip, port: opts.schedulerPort },
-      metrics: any(opts.ip),
+      server: { ip: opts.ip, port: opts.ports['scheduler.grpc'] },
+      metrics: { ip: opts.ip, port: opts.ports['scheduler.metrics'] },
       manager: { addr: `http://${String(ready.manager?.http)}` },
       // The manager's embedded queue: one SQLite file, shared safely across processes (WAL).
       job: { enable: true, queue: { kind: 'sqlite', path: path.join(opts.dataDir, 'manager', 'queue.db') } },
@@ -129,7 +163,7 @@ const ROLES: RoleSpec[] = [
     name: 'seed-peer',
     command: 'agent',
     config: (ctx) => agentConfig(ctx, 'seed-peer', true),
-    describe: (r) => fields(r, ['hostId', 'grpc', 'pieces', 'metrics']),
+    describe: (r) => fields(r, ['hostId', 'grpc', 'pieces', 'metrics', 'proxy']),
   },
   {
     name: 'agent',
@@ -139,67 +173,75 @@ const ROLES: RoleSpec[] = [
   },
 ];
 
-const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--manager-port 8080] [--json]
+const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--manager-port 8080]
+                    [--port NAME=PORT ...] [--log-level LEVEL] [--json]
 
 Runs the manager (embedded SQLite store and queue), a scheduler registered to it, a seed peer and an
-agent on this machine until Ctrl-C / SIGTERM.
+agent on this machine until Ctrl-C / SIGTERM. Each role is a child process that also stops when up
+itself goes (even by kill -9).
   --data-dir DIR        configs, storage, sockets, logs and secrets.json (default $HOME/.damselfly)
   --proxy-port PORT     the agent's registry mirror / HTTP proxy port (default 4001; 0 = any)
   --scheduler-port PORT the scheduler's gRPC port (default 8002; 0 = any)
   --manager-port PORT   the manager's HTTP API port (default 8080; 0 = any)
+  --port NAME=PORT      pin any listener (repeatable); NAME is one of
+                        ${UP_LISTENERS.join(', ')}
+                        (all but manager.http, scheduler.grpc and agent.proxy default to 0 = any)
+  --log-level LEVEL     debug, info, warn or error, for every role
   --json                print one JSON ready line instead of the human summary
-The configs in DIR are rewritten on every start; to customise a role, run it directly
-(damselfly scheduler|agent --config FILE). Download through it with:
+Every listener's address is printed once all roles are ready. The configs in DIR are rewritten on
+every start; to customise a role, run it directly (damselfly scheduler|agent --config FILE).
+Download through it with:
   damselfly get URL -O FILE --endpoint DIR/agent.sock
+exit codes: 0 stopped by a signal, 1 a role failed, 2 bad usage
 `;
 
-function parsePort(flag: string, v: string | undefined): number {
-  const n = Number(v);
-  if (v === undefined || !Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${flag}: expected a port 0-65535, got "${v ?? ''}"`);
-  return n;
-}
-
-/** Parses `up`'s flags. Throws ConfigError on an unknown flag or a bad value. */
-export function parseUpArgs(argv: string[]): UpOptions | 'help' {
-  const opts: UpOptions = {
-    dataDir: DEFAULT_DATA_DIR,
-    proxyPort: 4001,
-    schedulerPort: 8002,
-    managerPort: 8080,
-    ip: '127.0.0.1',
-    json: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? (a.split('=', 2) as [string, string]) : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    switch (flag) {
-      case '--help':
-      case '-h':
-        return 'help';
-      case '--data-dir': {
-        const v = value();
-        if (!v) throw new ConfigError('--data-dir: expected a directory');
-        opts.dataDir = path.resolve(v);
-        break;
-      }
-      case '--proxy-port':
-        opts.proxyPort = parsePort(flag, value());
-        break;
-      case '--scheduler-port':
-        opts.schedulerPort = parsePort(flag, value());
-        break;
-      case '--manager-port':
-        opts.managerPort = parsePort(flag, value());
-        break;
-      case '--json':
-        opts.json = true;
-        break;
-      default:
-        throw new ConfigError(`unknown option "${a}" (see damselfly up --help)`);
-    }
+/** Parses `up`'s flags. Throws InvalidError naming the flag on an unknown flag or a bad value. */
+export function parseUpArgs(argv: string[]): (UpOptions & { logLevel?: string }) | 'help' {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        'data-dir': { type: 'string' },
+        'proxy-port': { type: 'string' },
+        'scheduler-port': { type: 'string' },
+        'manager-port': { type: 'string' },
+        port: { type: 'string', multiple: true },
+        'log-level': { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    }).values;
+  } catch (err) {
+    throw new InvalidError(`${errorMessage(err)} (see damselfly up --help)`);
   }
-  return opts;
+  if (values.help === true) return 'help';
+  const ports = { ...DEFAULT_PORTS };
+  const pin = (name: UpListener, flag: string, v: string | undefined) => {
+    const p = portFlag(flag, v);
+    if (p !== undefined) ports[name] = p;
+  };
+  pin('agent.proxy', '--proxy-port', values['proxy-port'] as string | undefined);
+  pin('scheduler.grpc', '--scheduler-port', values['scheduler-port'] as string | undefined);
+  pin('manager.http', '--manager-port', values['manager-port'] as string | undefined);
+  for (const spec of (values.port as string[] | undefined) ?? []) {
+    const m = /^([a-z-]+\.[a-z]+)=(.*)$/.exec(spec);
+    if (!m || !(UP_LISTENERS as readonly string[]).includes(m[1]!)) throw new InvalidError(`--port ${spec}: expected NAME=PORT with NAME one of ${UP_LISTENERS.join(', ')}`);
+    pin(m[1] as UpListener, `--port ${m[1]}`, m[2]);
+  }
+  const pinned = Object.entries(ports).filter(([, p]) => p !== 0);
+  const seen = new Map<number, string>();
+  for (const [name, p] of pinned) {
+    if (seen.has(p)) throw new InvalidError(`--port: ${seen.get(p)} and ${name} both ask for port ${p}`);
+    seen.set(p, name);
+  }
+  const dataDir = values['data-dir'] as string | undefined;
+  if (dataDir === '') throw new InvalidError('--data-dir: expected a directory');
+  const logLevel = values['log-level'] as string | undefined;
+  if (logLevel !== undefined && !(LOG_LEVELS as string[]).includes(logLevel)) throw new InvalidError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  return { dataDir: dataDir ? path.resolve(dataDir) : DEFAULT_DATA_DIR, ports, ip: '127.0.0.1', json: values.json === true, logLevel };
 }
 
 interface Running {
@@ -210,16 +252,23 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-/** Starts one role and resolves with its ready line; rejects if it exits first or stays silent 30 s. */
-function startRole(spec: RoleSpec, ctx: Context, cli: string, env: NodeJS.ProcessEnv): Promise<Running> {
+/**
+ * Starts one role and resolves with its ready line; rejects if it exits first or stays silent 30 s.
+ * `onSpawn` sees the child at once, so a stop requested while it starts can reach it. The child
+ * gets an IPC channel it never uses for messages: when this process goes (even by kill -9) the
+ * channel closes and the role stops itself (adapters/process.ts).
+ */
+function startRole(spec: RoleSpec, ctx: Context, cli: string, env: NodeJS.ProcessEnv, extraArgs: string[], onSpawn: (child: ChildProcess, exited: Promise<number | null>) => void): Promise<Running> {
   const { dataDir } = ctx.opts;
   const configFile = path.join(dataDir, `${spec.name}.yaml`);
   writeFileSync(configFile, `# written by "damselfly up" on every start\n${stringify(spec.config(ctx))}`);
   const logFile = path.join(dataDir, 'logs', `${spec.name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [cli, spec.command, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [cli, spec.command, '--config', configFile, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env });
   child.stderr!.pipe(log);
+  child.channel?.unref(); // the channel is there to close when we go, not to keep us alive
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  onSpawn(child, exited);
   return new Promise((resolve, reject) => {
     let buf = '';
     let done = false;
@@ -256,7 +305,7 @@ function startRole(spec: RoleSpec, ctx: Context, cli: string, env: NodeJS.Proces
 }
 
 /** Stops roles in reverse start order: SIGTERM, then SIGKILL after 10 s. */
-async function stopAll(running: Running[]): Promise<void> {
+async function stopAll(running: Array<Pick<Running, 'child' | 'exited'>>): Promise<void> {
   for (const r of [...running].reverse()) {
     if (r.child.exitCode !== null || r.child.signalCode !== null) continue;
     r.child.kill('SIGTERM');
@@ -267,7 +316,13 @@ async function stopAll(running: Running[]): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const parsed = parseUpArgs(argv);
+  let parsed: ReturnType<typeof parseUpArgs>;
+  try {
+    parsed = parseUpArgs(argv);
+  } catch (err) {
+    process.stderr.write(`damselfly up: ${errorMessage(err)}\n`);
+    return 2;
+  }
   if (parsed === 'help') {
     process.stdout.write(HELP);
     return 0;
@@ -286,6 +341,8 @@ export async function main(argv: string[]): Promise<number> {
   const cli = process.argv[1]!;
   const ctx: Context = { opts, ready: {} };
   const running: Running[] = [];
+  // Every child spawned so far, ready or not: a stop reaches the one still starting too.
+  const spawned: Array<Pick<Running, 'child' | 'exited'>> = [];
   let stopping = false;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -293,15 +350,19 @@ export async function main(argv: string[]): Promise<number> {
   const shutdown = (code: number): void => {
     if (stopping) return;
     stopping = true;
-    void stopAll(running).then(() => resolveDone(code));
+    void stopAll(spawned).then(() => resolveDone(code));
   };
   process.once('SIGINT', () => shutdown(0));
   process.once('SIGTERM', () => shutdown(0));
+  if (releaseSignals()) shutdown(0); // one that arrived while the modules loaded (control/cli.ts)
 
   try {
     for (const spec of ROLES) {
       if (stopping) break;
-      const r = await startRole(spec, ctx, cli, env);
+      const r = await startRole(spec, ctx, cli, env, opts.logLevel ? ['--log-level', opts.logLevel] : [], (child, exited) => {
+        spawned.push({ child, exited });
+        if (stopping) child.kill('SIGTERM');
+      });
       running.push(r);
       ctx.ready[spec.name] = r.ready;
       // A role dying on its own takes the whole set down: half a cluster would mislead the user.
@@ -312,9 +373,10 @@ export async function main(argv: string[]): Promise<number> {
       });
     }
   } catch (err) {
+    if (stopping) return done; // a role cut short by the stop we were asked for
     process.stderr.write(`damselfly up: ${(err as Error).message}\n`);
     stopping = true;
-    await stopAll(running);
+    await stopAll(spawned);
     return 1;
   }
   if (stopping) return done;
