@@ -82,5 +82,9 @@ describe.skipIf(!ready)('README quick start on a fresh clone', () => {
     process.kill(-terminal1.pid!, 'SIGINT');
     const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
     expect(code).not.toBe('timeout');
+    // ... and leaves nothing running: no role of this tree (their configs live under the test's HOME).
+    const left = () => spawnSync('pgrep', ['-f', home], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    for (let i = 0; i < 100 && left().length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+    expect(left(), 'processes left running after Ctrl-C').toEqual([]);
   }, 12 * 60_000);
 });
