@@ -8,6 +8,7 @@ import { fetch } from 'undici';
 import { parseCommand } from '../adapters/cli.js';
 import { parseDuration } from '../adapters/config.js';
 import { errorMessage } from '../adapters/errors.js';
+import { MANIFEST_URL } from '../scheduler/protocol/job.js';
 
 const HELP = `usage: damselfly preheat IMAGE|URL --manager URL --token TOKEN [options]
 
@@ -29,7 +30,6 @@ IMAGE is a reference such as 127.0.0.1:5000/team/app:1.0 or registry.example.com
   -h, --help           this help
 `;
 
-const MANIFEST_URL = /^(.*):\/\/(.*)\/v2\/(.*)\/manifests\/(.*)$/;
 
 function isLoopback(host: string): boolean {
   const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');

@@ -22,7 +22,7 @@ import type { Queue } from '../../adapters/queue/port.js';
 import { REDACTED } from '../../adapters/log.js';
 import { RateLimitedError } from './errors.js';
 import { jobMessageDedupId, jobQueue, managerKeys } from '../../adapters/keys.js';
-import type { JobMessage } from '../../scheduler/protocol/job.js';
+import { MANIFEST_URL, type JobMessage } from '../../scheduler/protocol/job.js';
 import type { ClusterRecord, JobClusterState, JobRecord, JobState, JobType, SchedulerRecord } from './models.js';
 import { casUpdate, listAll, nextId } from './store.js';
 import { decimalQueryInt, invalid } from './http.js';
@@ -34,7 +34,7 @@ export { invalid };
 const MIB = 1024 * 1024;
 export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
 export const DEFAULT_CONCURRENT_PEER_COUNT = 500;
-export const MANIFEST_URL = /^(.*):\/\/(.*)\/v2\/(.*)\/manifests\/(.*)$/;
+export { MANIFEST_URL };
 
 /** Harbor sends "" for unset strings and 0 for unset numbers: both mean "default". */
 const optStr = z

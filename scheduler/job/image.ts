@@ -8,8 +8,8 @@
  */
 import { fetch } from 'undici';
 import { InvalidError, SourceError, UnavailableError, errorMessage } from '../../adapters/errors.js';
+import { MANIFEST_URL } from '../protocol/job.js';
 
-const MANIFEST_URL = /^(.*):\/\/(.*)\/v2\/(.*)\/manifests\/(.*)$/;
 export const DEFAULT_PLATFORM = 'linux/amd64';
 
 const MANIFEST_ACCEPT = [

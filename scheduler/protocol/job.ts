@@ -4,6 +4,9 @@
  */
 import { z } from 'zod';
 
+/** A preheat of type image names its manifest: `<scheme>://<registry>/v2/<repo>/manifests/<ref>` (groups: scheme, registry, repo, ref). */
+export const MANIFEST_URL = /^(.*):\/\/(.*)\/v2\/(.*)\/manifests\/(.*)$/;
+
 export const JOB_TYPES = ['preheat', 'get_task', 'delete_task'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
