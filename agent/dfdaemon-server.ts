@@ -8,6 +8,7 @@ import type { Logger } from '../adapters/log.js';
 import { loadProto } from '../scheduler/protocol/loader.js';
 import { decodeDownload } from '../scheduler/protocol/download.js';
 import { grpcCode } from '../scheduler/protocol/grpc-status.js';
+import { SpanKind, contextFromMetadata, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadTaskRequest__Output } from '../scheduler/protocol/messages.js';
 import type { TaskManager } from './task-manager.js';
 
@@ -25,16 +26,25 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
       const ac = new AbortController();
       call.on('cancelled', () => ac.abort(new Error('cancelled')));
       let lastSent = 0;
-      tm.fetchToCache(
-        // The cache holds whole tasks: a range in the request does not narrow what is fetched.
-        { ...decodeDownload(d), range: undefined, signal: ac.signal },
-        (p) => {
-          // Progress at most every 100 ms (plus the final one): a scheduler needs liveness, not every piece.
-          const now = Date.now();
-          if (!p.done && now - lastSent < 100) return;
-          lastSent = now;
-          call.write({ host_id: opts.hostId(), task_id: p.taskId, peer_id: p.peerId, content_length: p.contentLength, finished_piece_count: p.finished, piece_count: Math.max(0, p.count), is_finished: p.done });
-        },
+      // A span under the caller's (a scheduler's preheat run, through the call's metadata); the task's
+      // own spans (back to source, its scheduler stream) are its children.
+      inSpan(
+        'agent.download_task',
+        { 'url.full': redactUrl(d.url) },
+        () =>
+          tm.fetchToCache(
+            // The cache holds whole tasks: a range in the request does not narrow what is fetched.
+            { ...decodeDownload(d), range: undefined, signal: ac.signal },
+            (p) => {
+              // Progress at most every 100 ms (plus the final one): a scheduler needs liveness, not every piece.
+              const now = Date.now();
+              if (!p.done && now - lastSent < 100) return;
+              lastSent = now;
+              call.write({ host_id: opts.hostId(), task_id: p.taskId, peer_id: p.peerId, content_length: p.contentLength, finished_piece_count: p.finished, piece_count: Math.max(0, p.count), is_finished: p.done });
+            },
+          ),
+        contextFromMetadata(call.metadata),
+        SpanKind.SERVER,
       ).then(
         () => call.end(),
         (err) => {

@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from './protocol/loader.js';
 import { fromGrpcError } from './protocol/grpc-status.js';
 import type { Download } from './protocol/messages.js';
+import { injectMetadata } from '../adapters/tracing.js';
 
 export interface DownloadProgress {
   host_id: string;
@@ -31,7 +32,7 @@ export interface LocalTaskStat {
 
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
 interface RawClient extends grpc.Client {
-  DownloadTask(req: unknown, opts: grpc.CallOptions): grpc.ClientReadableStream<DownloadProgress>;
+  DownloadTask(req: unknown, md: grpc.Metadata, opts: grpc.CallOptions): grpc.ClientReadableStream<DownloadProgress>;
   StatTask(req: unknown, opts: grpc.CallOptions, cb: Callback<LocalTaskStat>): void;
   DeleteTask(req: unknown, opts: grpc.CallOptions, cb: Callback<unknown>): void;
 }
@@ -57,7 +58,7 @@ export class DfdaemonClient {
   ): Promise<DownloadProgress> {
     return new Promise((resolve, reject) => {
       const callOpts: grpc.CallOptions = opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {};
-      const stream = this.raw.DownloadTask({ download }, callOpts);
+      const stream = this.raw.DownloadTask({ download }, injectMetadata(new grpc.Metadata()), callOpts);
       let last: DownloadProgress | undefined;
       const onAbort = (): void => stream.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });

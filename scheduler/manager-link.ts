@@ -27,6 +27,7 @@ import type { JobMessage } from './protocol/job.js';
 import { unseal } from './job/sealed.js';
 import type { Scheduler } from './server.js';
 import { ReportBuilder, startReporter } from './report.js';
+import { SpanKind, contextFromHeaders, inSpan } from '../adapters/tracing.js';
 
 export interface ManagerLink {
   /** Registered with the manager at least once. */
@@ -272,17 +273,29 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
         if (await reportFinal(msg, { state: 'FAILURE', results: [], error: errorMessage(err) })) await q.ack(queueName, m.receipt);
         return;
       }
-      const outcome = await runJob(scheduler, runnable, {
-        signal: ac.signal,
-        logger: jlog,
-        hostWaitMs: opts.hostWaitMs,
-        onProgress: (done, total) => {
-          const now = Date.now();
-          if (now - lastProgress < REPORT_PROGRESS_EVERY_MS && done < total) return;
-          lastProgress = now;
-          report(msg, { state: 'PENDING', progress: { done, total } }).catch(() => {});
+      // One span for the run, a child of the manager's (the message's traceparent): the seed peers'
+      // DownloadTask calls made inside it carry it on (scheduler/dfdaemon-client.ts).
+      const outcome = await inSpan(
+        'scheduler.job.run',
+        { 'damselfly.job_id': msg.job_id, 'damselfly.job_type': msg.type },
+        async (span) => {
+          const o = await runJob(scheduler, runnable, {
+            signal: ac.signal,
+            logger: jlog,
+            hostWaitMs: opts.hostWaitMs,
+            onProgress: (done, total) => {
+              const now = Date.now();
+              if (now - lastProgress < REPORT_PROGRESS_EVERY_MS && done < total) return;
+              lastProgress = now;
+              report(msg, { state: 'PENDING', progress: { done, total } }).catch(() => {});
+            },
+          });
+          span.setAttribute('damselfly.job_state', o.state);
+          return o;
         },
-      }).finally(() => {
+        contextFromHeaders(msg.traceparent ? { traceparent: msg.traceparent } : {}),
+        SpanKind.CONSUMER,
+      ).finally(() => {
         deadline.clear();
         stopper.signal.removeEventListener('abort', onStop);
       });

@@ -23,6 +23,7 @@ import { REDACTED } from '../../adapters/log.js';
 import { RateLimitedError } from './errors.js';
 import { jobMessageDedupId, jobQueue, managerKeys } from '../../adapters/keys.js';
 import { MANIFEST_URL, type JobMessage } from '../../scheduler/protocol/job.js';
+import { SpanKind, contextFromHeaders, inSpan, traceHeaders } from '../../adapters/tracing.js';
 import type { ClusterRecord, JobClusterState, JobRecord, JobState, JobType, SchedulerRecord } from './models.js';
 import { casUpdate, listAll, nextId } from './store.js';
 import { decimalQueryInt, invalid } from './http.js';
@@ -276,7 +277,27 @@ async function targetClusters(deps: JobDeps, ids: number[] | null | undefined, f
 }
 
 /** Validates, rate-limits, enqueues and stores a job. Throws InvalidError, RateLimitedError, UnavailableError. */
-export async function createJob(deps: JobDeps, body: unknown, userId: number): Promise<JobRecord> {
+/**
+ * Creates a job and queues it for each scheduler cluster. With tracing on this is the root (or, given
+ * the request's `traceparent` in `headers`, a child) span `manager.job.create`, and every queued
+ * message carries its `traceparent`, so the scheduler's run and the seed peers' downloads join the trace.
+ */
+export function createJob(deps: JobDeps, body: unknown, userId: number, headers: Record<string, string | undefined> = {}): Promise<JobRecord> {
+  const type = typeof (body as { type?: unknown } | null)?.type === 'string' ? String((body as { type: string }).type) : 'unknown';
+  return inSpan(
+    'manager.job.create',
+    { 'damselfly.job_type': type },
+    async (span) => {
+      const job = await queueJob(deps, body, userId);
+      span.setAttribute('damselfly.job_id', job.id);
+      return job;
+    },
+    contextFromHeaders(headers),
+    SpanKind.SERVER,
+  );
+}
+
+async function queueJob(deps: JobDeps, body: unknown, userId: number): Promise<JobRecord> {
   const parsed = createJobSchema.safeParse(body);
   if (!parsed.success) throw invalid(parsed.error);
   const req = parsed.data;
@@ -308,7 +329,8 @@ export async function createJob(deps: JobDeps, body: unknown, userId: number): P
   const states: JobClusterState[] = [];
   for (const c of clusters) {
     const task_uuid = `task_${randomUUID()}`;
-    const message: JobMessage = { job_id: id, scheduler_cluster_id: c.id, type: req.type, args: plainArgs, deadline_ms: deadline, task_uuid, ...(sealed ? { sealed_credentials: sealed } : {}) };
+    const { traceparent } = traceHeaders();
+    const message: JobMessage = { job_id: id, scheduler_cluster_id: c.id, type: req.type, args: plainArgs, deadline_ms: deadline, task_uuid, ...(sealed ? { sealed_credentials: sealed } : {}), ...(traceparent ? { traceparent } : {}) };
     await deps.queue.send(jobQueue(String(c.id)), message, { dedupId: jobMessageDedupId(id, c.id) });
     states.push({ task_uuid, task_name: req.type, state: 'PENDING', results: [], error: '', created_at: nowIso, ttl: 0, scheduler_cluster_id: c.id });
   }

@@ -21,6 +21,8 @@ export const jobMessageSchema = z.object({
   task_uuid: z.string(),
   /** scheduler/job/sealed.ts seal(schedulerSecret, { password?, headers? }), when the job has credentials. */
   sealed_credentials: z.string().optional(),
+  /** W3C trace context of the manager's `manager.job.create` span, when tracing is on. */
+  traceparent: z.string().max(256).optional(),
 });
 
 /** What a scheduler cluster's worker receives: everything needed to run, credentials sealed. */

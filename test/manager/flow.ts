@@ -11,6 +11,8 @@ import { loadProto } from '../../scheduler/protocol/loader.js';
 import { agentConfigFor, makeTempDir, schedulerConfigFor, spawnRole, waitFor, type RoleProcess } from '../support/procs.js';
 import type { BuiltImage, RunningRegistry } from '../support/registry.js';
 
+type Obj = Record<string, unknown>;
+
 export const ROOT_PASSWORD = 'e2e-root-password';
 export const SCHEDULER_SECRET = 'e2e-scheduler-secret-0123456789';
 
@@ -53,33 +55,34 @@ export async function listHosts(schedulerGrpc: string): Promise<Array<{ id: stri
   }
 }
 
-export async function startManager(cli: string, store: { kv: unknown; queue: unknown }, dir: string): Promise<RoleProcess> {
+export async function startManager(cli: string, store: { kv: unknown; queue: unknown }, dir: string, common: Obj = {}): Promise<RoleProcess> {
   return spawnRole(
     'manager',
-    { server: { ip: '127.0.0.1', port: 0 }, store: { dataDir: path.join(dir, 'data'), ...store }, auth: { rootPassword: ROOT_PASSWORD, schedulerSecret: SCHEDULER_SECRET } },
+    { server: { ip: '127.0.0.1', port: 0 }, store: { dataDir: path.join(dir, 'data'), ...store }, auth: { rootPassword: ROOT_PASSWORD, schedulerSecret: SCHEDULER_SECRET }, ...common },
     { cli, dir, name: 'manager' },
   );
 }
 
-export async function startScheduler(cli: string, managerUrl: string, queue: unknown, name = 'scheduler'): Promise<RoleProcess> {
+export async function startScheduler(cli: string, managerUrl: string, queue: unknown, name = 'scheduler', common: Obj = {}): Promise<RoleProcess> {
   return spawnRole(
     'scheduler',
-    schedulerConfigFor({ manager: { addr: managerUrl, keepAliveInterval: '1s', clusterId: 1 }, job: { enable: true, queue } }),
+    schedulerConfigFor({ manager: { addr: managerUrl, keepAliveInterval: '1s', clusterId: 1 }, job: { enable: true, queue }, ...common }),
     { cli, name, env: { DAMSELFLY_SCHEDULER_SECRET: SCHEDULER_SECRET } },
   );
 }
 
-export async function startStack(cli: string, store: { kv: unknown; queue: unknown }): Promise<Stack> {
+/** The stack; `common` (e.g. `{ tracing: {...} }`) is added at the top of every role's configuration. */
+export async function startStack(cli: string, store: { kv: unknown; queue: unknown }, common: Obj = {}): Promise<Stack> {
   const dir = makeTempDir('damselfly-e2e-manager-');
-  const manager = await startManager(cli, store, dir);
+  const manager = await startManager(cli, store, dir, common);
   const managerUrl = `http://${String(manager.ready.http)}`;
-  const scheduler = await startScheduler(cli, managerUrl, store.queue);
+  const scheduler = await startScheduler(cli, managerUrl, store.queue, 'scheduler', common);
   const schedAddr = String(scheduler.ready.grpc);
   const seedDir = makeTempDir('damselfly-e2e-seed-');
   const agentDir = makeTempDir('damselfly-e2e-agent-');
   const [seed, agent] = await Promise.all([
-    spawnRole('agent', agentConfigFor('seed', seedDir, [schedAddr], { seed: true }), { cli, dir: seedDir, name: 'seed' }),
-    spawnRole('agent', agentConfigFor('agent-0', agentDir, [schedAddr]), { cli, dir: agentDir, name: 'agent-0' }),
+    spawnRole('agent', agentConfigFor('seed', seedDir, [schedAddr], { seed: true }, common), { cli, dir: seedDir, name: 'seed' }),
+    spawnRole('agent', agentConfigFor('agent-0', agentDir, [schedAddr], {}, common), { cli, dir: agentDir, name: 'agent-0' }),
   ]);
   await waitFor(async () => (await http('GET', `${managerUrl}/api/v1/schedulers/search?ip=127.0.0.1`)).status === 200 || undefined, 'scheduler registered with the manager', 15_000);
   await waitFor(async () => (await listHosts(schedAddr)).some((h) => h.type !== 'NORMAL') || undefined, 'seed peer announced', 15_000);

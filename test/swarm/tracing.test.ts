@@ -11,6 +11,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MiB, fileSha256, startOrigin, type Origin } from '../support/origin.js';
 import { apiGet, cleanupTempDirs, killAll, makeTempDir, startCluster, waitFor, type Cluster } from '../support/procs.js';
+import { cliPath } from '../support/cli.js';
+import { pollJob, startStack } from '../manager/flow.js';
 
 interface Span {
   service: string;
@@ -136,6 +138,50 @@ describe('tracing across agent, scheduler and parents', () => {
     // The first download is a trace of its own (one get, one trace).
     const first = receiver.spans.find((s) => s.name === 'agent.download' && s.host === 'agent-0')!;
     expect(first.traceId).not.toBe(root.traceId);
+  }, 120_000);
+
+  it('a preheat is one trace: the manager\'s job, the scheduler\'s run of it, the seed peer\'s download and its origin read', async () => {
+    const dir = makeTempDir('damselfly-trace-preheat-');
+    const store = { kv: { kind: 'sqlite', path: path.join(dir, 'kv.db') }, queue: { kind: 'sqlite', path: path.join(dir, 'queue.db'), visibilityMs: 5_000 } };
+    const stack = await startStack(cliPath(), store, { tracing: { endpoint: receiver.url } });
+    const url = origin.add('/trace/preheat.bin', { size: 6 * MiB + 5, seed: `preheat-${Date.now()}` });
+    // The caller's own trace context is honoured: the manager's span hangs below it.
+    const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const created = await fetch(`${stack.managerUrl}/oapi/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.pat}`, traceparent: `00-${callerTrace}-00f067aa0ba902b7-01` },
+      body: JSON.stringify({ type: 'preheat', args: { type: 'file', url } }),
+    });
+    expect(created.status).toBe(200);
+    const job = await pollJob(stack, ((await created.json()) as { id: number }).id);
+    expect(job.state, JSON.stringify(job.result)).toBe('SUCCESS');
+    expect(origin.stats().byPath['/trace/preheat.bin']?.bytes).toBe(6 * MiB + 5);
+
+    const inTrace = () => receiver.spans.filter((s) => s.traceId === callerTrace);
+    await waitFor(() => (inTrace().some((s) => s.name === 'agent.back_to_source') && inTrace().some((s) => s.name === 'scheduler.job.run') ? true : undefined), 'the preheat trace to arrive', 15_000);
+    const spans = inTrace();
+    process.stderr.write(`preheat trace ${callerTrace}:\n  ${spans.map((s) => `${s.service}/${s.host ?? ''} ${s.name} ${JSON.stringify(s.attributes)}`).join('\n  ')}\n`);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    const create = spans.find((s) => s.name === 'manager.job.create')!;
+    expect(create.service).toBe('damselfly-manager');
+    expect(create.parentSpanId).toBe('00f067aa0ba902b7');
+    expect(create.attributes['damselfly.job_type']).toBe('preheat');
+    const run = spans.find((s) => s.name === 'scheduler.job.run')!;
+    expect(run.service).toBe('damselfly-scheduler');
+    expect(run.parentSpanId, 'the scheduler run hangs below the manager span').toBe(create.spanId);
+    expect(run.attributes['damselfly.job_state']).toBe('SUCCESS');
+    const seedTask = spans.find((s) => s.name === 'agent.download_task')!;
+    expect(seedTask.service).toBe('damselfly-seed-peer');
+    expect(seedTask.parentSpanId, 'the seed peer download hangs below the scheduler run').toBe(run.spanId);
+    const b2s = spans.find((s) => s.name === 'agent.back_to_source')!;
+    // The origin read hangs (maybe through the task's own spans) below the seed's DownloadTask.
+    let at: Span | undefined = b2s;
+    while (at && at !== seedTask) at = at.parentSpanId ? byId.get(at.parentSpanId) : undefined;
+    expect(at, 'agent.back_to_source is a descendant of agent.download_task').toBe(seedTask);
+    await stack.seed.stop();
+    await stack.agent.stop();
+    await stack.scheduler.stop();
+    await stack.manager.stop();
   }, 120_000);
 
   it('exports nothing when tracing.endpoint is unset', async () => {

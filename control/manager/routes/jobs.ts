@@ -27,7 +27,7 @@ export const jobRoutes: RouteModule = (app, ctx) => {
       const raw = await rawBody(c);
       const type = typeof (raw as { type?: unknown })?.type === 'string' ? String((raw as { type: string }).type) : 'unknown';
       metrics?.createJob.inc({ name: type });
-      const job = await createJob(jobDeps, raw, c.get('principal').userId);
+      const job = await createJob(jobDeps, raw, c.get('principal').userId, c.req.header());
       metrics?.createJobSuccess.inc({ name: job.type });
       logger.info('job created', { jobId: job.id, type: job.type, clusters: job.scheduler_clusters.map((x) => x.id) });
       return c.json(publicJob(job));

@@ -87,7 +87,7 @@ export const preheatRoutes: RouteModule = (app, ctx) => {
       });
     }
     const { scheduler_cluster_ids, ...rest } = req;
-    const job = await createJob(jobDeps, { type: 'preheat', args: { ...rest, url }, scheduler_cluster_ids }, c.get('principal').userId);
+    const job = await createJob(jobDeps, { type: 'preheat', args: { ...rest, url }, scheduler_cluster_ids }, c.get('principal').userId, c.req.header());
     return c.json(view(job));
   });
   app.get('/api/v1/preheat/:id', auth, async (c) => c.json(view(await getJob(jobDeps, idParam(c)))));
