@@ -13,6 +13,7 @@ import { sign, verify } from 'hono/jwt';
 import { ConflictError } from '../../adapters/errors.js';
 import type { KvStore } from '../../adapters/kv/port.js';
 import { ForbiddenError, UnauthorizedError } from './errors.js';
+import { isSameOrigin } from './http.js';
 import { managerKeys } from '../../adapters/keys.js';
 import type { Role, TokenRecord, TokenScope, UserRecord } from './models.js';
 
@@ -97,6 +98,8 @@ function bearer(c: Context): string | undefined {
   return parts[1];
 }
 
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /** Readers are allowed to guests; everything else needs root. */
 function requireRole(principal: Principal, method: string): void {
   if (principal.role === 'root') return;
@@ -110,8 +113,13 @@ function requireRole(principal: Principal, method: string): void {
  */
 export function jwtAuth(getSecret: () => Promise<string>, kv: KvStore, nowMs: () => number, selfService = false): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
-    const raw = bearer(c) ?? getCookie(c, 'jwt') ?? c.req.query('token');
+    const header = bearer(c);
+    const cookie = header ? undefined : getCookie(c, 'jwt');
+    const raw = header ?? cookie ?? c.req.query('token');
     if (!raw) throw new UnauthorizedError();
+    // A cookie rides along with any request the browser makes, also one a foreign page forges: a
+    // change authorised by the cookie alone must come from this origin (a Bearer header cannot be forged).
+    if (cookie && !SAFE_METHODS.has(c.req.method) && !isSameOrigin(c)) throw new ForbiddenError('cross-origin request refused: send the token as Authorization: Bearer');
     let claims: JwtClaims;
     try {
       claims = (await verify(raw, await getSecret(), { alg: 'HS256', exp: false, nbf: false, iat: false })) as unknown as JwtClaims;

@@ -123,3 +123,13 @@ export function invalid(error: z.ZodError, prefix = ''): InvalidError {
   }
   return new InvalidError('invalid request', { details: { fields } });
 }
+
+/**
+ * Whether a request comes from a page of this same origin: its Origin header names this server, or
+ * (no Origin) the browser did not mark it cross-site. Non-browser clients send neither and pass.
+ */
+export function isSameOrigin(c: Context): boolean {
+  const origin = c.req.header('origin');
+  if (!origin) return c.req.header('sec-fetch-site') !== 'cross-site';
+  return origin === new URL(c.req.url).origin;
+}

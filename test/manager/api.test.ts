@@ -52,6 +52,28 @@ describe('manager API: health, users, auth', () => {
     expect((await m.req('GET', '/api/v1/clusters', { headers: { cookie: `jwt=${jwt}` } })).status).toBe(200);
   });
 
+  it('a change authorised by the jwt cookie alone must come from this origin (CSRF); Bearer and same-origin pass', async () => {
+    const m = await testManager();
+    const jwt = await m.signin();
+    const body = { name: 'csrf-probe', scopes: ['job'], expired_at: new Date(m.now() + 86_400_000).toISOString() };
+    const post = (headers: Record<string, string>, name: string) => m.req('POST', '/api/v1/personal-access-tokens', { headers, body: { ...body, name } });
+    // A foreign page's form or fetch: the browser attaches the cookie and names the foreign origin.
+    const forged = await post({ cookie: `jwt=${jwt}`, origin: 'http://evil.example' }, 'forged-1');
+    expect(forged.status).toBe(403);
+    expect(((await forged.json()) as { message: string }).message).toMatch(/cross-origin/);
+    expect((await post({ cookie: `jwt=${jwt}`, 'sec-fetch-site': 'cross-site' }, 'forged-2')).status).toBe(403);
+    // Nothing was created by the refused requests.
+    const list = (await (await m.req('GET', '/api/v1/personal-access-tokens', { token: jwt })).json()) as Array<{ name: string }>;
+    expect(list.map((t) => t.name)).not.toContain('forged-1');
+    expect(list.map((t) => t.name)).not.toContain('forged-2');
+    // Same origin, a non-browser client (no Origin), and a Bearer header from anywhere all pass.
+    expect((await post({ cookie: `jwt=${jwt}`, origin: 'http://localhost' }, 'same-origin')).status).toBe(200);
+    expect((await post({ cookie: `jwt=${jwt}` }, 'curl')).status).toBe(200);
+    expect((await post({ authorization: `Bearer ${jwt}`, origin: 'http://evil.example' }, 'bearer')).status).toBe(200);
+    // Reads stay open to the cookie from anywhere (they change nothing).
+    expect((await m.req('GET', '/api/v1/clusters', { headers: { cookie: `jwt=${jwt}`, origin: 'http://evil.example' } })).status).toBe(200);
+  });
+
   it('expires JWTs after auth.jwtTimeout', async () => {
     const m = await testManager({ auth: { rootPassword: 'root-password-123', jwtTimeout: '1h' } });
     const jwt = await m.signin();

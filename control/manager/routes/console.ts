@@ -16,6 +16,7 @@ import { verify } from 'hono/jwt';
 import { managerKeys } from '../../../adapters/keys.js';
 import { redact } from '../../../adapters/log.js';
 import { type AuthEnv, safeEqual } from '../auth.js';
+import { isSameOrigin } from '../http.js';
 import { CONSOLE_CSS, CONSOLE_JS } from '../console/assets.js';
 import { type Fragment, type Viewer, csrfField, fmtAgo, fmtBytes, fmtPct, graphSvg, page, state } from '../console/layout.js';
 import type { UserRecord } from '../models.js';
@@ -85,11 +86,7 @@ export const consoleRoutes: RouteModule = (app, ctx) => {
     }
   };
 
-  const sameOrigin = (c: C): boolean => {
-    const origin = c.req.header('origin');
-    if (!origin) return c.req.header('sec-fetch-site') !== 'cross-site';
-    return origin === new URL(c.req.url).origin;
-  };
+  const sameOrigin = (c: C): boolean => isSameOrigin(c);
 
   const render = (c: C, opts: Parameters<typeof page>[0], status = 200) => {
     c.header('cache-control', 'no-store');
