@@ -4,18 +4,14 @@
  * installed: the API's no-op tracer answers and the hooks below cost a map lookup at most.
  *
  * Context travels as W3C `traceparent`: in gRPC metadata (agent → scheduler stream) and in HTTP
- * headers (child → parent piece requests; any client → the agent's local API). Not yet carried: the
- * preheat path (manager → queue message → scheduler → seed peer's DownloadTask). Piece traffic is recorded in batches, one span per (task, parent) on the child and per
+ * headers (child → parent piece requests; any client → the agent's local API), and in the preheat
+ * job's queue message (manager → scheduler → seed peer's DownloadTask). Piece traffic is recorded in batches, one span per (task, parent) on the child and per
  * (task, child) on the parent, carrying the piece ranges and bytes, never one span per piece.
  *
  * The hooks other modules call are single lines; the logic stays here.
  */
 import { context, propagation, trace, INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, type Context, type Span } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import type { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { z } from 'zod';
 
 export { SpanKind };
@@ -38,9 +34,22 @@ let enabled = false;
 let provider: BasicTracerProvider | undefined;
 const tracer = () => trace.getTracer('damselfly');
 
-/** Starts exporting when `config.endpoint` is set; returns a flush-and-stop. Once per process. */
-export function startTracing(config: TracingConfig, serviceName: string, attributes: Record<string, string> = {}): () => Promise<void> {
+/**
+ * Starts exporting when `config.endpoint` is set; resolves with a flush-and-stop. Once per process.
+ * The SDK and exporter load only here: a process with tracing off (every `damselfly get`, say)
+ * never loads more than the small API package.
+ */
+export async function startTracing(config: TracingConfig, serviceName: string, attributes: Record<string, string> = {}): Promise<() => Promise<void>> {
   if (!config.endpoint || enabled) return async () => undefined;
+  const [{ AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, { OTLPTraceExporter }, { resourceFromAttributes }, { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler }] = await Promise.all([
+    import('@opentelemetry/context-async-hooks'),
+    import('@opentelemetry/core'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+  ]);
+  // Parent-based: a request that arrives sampled stays sampled, so one pull is one whole trace.
+  const samplerFor = (ratio: number) => new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
   const url = config.endpoint.replace(/\/+$/, '').endsWith('/v1/traces') ? config.endpoint : `${config.endpoint.replace(/\/+$/, '')}/v1/traces`;
   provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': serviceName, ...attributes }),
@@ -57,8 +66,6 @@ export function startTracing(config: TracingConfig, serviceName: string, attribu
   };
 }
 
-// Parent-based: a request that arrives sampled stays sampled, so one pull is one whole trace.
-const samplerFor = (ratio: number) => new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
 
 /** `trace_id`/`span_id` of the active span, for log lines; empty when none (or tracing is off). */
 export function logFields(): Record<string, string> {

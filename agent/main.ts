@@ -35,7 +35,7 @@ export function main(argv: string[]): Promise<number> {
       async start(config, logger) {
         const agent = createAgent(config, logger);
         collectRuntimeMetrics(agent.metricsRegistry, METRIC_PREFIX.client);
-        const stopTracing = startTracing(config.tracing, config.seedPeer.enable ? 'damselfly-seed-peer' : 'damselfly-agent', { 'host.name': config.host.hostname });
+        const stopTracing = await startTracing(config.tracing, config.seedPeer.enable ? 'damselfly-seed-peer' : 'damselfly-agent', { 'host.name': config.host.hostname });
         try {
           await agent.start();
         } catch (err) {

@@ -44,7 +44,7 @@ export function main(argv: string[]): Promise<number> {
       async start(config, logger) {
         const scheduler = createScheduler(config, logger);
         collectRuntimeMetrics(scheduler.metrics.registry, METRIC_PREFIX.scheduler);
-        const stopTracing = startTracing(config.tracing, 'damselfly-scheduler');
+        const stopTracing = await startTracing(config.tracing, 'damselfly-scheduler');
         let link: Awaited<ReturnType<typeof startManagerLink>>;
         let addresses: Record<string, unknown>;
         try {

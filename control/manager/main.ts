@@ -33,7 +33,7 @@ export function main(argv: string[]): Promise<number> {
       },
       role: () => 'manager',
       async start(config, logger) {
-        const stopTracing = startTracing(config.tracing, 'damselfly-manager');
+        const stopTracing = await startTracing(config.tracing, 'damselfly-manager');
         let started: Awaited<ReturnType<typeof startManager>>;
         try {
           started = await startManager(config, { logger, metricsDefaults: true });
