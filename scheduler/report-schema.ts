@@ -39,6 +39,8 @@ export const reportHostSchema = z.strictObject({
   pieces_failed: count,
   peer_count: count,
   last_seen: count,
+  /** How often the host promised to announce itself (0: unknown); the manager counts it down after three missed. */
+  announce_interval_ms: count.optional(),
   created_at: count,
 });
 

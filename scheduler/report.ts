@@ -78,6 +78,7 @@ export class ReportBuilder {
         pieces_failed: h.uploadFailedCount,
         peer_count: h.peers.size,
         last_seen: h.lastAnnounce,
+        announce_interval_ms: h.announceIntervalMs,
         created_at: h.createdAt,
       });
     }

@@ -169,6 +169,28 @@ for (const store of backends) describe(`visibility API (${store.name})`, () => {
     expect((await req('GET', '/api/v1/overview')).status).toBe(401);
   });
 
+  it('a seed peer that stopped announcing is shown down (three missed intervals), and up again once it announces', async (ctx) => {
+    if (!available) return ctx.skip();
+    const builder = new ReportBuilder(world.r, { hostname: 'sched-1', ip: '127.0.0.1', clusterId: 1, intervalMs: 1_000 });
+    const seedHost = world.r.hosts.get('seed')!;
+    const { lastAnnounce, announceIntervalMs } = seedHost;
+    try {
+      seedHost.announceIntervalMs = 5_000;
+      seedHost.lastAnnounce = Date.now() - 16_000; // > 3 × 5 s ago: silent, though the scheduler still holds it
+      expect((await post(builder)).status).toBe(200);
+      const seed = (await req('GET', '/api/v1/peers?type=super', jwt)).json[0];
+      expect(seed).toMatchObject({ id: 'seed', state: 'inactive' });
+      expect((await req('GET', '/api/v1/overview', jwt)).json.clusters[0].seed_peers).toEqual({ active: 0, inactive: 1 });
+      seedHost.lastAnnounce = Date.now() - 14_000; // < 3 × 5 s: up
+      expect((await post(builder)).status).toBe(200);
+      expect((await req('GET', '/api/v1/peers?type=super', jwt)).json[0].state).toBe('active');
+      expect((await req('GET', '/api/v1/overview', jwt)).json.clusters[0].seed_peers).toEqual({ active: 1, inactive: 0 });
+    } finally {
+      seedHost.lastAnnounce = lastAnnounce;
+      seedHost.announceIntervalMs = announceIntervalMs;
+    }
+  });
+
   it('a report of 10,000 peers stays one write under the byte cap, keeping the running tasks', async (ctx) => {
     if (!available) return ctx.skip();
     const big = new World(() => Date.now());

@@ -25,6 +25,7 @@ h2{font-size:1.1rem;margin:1.2rem 0 .5rem}
 .stat{border:1px solid var(--line);border-radius:6px;padding:.5rem .7rem;background:#fbfcfe}
 .stat b{display:block;font-size:1.3rem}
 .stat span{color:var(--muted);font-size:.85rem}
+.stat.warn b{color:var(--bad)}
 .table{width:100%;overflow-x:auto}
 table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}

@@ -196,6 +196,7 @@ export const consoleRoutes: RouteModule = (app, ctx) => {
 <div class="grid">
 <div class="stat"><b data-stat="schedulers">${cl.schedulers.active} up / ${cl.schedulers.inactive} down</b><span>schedulers</span></div>
 <div class="stat"><b data-stat="seed_peers">${cl.seed_peers.active}</b><span>seed peers up</span></div>
+<div class="stat${cl.seed_peers.inactive > 0 ? ' warn' : ''}"><b data-stat="seed_peers_down">${cl.seed_peers.inactive}</b><span>seed peers down</span></div>
 <div class="stat"><b data-stat="active_peers">${cl.active_peers}</b><span>active peers</span></div>
 <div class="stat"><b data-stat="tasks_in_flight">${cl.tasks_in_flight}</b><span>tasks in flight (of ${cl.tasks})</span></div>
 <div class="stat"><b data-stat="p2p_share">${fmtPct(cl.p2p_share)}</b><span>bytes from peers</span></div>

@@ -24,8 +24,19 @@ export async function loadReports(kv: KvStore, clusterId?: number): Promise<Sche
   return (await listAll<SchedulerReport>(kv, prefix)).map((r) => r.value);
 }
 
+/** A host that promised no interval is down after this long without an announce (Dragonfly's agents announce every 30 s). */
+const DEFAULT_ANNOUNCE_MS = 30_000;
+
+/**
+ * Whether a host is silent at `nowMs`: three announce intervals passed since it last announced. The
+ * scheduler keeps a silent host until its own GC drops it, so its report still lists it meanwhile.
+ */
+export function isSilent(h: Pick<ReportHost, 'last_seen' | 'announce_interval_ms'>, nowMs: number): boolean {
+  return nowMs - h.last_seen > 3 * (h.announce_interval_ms || DEFAULT_ANNOUNCE_MS);
+}
+
 type PeerView = ReturnType<typeof peerView>;
-function peerView(h: ReportHost, clusterId: number) {
+function peerView(h: ReportHost, clusterId: number, nowMs: number) {
   const at = (ms: number) => new Date(ms).toISOString();
   return {
     // Dragonfly's manager Peer fields first.
@@ -39,7 +50,7 @@ function peerView(h: ReportHost, clusterId: number) {
     download_port: h.download_port,
     proxy_port: h.proxy_port,
     object_storage_port: 0,
-    state: 'active',
+    state: isSilent(h, nowMs) ? 'inactive' : 'active',
     os: h.os,
     platform: h.platform,
     scheduler_cluster_id: clusterId,
@@ -59,13 +70,13 @@ function peerView(h: ReportHost, clusterId: number) {
 }
 
 /** Hosts across reports, one per (cluster, host id): the most recently seen wins. */
-export function mergePeers(reports: SchedulerReport[]): PeerView[] {
+export function mergePeers(reports: SchedulerReport[], nowMs: number): PeerView[] {
   const byId = new Map<string, PeerView>();
   for (const r of reports) {
     for (const h of r.hosts) {
       const k = `${r.scheduler_cluster_id}/${h.id}`;
       const cur = byId.get(k);
-      if (!cur || cur.updated_at < new Date(h.last_seen).toISOString()) byId.set(k, peerView(h, r.scheduler_cluster_id));
+      if (!cur || cur.updated_at < new Date(h.last_seen).toISOString()) byId.set(k, peerView(h, r.scheduler_cluster_id, nowMs));
     }
   }
   return [...byId.values()].sort((a, b) => a.scheduler_cluster_id - b.scheduler_cluster_id || (a.host_name < b.host_name ? -1 : a.host_name > b.host_name ? 1 : a.id < b.id ? -1 : 1));
@@ -176,8 +187,9 @@ export async function overview(kv: KvStore, nowMs: number, keepAliveMs: number) 
     const mine = schedulers.filter((s) => s.scheduler_cluster_id === cl.id);
     const active = mine.filter((s) => isActive(s, nowMs, keepAliveMs)).length;
     const rs = reports.filter((r) => r.scheduler_cluster_id === cl.id);
-    const peers = mergePeers(rs);
+    const peers = mergePeers(rs, nowMs);
     const seeds = peers.filter((p) => p.type !== 'normal');
+    const seedsUp = seeds.filter((p) => p.state === 'active').length;
     let fromPeers = 0;
     let fromOrigin = 0;
     for (const t of listTasks(rs)) {
@@ -190,8 +202,9 @@ export async function overview(kv: KvStore, nowMs: number, keepAliveMs: number) 
       name: cl.name,
       is_default: cl.is_default,
       schedulers: { active, inactive: mine.length - active },
-      // Seed peers the schedulers saw announce within their last report; a silent one drops out with its report.
-      seed_peers: { active: seeds.length },
+      // Seed peers the schedulers know: up while they announce, down after three missed announces
+      // (until the scheduler forgets the host); one whose scheduler stopped reporting drops out with its report.
+      seed_peers: { active: seedsUp, inactive: seeds.length - seedsUp },
       active_peers: rs.reduce((n, r) => n + r.totals.peers, 0),
       hosts: peers.length,
       tasks: rs.reduce((n, r) => n + r.totals.tasks, 0),
@@ -228,7 +241,7 @@ export const visibilityRoutes: RouteModule = (app, ctx) => {
 
   app.get('/api/v1/peers', userAuth, async (c) => {
     const q = query(c, peerListQuery);
-    const peers = mergePeers(await loadReports(kv, q.scheduler_cluster_id)).filter(
+    const peers = mergePeers(await loadReports(kv, q.scheduler_cluster_id), now()).filter(
       (p) => (!q.host_name || p.host_name === q.host_name) && (!q.ip || p.ip === q.ip) && (!q.type || p.type === q.type),
     );
     return c.json(paginate(c, peers, q.page, q.per_page));
