@@ -15,6 +15,19 @@ const SECRET_KEY = /authorization|password|passwd|secret|token|cookie|credential
 
 export const REDACTED = '[REDACTED]';
 
+/** `value` with the user:password of every URL inside a string replaced by `[REDACTED]`. */
+export function hideUserinfo(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return value.replace(/(\/\/)[^/@\s]*@/g, `$1${REDACTED}@`);
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => hideUserinfo(v, depth + 1));
+  return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, hideUserinfo(v, depth + 1)]));
+}
+
+/** A configuration fit to show: credential-like keys and URL credentials redacted (the console's configuration page). */
+export function redactConfig(config: unknown): Record<string, unknown> {
+  return hideUserinfo(redact(config)) as Record<string, unknown>;
+}
+
 /** Deep-copies `value`, replacing anything under a credential-like key with `[REDACTED]`. */
 export function redact(value: unknown, depth = 0): unknown {
   if (depth > 8 || value === null || typeof value !== 'object') return value;

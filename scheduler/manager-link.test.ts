@@ -89,7 +89,17 @@ describe('manager link', () => {
     const search = await api(env, 'GET', '/api/v1/schedulers/search?ip=127.0.0.1');
     expect(search.json).toEqual({ scheduler_cluster_id: 1, schedulers: [{ ip: '127.0.0.1', port: Number(env.scheduler.addresses!.grpc.split(':')[1]), hostname: 'sched-a' }] });
     await new Promise((r) => setTimeout(r, 800)); // 4 intervals: alive only through keepalives
-    expect((await api(env, 'GET', '/api/v1/schedulers')).json[0].state).toBe('active');
+    const [registered] = (await api(env, 'GET', '/api/v1/schedulers')).json;
+    expect(registered.state).toBe('active');
+    // Its effective configuration came along (the console's configuration page shows it).
+    expect(registered.config.scheduling.backToSourceCount).toBe(env.scheduler.config.scheduling.backToSourceCount);
+    expect(registered.config.manager.addr).toBe(env.manager.url);
+    // The manager redacts again whatever a scheduler sends.
+    const hostile = await api(env, 'POST', '/api/v1/schedulers', { hostname: 'sched-h', ip: '127.0.0.2', port: 8002, scheduler_cluster_id: 1, config: { job: { queue: { url: 'postgres://u:hunter2@db/x' } }, auth: { password: 'hunter2' } } }, SECRET);
+    expect(hostile.status).toBe(200);
+    const listed = JSON.stringify((await api(env, 'GET', '/api/v1/schedulers')).json);
+    expect(listed).toContain('postgres://[REDACTED]@db/x');
+    expect(listed).not.toContain('hunter2');
     await env.link.stop();
     env.link = undefined;
     await until(async () => ((await api(env, 'GET', '/api/v1/schedulers')).json[0].state === 'inactive' ? true : undefined), 'inactive', 3_000);

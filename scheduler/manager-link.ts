@@ -16,7 +16,7 @@ import { hostname as osHostname } from 'node:os';
 import { fetch } from 'undici';
 import { ConfigError, UnavailableError, errorMessage } from '../adapters/errors.js';
 import { jobQueue } from '../adapters/keys.js';
-import type { Logger } from '../adapters/log.js';
+import { redactConfig, type Logger } from '../adapters/log.js';
 import type { Queue, QueueMessage } from '../adapters/queue/port.js';
 import { createQueue } from '../adapters/stores.js';
 import { parseQueueConfig } from '../adapters/store-config.js';
@@ -151,7 +151,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
 
   const features = config.job.enable ? ['schedule', 'preheat'] : ['schedule'];
   const register = async (): Promise<void> => {
-    await call('POST', '/api/v1/schedulers', { hostname, ip, port, features, scheduler_cluster_id: clusterId, keep_alive_interval_ms: interval });
+    await call('POST', '/api/v1/schedulers', { hostname, ip, port, features, scheduler_cluster_id: clusterId, keep_alive_interval_ms: interval, config: redactConfig(config) });
     if (!registered) log.info('registered with manager', { manager: base, clusterId });
     registered = true;
   };

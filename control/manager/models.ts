@@ -60,6 +60,8 @@ export interface SchedulerRecord {
   features: string[];
   scheduler_cluster_id: number;
   keep_alive_interval_ms: number;
+  /** The scheduler's effective configuration, redacted, as sent at registration. */
+  config?: Record<string, unknown>;
   last_keep_alive_at: string;
   created_at: string;
   updated_at: string;

@@ -206,6 +206,10 @@ describe.skipIf(!ready)('web console in chromium', () => {
     expect(cfg).toContain('[REDACTED]');
     expect(cfg).not.toContain(ROOT_PASSWORD);
     expect(cfg).not.toContain('e2e-scheduler-secret');
+    // The running scheduler's own effective configuration, as it registered.
+    const sched = (await pg.locator('[data-scheduler-config]').first().textContent())!;
+    expect(JSON.parse(sched)).toMatchObject({ scheduling: expect.any(Object), job: { enable: true } });
+    expect(sched).not.toContain('e2e-scheduler-secret');
     await shot(pg, '13-config');
     await pg.goto(`${base}/users`);
     await shot(pg, '14-users');

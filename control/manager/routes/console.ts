@@ -14,7 +14,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { html } from 'hono/html';
 import { verify } from 'hono/jwt';
 import { managerKeys } from '../../../adapters/keys.js';
-import { redact } from '../../../adapters/log.js';
+import { redactConfig } from '../../../adapters/log.js';
 import { type AuthEnv, safeEqual } from '../auth.js';
 import { isSameOrigin } from '../http.js';
 import { CONSOLE_CSS, CONSOLE_JS } from '../console/assets.js';
@@ -46,8 +46,6 @@ const lines = (s: unknown): string[] =>
     .filter(Boolean);
 
 /** Credentials inside URLs (postgres://user:pass@…) are not keys redact() can see. */
-const hideUserinfo = (v: unknown): unknown =>
-  typeof v === 'string' ? v.replace(/(\/\/)[^/@\s]*@/g, '$1[REDACTED]@') : Array.isArray(v) ? v.map(hideUserinfo) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, hideUserinfo(x)])) : v;
 
 export const consoleRoutes: RouteModule = (app, ctx) => {
   const { kv, config, jwtSecret, now, deps } = ctx;
@@ -414,12 +412,9 @@ ${next ? html`<p><a href="/tasks?${nextQ.toString()}" rel="next">Next page</a></
   });
   view('/config', 'Configuration', async (_c, s) => {
     const scheds = ((await api(s.jwt, 'GET', '/api/v1/schedulers?per_page=1000')).json ?? []) as any[];
-    const effective = hideUserinfo(redact(deps.config));
+    const effective = redactConfig(deps.config);
     return html`<div class="card"><h2>Manager</h2><p class="muted">Effective configuration; secrets are replaced by [REDACTED].</p><pre id="manager-config">${JSON.stringify(effective, null, 2)}</pre></div>
-<div class="card"><h2>Schedulers</h2><p class="muted">As each registered (the scheduler's own file stays on its host).</p><pre>${JSON.stringify(
-      scheds.map((x) => ({ hostname: x.hostname, ip: x.ip, port: x.port, cluster: x.scheduler_cluster_id, features: x.features, keep_alive_interval_ms: x.keep_alive_interval_ms, state: x.state })),
-      null,
-      2,
-    )}</pre></div>`;
+<div class="card"><h2>Schedulers</h2><p class="muted">Each scheduler's effective configuration, as it sent it when it registered (secrets redacted by the scheduler and again here).</p>
+${scheds.length === 0 ? html`<p>No scheduler has registered.</p>` : scheds.map((x) => html`<h3>${x.hostname} (${x.ip}:${x.port}, cluster ${x.scheduler_cluster_id}, ${x.state})</h3><pre data-scheduler-config="${x.hostname}">${JSON.stringify(redactConfig(x.config ?? { note: 'this scheduler did not send its configuration' }), null, 2)}</pre>`)}</div>`;
   });
 };

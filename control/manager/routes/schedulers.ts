@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { ConflictError, InvalidError, NotFoundError } from '../../../adapters/errors.js';
 import { managerKeys } from '../../../adapters/keys.js';
+import { redactConfig } from '../../../adapters/log.js';
 import { body, decimalQueryInt, idParam, pageQuery, paginate, query } from '../http.js';
 import { isActive } from '../jobs.js';
 import type { ClusterRecord, SchedulerRecord } from '../models.js';
@@ -19,6 +20,8 @@ export const schedulerRegisterSchema = z.strictObject({
   features: z.array(z.enum(['schedule', 'preheat'])).default(['schedule', 'preheat']),
   scheduler_cluster_id: z.number().int().positive(),
   keep_alive_interval_ms: z.number().int().min(100).max(3_600_000).optional(),
+  /** The scheduler's effective configuration, redacted (shown on the console's configuration page). */
+  config: z.record(z.string(), z.unknown()).optional(),
 });
 export const keepAliveSchema = z.strictObject({
   hostname: hostnameSchema,
@@ -71,6 +74,8 @@ export const schedulerRoutes: RouteModule = (app, ctx) => {
         features: req.features,
         scheduler_cluster_id: req.scheduler_cluster_id,
         keep_alive_interval_ms: req.keep_alive_interval_ms ?? config.schedulerKeepAliveInterval,
+        // Redacted again: what a scheduler sends is never trusted to be clean.
+        ...(req.config ? { config: redactConfig(req.config) } : cur?.value.config ? { config: cur.value.config } : {}),
         last_keep_alive_at: nowIso(),
         created_at: cur?.value.created_at ?? nowIso(),
         updated_at: nowIso(),
