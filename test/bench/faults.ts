@@ -8,8 +8,9 @@
  * Per scenario a fresh origin (rate-limited, misbehaving on command: test/support/origin.ts), a
  * scheduler, one seed peer and N agents as real processes; every agent runs `damselfly get` at once
  * and every output's sha256 is checked. The fault fires once the origin has sent a quarter of the
- * file (a parent is killed once it has served 4 MiB): parent-kill (SIGKILL of agent-0, whose own
- * get is then not counted), seed-kill, scheduler-kill (SIGKILL, never back), scheduler-restart
+ * file: parent-kill (SIGKILL of the first agent that has served 4 MiB to others, i.e. a parent in
+ * use, together with its own `get`, as when a host dies: that get is not counted and reads nothing
+ * from the origin), seed-kill, scheduler-kill (SIGKILL, never back), scheduler-restart
  * (SIGKILL, a new scheduler on the same address 2 s later), origin-reset (connection destroyed),
  * origin-stall (no byte for 60 s), origin-5xx (two 500 answers). ratio = origin bytes / file size;
  * allDoneS = until the last counted get exited; ok = every counted get exited 0 with the right
@@ -57,19 +58,29 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
     if (s === 'origin-5xx') origin.fault({ kind: 'status', status: 500, path: p }, 2);
     const out = makeTempDir('damselfly-bench-faults-');
     const t0 = performance.now();
-    const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 240_000).then((r) => ({ ...r, at: performance.now() })));
+    const hostDown = new Map(cluster.agents.map((a) => [a, new AbortController()]));
+    const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 240_000, undefined, hostDown.get(a)!.signal).then((r) => ({ ...r, at: performance.now() })));
     const quarter = () => (origin.stats().byPath[p]?.bytes ?? 0) >= size / 4;
     const all = Promise.all(gets);
     let excluded: RoleProcess | undefined;
     let fired = s === 'none';
     let parentUploadedMiB: number | undefined;
     if (s === 'parent-kill') {
-      // agent-0 at a quarter of the origin read: by then it serves pieces to the others (the
-      // figure below says how much it had uploaded).
-      excluded = cluster.agents[0]!;
-      fired = await until(quarter, all);
-      parentUploadedMiB = Math.round(((await scrapeMetric(excluded.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => 0)) / MiB) * 10) / 10;
-      excluded.kill('SIGKILL');
+      // The first agent that has served a piece's worth to others (a parent children are using),
+      // killed together with its own get (the figure below says how much it had uploaded).
+      const uploaded = new Map<RoleProcess, number>();
+      const served = async (): Promise<boolean> => {
+        await new Promise((r) => setTimeout(r, 50));
+        for (const a of cluster!.agents) uploaded.set(a, await scrapeMetric(a.ready.metrics, 'dragonfly_client_upload_traffic').catch(() => 0));
+        return [...uploaded.values()].some((b) => b >= 4 * MiB);
+      };
+      fired = await until(served, all);
+      if (fired) {
+        excluded = [...uploaded.entries()].sort((x, y) => y[1] - x[1])[0]![0];
+        parentUploadedMiB = Math.round((uploaded.get(excluded)! / MiB) * 10) / 10;
+        excluded.kill('SIGKILL');
+        hostDown.get(excluded)!.abort();
+      }
     } else if (s === 'seed-kill') {
       fired = await until(quarter, all);
       cluster.seed!.kill('SIGKILL');
