@@ -103,7 +103,7 @@ const MAX_SCHEDULE_COUNT = 5;
 const PARENT_POLL_WAIT_MS = 1_000;
 /** Largest piece list a parent may answer a long poll with (a larger one is a protocol error). */
 const MAX_POLL_BODY = 8 * 1024 * 1024;
-/** Pause before asking a parent again after a 429 or an empty 404. */
+/** Pause before asking a parent again after a 429. */
 const PARENT_RETRY_MS = 100;
 /**
  * The scheduler hands out a few parents per answer; peers that started later hold pieces too. While
@@ -1278,8 +1278,11 @@ class PeerSession {
           signal: AbortSignal.timeout(PARENT_POLL_WAIT_MS + 10_000),
         });
         if (res.status === 404) {
-          await sleep(PARENT_RETRY_MS * 2);
-          continue;
+          // A definite answer: the scheduler names only peers that registered the task, so it is
+          // gone there (its origin read failed, it was deleted or evicted). Waiting on it would
+          // hold this peer until the stall watchdog; ask for another parent now (finding 8).
+          this.parentFailed(parent, undefined, 'does not hold the task (404)');
+          return;
         }
         if (res.status !== 200 || !json) throw new Error(`status ${res.status}`);
         const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean; partial?: number[]; partialVersion?: number };
