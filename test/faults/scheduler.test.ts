@@ -6,7 +6,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { fileSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
-import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, spawnRole, startCluster, waitFor, type Cluster, type RoleProcess } from '../support/procs.js';
+import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, scrapeMetric, spawnRole, startCluster, waitFor, type Cluster, type RoleProcess } from '../support/procs.js';
 
 let origin: Origin | undefined;
 afterEach(async () => {
@@ -26,7 +26,11 @@ async function killMidTransfer(restart: boolean): Promise<{ ratio: number; url: 
   const want = origin.sha256(p);
   const out = makeTempDir('damselfly-sched-mid-');
   const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 120_000));
+  // Mid-transfer, once every agent has parents (one still waiting for its first answer knows no
+  // parent, and rightly reads the origin when no scheduler answers).
   await waitFor(() => (origin!.stats().byPath[p]?.bytes ?? 0) >= SIZE / 4 || undefined, 'a quarter of the file read from the origin', 60_000, 20);
+  await waitFor(async () => (await Promise.all(cluster.agents.map((a) => scrapeMetric(a.ready.metrics, 'dragonfly_client_download_traffic').catch(() => 0)))).every((b) => b > 0) || undefined, 'every agent to get a piece from a parent', 60_000, 50);
+  expect(origin.stats().byPath[p]!.bytes, 'still mid-transfer').toBeLessThan(SIZE);
   const port = portOf(cluster.scheduler.ready.grpc);
   cluster.scheduler.kill('SIGKILL');
   if (restart) {
