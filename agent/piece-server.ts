@@ -4,9 +4,11 @@
  * a piece still arriving (agent/blocks.ts), within the upload rate and concurrency limits (429 when
  * saturated).
  *
- *   GET /v1/tasks/{taskId}/pieces?from=K&wait_ms=N&pv=V
+ *   GET /v1/tasks/{taskId}/pieces?from=K&wait_ms=N&pv=V[&digests=1]
  *       → {taskId, contentLength, pieceLength, headers, pieces:[numbers], next, complete,
- *          partial:[numbers], partialVersion}
+ *          partial:[numbers], partialVersion[, digests:{number: "sha256:…"}]}
+ *       `digests` (asked for by a child that lost its scheduler, which relays them otherwise): the
+ *       digest each listed piece was verified against here.
  *       `pieces` are the pieces finished at positions ≥ K of the order they finished in; pass `next`
  *       as the following `from`. `partial` are pieces still arriving with verified blocks to send.
  *       With nothing new (no finished piece, `partialVersion` still V), waits up to wait_ms (max 30 s).
@@ -143,6 +145,7 @@ export async function startPieceServer(opts: { ip: string; port: number; store: 
         // Pieces still arriving here whose verified blocks can be served already (blocks.ts).
         partial: task.meta.complete ? [] : store.cache.partialPieces(task.taskId).filter((n) => !task.has(n)),
         partialVersion: task.partialVersion,
+        ...(url.searchParams.get('digests') === '1' ? { digests: Object.fromEntries(task.order.slice(from).map((n) => [n, task.meta.pieces[n]])) } : {}),
       });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       return;

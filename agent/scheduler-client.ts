@@ -109,6 +109,11 @@ export class SchedulerClient {
     return p;
   }
 
+  /** Whether the scheduler at `addr` is being announced to again after a failure (see markLost). */
+  isLost(addr: string): boolean {
+    return this.lost.has(addr);
+  }
+
   /**
    * The scheduler at `addr` failed (a stream broke, NOT_FOUND for this host, an announce failed):
    * announce again every RETRY_LOST_MS until it answers, then onReachable(addr). Never throws.

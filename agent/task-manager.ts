@@ -24,6 +24,7 @@ import { taskSizeLevel } from '../scheduler/protocol/task-size.js';
 import * as tracing from '../adapters/tracing.js';
 import type { TokenBucket } from './ratelimit.js';
 import { BlockHasher, BlockVerifier } from './blocks.js';
+import { OfferedDigests } from './detached.js';
 import type { SecureContext as TlsSecureContext } from 'node:tls';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
@@ -104,7 +105,7 @@ const MAX_SCHEDULE_COUNT = 5;
 const PARENT_POLL_WAIT_MS = 1_000;
 /** Largest piece list a parent may answer a long poll with (a larger one is a protocol error). */
 const MAX_POLL_BODY = 8 * 1024 * 1024;
-/** Pause before asking a parent again after a 429 or an empty 404. */
+/** Pause before asking a parent again after a 429. */
 const PARENT_RETRY_MS = 100;
 /**
  * The scheduler hands out a few parents per answer; peers that started later hold pieces too. While
@@ -166,6 +167,8 @@ class Task {
   readonly blockDigests = new Map<number, Buffer>();
   readonly log: Logger;
   readonly startedAt = Date.now();
+  /** The scheduler a peer session of this task lost and finished without (announced to once done). */
+  detachedFrom?: string;
   /** Piece each in-order reader of the body (TaskManager.stream) waits for next. */
   readonly readers = new Map<symbol, number>();
   private wake = new Set<() => void>();
@@ -337,6 +340,8 @@ export class TaskManager {
       stored.inUse--;
       this.deps.metrics.concurrentDownloadTaskTotal.dec();
       if (this.tasks.get(id) === task) this.tasks.delete(id);
+      // Finished without the scheduler: tell it (if it is back; if not, it is told once it is).
+      if (task.state === 'done' && task.detachedFrom && !this.deps.scheduler?.isLost(task.detachedFrom)) void this.announceHeld(task.detachedFrom, id);
     });
     return task;
   }
@@ -533,14 +538,14 @@ export class TaskManager {
    * now (they register themselves) and partial tasks (a peer that never finishes would hold its
    * children) are left out. Never throws.
    */
-  async announceHeld(addr: string): Promise<number> {
+  async announceHeld(addr: string, only?: string): Promise<number> {
     const sched = this.deps.scheduler;
     if (!sched || this.stopping) return 0;
     const hostId = this.deps.host().id;
     let n = 0;
     for (const s of [...this.deps.store.tasks.values()]) {
       const m = s.meta;
-      if (!m.complete || m.contentLength <= 0 || this.tasks.has(m.taskId) || sched.pick(m.taskId) !== addr || this.stopping) continue;
+      if (!m.complete || m.contentLength <= 0 || this.tasks.has(m.taskId) || sched.pick(m.taskId) !== addr || this.stopping || (only !== undefined && m.taskId !== only)) continue;
       try {
         const call = await withTimeout(sched.openPeerStream(addr), 5_000, 'scheduler did not accept the stream');
         await new Promise<void>((resolve) => {
@@ -1056,6 +1061,8 @@ interface Parent {
   cursor: number;
   inflight: number;
   failed: boolean;
+  /** A poll loop (poll()) runs for it. */
+  polling: boolean;
   retryAt: number;
 }
 
@@ -1075,6 +1082,8 @@ class PeerSession {
   private linger?: NodeJS.Timeout;
   private refreshPending = false;
   private detached = false;
+  /** Digests offered by parents once detached (detached.ts); the scheduler's come first. */
+  private offered = new OfferedDigests();
 
   constructor(
     private tm: TaskManager,
@@ -1111,13 +1120,26 @@ class PeerSession {
       if (this.mode === 'source') {
         if (!this.detached) task.log.warn('scheduler stream lost; finishing the origin read without it', { reason: why });
         this.detached = true;
+        task.detachedFrom = this.addr;
         return;
       }
-      // Parents that deliver, with every missing digest known, need no scheduler to finish: keep
-      // going detached (the stall watchdog still ends it) rather than re-reading the origin.
-      if (this.mode === 'p2p' && this.productive() && this.task.missing().every((n) => this.task.digests.has(n))) {
-        if (!this.detached) task.log.warn('scheduler stream lost; finishing from current parents', { reason: why });
-        this.detached = true;
+      // Parents the scheduler named need no scheduler to keep serving: keep going detached with
+      // them, taking the digests of pieces the scheduler had not relayed yet from the parents
+      // themselves (detached.ts), rather than every peer re-reading the origin. The stall
+      // watchdog still ends it (then the origin, as before).
+      if (this.mode === 'p2p' && [...this.parents.values()].some((p) => !p.failed)) {
+        if (!this.detached) {
+          task.log.warn('scheduler stream lost; continuing with the parents it named', { reason: why, parents: this.parents.size });
+          this.detached = true;
+          task.detachedFrom = this.addr;
+          this.lastProgress = Date.now();
+          // A parent already known complete is asked once more, for its digests.
+          for (const p of this.parents.values()) {
+            if (p.polling || p.failed) continue;
+            p.cursor = 0;
+            void this.poll(p);
+          }
+        }
         return;
       }
       this.done.reject(new UnavailableError(why));
@@ -1267,6 +1289,7 @@ class PeerSession {
       cursor: 0,
       inflight: 0,
       failed: false,
+      polling: false,
       retryAt: 0,
     };
     this.parents.set(p.id, parent);
@@ -1275,22 +1298,36 @@ class PeerSession {
 
   /** Long-polls a parent for the pieces it holds, until the session ends or the parent fails. */
   private async poll(parent: Parent): Promise<void> {
+    parent.polling = true;
+    try {
+      await this.pollLoop(parent);
+    } finally {
+      parent.polling = false;
+    }
+  }
+
+  private async pollLoop(parent: Parent): Promise<void> {
     let errors = 0;
     while (!this.closed && !parent.failed) {
       try {
         // Not undici: a non-seed agent then never loads its HTTP parser, whose WebAssembly took
         // each fresh agent about 0.25 CPU-seconds to compile in the middle of its first download.
         let json: Buffer | undefined;
-        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}&pv=${parent.partialVersion}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
+        const withDigests = this.detached;
+        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}&pv=${parent.partialVersion}${this.detached ? '&digests=1' : ''}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
           signal: AbortSignal.timeout(PARENT_POLL_WAIT_MS + 10_000),
         });
         if (res.status === 404) {
-          await sleep(PARENT_RETRY_MS * 2);
-          continue;
+          // A definite answer: the scheduler names only peers that registered the task, so it is
+          // gone there (its origin read failed, it was deleted or evicted). Waiting on it would
+          // hold this peer until the stall watchdog; ask for another parent now (finding 8).
+          this.parentFailed(parent, undefined, 'does not hold the task (404)');
+          return;
         }
         if (res.status !== 200 || !json) throw new Error(`status ${res.status}`);
-        const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean; partial?: number[]; partialVersion?: number };
+        const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean; partial?: number[]; partialVersion?: number; digests?: Record<string, string> };
         errors = 0;
+        if (withDigests) this.offered.offer(parent.id, body.digests);
         if (body.contentLength >= 0 && this.task.contentLength < 0) this.task.setContent(body.contentLength, body.pieceLength, body.headers);
         else if (body.headers && Object.keys(this.task.stored.meta.responseHeaders).length === 0) this.task.stored.setContent(body.contentLength, body.pieceLength, body.headers);
         const partial = new Set(body.partial ?? []);
@@ -1302,8 +1339,10 @@ class PeerSession {
           this.lastProgress = Date.now();
         }
         if (body.pieces.length > 0 || newPartial) this.pump();
-        parent.cursor = body.next;
-        if (body.complete) return; // it has everything; nothing more to learn
+        // Detached since this poll was sent: ask again from the start, for the digests.
+        parent.cursor = this.detached && !withDigests ? 0 : body.next;
+        // It has everything: nothing more to learn (once detached, not before its digests came).
+        if (body.complete && withDigests === this.detached) return;
       } catch (err) {
         if (this.closed) return;
         if (++errors >= 2) {
@@ -1327,7 +1366,7 @@ class PeerSession {
     const missing = this.task.missing();
     const candidates: { n: number; holders: Parent[] }[] = [];
     for (const n of missing) {
-      if (this.inflight.has(n) || !this.task.digests.has(n)) continue;
+      if (this.inflight.has(n) || this.digestOf(n) === undefined) continue;
       const holders = [...this.parents.values()].filter((p) => (p.has.has(n) || p.partial.has(n)) && this.usable(p));
       if (holders.length > 0) candidates.push({ n, holders });
     }
@@ -1344,13 +1383,18 @@ class PeerSession {
     }
   }
 
+  /** The digest piece `n` must match: the scheduler's (origin reader's), or once detached a parent's offer. */
+  private digestOf(n: number): string | undefined {
+    return this.task.digests.get(n) ?? (this.detached ? this.offered.get(n) : undefined);
+  }
+
   private async fetchPiece(n: number, parent: Parent): Promise<void> {
     const task = this.task;
     this.inflight.add(n);
     parent.inflight++;
     const t0 = Date.now();
     const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
-    const want = task.digests.get(n)!;
+    const want = this.digestOf(n)!;
     // Still arriving at the parent: it sends verified blocks as they come; if its own download of
     // the piece stops, that is no fault of the parent's.
     const fromPartial = !parent.has.has(n);
@@ -1439,6 +1483,7 @@ class PeerSession {
       const digest = verifier ? (verifier.verified === length ? want : '') : 'sha256:' + h!.digest('hex');
       if (digest !== want) {
         failure = 'digest mismatch';
+        if (!task.digests.has(n)) this.offered.drop(parent.id);
         return;
       }
       if (this.closed || task.stored.has(n)) return;
@@ -1447,6 +1492,7 @@ class PeerSession {
       partial = undefined; // completed by writePiece (same buffer), or dropped by it
       try {
         await task.stored.writePiece(n, buf, digest, owned);
+        if (!task.digests.has(n)) task.digests.set(n, digest);
       } catch (err) {
         // Our own disk failed, not the parent: the task ends here (and is freed, see run()).
         this.done.reject(err);

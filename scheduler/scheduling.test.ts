@@ -253,6 +253,30 @@ describe('scheduling', () => {
     expect(clock.now()).toBe(t0);
   });
 
+  it('after a parent died, gives its orphaned child the live holders (a slow seed, a sibling with pieces) rather than the origin or a failure', async () => {
+    for (const backToSourceCount of [1, 2]) {
+      // 1: the seed holds the only origin slot (the child would fail at retryLimit);
+      // 2: a slot is free (the child would go to the origin at retryBackToSourceLimit).
+      const { w, s, clock } = setup({ backToSourceCount, candidateParentLimit: 3 }, undefined);
+      w.host('seedh', { type: 'SUPER_SEED' });
+      const seed = w.peer('seed', 'seedh', 'BackToSource', 't1', 8);
+      // Its last served piece looked slow (a piece still arriving at it): isBadParent.
+      for (const c of [10, 10, 5_000]) seed.addUploadCost(c, clock.now());
+      const sibling = w.peer('sibling', 'h2', 'Running', 't1', 6); // orphaned too: in-degree 0
+      w.peer('empty', 'h3', 'Running'); // holds nothing: no use
+      w.peer('failed', 'h4', 'Failed', 't1', 10);
+      const child = w.peer('child', 'h1', 'Running', 't1', 3);
+      child.blockParents.add('dead-parent');
+      let d: Decision | undefined;
+      s.schedule(child).then((x) => (d = x));
+      for (let i = 0; i < 20 && !d; i++) await clock.advance(100);
+      expect(d, `backToSourceCount ${backToSourceCount}`).toMatchObject({ kind: 'normal' });
+      expect((d as Extract<Decision, { kind: 'normal' }>).parents.map((p) => p.id)).toEqual(['seed', 'sibling']);
+      expect(sibling.task.dag.parents('child')).toEqual(new Set(['seed', 'sibling']));
+      expect(child.task.backToSourcePeers.has('child')).toBe(false);
+    }
+  });
+
   it('answers empty for a zero-length task', async () => {
     const { w, s } = setup();
     const a = w.peer('a', 'h1', 'Pending');

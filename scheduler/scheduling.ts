@@ -20,6 +20,9 @@ import type { Host } from './resource/host.js';
  */
 export const SPARE_DRAWS = 64;
 
+/** At most this many of a task's peers are scanned for a last-resort parent (lastResortParents). */
+export const LAST_RESORT_SCAN = 1_000;
+
 /** After a seed peer failed a task, normal peers go to the origin themselves for this long. */
 export const SEED_PEER_FAILED_TIMEOUT_MS = 30 * 60_000;
 
@@ -164,6 +167,34 @@ export class Scheduling {
     return fallback.slice(0, 1);
   }
 
+  /**
+   * Parents for a peer the filters of findCandidateParents left without any, before it is sent to
+   * the origin or failed (issue 13, finding 7: after a parent died, its children each found only
+   * each other, orphaned, and a seed that looked slow or full, and went to the origin or gave up).
+   * Every live peer of the task that holds something qualifies: a source, a seed, or a peer with
+   * pieces, whatever its load or last piece cost (a slow or busy holder still beats the origin, and
+   * a child whose own parent died keeps what it got). Not: blocked ones, the same host,
+   * disable_shared, dead ones (failed, left, stalled), edges closing a cycle. Most pieces first.
+   */
+  lastResortParents(peer: Peer): Peer[] {
+    const task = peer.task;
+    const now = this.clock.now();
+    const found: Peer[] = [];
+    let scanned = 0;
+    for (const p of task.peers()) {
+      if (++scanned > LAST_RESORT_SCAN) break;
+      if (p === peer || peer.blockParents.has(p.id) || p.host === peer.host || p.host.info.disableShared) continue;
+      if (isDeadParent(p, now, this.opts.pieceTimeout)) continue;
+      if (p.host.isSeed || p.fsm.is('BackToSource', 'Succeeded') || p.finishedPieces.size > 0) found.push(p);
+    }
+    const allowed = new Set(task.dag.canAddEdges(found.map((p) => p.id), peer.id));
+    const source = (p: Peer): number => Number(p.host.isSeed || p.fsm.is('BackToSource', 'Succeeded'));
+    return found
+      .filter((p) => allowed.has(p.id))
+      .sort((a, b) => source(b) - source(a) || b.finishedPieces.size - a.finishedPieces.size)
+      .slice(0, this.opts.candidateParentLimit);
+  }
+
   /** Up to filterParentLimit peers of the task other than `peer`, chosen uniformly, in O(filterParentLimit). */
   private sample(task: Task, peer: Peer): Peer[] {
     return task.dag.sample(this.opts.filterParentLimit, () => this.clock.random(), peer.id);
@@ -230,6 +261,12 @@ export class Scheduling {
       this.resources.deleteParents(peer);
       const parents = this.findCandidateParents(peer);
       if (parents.length > 0) return this.applyNormal(peer, parents);
+      // After one full wait with nothing acceptable: any live holder, rather than waiting on
+      // towards the origin (or failing) while the task's content sits on live peers.
+      if (n >= 1) {
+        const held = this.lastResortParents(peer);
+        if (held.length > 0) return this.applyNormal(peer, held);
+      }
       // Jitter spreads retries of peers that registered together; a new source, parent or free
       // back-to-source slot on the task ends the wait early.
       const waiter = new AbortController();

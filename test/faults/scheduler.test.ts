@@ -1,11 +1,12 @@
-// Scheduler loss with real processes (issue 13, finding 5): a scheduler that is killed and restarted
-// knows nothing; the agents announce again and tell it which complete tasks they hold, so the next
-// peer gets the file from them, not from the origin. Likewise an agent restarted with SIGTERM
-// offers its complete tasks again at once.
+// Scheduler loss with real processes (issue 13, finding 5): killed mid-transfer, the peers finish
+// from the parents it named (verifying pieces against the digests those parents offer) instead of
+// each re-reading the origin. A scheduler that is killed and restarted knows nothing; the agents
+// announce again and tell it which complete tasks they hold (also those finished without it), so
+// the next peer gets the file from them, not from the origin.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { fileSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
-import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, spawnRole, startCluster, waitFor, type RoleProcess } from '../support/procs.js';
+import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, scrapeMetric, spawnRole, startCluster, waitFor, type Cluster, type RoleProcess } from '../support/procs.js';
 
 let origin: Origin | undefined;
 afterEach(async () => {
@@ -15,7 +16,62 @@ afterEach(async () => {
 });
 afterAll(() => cleanupTempDirs());
 
+/** Four agents and a seed get one file; the scheduler is SIGKILLed once the origin sent a quarter of it (and restarted on its address 2 s later with `restart`). */
+async function killMidTransfer(restart: boolean): Promise<{ ratio: number; url: string; want: string; agents: RoleProcess[]; out: string; cluster: Cluster }> {
+  const SIZE = 48 * MiB;
+  origin = await startOrigin({ rate: 16 * MiB });
+  const cluster = await startCluster({ agents: 4 });
+  const p = `/sched/mid-${restart ? 'restart' : 'kill'}.bin`;
+  const url = origin.add(p, { size: SIZE, seed: `mid-${restart}-${Date.now()}` });
+  const want = origin.sha256(p);
+  const out = makeTempDir('damselfly-sched-mid-');
+  const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 120_000));
+  // Mid-transfer, once every agent has parents (one still waiting for its first answer knows no
+  // parent, and rightly reads the origin when no scheduler answers).
+  await waitFor(() => (origin!.stats().byPath[p]?.bytes ?? 0) >= SIZE / 4 || undefined, 'a quarter of the file read from the origin', 60_000, 20);
+  await waitFor(async () => (await Promise.all(cluster.agents.map((a) => scrapeMetric(a.ready.metrics, 'dragonfly_client_download_traffic').catch(() => 0)))).every((b) => b > 0) || undefined, 'every agent to get a piece from a parent', 60_000, 50);
+  expect(origin.stats().byPath[p]!.bytes, 'still mid-transfer').toBeLessThan(SIZE);
+  const port = portOf(cluster.scheduler.ready.grpc);
+  cluster.scheduler.kill('SIGKILL');
+  if (restart) {
+    await cluster.scheduler.exited;
+    await new Promise((r) => setTimeout(r, 2_000));
+    await spawnRole('scheduler', schedulerConfigFor({ server: { ip: '127.0.0.1', port } }), { name: 'scheduler-2' });
+  }
+  const results = await Promise.all(gets);
+  for (const [i, r] of results.entries()) {
+    const a = cluster.agents[i]!;
+    expect(r.code, `${a.name}: ${r.stderr.slice(-1500)}\n${a.tail(20)}`).toBe(0);
+    expect(r.stderr, `${a.name} bypassed its agent`).not.toMatch(/from the origin directly/);
+    expect(await fileSha256(path.join(out, `${a.name}.bin`))).toBe(want);
+  }
+  const ratio = origin.stats().byPath[p]!.bytes / SIZE;
+  process.stderr.write(`scheduler ${restart ? 'restart' : 'kill'} mid-transfer: ratio ${ratio.toFixed(3)}\n`);
+  return { ratio, url, want, agents: cluster.agents, out, cluster };
+}
+
 describe('scheduler loss', () => {
+  it('kill -9 of the scheduler mid-transfer, never back: the peers finish from the parents they know, origin ratio ≤ 1.2', async () => {
+    const r = await killMidTransfer(false);
+    expect(r.ratio).toBeLessThanOrEqual(1.2);
+    for (const a of r.agents) expect(a.logs().filter((l) => l.msg === 'P2P download failed; going back to source'), `${a.name} re-read the origin`).toEqual([]);
+  }, 120_000);
+
+  it('kill -9 mid-transfer, restarted on its address within 2 s: origin ratio ≤ 1.2; what finished without it is announced, the next peer reads nothing from the origin', async () => {
+    const r = await killMidTransfer(true);
+    expect(r.ratio).toBeLessThanOrEqual(1.2);
+    // Every agent finished detached (or through the new scheduler); each tells the new scheduler.
+    await waitFor(() => r.agents.some((a) => a.logs().some((l) => l.msg === 'announced held tasks to scheduler')) || undefined, 'an agent to announce the finished task', 20_000);
+    const late = await r.cluster.addAgent('late');
+    const before = origin!.stats().bytes;
+    const g = await getThrough(late, r.url, path.join(r.out, 'late.bin'), ['--digest', r.want]);
+    expect(g.code, g.stderr).toBe(0);
+    expect(g.stderr).not.toMatch(/from the origin directly/);
+    expect(await fileSha256(path.join(r.out, 'late.bin'))).toBe(r.want);
+    expect(origin!.stats().bytes - before, 'origin bytes for the peer after the restart').toBe(0);
+  }, 120_000);
+
+
   it('kill -9 of the scheduler, restarted on its address: held tasks are announced and the next peer reads none of the file from the origin', async () => {
     const SIZE = 16 * MiB;
     origin = await startOrigin({ rate: 64 * MiB });

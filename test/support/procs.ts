@@ -266,14 +266,17 @@ export interface RunResult {
  */
 export function runCli(
   args: string[],
-  opts: { timeoutMs?: number; env?: Record<string, string | undefined>; cwd?: string; cli?: string } = {},
+  opts: { timeoutMs?: number; env?: Record<string, string | undefined>; cwd?: string; cli?: string; signal?: AbortSignal } = {},
 ): Promise<RunResult> {
   const start = performance.now();
   const child = spawn(process.execPath, [opts.cli ?? cliPath(), ...args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Aborting kills the process at once (a host that dies takes its clients with it).
+    ...(opts.signal ? { signal: opts.signal, killSignal: 'SIGKILL' as const } : {}),
   });
+  child.on('error', () => undefined); // an abort; 'close' still resolves
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -436,13 +439,15 @@ export function getThrough(
   extra: string[] = [],
   timeoutMs = 180_000,
   cli?: string,
+  /** Aborting SIGKILLs the `get` process (not with DAMSELFLY_GET_VIA=api). */
+  signal?: AbortSignal,
 ): Promise<RunResult> {
   const via = process.env.DAMSELFLY_GET_VIA;
   if (via === 'api' || via === 'api-export') {
     const i = extra.indexOf('--digest');
     return apiGet(agent, url, out, { timeoutMs, digest: i >= 0 ? extra[i + 1] : undefined, exportTo: via === 'api-export' });
   }
-  return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs, cli });
+  return runCli(['get', url, '-O', out, '--endpoint', String(agent.ready.socket), ...extra], { timeoutMs, cli, signal });
 }
 
 /**

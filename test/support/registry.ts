@@ -65,6 +65,12 @@ export interface RunningRegistry {
   requests: RegistryRequest[];
   /** Tokens issued by the token endpoint ('token' mode). */
   tokensIssued: number;
+  /**
+   * While set, each GET of this blob through the front is cut off (connection destroyed) after
+   * `afterBytes` bytes of its body, as a registry or network dying mid-blob would; `cuts` counts them.
+   */
+  cutBlob?: { digest: string; afterBytes: number };
+  cuts: number;
   totalBlobGets(): number;
   resetCounters(): void;
   close(): Promise<void>;
@@ -195,6 +201,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     storageAuthLeaks: 0,
     requests: [],
     tokensIssued: 0,
+    cuts: 0,
     totalBlobGets: () => [...state.blobGets.values()].reduce((a, b) => a + b, 0),
     resetCounters: () => {
       state.blobGets.clear();
@@ -206,11 +213,27 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
   };
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse, pathAndQuery: string, headers: http.OutgoingHttpHeaders, onStatus?: (s: number) => void) => {
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, pathAndQuery: string, headers: http.OutgoingHttpHeaders, onStatus?: (s: number) => void, cutAfter?: number) => {
     const up = http.request(`${backendUrl}${pathAndQuery}`, { method: req.method, headers, agent }, (ures) => {
       onStatus?.(ures.statusCode ?? 502);
       res.writeHead(ures.statusCode ?? 502, ures.headers);
-      ures.pipe(res);
+      if (cutAfter === undefined || (ures.statusCode ?? 0) >= 300) {
+        ures.pipe(res);
+        return;
+      }
+      let sent = 0;
+      ures.on('data', (c: Buffer) => {
+        if (sent + c.length < cutAfter) {
+          sent += c.length;
+          res.write(c);
+          return;
+        }
+        res.write(c.subarray(0, cutAfter - sent));
+        state.cuts++;
+        ures.destroy();
+        res.socket?.destroy();
+      });
+      ures.on('end', () => res.end());
     });
     up.on('error', () => {
       if (!res.headersSent) res.writeHead(502);
@@ -311,10 +334,18 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       req.resume();
       return;
     }
-    forward(req, res, req.url ?? '/', headers, (status) => {
-      record(status);
-      if (blob && req.method === 'GET' && status < 400) state.blobGets.set(blob[2]!, (state.blobGets.get(blob[2]!) ?? 0) + 1);
-    });
+    const cut = blob && req.method === 'GET' && state.cutBlob?.digest === blob[2] ? state.cutBlob.afterBytes : undefined;
+    forward(
+      req,
+      res,
+      req.url ?? '/',
+      headers,
+      (status) => {
+        record(status);
+        if (blob && req.method === 'GET' && status < 400) state.blobGets.set(blob[2]!, (state.blobGets.get(blob[2]!) ?? 0) + 1);
+      },
+      cut,
+    );
   });
   servers.push(front);
   frontPort = await listen(front);
