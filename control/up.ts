@@ -11,8 +11,10 @@
  * Roles start in the order of ROLES; each one's config may use the ready lines of the roles before
  * it (the scheduler needs the manager's URL, the agents the scheduler's gRPC address).
  *
- * Secrets (the root password and the scheduler secret) are generated once, kept in DIR/secrets.json
- * (mode 0600) and handed to the roles through the environment: never in a config file or a log.
+ * Secrets (the root password, the scheduler secret and the join token) are generated once, kept in
+ * DIR/secrets.json (mode 0600) and handed to the roles through the environment: never in a config
+ * file or a log. With `--mtls` the scheduler, seed peer and agent run with `security.mtls` and buy
+ * their certificates from the manager (the cluster's CA) with that join token.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +33,8 @@ interface UpOptions {
   managerPort: number;
   ip: string;
   json: boolean;
+  /** security.mtls of the scheduler, seed peer and agent. */
+  mtls: 'off' | 'optional' | 'required';
 }
 
 interface Context {
@@ -42,6 +46,8 @@ interface Context {
 interface Secrets {
   rootPassword: string;
   schedulerSecret: string;
+  /** Added to a secrets.json written by an older version on its next start. */
+  joinToken: string;
 }
 
 /**
@@ -55,8 +61,12 @@ function loadSecrets(dataDir: string): { secrets: Secrets; created: boolean } {
   if (existsSync(file)) {
     chmodSync(file, 0o600); // narrowed if an editor or an older version left it readable
     secrets = JSON.parse(readFileSync(file, 'utf8')) as Secrets;
+    if (typeof secrets.joinToken !== 'string') {
+      secrets.joinToken = randomBytes(24).toString('base64url');
+      writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
+    }
   } else {
-    secrets = { rootPassword: randomBytes(12).toString('base64url'), schedulerSecret: randomBytes(24).toString('hex') };
+    secrets = { rootPassword: randomBytes(12).toString('base64url'), schedulerSecret: randomBytes(24).toString('hex'), joinToken: randomBytes(24).toString('base64url') };
     writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
     created = true;
   }
@@ -89,7 +99,14 @@ function agentConfig(ctx: Context, name: string, seed: boolean): Record<string, 
     download: { server: { socket: path.join(opts.dataDir, `${name}.sock`) } },
     proxy: { server: seed ? any(opts.ip) : { ip: opts.ip, port: opts.proxyPort } },
     metrics: { server: any(opts.ip) },
+    ...security(ctx),
   };
+}
+
+/** The security block of the scheduler and agents: the manager started first issues the certificates. */
+function security(ctx: Context, certDir?: string): Record<string, unknown> {
+  if (ctx.opts.mtls === 'off') return {};
+  return { security: { mtls: ctx.opts.mtls, managerAddr: `http://${String(ctx.ready.manager?.http)}`, ...(certDir ? { certDir } : {}) } };
 }
 
 function hostnameLabel(): string {
@@ -122,6 +139,8 @@ const ROLES: RoleSpec[] = [
       manager: { addr: `http://${String(ready.manager?.http)}` },
       // The manager's embedded queue: one SQLite file, shared safely across processes (WAL).
       job: { enable: true, queue: { kind: 'sqlite', path: path.join(opts.dataDir, 'manager', 'queue.db') } },
+      // Kept on disk so a restart works from its current certificate.
+      ...security({ opts, ready }, path.join(opts.dataDir, 'scheduler-tls')),
     }),
     describe: (r) => fields(r, ['grpc', 'metrics']),
   },
@@ -139,7 +158,7 @@ const ROLES: RoleSpec[] = [
   },
 ];
 
-const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--manager-port 8080] [--json]
+const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--manager-port 8080] [--mtls[=required|optional]] [--json]
 
 Runs the manager (embedded SQLite store and queue), a scheduler registered to it, a seed peer and an
 agent on this machine until Ctrl-C / SIGTERM.
@@ -147,6 +166,8 @@ agent on this machine until Ctrl-C / SIGTERM.
   --proxy-port PORT     the agent's registry mirror / HTTP proxy port (default 4001; 0 = any)
   --scheduler-port PORT the scheduler's gRPC port (default 8002; 0 = any)
   --manager-port PORT   the manager's HTTP API port (default 8080; 0 = any)
+  --mtls[=MODE]         mutual TLS between scheduler, seed peer and agent (security.mtls; default
+                        required): certificates from the manager for the join token in secrets.json
   --json                print one JSON ready line instead of the human summary
 The configs in DIR are rewritten on every start; to customise a role, run it directly
 (damselfly scheduler|agent --config FILE). Download through it with:
@@ -168,6 +189,7 @@ export function parseUpArgs(argv: string[]): UpOptions | 'help' {
     managerPort: 8080,
     ip: '127.0.0.1',
     json: false,
+    mtls: 'off',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -195,6 +217,13 @@ export function parseUpArgs(argv: string[]): UpOptions | 'help' {
       case '--json':
         opts.json = true;
         break;
+      case '--mtls': {
+        // A bare --mtls means required; a mode only inline, so the next argument is never taken.
+        const mode = inline ?? 'required';
+        if (mode !== 'off' && mode !== 'optional' && mode !== 'required') throw new ConfigError(`--mtls: expected off, optional or required, got "${mode}"`);
+        opts.mtls = mode;
+        break;
+      }
       default:
         throw new ConfigError(`unknown option "${a}" (see damselfly up --help)`);
     }
@@ -282,6 +311,7 @@ export async function main(argv: string[]): Promise<number> {
     ...process.env,
     DAMSELFLY_ROOT_PASSWORD: secrets.rootPassword,
     DAMSELFLY_SCHEDULER_SECRET: secrets.schedulerSecret,
+    ...(opts.mtls === 'off' ? {} : { DAMSELFLY_JOIN_TOKEN: secrets.joinToken }),
   };
   const cli = process.argv[1]!;
   const ctx: Context = { opts, ready: {} };
@@ -321,7 +351,7 @@ export async function main(argv: string[]): Promise<number> {
 
   if (opts.json) {
     const roles = Object.fromEntries(running.map((r) => [r.spec.name, { ...r.ready, pid: r.child.pid }]));
-    process.stdout.write(`${JSON.stringify({ ready: true, role: 'up', dataDir: opts.dataDir, roles })}\n`);
+    process.stdout.write(`${JSON.stringify({ ready: true, role: 'up', dataDir: opts.dataDir, mtls: opts.mtls, roles })}\n`);
   } else {
     const width = Math.max(...ROLES.map((s) => s.name.length));
     const lines = running.map((r) => `  ${r.spec.name.padEnd(width)}  ${r.spec.describe(r.ready)}`);
@@ -330,6 +360,7 @@ export async function main(argv: string[]): Promise<number> {
         // `damselfly get` looks for ~/.damselfly/agent.sock by itself.
         `download with: damselfly get URL -O FILE${opts.dataDir === DEFAULT_DATA_DIR ? '' : ` --endpoint ${path.join(opts.dataDir, 'agent.sock')}`}\n` +
         `registry mirror: http://${String(ctx.ready.agent?.proxy ?? '')} (client setup: damselfly config containerd|docker|podman|nydusd)\n` +
+        (opts.mtls === 'off' ? '' : `mutual TLS: ${opts.mtls} between scheduler, seed peer and agent (certificates from the manager)\n`) +
         `manager API: http://${String(ctx.ready.manager?.http ?? '')} (user root; ${
           created && !process.env.DAMSELFLY_ROOT_PASSWORD
             ? `generated password, shown once: ${secrets.rootPassword}; kept in ${path.join(opts.dataDir, 'secrets.json')}`
