@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from './errors.js';
+import { ConfigError, errorMessage } from './errors.js';
 
 /** Formats zod issues as `key.path: message` lines, naming unknown keys one by one. */
 export function formatZodIssues(error: z.ZodError): string[] {
@@ -93,3 +93,24 @@ export const durationSchema = z.union([z.number().nonnegative(), z.string()]).tr
     return z.NEVER;
   }
 });
+
+/**
+ * The join token from, in order: `joinToken`, the file `joinTokenFile`, DAMSELFLY_JOIN_TOKEN.
+ * Throws ConfigError naming `field` when both keys are set, or the file is unreadable or holds
+ * fewer than 16 characters.
+ */
+export function resolveJoinToken(s: { joinToken?: string; joinTokenFile?: string }, env: NodeJS.ProcessEnv, field = 'security'): string | undefined {
+  if (s.joinToken !== undefined && s.joinTokenFile !== undefined) throw new ConfigError(`${field}: set joinToken or joinTokenFile, not both`);
+  if (s.joinTokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(s.joinTokenFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${field}.joinTokenFile: cannot read ${s.joinTokenFile}: ${errorMessage(err)}`);
+    }
+    const token = text.trim();
+    if (token.length < 16) throw new ConfigError(`${field}.joinTokenFile: ${s.joinTokenFile} holds ${token.length} characters; expected a join token of at least 16`);
+    return token;
+  }
+  return s.joinToken ?? (env.DAMSELFLY_JOIN_TOKEN || undefined);
+}

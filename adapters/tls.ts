@@ -28,6 +28,7 @@ import * as grpc from '@grpc/grpc-js';
 import forge from 'node-forge';
 import { request } from 'undici';
 import { z } from 'zod';
+import { resolveJoinToken } from './config.js';
 import { ConfigError, UnavailableError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 
@@ -44,6 +45,8 @@ export const securityConfigSchema = z
     mtls: z.enum(['off', 'optional', 'required']).default('off'),
     /** Presented once to the manager for the first certificate (or DAMSELFLY_JOIN_TOKEN). */
     joinToken: z.string().min(16).optional(),
+    /** A file holding the join token instead (a compose secret or a mounted Kubernetes Secret); read at start, surrounding whitespace ignored. */
+    joinTokenFile: z.string().min(1).optional(),
     /** The manager issuing certificates; defaults to manager.addr. */
     managerAddr: z.string().url().optional(),
     /** Where the current certificate and key are kept (0600) so a restart without a manager works; agent default <storage.dir>/tls. */
@@ -308,7 +311,7 @@ export async function startIdentity(
   const env = opts.env ?? process.env;
   const id = new ClusterIdentity({
     manager: security.managerAddr ?? opts.managerAddr,
-    joinToken: security.joinToken ?? (env.DAMSELFLY_JOIN_TOKEN || undefined),
+    joinToken: resolveJoinToken(security, env),
     dir: security.certDir ?? opts.dir,
     hostname: opts.hostname,
     ip: opts.ip,

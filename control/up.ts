@@ -11,8 +11,10 @@
  * Roles start in the order of ROLES; each one's config may use the ready lines of the roles before
  * it (the scheduler needs the manager's URL, the agents the scheduler's gRPC address).
  *
- * Secrets (the root password and the scheduler secret) are generated once, kept in DIR/secrets.json
- * (mode 0600) and handed to the roles through the environment: never in a config file or a log.
+ * Secrets (the root password, the scheduler secret and the join token) are generated once, kept in
+ * DIR/secrets.json (mode 0600) and handed to the roles through the environment: never in a config
+ * file or a log. With `--mtls` the scheduler, seed peer and agent run with `security.mtls` and buy
+ * their certificates from the manager (the cluster's CA) with that join token.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -50,6 +52,8 @@ interface UpOptions {
   ports: Record<UpListener, number>;
   ip: string;
   json: boolean;
+  /** security.mtls of the scheduler, seed peer and agent. */
+  mtls: 'off' | 'optional' | 'required';
 }
 
 const DEFAULT_PORTS: Record<UpListener, number> = {
@@ -75,6 +79,8 @@ interface Context {
 interface Secrets {
   rootPassword: string;
   schedulerSecret: string;
+  /** Added to a secrets.json written by an older version on its next start. */
+  joinToken: string;
 }
 
 /**
@@ -88,8 +94,12 @@ function loadSecrets(dataDir: string): { secrets: Secrets; created: boolean } {
   if (existsSync(file)) {
     chmodSync(file, 0o600); // narrowed if an editor or an older version left it readable
     secrets = JSON.parse(readFileSync(file, 'utf8')) as Secrets;
+    if (typeof secrets.joinToken !== 'string') {
+      secrets.joinToken = randomBytes(24).toString('base64url');
+      writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
+    }
   } else {
-    secrets = { rootPassword: randomBytes(12).toString('base64url'), schedulerSecret: randomBytes(24).toString('hex') };
+    secrets = { rootPassword: randomBytes(12).toString('base64url'), schedulerSecret: randomBytes(24).toString('hex'), joinToken: randomBytes(24).toString('base64url') };
     writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
     created = true;
   }
@@ -123,7 +133,14 @@ function agentConfig(ctx: Context, name: string, seed: boolean): Record<string, 
     download: { server: { socket: path.join(opts.dataDir, `${name}.sock`) } },
     proxy: { server: at('proxy') },
     metrics: { server: at('metrics') },
+    ...security(ctx),
   };
+}
+
+/** The security block of the scheduler and agents: the manager started first issues the certificates. */
+function security(ctx: Context, certDir?: string): Record<string, unknown> {
+  if (ctx.opts.mtls === 'off') return {};
+  return { security: { mtls: ctx.opts.mtls, managerAddr: `http://${String(ctx.ready.manager?.http)}`, ...(certDir ? { certDir } : {}) } };
 }
 
 function hostnameLabel(): string {
@@ -156,6 +173,8 @@ const ROLES: RoleSpec[] = [
       manager: { addr: `http://${String(ready.manager?.http)}` },
       // The manager's embedded queue: one SQLite file, shared safely across processes (WAL).
       job: { enable: true, queue: { kind: 'sqlite', path: path.join(opts.dataDir, 'manager', 'queue.db') } },
+      // Kept on disk so a restart works from its current certificate.
+      ...security({ opts, ready }, path.join(opts.dataDir, 'scheduler-tls')),
     }),
     describe: (r) => fields(r, ['grpc', 'metrics']),
   },
@@ -174,7 +193,7 @@ const ROLES: RoleSpec[] = [
 ];
 
 const HELP = `usage: damselfly up [--data-dir DIR] [--proxy-port 4001] [--scheduler-port 8002] [--manager-port 8080]
-                    [--port NAME=PORT ...] [--log-level LEVEL] [--json]
+                    [--port NAME=PORT ...] [--mtls[=required|optional]] [--log-level LEVEL] [--json]
 
 Runs the manager (embedded SQLite store and queue), a scheduler registered to it, a seed peer and an
 agent on this machine until Ctrl-C / SIGTERM. Each role is a child process that also stops when up
@@ -186,6 +205,8 @@ itself goes (even by kill -9).
   --port NAME=PORT      pin any listener (repeatable); NAME is one of
                         ${UP_LISTENERS.join(', ')}
                         (all but manager.http, scheduler.grpc and agent.proxy default to 0 = any)
+  --mtls[=MODE]         mutual TLS between scheduler, seed peer and agent (security.mtls; default
+                        required): certificates from the manager for the join token in secrets.json
   --log-level LEVEL     debug, info, warn or error, for every role
   --json                print one JSON ready line instead of the human summary
 Every listener's address is printed once all roles are ready. The configs in DIR are rewritten on
@@ -198,9 +219,11 @@ exit codes: 0 stopped by a signal, 1 a role failed, 2 bad usage
 /** Parses `up`'s flags. Throws InvalidError naming the flag on an unknown flag or a bad value. */
 export function parseUpArgs(argv: string[]): (UpOptions & { logLevel?: string }) | 'help' {
   let values: Record<string, string | boolean | string[] | undefined>;
+  // A bare --mtls means required; a mode only inline (--mtls=optional), so the next argument is never taken.
+  const args = argv.map((a) => (a === '--mtls' ? '--mtls=required' : a));
   try {
     values = parseArgs({
-      args: argv,
+      args,
       strict: true,
       allowPositionals: false,
       options: {
@@ -211,6 +234,7 @@ export function parseUpArgs(argv: string[]): (UpOptions & { logLevel?: string })
         'manager-port': { type: 'string' },
         port: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
+        mtls: { type: 'string' },
         json: { type: 'boolean' },
       },
     }).values;
@@ -241,7 +265,9 @@ export function parseUpArgs(argv: string[]): (UpOptions & { logLevel?: string })
   if (dataDir === '') throw new InvalidError('--data-dir: expected a directory');
   const logLevel = values['log-level'] as string | undefined;
   if (logLevel !== undefined && !(LOG_LEVELS as string[]).includes(logLevel)) throw new InvalidError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
-  return { dataDir: dataDir ? path.resolve(dataDir) : DEFAULT_DATA_DIR, ports, ip: '127.0.0.1', json: values.json === true, logLevel };
+  const mtls = (values.mtls as string | undefined) ?? 'off';
+  if (mtls !== 'off' && mtls !== 'optional' && mtls !== 'required') throw new InvalidError(`--mtls: expected off, optional or required, got "${mtls}"`);
+  return { dataDir: dataDir ? path.resolve(dataDir) : DEFAULT_DATA_DIR, ports, ip: '127.0.0.1', json: values.json === true, logLevel, mtls };
 }
 
 interface Running {
@@ -337,6 +363,7 @@ export async function main(argv: string[]): Promise<number> {
     ...process.env,
     DAMSELFLY_ROOT_PASSWORD: secrets.rootPassword,
     DAMSELFLY_SCHEDULER_SECRET: secrets.schedulerSecret,
+    ...(opts.mtls === 'off' ? {} : { DAMSELFLY_JOIN_TOKEN: secrets.joinToken }),
   };
   const cli = process.argv[1]!;
   const ctx: Context = { opts, ready: {} };
@@ -383,7 +410,7 @@ export async function main(argv: string[]): Promise<number> {
 
   if (opts.json) {
     const roles = Object.fromEntries(running.map((r) => [r.spec.name, { ...r.ready, pid: r.child.pid }]));
-    process.stdout.write(`${JSON.stringify({ ready: true, role: 'up', dataDir: opts.dataDir, roles })}\n`);
+    process.stdout.write(`${JSON.stringify({ ready: true, role: 'up', dataDir: opts.dataDir, mtls: opts.mtls, roles })}\n`);
   } else {
     const width = Math.max(...ROLES.map((s) => s.name.length));
     const lines = running.map((r) => `  ${r.spec.name.padEnd(width)}  ${r.spec.describe(r.ready)}`);
@@ -392,6 +419,7 @@ export async function main(argv: string[]): Promise<number> {
         // `damselfly get` looks for ~/.damselfly/agent.sock by itself.
         `download with: damselfly get URL -O FILE${opts.dataDir === DEFAULT_DATA_DIR ? '' : ` --endpoint ${path.join(opts.dataDir, 'agent.sock')}`}\n` +
         `registry mirror: http://${String(ctx.ready.agent?.proxy ?? '')} (client setup: damselfly config containerd|docker|podman|nydusd)\n` +
+        (opts.mtls === 'off' ? '' : `mutual TLS: ${opts.mtls} between scheduler, seed peer and agent (certificates from the manager)\n`) +
         `manager API: http://${String(ctx.ready.manager?.http ?? '')} (user root; ${
           created && !process.env.DAMSELFLY_ROOT_PASSWORD
             ? `generated password, shown once: ${secrets.rootPassword}; kept in ${path.join(opts.dataDir, 'secrets.json')}`

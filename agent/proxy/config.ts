@@ -3,7 +3,7 @@
  * after Dragonfly's dfdaemon `proxy` block. Imported by `agent/config.ts`.
  */
 import { z } from 'zod';
-import { sizeSchema } from '../../adapters/config.js';
+import { durationSchema, sizeSchema } from '../../adapters/config.js';
 
 const regexString = z.string().refine((s) => {
   try {
@@ -55,6 +55,15 @@ export const proxyConfigSchema = z
          * `X-Dragonfly-Enable-Task-ID-Based-Blob-Digest: true|false`.
          */
         enableTaskIDBasedBlobDigest: z.boolean().default(false),
+        /**
+         * Private images stay private (agent/proxy/access.ts): before a registry blob is served
+         * P2P, a HEAD of it upstream with the client's own credentials must succeed; a refusal is
+         * relayed as the registry's status and challenge, an unreachable registry is a 502. false =
+         * any client naming a cached digest gets it.
+         */
+        checkAccess: z.boolean().default(true),
+        /** How long an allowed answer is remembered per credential, repository and blob. */
+        accessCheckTTL: durationSchema.default(60_000),
       })
       .prefault({}),
     /**

@@ -5,7 +5,7 @@
 import { Counter, Registry } from 'prom-client';
 
 export type ProxyRoute = 'p2p' | 'direct' | 'connect' | 'tunnel' | 'health';
-export type ProxyResult = 'ok' | 'fallback' | 'source_error' | 'error' | 'aborted';
+export type ProxyResult = 'ok' | 'fallback' | 'source_error' | 'error' | 'aborted' | 'unauthorized' | 'denied';
 
 export interface ProxyMetrics {
   requests: Counter<'route' | 'result'>;

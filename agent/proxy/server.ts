@@ -15,6 +15,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
 import { compileHijackRules, hijackRuleFor, upstreamTls } from '../source/client.js';
+import { AccessChecker } from './access.js';
 import { LeafSigner } from './ca.js';
 import type { ProxyConfig } from './config.js';
 import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
@@ -78,6 +79,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     return timingSafeEqual(createHash('sha256').update(normal).digest(), expectedAuth);
   };
   const PROXY_CHALLENGE = { 'proxy-authenticate': 'Basic realm="damselfly"', 'content-type': 'text/plain' };
+  const access = config.registryMirror.checkAccess ? new AccessChecker({ ttlMs: config.registryMirror.accessCheckTTL, dispatcher: secure, logger: log }) : undefined;
   const hijackRules = compileHijackRules(config.hijackHTTPS.hosts);
   const hijacked = new WeakMap<object, Hijacked>();
   const pingFallback = new WeakSet<IncomingMessage>();
@@ -124,6 +126,15 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
 
     const route: ProxyRoute = wantsP2P(req.method, target, req.headers, config) ? 'p2p' : 'direct';
     log.debug('request', { method: req.method, url: safeUrl(raw), route });
+    if (route === 'p2p' && access) {
+      const decision = await access.check(target, req.headers, dispatcher);
+      if (!decision.allowed) {
+        metrics.requests.inc({ route, result: 'denied' });
+        log.info('blob refused: the registry did not confirm the client may read it', { url: safeUrl(target.href), status: decision.status });
+        res.writeHead(decision.status, { ...decision.headers, 'content-length': decision.body.length }).end(req.method === 'HEAD' ? undefined : decision.body);
+        return;
+      }
+    }
     if (route === 'p2p') {
       metrics.viaDfdaemon.inc();
       const r = await serveP2P(req, res, target, { config, taskManager: opts.taskManager, onBytes: (n) => metrics.bytes.inc({ source: 'p2p' }, n) });

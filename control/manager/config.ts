@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { tracingConfigSchema } from '../../adapters/tracing.js';
-import { durationSchema, loadConfigFile, parseConfig, sizeSchema } from '../../adapters/config.js';
+import { durationSchema, loadConfigFile, parseConfig, resolveJoinToken, sizeSchema } from '../../adapters/config.js';
 
 const portSchema = z.number().int().min(0).max(65535);
 
@@ -66,6 +66,8 @@ export const managerConfigSchema = z.strictObject({
     .strictObject({
       /** What a component presents once for its first certificate (or DAMSELFLY_JOIN_TOKEN); without one, only renewals are issued. */
       joinToken: z.string().min(16).optional(),
+      /** A file holding the join token instead (a compose secret or a mounted Kubernetes Secret); read at start. */
+      joinTokenFile: z.string().min(1).optional(),
       /** Lifetime of an issued certificate; components renew at two thirds of it. */
       certificateValidity: durationSchema.default(24 * 3_600_000),
     })
@@ -86,7 +88,7 @@ export function withEnvSecrets(config: ManagerConfig, env: NodeJS.ProcessEnv = p
       jwtSecret: config.auth.jwtSecret ?? (env.DAMSELFLY_JWT_SECRET || undefined),
       schedulerSecret: config.auth.schedulerSecret ?? (env.DAMSELFLY_SCHEDULER_SECRET || undefined),
     },
-    security: { ...config.security, joinToken: config.security.joinToken ?? (env.DAMSELFLY_JOIN_TOKEN || undefined) },
+    security: { ...config.security, joinToken: resolveJoinToken(config.security, env) },
   };
 }
 

@@ -28,6 +28,12 @@ export const MIRRORED_REGISTRIES = ['https://index.docker.io', 'https://ghcr.io'
 const SECRET = 'damselfly-secrets';
 const CLI = ['node', '/app/dist/control/cli.js'];
 const CONFIG_DIR = '/etc/damselfly';
+/** The Secret key `join-token`, mounted as a file (0440, group fsGroup) into every damselfly pod. */
+const JOIN_TOKEN_KEY = 'join-token';
+const SECRETS_DIR = '/run/secrets/damselfly';
+const JOIN_TOKEN_FILE = `${SECRETS_DIR}/${JOIN_TOKEN_KEY}`;
+/** Mutual TLS between scheduler, seed peers and agents, certificates from the manager for the join token. */
+const mtlsRequired = { mtls: 'required', joinTokenFile: JOIN_TOKEN_FILE };
 
 type Obj = Record<string, unknown>;
 const fqdn = (svc: string) => `${svc}.${NAMESPACE}.svc.cluster.local`;
@@ -49,12 +55,15 @@ const managerDoc = {
     kv: { kind: 'postgres', url: `postgres://damselfly@${fqdn('damselfly-postgres')}:5432/damselfly` },
     queue: { kind: 'redis', url: `redis://${fqdn('damselfly-redis')}:6379/0` },
   },
+  // The cluster's CA: a first certificate for whoever presents the join token.
+  security: { joinTokenFile: JOIN_TOKEN_FILE },
 };
 const schedulerDoc = {
   server: { ip: '0.0.0.0', port: 8002 },
   metrics: { ip: '0.0.0.0', port: 8000 },
   manager: { addr: `http://${fqdn('damselfly-manager')}:8080`, clusterId: 1 },
   job: { enable: true, queue: managerDoc.store.queue },
+  security: mtlsRequired,
 };
 const agentCommon = {
   storage: { dir: '/var/lib/damselfly' },
@@ -62,6 +71,7 @@ const agentCommon = {
   manager: { addr: schedulerDoc.manager.addr },
   upload: { server: { ip: '0.0.0.0', port: 4000 }, pieceServer: { ip: '0.0.0.0', port: 4005 } },
   metrics: { server: { ip: '0.0.0.0', port: 4002 } },
+  security: mtlsRequired,
 };
 const seedPeerDoc = { ...agentCommon, seedPeer: { enable: true } };
 const agentDoc = {
@@ -102,6 +112,11 @@ const tcpProbe = (port: number | string, initialDelaySeconds = 5, host?: string)
 const resources = (cpu: string, memory: string) => ({ requests: { cpu, memory }, limits: { memory } });
 const nonRoot = { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: false };
 
+const configMount = { name: 'config', mountPath: CONFIG_DIR, readOnly: true };
+const joinTokenMount = { name: 'join-token', mountPath: SECRETS_DIR, readOnly: true };
+/** The join token as a file: readable by root and the pod's fsGroup only. */
+const joinTokenVolume = { name: 'join-token', secret: { secretName: SECRET, items: [{ key: JOIN_TOKEN_KEY, path: JOIN_TOKEN_KEY }], defaultMode: 0o440 } };
+
 function roleContainer(name: string, role: string, ports: Obj[], extra: Obj = {}) {
   return {
     name,
@@ -109,7 +124,7 @@ function roleContainer(name: string, role: string, ports: Obj[], extra: Obj = {}
     imagePullPolicy: 'IfNotPresent',
     args: [role, '--config', `${CONFIG_DIR}/${role === 'agent' ? 'agent' : role}.yaml`],
     ports,
-    volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }],
+    volumeMounts: [configMount, joinTokenMount],
     ...extra,
   };
 }
@@ -241,7 +256,7 @@ export function manifests(): Record<string, Obj[]> {
                 securityContext: nonRoot,
               }),
             ],
-            volumes: [{ name: 'config', configMap: { name: 'damselfly-manager' } }],
+            volumes: [{ name: 'config', configMap: { name: 'damselfly-manager' } }, joinTokenVolume],
           },
         },
       },
@@ -277,6 +292,8 @@ export function manifests(): Record<string, Obj[]> {
         template: {
           metadata: { labels: labels('scheduler') },
           spec: {
+            // The group that may read the join token file.
+            securityContext: { fsGroup: 1000 },
             containers: [
               roleContainer(
                 'scheduler',
@@ -294,7 +311,7 @@ export function manifests(): Record<string, Obj[]> {
                 },
               ),
             ],
-            volumes: [{ name: 'config', configMap: { name: 'damselfly-scheduler' } }],
+            volumes: [{ name: 'config', configMap: { name: 'damselfly-scheduler' } }, joinTokenVolume],
           },
         },
       },
@@ -340,10 +357,7 @@ export function manifests(): Record<string, Obj[]> {
                   { name: 'metrics', containerPort: seedPorts.metrics },
                 ],
                 {
-                  volumeMounts: [
-                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                    { name: 'cache', mountPath: c.seedPeer.storage.dir },
-                  ],
+                  volumeMounts: [configMount, joinTokenMount, { name: 'cache', mountPath: c.seedPeer.storage.dir }],
                   readinessProbe: tcpProbe('grpc'),
                   livenessProbe: tcpProbe('metrics', 15),
                   resources: resources('500m', '1Gi'),
@@ -351,7 +365,7 @@ export function manifests(): Record<string, Obj[]> {
                 },
               ),
             ],
-            volumes: [{ name: 'config', configMap: { name: 'damselfly-seed-peer' } }],
+            volumes: [{ name: 'config', configMap: { name: 'damselfly-seed-peer' } }, joinTokenVolume],
           },
         },
         // The piece cache: a seed peer restarted on another node keeps what it fetched.
@@ -424,7 +438,8 @@ export function manifests(): Record<string, Obj[]> {
                   livenessProbe: tcpProbe(agentPorts.metrics, 15),
                   resources: resources('250m', '512Mi'),
                   volumeMounts: [
-                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                    configMount,
+                    joinTokenMount,
                     { name: 'cache', mountPath: c.agent.storage.dir },
                     { name: 'socket', mountPath: socketDir },
                     { name: 'containerd-certs', mountPath: '/host/etc/containerd/certs.d' },
@@ -434,6 +449,7 @@ export function manifests(): Record<string, Obj[]> {
             ],
             volumes: [
               { name: 'config', configMap: { name: 'damselfly-agent', defaultMode: 0o755 } },
+              joinTokenVolume,
               { name: 'cache', hostPath: { path: c.agent.storage.dir, type: 'DirectoryOrCreate' } },
               { name: 'socket', hostPath: { path: socketDir, type: 'DirectoryOrCreate' } },
               { name: 'containerd-certs', hostPath: { path: '/etc/containerd/certs.d', type: 'DirectoryOrCreate' } },

@@ -4,11 +4,14 @@
  * environment the compose file gives them. Only what a container network provides is rewritten:
  * service host names become 127.0.0.1 with ephemeral ports, container paths become temp dirs, and
  * the store servers are this machine's (PostgreSQL/Redis, or DynamoDB Local + fauxqs standing in
- * for LocalStack through the same AWS_ENDPOINT_URL_* overrides). Then the scheduler must register
- * with the manager and a file must download through the agent.
+ * for LocalStack through the same AWS_ENDPOINT_URL_* overrides), and the compose secret
+ * /run/secrets/damselfly-join-token becomes a temp file. Then the scheduler must register with the
+ * manager and a file must download through the agent, with mutual TLS required between scheduler,
+ * seed peer and agent (certificates bought from the manager with that join token): the agents
+ * report mtls required, the pull is not an origin fallback, and a plaintext piece request is refused.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -23,9 +26,11 @@ interface Service {
   command: string[];
   environment?: Record<string, string>;
   volumes?: string[];
+  secrets?: string[];
 }
 
 const compose = parse(readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
+const JOIN_SECRET = 'damselfly-join-token';
 const secrets = { DAMSELFLY_ROOT_PASSWORD: randomBytes(12).toString('hex'), DAMSELFLY_SCHEDULER_SECRET: randomBytes(16).toString('hex') };
 
 /** Compose variable interpolation for the forms the file uses: ${X}, ${X:-default}, ${X:?error}. */
@@ -38,13 +43,21 @@ function interpolate(value: string, vars: Record<string, string | undefined>): s
   });
 }
 
-/** The service's config file (as compose mounts it) and its environment (as compose interpolates it). */
-function serviceFiles(name: string): { doc: Obj; env: Record<string, string> } {
+/**
+ * The service's config file (as compose mounts it) and its environment (as compose interpolates it);
+ * the join-token secret's container path is replaced by `tokenFile` (what compose would mount there).
+ */
+function serviceFiles(name: string, tokenFile: string): { doc: Obj; env: Record<string, string> } {
   const s = compose.services[name];
   const target = s.command[2];
   const source = s.volumes!.map((v) => v.split(':')).find(([, t]) => t === target)![0];
   const doc = parse(readFileSync(path.resolve(repoRoot, source), 'utf8')) as Obj;
   const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(String(v), secrets)]));
+  // The token reaches the container only as the secret file, never through its environment.
+  expect(s.secrets, `${name}: secrets`).toContain(JOIN_SECRET);
+  expect(Object.keys(env), name).not.toContain('DAMSELFLY_JOIN_TOKEN');
+  expect(doc.security?.joinTokenFile, `${name}: security.joinTokenFile`).toBe(`/run/secrets/${JOIN_SECRET}`);
+  doc.security = { ...doc.security, joinTokenFile: tokenFile };
   return { doc, env };
 }
 
@@ -73,15 +86,17 @@ async function runProfile(profile: 'postgres' | 'sqlite' | 'localstack', stores:
   try {
     // Container paths of the sqlite profile's shared volume → one temp dir shared the same way.
     const paths = (s: Obj): Obj => (s.path ? { ...s, path: path.join(dir, 'store', path.basename(s.path)) } : s);
+    const tokenFile = path.join(dir, JOIN_SECRET);
+    writeFileSync(tokenFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
 
-    const m = serviceFiles(`manager${suffix}`);
+    const m = serviceFiles(`manager${suffix}`, tokenFile);
     const managerDoc = loopback(m.doc);
     managerDoc.store = { ...managerDoc.store, dataDir: path.join(dir, 'manager-data'), kv: paths(stores.store(managerDoc.store.kv)), queue: paths(stores.store(managerDoc.store.queue)) };
     const manager = await spawnRole('manager', managerDoc, { dir, name: `manager${suffix}`, env: stores.env(m.env) });
     procs.push(manager);
     const managerUrl = `http://${String(manager.ready.http)}`;
 
-    const s = serviceFiles(`scheduler${suffix}`);
+    const s = serviceFiles(`scheduler${suffix}`, tokenFile);
     const schedulerDoc = loopback(s.doc);
     expect(schedulerDoc.manager.addr).toBe('http://manager:8080');
     schedulerDoc.manager = { ...schedulerDoc.manager, addr: managerUrl, keepAliveInterval: '1s' };
@@ -92,7 +107,7 @@ async function runProfile(profile: 'postgres' | 'sqlite' | 'localstack', stores:
 
     const agents: RoleProcess[] = [];
     for (const name of ['seed-peer', 'agent']) {
-      const a = serviceFiles(name);
+      const a = serviceFiles(name, tokenFile);
       const doc = loopback(a.doc);
       expect(doc.scheduler.addrs).toEqual(['scheduler:8002']);
       expect(doc.manager.addr).toBe('http://manager:8080');
@@ -109,6 +124,7 @@ async function runProfile(profile: 'postgres' | 'sqlite' | 'localstack', stores:
       agents.push(p);
     }
     expect(agents[0].ready.role).toBe('seed-peer');
+    for (const a of agents) expect(a.ready.mtls).toBe('required');
 
     const search = await waitFor(
       async () => {
@@ -124,7 +140,11 @@ async function runProfile(profile: 'postgres' | 'sqlite' | 'localstack', stores:
     const out = path.join(dir, 'out.bin');
     const got = await getThrough(agents[1], url, out);
     expect(got.code, got.stderr).toBe(0);
+    // Registered with the scheduler over mTLS: the pull was scheduled, not an origin fallback.
+    expect(got.stderr).not.toMatch(/from the origin directly/);
     expect(await fileSha256(out)).toBe(origin.sha256(`/compose-${profile}.bin`));
+    // The piece servers speak TLS only: a plaintext request gets no answer.
+    await expect(fetch(`http://${String(agents[0].ready.pieces)}/v1/tasks/x/pieces/0`)).rejects.toThrow();
   } finally {
     await Promise.all(procs.reverse().map((p) => p.stop()));
   }

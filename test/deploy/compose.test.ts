@@ -24,10 +24,12 @@ interface Service {
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string; required?: boolean }>;
   networks?: { default?: { aliases?: string[] } };
+  secrets?: string[];
 }
 interface Compose {
   services: Record<string, Service>;
   volumes: Record<string, unknown>;
+  secrets?: Record<string, { environment?: string; file?: string }>;
 }
 
 const composeFile = path.join(repoRoot, 'docker-compose.yml');
@@ -153,6 +155,24 @@ describe('docker-compose.yml', () => {
     }
     const pgEnv = compose.services.postgres.environment!;
     expect(compose.services.manager.environment!.PGPASSWORD).toBe(pgEnv.POSTGRES_PASSWORD);
+  });
+
+  it('requires mutual TLS between scheduler, seed peer and agent, the join token reaching every component only as a compose secret', () => {
+    expect(compose.secrets?.['damselfly-join-token']).toEqual({ environment: 'DAMSELFLY_JOIN_TOKEN' });
+    const secretFile = '/run/secrets/damselfly-join-token';
+    for (const [name, s] of damselflyServices) {
+      expect(s.secrets, `${name}: secrets`).toEqual(['damselfly-join-token']);
+      expect(Object.keys(s.environment ?? {}), name).not.toContain('DAMSELFLY_JOIN_TOKEN');
+      const { role, file } = mountedConfig(name, s);
+      const text = readFileSync(file, 'utf8');
+      expect(text, `${file}: the token itself`).not.toMatch(/joinToken:/);
+      const { config } = validateRoleConfig(role, parse(text), file);
+      const security = (config as { security: { mtls?: string; joinTokenFile?: string; joinToken?: string } }).security;
+      expect(security.joinTokenFile, `${name}: security.joinTokenFile`).toBe(secretFile);
+      if (role !== 'manager') expect(security.mtls, `${name}: security.mtls`).toBe('required');
+    }
+    // Every secret a service names is declared at the top level.
+    for (const [name, s] of services) for (const sec of s.secrets ?? []) expect(Object.keys(compose.secrets ?? {}), name).toContain(sec);
   });
 });
 

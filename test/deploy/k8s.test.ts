@@ -38,7 +38,7 @@ const byKind = (kind: string) => objects.filter((o) => o.kind === kind);
 const workloads = objects.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
 const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
-const SECRET_KEYS = ['root-password', 'jwt-secret', 'scheduler-secret', 'postgres-password'];
+const SECRET_KEYS = ['root-password', 'jwt-secret', 'scheduler-secret', 'postgres-password', 'join-token'];
 
 describe('Kubernetes manifests (kustomize)', () => {
   it('are up to date with infra/k8s/render.ts', () => {
@@ -120,8 +120,43 @@ describe('Kubernetes manifests (kustomize)', () => {
       expect(ref.name).toBe('damselfly-secrets');
       expect(SECRET_KEYS).toContain(ref.key);
     }
+    // Secret volumes too: the same Secret, documented keys only.
+    for (const w of workloads) {
+      for (const v of (w.spec.template.spec.volumes ?? []).filter((x: Obj) => x.secret)) {
+        expect(v.secret.secretName, w.metadata.name).toBe('damselfly-secrets');
+        for (const item of v.secret.items) expect(SECRET_KEYS).toContain(item.key);
+      }
+    }
     expect(byKind('Secret')).toEqual([]);
-    for (const cm of byKind('ConfigMap')) expect(JSON.stringify(cm.data)).not.toMatch(/password:|:\/\/[^@/]*:[^@/]*@/i);
+    for (const cm of byKind('ConfigMap')) expect(JSON.stringify(cm.data)).not.toMatch(/password:|joinToken:|:\/\/[^@/]*:[^@/]*@/i);
+  });
+
+  it('require mutual TLS between scheduler, seed peers and agents, each pod reading the join token from the Secret as a file only it can read', () => {
+    let checked = 0;
+    for (const w of workloads) {
+      const spec = w.spec.template.spec;
+      for (const c of spec.containers.filter((x: Obj) => String(x.image).startsWith('damselfly:'))) {
+        const [role, , file] = c.args as string[];
+        const cmName = spec.volumes.find((v: Obj) => v.name === c.volumeMounts.find((m: Obj) => m.mountPath === path.posix.dirname(file)).name).configMap.name;
+        const text = byKind('ConfigMap').find((x) => x.metadata.name === cmName)!.data[path.posix.basename(file)];
+        const { config } = validateRoleConfig(role as Role, parse(text), cmName);
+        const security = (config as { security: { mtls?: string; joinTokenFile?: string } }).security;
+        if (role !== 'manager') expect(security.mtls, `${w.metadata.name}: security.mtls`).toBe('required');
+        // The file the config names is the join-token key of the Secret, mounted read-only.
+        const mount = c.volumeMounts.find((m: Obj) => security.joinTokenFile?.startsWith(`${m.mountPath}/`));
+        expect(mount, `${w.metadata.name}: ${security.joinTokenFile} is not mounted`).toBeDefined();
+        expect(mount.readOnly).toBe(true);
+        const volume = spec.volumes.find((v: Obj) => v.name === mount.name);
+        expect(volume.secret.items).toEqual([{ key: 'join-token', path: path.posix.relative(mount.mountPath, security.joinTokenFile!) }]);
+        expect(volume.secret.defaultMode).toBe(0o440);
+        // Not world-readable: a non-root container reads it through the pod's fsGroup.
+        const user = c.securityContext?.runAsUser ?? 0;
+        if (user !== 0) expect(spec.securityContext?.fsGroup, `${w.metadata.name}: fsGroup`).toBe(c.securityContext.runAsGroup);
+        expect((c.env ?? []).map((e: Obj) => e.name), w.metadata.name).not.toContain('DAMSELFLY_JOIN_TOKEN');
+        checked++;
+      }
+    }
+    expect(checked).toBe(4);
   });
 
   it('run the agent on the host network with an init container that injects containerd\'s hosts.toml and a preStop that restores it', () => {
