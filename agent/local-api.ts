@@ -24,6 +24,7 @@ import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
 import { SpanKind, contextFromHeaders, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadOptions, TaskManager } from './task-manager.js';
+import { checkSourceUrl } from './source/sources.js';
 
 const HEADER_PREFIX = 'x-damselfly-header-';
 
@@ -48,15 +49,9 @@ function httpStatus(err: unknown): number {
 export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders): DownloadOptions {
   const q = url.searchParams;
   const target = q.get('url');
-  if (!target || !/^https?:\/\//i.test(target)) throw new RangeError(`url ${target ?? '(missing)'} must be an http(s) URL`);
+  if (!target) throw new RangeError('url (missing): expected an http(s):// or s3:// URL');
   // Rejected here, at once, rather than by the origin client after the scheduler was asked.
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(target);
-  } catch {
-    /* reported below */
-  }
-  if (!parsed?.hostname) throw new RangeError(`url ${target} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`);
+  checkSourceUrl(target);
   const requestHeaders: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) if (k.startsWith(HEADER_PREFIX) && typeof v === 'string') requestHeaders[k.slice(HEADER_PREFIX.length)] = v;
   const o: DownloadOptions = { url: target, requestHeaders };

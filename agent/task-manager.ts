@@ -26,7 +26,8 @@ import { BlockHasher, BlockVerifier } from './blocks.js';
 import type { SecureContext as TlsSecureContext } from 'node:tls';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
-import { interestingHeaders, sourceGet } from './source/client.js';
+import { interestingHeaders } from './source/client.js';
+import { sourceRead } from './source/sources.js';
 import { DiskFullError, isDiskFull, stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
 import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from './task-id.js';
 
@@ -887,7 +888,7 @@ export class TaskManager {
     this.deps.metrics.backendRequestTotal.inc({ scheme, method: 'GET' });
     let res;
     try {
-      res = await sourceGet(o.url, o.requestHeaders, range, o.signal);
+      res = await sourceRead(o.url, o.requestHeaders, range, o.signal);
     } catch (err) {
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));
