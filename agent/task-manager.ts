@@ -508,10 +508,24 @@ export class TaskManager {
     }
   }
 
-  stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean } | undefined {
+  stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean; traffic: { source: number; peer: number } } | undefined {
     const s = this.deps.store.get(taskId);
     if (!s) return undefined;
-    return { contentLength: s.meta.contentLength, finishedPieces: s.finishedCount, pieceCount: s.pieceCount, complete: s.meta.complete };
+    const t = this.traffic.get(taskId);
+    return { contentLength: s.meta.contentLength, finishedPieces: s.finishedCount, pieceCount: s.pieceCount, complete: s.meta.complete, traffic: { source: t?.source ?? 0, peer: t?.peer ?? 0 } };
+  }
+
+  /** Bytes of a task this process took from the origin and from parents (for `get`'s summary); bounded, oldest dropped. */
+  private readonly traffic = new Map<string, { source: number; peer: number }>();
+
+  countTraffic(taskId: string, kind: 'source' | 'peer', bytes: number): void {
+    let t = this.traffic.get(taskId);
+    if (!t) {
+      if (this.traffic.size >= 10_000) this.traffic.delete(this.traffic.keys().next().value!);
+      t = { source: 0, peer: 0 };
+      this.traffic.set(taskId, t);
+    }
+    t[kind] += bytes;
   }
 
   /** Evicts a task (running downloads of it fail). Returns false when absent. */
@@ -937,6 +951,7 @@ export class TaskManager {
         if (!src.unlimited) await src.take(chunk.length);
         if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
         this.deps.metrics.downloadTraffic.inc({ type: 'BACK_TO_SOURCE' }, chunk.length);
+        this.countTraffic(task.id, 'source', chunk.length);
         while (chunk.length > 0) {
           if (n >= count) {
             chunk = Buffer.alloc(0);
@@ -1447,6 +1462,7 @@ class PeerSession {
         return;
       }
       this.deps.metrics.downloadTraffic.inc({ type: 'REMOTE_PEER' }, length);
+      this.tm.countTraffic(task.id, 'peer', length);
       this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
       tracing.pieceFromParent(task.id, parent.id, parent.base, n, length);
       this.lastProgress = Date.now();

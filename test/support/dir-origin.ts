@@ -23,7 +23,15 @@ function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-export async function startDirOrigin(root: string, opts: { requireAuth?: string } = {}): Promise<DirOrigin> {
+export interface DirOriginOptions {
+  requireAuth?: string;
+  /** Bytes per second for each file response (unset = as fast as it goes). */
+  rate?: number;
+  /** URL paths (decoded, e.g. '/m/b.bin') answered 403, as a store refusing one object would. */
+  refuse?: Set<string>;
+}
+
+export async function startDirOrigin(root: string, opts: DirOriginOptions = {}): Promise<DirOrigin> {
   const counters = { requests: 0, bytes: 0 };
   const server: Server = createServer((req, res) => {
     void (async () => {
@@ -38,6 +46,10 @@ export async function startDirOrigin(root: string, opts: { requireAuth?: string 
         rel = decodeURIComponent(u.pathname);
       } catch {
         res.writeHead(400).end();
+        return;
+      }
+      if (opts.refuse?.has(rel)) {
+        res.writeHead(403, { 'content-type': 'text/plain' }).end('refused');
         return;
       }
       const file = path.join(root, path.normalize(rel));
@@ -90,7 +102,27 @@ export async function startDirOrigin(root: string, opts: { requireAuth?: string 
         res.end();
         return;
       }
-      const s = createReadStream(file, { start, end });
+      const s = createReadStream(file, { start, end, highWaterMark: 64 * 1024 });
+      if (opts.rate) {
+        const t0 = performance.now();
+        let sent = 0;
+        s.on('data', (c) => {
+          counters.bytes += (c as Buffer).length;
+          sent += (c as Buffer).length;
+          const ok = res.write(c);
+          const wait = (sent / opts.rate!) * 1000 - (performance.now() - t0);
+          if (wait > 0 || !ok) {
+            s.pause();
+            const resume = () => setTimeout(() => s.resume(), Math.max(0, wait));
+            if (ok) resume();
+            else res.once('drain', resume);
+          }
+        });
+        s.on('end', () => res.end());
+        s.on('error', () => res.destroy());
+        res.on('close', () => s.destroy());
+        return;
+      }
       s.on('data', (c) => (counters.bytes += (c as Buffer).length));
       s.pipe(res);
     })().catch((err: unknown) => {
