@@ -20,7 +20,7 @@ const HELP = `usage: damselfly get URL -O FILE [options]
 
 Downloads URL through the local agent (P2P), or straight from the origin when no agent answers.
 FILE is only replaced once the whole content arrived (and matched --digest).
-URL: http(s)://…, s3://BUCKET/KEY.
+URL: http(s)://…, s3://BUCKET/KEY, hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH].
 
 options:
   -O, --output FILE              where to write (required; a directory with --recursive)
@@ -36,6 +36,8 @@ options:
   --storage-access-key-id ID     s3://: credentials for this download (default: the agent's AWS chain)
   --storage-access-key-secret S
   --storage-session-token T
+  --hf-endpoint URL              hf://: hub or mirror (default $HF_ENDPOINT or https://huggingface.co)
+  --hf-token TOKEN               hf://: access token (default the agent's $HF_TOKEN)
   --digest sha256:HEX            check the whole file against this digest
   -H, --header 'Name: value'     request header for the origin (repeatable)
   --tag TAG                      task tag (part of the task ID)
@@ -155,6 +157,16 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
       case '--storage-session-token':
         a.headers['x-damselfly-s3-session-token'] = value();
         break;
+      case '--hf-endpoint':
+      case '--hf-base-url': {
+        const v = value();
+        if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`${arg} ${v} must be http(s)://HOST[:PORT]`);
+        a.headers['x-damselfly-hf-endpoint'] = v;
+        break;
+      }
+      case '--hf-token':
+        a.headers['x-damselfly-hf-token'] = value();
+        break;
       case '--tag':
         a.tag = value();
         break;
@@ -200,6 +212,7 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
     throw new UsageError(errorMessage(err).replace(/^url /, 'URL '));
   }
   if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-s3-')) && schemeOf(rest[0]) !== 's3') throw new UsageError('--storage-* options are for s3:// URLs only (they would be sent to this origin)');
+  if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-hf-')) && schemeOf(rest[0]) !== 'hf') throw new UsageError('--hf-* options are for hf:// URLs only (they would be sent to this origin)');
   if (!a.output) throw new UsageError(a.recursive ? '-O DIR is required' : '-O FILE is required');
   if (!a.recursive && (a.include.length > 0 || a.exclude.length > 0)) throw new UsageError('--include and --exclude need --recursive');
   if (a.recursive && a.digest) throw new UsageError('--digest names one file; it cannot be used with --recursive');

@@ -10,6 +10,7 @@ const LOADERS: Record<string, () => Promise<SourceBackend>> = {
   http: async () => (await import('./http.js')).httpSource,
   https: async () => (await import('./http.js')).httpSource,
   s3: async () => (await import('./s3.js')).s3Source,
+  hf: async () => (await import('./hf.js')).hfSource,
 };
 
 /** Schemes a download URL may have. */
@@ -38,6 +39,8 @@ export function checkSourceUrl(url: string): void {
     if (!parsed?.hostname) throw new InvalidError(`url ${url} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`);
   } else if (scheme === 's3') {
     if (!parsed?.hostname) throw new InvalidError(`url ${url} is not valid: expected s3://BUCKET/KEY`);
+  } else if (scheme === 'hf') {
+    if (!/^hf:\/\/(?:(?:models|datasets|spaces)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?(?:\/[^?#]*)?$/i.test(url)) throw new InvalidError(`url ${url} is not valid: expected hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH]`);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * Runs the source-port conformance suite (conformance.ts) against every backend with a real server:
- * http(s) against a static directory origin with nginx-style index pages, s3:// against s3rver.
+ * http(s) against a static directory origin with nginx-style index pages, s3:// against s3rver,
+ * hf:// against the local hub (test/support/hub.ts: API, resolve/, LFS redirects to a signed CDN URL).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -11,6 +12,8 @@ import { httpSource } from '../../agent/source/http.js';
 import { s3Source, s3Url } from '../../agent/source/s3.js';
 import { startDirOrigin, type DirOrigin } from '../support/dir-origin.js';
 import { startS3, type TestS3 } from '../support/s3.js';
+import { startHub, type Hub } from '../support/hub.js';
+import { hfSource } from '../../agent/source/hf.js';
 import { sourceConformance } from './conformance.js';
 
 /** A port nothing listens on (bound, then released). */
@@ -69,6 +72,33 @@ describe('source: s3', () => {
       missingUrl: () => `s3://${bucket}/no/such/object`,
       headers: s3.headers(),
       unreachable: () => ({ url: `s3://${bucket}/x`, headers: { ...s3.headers(), 'x-damselfly-s3-endpoint': `http://127.0.0.1:${dead}` } }),
+      listSizes: true,
+    };
+  });
+});
+
+describe('source: hf', () => {
+  let hub: Hub;
+  const files: Record<string, Buffer> = {};
+  afterAll(async () => {
+    await hub?.close();
+  });
+  sourceConformance(async () => {
+    hub = await startHub({ token: 'hf_test_token' });
+    const dead = await deadPort();
+    const headers = { 'x-damselfly-hf-endpoint': hub.base, 'x-damselfly-hf-token': 'hf_test_token' };
+    return {
+      backend: hfSource,
+      async put(p, body) {
+        files[p] = body;
+        // Every put is a new commit of the whole tree; larger files go through LFS (302 to the CDN).
+        hub.commit('models', 'conf/repo', Object.fromEntries(Object.entries(files).map(([k, v]) => [k, { content: v, lfs: v.length > 50_000 }])));
+        return `hf://conf/repo/${p.split('/').map(encodeURIComponent).join('/')}`;
+      },
+      dirUrl: (p) => `hf://conf/repo/${p}`,
+      missingUrl: () => 'hf://conf/repo/no/such/file.bin',
+      headers,
+      unreachable: () => ({ url: 'hf://conf/repo/x', headers: { ...headers, 'x-damselfly-hf-endpoint': `http://127.0.0.1:${dead}` } }),
       listSizes: true,
     };
   });
