@@ -10,12 +10,12 @@
  *        X-Linked-Etag = "sha256 hex", X-Linked-Size
  * 404 with X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound; with `token` set, 401 unless
  * `Authorization: Bearer <token>` (the CDN never asks for it).
- * The CDN is test/support/origin.ts (rate-limited with `rate`), holding LFS files at /lfs/<sha256>.
+ * The CDN is test/support/origin.ts (rate-limited with `cdn.rate`), holding LFS files at /lfs/<sha256>.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { generateBytes, generatedSha256, parseRange, startOrigin, type Content, type Origin } from './origin.js';
+import { generateBytes, generatedSha256, parseRange, startOrigin, type Content, type Origin, type OriginOptions } from './origin.js';
 
 export type RepoType = 'models' | 'datasets' | 'spaces';
 
@@ -55,8 +55,9 @@ function bytesOf(c: Content, start: number, end: number): Buffer {
   return Buffer.isBuffer(c) ? c.subarray(start, end) : generateBytes(c.seed, start, end);
 }
 
-export async function startHub(opts: { rate?: number; token?: string; pageSize?: number } = {}): Promise<Hub> {
-  const cdn = await startOrigin({ rate: opts.rate });
+/** `cdn`: options of the CDN origin (rate, burst, startEmpty), where the LFS bytes come from. */
+export async function startHub(opts: { token?: string; pageSize?: number; cdn?: OriginOptions } = {}): Promise<Hub> {
+  const cdn = await startOrigin(opts.cdn ?? {});
   const repos = new Map<string, Repo>();
   const counters = { api: 0, resolves: 0, hubBytes: 0, unauthorized: 0 };
   const pageSize = opts.pageSize ?? 1000;
