@@ -12,7 +12,7 @@
  *          not exist. The answer is 200 with X-Damselfly-Task-Id and X-Damselfly-Content-Length as
  *          soon as the length is known, and a JSON body once done: {"ok":true,"contentLength":N} or
  *          {"ok":false,"code","message"[,"status"]} (`status`: the origin's, for SOURCE errors).
- *   GET    /v1/tasks/{id}                      → {contentLength, finishedPieces, pieceCount, complete}
+ *   GET    /v1/tasks/{id}                      → {contentLength, finishedPieces, pieceCount, complete, traffic: {source, peer}}
  *   DELETE /v1/tasks/{id}                      → 204, 404 when absent
  */
 import { mkdirSync, rmSync } from 'node:fs';

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from '../../agent/proxy/config.js';
-import { taskId as computeTaskId } from '../../agent/task-id.js';
+import { sourceList } from '../../agent/source/sources.js';
+import { taskIdOf as computeTaskId } from '../../agent/task-id.js';
 import { HashRing } from '../hashring.js';
 import type { Host } from '../resource/host.js';
 import type { Scheduler } from '../server.js';
@@ -71,6 +72,12 @@ function filteredParams(args: Record<string, unknown>): string[] {
   return raw ? raw.split('&').filter(Boolean) : DEFAULT_FILTERED_QUERY_PARAMS;
 }
 
+/** A preheat URL naming a directory: an hf:// repository root, or any source URL ending in '/'. */
+export function isDirectoryUrl(url: string): boolean {
+  if (/^hf:\/\/(?:(?:models|datasets|spaces)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?\/?$/i.test(url)) return true;
+  return /^(?:https?|s3|hf):\/\/[^?#]*\/$/i.test(url);
+}
+
 function taskIdOf(url: string, args: Record<string, unknown>): string {
   return computeTaskId(url, { tag: str(args.tag), application: str(args.application), pieceLength: num(args.piece_length), filteredQueryParams: filteredParams(args) });
 }
@@ -123,7 +130,20 @@ async function preheat(scheduler: Scheduler, msg: JobMessage, opts: RunOptions):
     }
   } else {
     const urls = [...((a.urls as string[] | undefined) ?? []), ...(str(a.url) ? [String(a.url)] : [])];
-    blobs = [...new Set(urls)].map((url) => ({ url }));
+    // A directory (an hf:// repository, a URL ending in '/') becomes one task per file below it.
+    const files: string[] = [];
+    for (const url of new Set(urls)) {
+      if (!isDirectoryUrl(url)) {
+        files.push(url);
+        continue;
+      }
+      try {
+        for (const e of await sourceList(url, headers, opts.signal)) files.push(e.url);
+      } catch (err) {
+        return { state: 'FAILURE', results: [], error: `list ${url}: ${errorMessage(err)}` };
+      }
+    }
+    blobs = [...new Set(files)].map((url) => ({ url }));
   }
   const success: Array<{ url: string; hostname: string; ip: string }> = [];
   const failure: Array<{ url: string; hostname: string; ip: string; description: string }> = [];
