@@ -18,9 +18,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseSize } from '../../adapters/config.js';
 import { sourceGet } from '../../agent/source/client.js';
+import { cliPath } from '../support/cli.js';
 import { startHub } from '../support/hub.js';
 import { generatedSha256, MiB, TokenBucket, type Content } from '../support/origin.js';
 import { cleanupTempDirs, killAll, runCli, startCluster, type Cluster } from '../support/procs.js';
@@ -95,8 +95,7 @@ function modelFiles(total: number, seed: string): Record<string, Content> {
 
 async function main(): Promise<number> {
   const flags = parseFlags(process.argv.slice(2));
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const cli = process.env.DAMSELFLY_CLI ?? path.resolve(here, '..', '..', 'control', 'cli.js');
+  const cli = cliPath();
   const N = flags.agents;
   const F = flags.size;
   const termSource = F / flags.originRate;

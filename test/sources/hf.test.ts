@@ -14,7 +14,7 @@ import { silentLogger } from '../../adapters/log.js';
 import { createAgent, type Agent } from '../../agent/agent.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { hfSource } from '../../agent/source/hf.js';
-import { taskIdOf } from '../../agent/task-id.js';
+import { taskIdOf } from '../../scheduler/protocol/task-id.js';
 import { repoRoot } from '../support/cli.js';
 import { startHub, type Hub } from '../support/hub.js';
 import { requireOrSkip } from '../support/require.js';
