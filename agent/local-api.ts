@@ -97,7 +97,7 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
     if (tmatch && req.method === 'GET') {
       const s = tm.stat(tmatch[1]);
       if (!s) res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
-      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(s));
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...s, traffic: tm.trafficOf(tmatch[1]) }));
       return;
     }
     if (tmatch && req.method === 'DELETE') {

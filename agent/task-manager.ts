@@ -509,11 +509,16 @@ export class TaskManager {
     }
   }
 
-  stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean; traffic: { source: number; peer: number } } | undefined {
+  stat(taskId: string): { contentLength: number; finishedPieces: number; pieceCount: number; complete: boolean } | undefined {
     const s = this.deps.store.get(taskId);
     if (!s) return undefined;
+    return { contentLength: s.meta.contentLength, finishedPieces: s.finishedCount, pieceCount: s.pieceCount, complete: s.meta.complete };
+  }
+
+  /** Bytes of a task this process took from the origin and from parents since it started (0 when held before). */
+  trafficOf(taskId: string): { source: number; peer: number } {
     const t = this.traffic.get(taskId);
-    return { contentLength: s.meta.contentLength, finishedPieces: s.finishedCount, pieceCount: s.pieceCount, complete: s.meta.complete, traffic: { source: t?.source ?? 0, peer: t?.peer ?? 0 } };
+    return { source: t?.source ?? 0, peer: t?.peer ?? 0 };
   }
 
   /** Bytes of a task this process took from the origin and from parents (for `get`'s summary); bounded, oldest dropped. */
