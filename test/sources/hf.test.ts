@@ -122,6 +122,13 @@ describe.skipIf(!requireOrSkip(existsSync(cli), `compiled CLI at ${cli}`, 'run n
     expect(r.stderr).not.toContain(TOKEN);
   });
 
+  it('takes the token from HF_TOKEN and the hub from HF_ENDPOINT when no flag names them', async () => {
+    const out = path.join(dir, 'from-env');
+    const r = await run(['-r', `hf://org/tiny@${commit1}`, '-O', out, '--endpoint', socket, '--no-progress'], { HF_TOKEN: TOKEN, HF_ENDPOINT: hub.base });
+    expect(r.code, r.stderr).toBe(0);
+    expect(sha(readFileSync(path.join(out, 'config.json')))).toBe(sha(files['config.json']));
+  });
+
   it('names the expected form for a malformed hf:// URL and a missing repository', async () => {
     const bad = await run(['hf://just-one-part', '-O', path.join(dir, 'x')]);
     expect(bad.code).toBe(2);
