@@ -13,14 +13,31 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import http from 'node:http';
 import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
+import { checkSourceUrl, schemeOf } from './source/sources.js';
 
 const HELP = `usage: damselfly get URL -O FILE [options]
+       damselfly get --recursive URL -O DIR [--include GLOB]... [--exclude GLOB]... [options]
 
 Downloads URL through the local agent (P2P), or straight from the origin when no agent answers.
 FILE is only replaced once the whole content arrived (and matched --digest).
+URL: http(s)://…, s3://BUCKET/KEY, hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH].
 
 options:
-  -O, --output FILE              where to write (required)
+  -O, --output FILE              where to write (required; a directory with --recursive)
+  -r, --recursive                download every file below URL (an s3:// prefix, an http index page)
+                                 into DIR, in parallel, each file a task of its own; a rerun skips
+                                 files already complete and verified
+  --include GLOB                 with -r: only paths matching GLOB (repeatable; * ? [..] **; a glob
+                                 without '/' matches the file name at any depth)
+  --exclude GLOB                 with -r: leave out paths matching GLOB (repeatable; wins over --include)
+  --concurrency N                with -r: files at once (default 5)
+  --storage-endpoint URL         s3://: S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL_S3)
+  --storage-region REGION        s3://: region (default $AWS_REGION or us-east-1)
+  --storage-access-key-id ID     s3://: credentials for this download (default: the agent's AWS chain)
+  --storage-access-key-secret S
+  --storage-session-token T
+  --hf-endpoint URL              hf://: hub or mirror (default $HF_ENDPOINT or https://huggingface.co)
+  --hf-token TOKEN               hf://: access token (default the agent's $HF_TOKEN)
   --digest sha256:HEX            check the whole file against this digest
   -H, --header 'Name: value'     request header for the origin (repeatable)
   --tag TAG                      task tag (part of the task ID)
@@ -39,9 +56,13 @@ options:
   --help                         this text
 `;
 
-interface GetArgs {
+export interface GetArgs {
   url: string;
   output: string;
+  recursive: boolean;
+  include: string[];
+  exclude: string[];
+  concurrency: number;
   digest?: string;
   headers: Record<string, string>;
   tag?: string;
@@ -56,7 +77,7 @@ interface GetArgs {
   progress: boolean;
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 // adapters/config.js pulls in zod and yaml; `get` runs once per download, so it loads them only
 // when a size or duration flag needs parsing.
@@ -68,7 +89,7 @@ async function loadParsers(): Promise<typeof import('../adapters/config.js')> {
 
 /** Parses argv; throws UsageError with a one-line reason. */
 export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
-  const a: Partial<GetArgs> & { headers: Record<string, string>; filtered: string[] } = { headers: {}, filtered: [], disableBackToSource: false, timeoutMs: 2 * 3_600_000, progress: true };
+  const a: Partial<GetArgs> & { headers: Record<string, string>; filtered: string[]; include: string[]; exclude: string[] } = { headers: {}, filtered: [], include: [], exclude: [], recursive: false, concurrency: 5, disableBackToSource: false, timeoutMs: 2 * 3_600_000, progress: true };
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -104,6 +125,48 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
         a.headers[h.slice(0, c).trim()] = h.slice(c + 1).trim();
         break;
       }
+      case '-r':
+      case '--recursive':
+        a.recursive = true;
+        break;
+      case '--include':
+        a.include.push(value());
+        break;
+      case '--exclude':
+        a.exclude.push(value());
+        break;
+      case '--concurrency':
+        a.concurrency = Number(value());
+        if (!Number.isInteger(a.concurrency) || a.concurrency < 1 || a.concurrency > 64) throw new UsageError('--concurrency must be 1..64');
+        break;
+      case '--storage-endpoint': {
+        const v = value();
+        if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`--storage-endpoint ${v} must be http(s)://HOST[:PORT]`);
+        a.headers['x-damselfly-s3-endpoint'] = v;
+        break;
+      }
+      case '--storage-region':
+        a.headers['x-damselfly-s3-region'] = value();
+        break;
+      case '--storage-access-key-id':
+        a.headers['x-damselfly-s3-access-key-id'] = value();
+        break;
+      case '--storage-access-key-secret':
+        a.headers['x-damselfly-s3-secret-access-key'] = value();
+        break;
+      case '--storage-session-token':
+        a.headers['x-damselfly-s3-session-token'] = value();
+        break;
+      case '--hf-endpoint':
+      case '--hf-base-url': {
+        const v = value();
+        if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`${arg} ${v} must be http(s)://HOST[:PORT]`);
+        a.headers['x-damselfly-hf-endpoint'] = v;
+        break;
+      }
+      case '--hf-token':
+        a.headers['x-damselfly-hf-token'] = value();
+        break;
       case '--tag':
         a.tag = value();
         break;
@@ -143,15 +206,16 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
     }
   }
   if (rest.length !== 1) throw new UsageError(rest.length === 0 ? 'a URL is required' : 'exactly one URL is expected');
-  if (!/^https?:\/\//i.test(rest[0])) throw new UsageError(`URL ${rest[0]} must be http:// or https://`);
-  let parsed: URL;
   try {
-    parsed = new URL(rest[0]);
-  } catch {
-    throw new UsageError(`URL ${rest[0]} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`);
+    checkSourceUrl(rest[0]);
+  } catch (err) {
+    throw new UsageError(errorMessage(err).replace(/^url /, 'URL '));
   }
-  if (!parsed.hostname) throw new UsageError(`URL ${rest[0]} has no host: expected http(s)://HOST[:PORT]/PATH`);
-  if (!a.output) throw new UsageError('-O FILE is required');
+  if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-s3-')) && schemeOf(rest[0]) !== 's3') throw new UsageError('--storage-* options are for s3:// URLs only (they would be sent to this origin)');
+  if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-hf-')) && schemeOf(rest[0]) !== 'hf') throw new UsageError('--hf-* options are for hf:// URLs only (they would be sent to this origin)');
+  if (!a.output) throw new UsageError(a.recursive ? '-O DIR is required' : '-O FILE is required');
+  if (!a.recursive && (a.include.length > 0 || a.exclude.length > 0)) throw new UsageError('--include and --exclude need --recursive');
+  if (a.recursive && a.digest) throw new UsageError('--digest names one file; it cannot be used with --recursive');
   a.url = rest[0];
   return a as GetArgs;
 }
@@ -297,7 +361,7 @@ class ExportUnsupported extends Error {}
  * Asks the agent to put the finished content at `tmp` itself (hard link or copy): no bytes cross the
  * socket. Progress, on a terminal, comes from polling the task's stat.
  */
-async function exportViaAgent(args: GetArgs, socket: string, tmp: string, signal: AbortSignal): Promise<void> {
+async function exportViaAgent(args: GetArgs, socket: string, tmp: string, signal: AbortSignal, hooks: FetchHooks): Promise<string> {
   const q = downloadQuery(args);
   q.set('output', tmp);
   const res = await agentRequest(socket, `/v1/download?${q}`, signal, originHeaders(args));
@@ -306,11 +370,13 @@ async function exportViaAgent(args: GetArgs, socket: string, tmp: string, signal
   const progress = args.progress && process.stderr.isTTY === true ? new Progress(total, true) : undefined;
   let polling = true;
   const poll = async () => {
-    while (polling && progress && taskId) {
+    while (polling && (progress || hooks.onBytes) && taskId) {
       try {
         const r = await socketGet(socket, `/v1/tasks/${taskId}`, signal);
         const st = JSON.parse(await readText(r)) as { finishedPieces?: number; pieceCount?: number };
-        if (st.pieceCount) progress.set(Math.min(total, Math.round((total * (st.finishedPieces ?? 0)) / st.pieceCount)));
+        const done = st.pieceCount ? Math.min(total, Math.round((total * (st.finishedPieces ?? 0)) / st.pieceCount)) : 0;
+        progress?.set(done);
+        hooks.onBytes?.(done);
       } catch {
         /* progress is best effort */
       }
@@ -333,7 +399,7 @@ async function exportViaAgent(args: GetArgs, socket: string, tmp: string, signal
       progress.set(total);
       progress.finish();
     }
-    return;
+    return taskId;
   }
   if (result.code === 'SOURCE') throw new Error(`origin answered ${result.status ?? 'an error'} for ${args.url}`);
   if (result.code === 'INTEGRITY') throw new IntegrityError(result.message ?? 'digest mismatch');
@@ -367,18 +433,19 @@ async function fileDigest(file: string): Promise<string> {
 }
 
 async function direct(args: GetArgs, signal: AbortSignal): Promise<Body> {
-  const { sourceGet } = await import('./source/client.js');
-  const res = await sourceGet(args.url, args.headers, undefined, signal);
+  const { sourceRead } = await import('./source/sources.js');
+  const res = await sourceRead(args.url, args.headers, undefined, signal);
   return { length: res.totalLength, body: res.body };
 }
 
 /** Streams `src` into `tmp`, checking length and digest. Throws on short bodies or a digest mismatch. */
-async function writeBody(src: Body, tmp: string, args: GetArgs): Promise<void> {
+async function writeBody(src: Body, tmp: string, args: GetArgs, hooks: FetchHooks = {}): Promise<number> {
   const hash = createHash('sha256');
   let n = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _e, cb) {
       n += chunk.length;
+      hooks.onBytes?.(n);
       if (args.digest) hash.update(chunk);
       cb(null, chunk);
     },
@@ -397,6 +464,62 @@ async function writeBody(src: Body, tmp: string, args: GetArgs): Promise<void> {
   } finally {
     await fh.close();
   }
+  return n;
+}
+
+export interface FetchHooks {
+  /** Bytes of this file done so far (polled, so it may lag). */
+  onBytes?(done: number): void;
+  /** A warning line (already prefixed); default: to stderr. */
+  warn?(line: string): void;
+}
+
+export interface FetchResult {
+  /** The agent's task ID, when the agent placed the file. */
+  taskId?: string;
+  via: 'agent' | 'origin';
+  bytes: number;
+}
+
+/**
+ * Downloads args.url to `output`: through the agent at `socket` (it places the file, or streams
+ * it), else straight from the origin. Bytes go to a temporary file beside `output`, renamed at the
+ * end; on any failure it is removed and `output` is untouched. Throws the reason.
+ */
+export async function fetchToFile(args: GetArgs, output: string, socket: string, signal: AbortSignal, hooks: FetchHooks = {}): Promise<FetchResult> {
+  const tmp = path.join(path.dirname(output), `.${path.basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`);
+  let result: FetchResult;
+  try {
+    try {
+      try {
+        const taskId = await exportViaAgent(args, socket, tmp, signal, hooks);
+        // The agent checked the digest too; this checks the file that was actually placed.
+        if (args.digest) {
+          const got = await fileDigest(tmp);
+          if (got !== args.digest) throw new IntegrityError(`digest mismatch: want ${args.digest}, got ${got} (placed by the agent)`);
+        }
+        result = { taskId: taskId || undefined, via: 'agent', bytes: (await fs.stat(tmp)).size };
+      } catch (err) {
+        if (!(err instanceof ExportUnsupported)) throw err;
+        await fs.rm(tmp, { force: true });
+        result = { via: 'agent', bytes: await writeBody(await viaAgent(args, socket, signal), tmp, args, hooks) };
+      }
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      if (signal.aborted || args.disableBackToSource || err instanceof IntegrityError || !(err instanceof AgentUnusable || isStreamBreak(err))) throw err;
+      (hooks.warn ?? ((l: string) => process.stderr.write(l + '\n')))(`damselfly get: warning: ${errorMessage(err)}; downloading from the origin directly`);
+      result = { via: 'origin', bytes: await writeBody(await direct(args, signal), tmp, args, hooks) };
+    }
+    await fs.rename(tmp, output);
+    return result;
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    if (signal.aborted) throw err;
+    const fsPath = (err as NodeJS.ErrnoException | undefined)?.path;
+    if (err instanceof SourceError) throw new Error(`origin answered ${err.status} for ${args.url}`, { cause: err });
+    if (fsPath === tmp) throw new Error(`cannot write -O ${output}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`, { cause: err });
+    throw err;
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -411,6 +534,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  if (args.recursive) return (await import('./cli-get-recursive.js')).getRecursive(args);
   const output = path.resolve(args.output);
   try {
     await checkOutput(output);
@@ -418,42 +542,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`damselfly get: ${errorMessage(err)}\n`);
     return 2;
   }
-  const tmp = path.join(path.dirname(output), `.${path.basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`);
   const signal = AbortSignal.timeout(args.timeoutMs);
-  const socket = resolveEndpoint(args.endpoint);
   try {
-    try {
-      try {
-        await exportViaAgent(args, socket, tmp, signal);
-        // The agent checked the digest too; this checks the file that was actually placed.
-        if (args.digest) {
-          const got = await fileDigest(tmp);
-          if (got !== args.digest) throw new IntegrityError(`digest mismatch: want ${args.digest}, got ${got} (placed by the agent)`);
-        }
-      } catch (err) {
-        if (!(err instanceof ExportUnsupported)) throw err;
-        await fs.rm(tmp, { force: true });
-        await writeBody(await viaAgent(args, socket, signal), tmp, args);
-      }
-    } catch (err) {
-      await fs.rm(tmp, { force: true });
-      if (signal.aborted || args.disableBackToSource || err instanceof IntegrityError || !(err instanceof AgentUnusable || isStreamBreak(err))) throw err;
-      process.stderr.write(`damselfly get: warning: ${errorMessage(err)}; downloading from the origin directly\n`);
-      await writeBody(await direct(args, signal), tmp, args);
-    }
-    await fs.rename(tmp, output);
+    await fetchToFile(args, output, resolveEndpoint(args.endpoint), signal);
     return 0;
   } catch (err) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    const fsPath = (err as NodeJS.ErrnoException | undefined)?.path;
-    const reason = signal.aborted
-      ? `timed out after ${args.timeoutMs} ms`
-      : err instanceof SourceError
-        ? `origin answered ${err.status} for ${args.url}`
-        : fsPath === tmp
-          ? `cannot write -O ${output}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`
-          : errorMessage(err);
-    process.stderr.write(`damselfly get: ${reason}\n`);
+    process.stderr.write(`damselfly get: ${signal.aborted ? `timed out after ${args.timeoutMs} ms` : errorMessage(err)}\n`);
     return 1;
   }
 }

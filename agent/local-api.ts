@@ -12,7 +12,7 @@
  *          not exist. The answer is 200 with X-Damselfly-Task-Id and X-Damselfly-Content-Length as
  *          soon as the length is known, and a JSON body once done: {"ok":true,"contentLength":N} or
  *          {"ok":false,"code","message"[,"status"]} (`status`: the origin's, for SOURCE errors).
- *   GET    /v1/tasks/{id}                      → {contentLength, finishedPieces, pieceCount, complete}
+ *   GET    /v1/tasks/{id}                      → {contentLength, finishedPieces, pieceCount, complete, traffic: {source, peer}}
  *   DELETE /v1/tasks/{id}                      → 204, 404 when absent
  */
 import { mkdirSync, rmSync } from 'node:fs';
@@ -25,6 +25,7 @@ import { httpErrorHeaders, httpStatus } from '../adapters/http-status.js';
 import type { Logger } from '../adapters/log.js';
 import { SpanKind, contextFromHeaders, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadOptions, TaskManager } from './task-manager.js';
+import { checkSourceUrl } from './source/sources.js';
 
 const HEADER_PREFIX = 'x-damselfly-header-';
 
@@ -32,15 +33,9 @@ const HEADER_PREFIX = 'x-damselfly-header-';
 export function parseDownloadRequest(url: URL, headers: http.IncomingHttpHeaders): DownloadOptions {
   const q = url.searchParams;
   const target = q.get('url');
-  if (!target || !/^https?:\/\//i.test(target)) throw new InvalidError(`url ${target ?? '(missing)'} must be an http(s) URL`, { details: { fields: { url: 'expected an http(s) URL' } } });
+  if (!target) throw new InvalidError('url (missing): expected an http(s)://, s3:// or hf:// URL', { details: { fields: { url: 'required' } } });
   // Rejected here, at once, rather than by the origin client after the scheduler was asked.
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(target);
-  } catch {
-    /* reported below */
-  }
-  if (!parsed?.hostname) throw new InvalidError(`url ${target} is not valid: expected http(s)://HOST[:PORT]/PATH with a port of 1-65535`, { details: { fields: { url: 'expected http(s)://HOST[:PORT]/PATH' } } });
+  checkSourceUrl(target);
   const requestHeaders: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) if (k.startsWith(HEADER_PREFIX) && typeof v === 'string') requestHeaders[k.slice(HEADER_PREFIX.length)] = v;
   const o: DownloadOptions = { url: target, requestHeaders };
@@ -85,7 +80,7 @@ export async function startLocalApi(opts: { socket: string; taskManager: TaskMan
     if (tmatch && req.method === 'GET') {
       const s = tm.stat(tmatch[1]);
       if (!s) res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"NOT_FOUND"}');
-      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(s));
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...s, traffic: tm.trafficOf(tmatch[1]) }));
       return;
     }
     if (tmatch && req.method === 'DELETE') {

@@ -28,7 +28,8 @@ import { OfferedDigests } from './detached.js';
 import type { SecureContext as TlsSecureContext } from 'node:tls';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
-import { interestingHeaders, sourceGet } from './source/client.js';
+import { interestingHeaders } from './source/client.js';
+import { sourceRead } from './source/sources.js';
 import { DiskFullError, isDiskFull, stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from '../scheduler/protocol/task-id.js';
 
@@ -519,6 +520,25 @@ export class TaskManager {
     return { contentLength: s.meta.contentLength, finishedPieces: s.finishedCount, pieceCount: s.pieceCount, complete: s.meta.complete };
   }
 
+  /** Bytes of a task this process took from the origin and from parents since it started (0 when held before). */
+  trafficOf(taskId: string): { source: number; peer: number } {
+    const t = this.traffic.get(taskId);
+    return { source: t?.source ?? 0, peer: t?.peer ?? 0 };
+  }
+
+  /** Bytes of a task this process took from the origin and from parents (for `get`'s summary); bounded, oldest dropped. */
+  private readonly traffic = new Map<string, { source: number; peer: number }>();
+
+  countTraffic(taskId: string, kind: 'source' | 'peer', bytes: number): void {
+    let t = this.traffic.get(taskId);
+    if (!t) {
+      if (this.traffic.size >= 10_000) this.traffic.delete(this.traffic.keys().next().value!);
+      t = { source: 0, peer: 0 };
+      this.traffic.set(taskId, t);
+    }
+    t[kind] += bytes;
+  }
+
   /** Evicts a task (running downloads of it fail). Returns false when absent. */
   async delete(taskId: string): Promise<boolean> {
     const t = this.tasks.get(taskId);
@@ -899,7 +919,7 @@ export class TaskManager {
     this.deps.metrics.backendRequestTotal.inc({ scheme, method: 'GET' });
     let res;
     try {
-      res = await sourceGet(o.url, o.requestHeaders, range, o.signal);
+      res = await sourceRead(o.url, o.requestHeaders, range, o.signal);
     } catch (err) {
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));
@@ -948,6 +968,7 @@ export class TaskManager {
         if (!src.unlimited) await src.take(chunk.length);
         if (prefetchLimit && task.prefetchOnly(n)) await prefetchLimit.take(chunk.length);
         this.deps.metrics.downloadTraffic.inc({ type: 'BACK_TO_SOURCE' }, chunk.length);
+        this.countTraffic(task.id, 'source', chunk.length);
         while (chunk.length > 0) {
           if (n >= count) {
             chunk = Buffer.alloc(0);
@@ -1499,6 +1520,7 @@ class PeerSession {
         return;
       }
       this.deps.metrics.downloadTraffic.inc({ type: 'REMOTE_PEER' }, length);
+      this.tm.countTraffic(task.id, 'peer', length);
       this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
       tracing.pieceFromParent(task.id, parent.id, parent.base, n, length);
       this.lastProgress = Date.now();

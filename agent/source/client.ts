@@ -8,6 +8,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import tls from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import { ConfigError, SourceError, UnavailableError } from '../../adapters/errors.js';
+import type { SourceResponse } from './port.js';
 
 const MAX_REDIRECTS = 10;
 const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
@@ -134,15 +135,7 @@ export function configureSourceTls(t: UpstreamTls): void {
   for (const d of old) void d?.close().catch(() => undefined);
 }
 
-export interface SourceResponse {
-  status: number;
-  headers: Record<string, string>;
-  /** Total length of the resource when known (from Content-Range or Content-Length of a 200), else -1. */
-  totalLength: number;
-  /** Offset of the first body byte within the resource. */
-  offset: number;
-  body: Readable;
-}
+export type { SourceResponse } from './port.js';
 
 function flatHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};

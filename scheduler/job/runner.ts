@@ -6,9 +6,10 @@
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
+import { sourceList } from '../../agent/source/sources.js';
 import { encodeDownload } from '../protocol/download.js';
 import type { JobMessage } from '../protocol/job.js';
-import { DEFAULT_FILTERED_QUERY_PARAMS, taskId as computeTaskId } from '../protocol/task-id.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, taskIdOf as computeTaskId } from '../protocol/task-id.js';
 import { HashRing } from '../protocol/hashring.js';
 import type { Host } from '../resource/host.js';
 import type { Scheduler } from '../server.js';
@@ -58,6 +59,12 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && v > 0 
 function filteredParams(args: Record<string, unknown>): string[] {
   const raw = str(args.filtered_query_params);
   return raw ? raw.split('&').filter(Boolean) : DEFAULT_FILTERED_QUERY_PARAMS;
+}
+
+/** A preheat URL naming a directory: an hf:// repository root, or any source URL ending in '/'. */
+export function isDirectoryUrl(url: string): boolean {
+  if (/^hf:\/\/(?:(?:models|datasets|spaces)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?\/?$/i.test(url)) return true;
+  return /^(?:https?|s3|hf):\/\/[^?#]*\/$/i.test(url);
 }
 
 function taskIdOf(url: string, args: Record<string, unknown>): string {
@@ -112,7 +119,20 @@ async function preheat(scheduler: Scheduler, msg: JobMessage, opts: RunOptions):
     }
   } else {
     const urls = [...((a.urls as string[] | undefined) ?? []), ...(str(a.url) ? [String(a.url)] : [])];
-    blobs = [...new Set(urls)].map((url) => ({ url }));
+    // A directory (an hf:// repository, a URL ending in '/') becomes one task per file below it.
+    const files: string[] = [];
+    for (const url of new Set(urls)) {
+      if (!isDirectoryUrl(url)) {
+        files.push(url);
+        continue;
+      }
+      try {
+        for (const e of await sourceList(url, headers, opts.signal)) files.push(e.url);
+      } catch (err) {
+        return { state: 'FAILURE', results: [], error: `list ${url}: ${errorMessage(err)}` };
+      }
+    }
+    blobs = [...new Set(files)].map((url) => ({ url }));
   }
   const success: Array<{ url: string; hostname: string; ip: string }> = [];
   const failure: Array<{ url: string; hostname: string; ip: string; description: string }> = [];

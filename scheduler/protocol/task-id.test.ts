@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_FILTERED_QUERY_PARAMS, blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
+import { createHash } from 'node:crypto';
+import { DEFAULT_FILTERED_QUERY_PARAMS, blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, hfTaskUrl, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
 
 const MiB = 1024 * 1024;
 
@@ -97,5 +98,28 @@ describe('task ID precedence (dragonfly-client dfdaemon_download.rs)', () => {
     // A malformed escape is not a digest (and not an exception): the URL-based ID.
     expect(blobDigestHex('https://r.example/v2/a/blobs/sha256%3')).toBeUndefined();
     expect(taskIdOf('https://r.example/v2/a/blobs/sha256%3', { enableTaskIdBasedBlobDigest: true })).toBe(taskId('https://r.example/v2/a/blobs/sha256%3'));
+  });
+});
+
+describe('task IDs of s3:// and hf:// URLs (URL-based, as Dragonfly computes them)', () => {
+  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  it('s3://: the URL as written, like any other', () => {
+    expect(taskIdOf('s3://models/org/m1/config.json')).toBe(sha('s3://models/org/m1/config.jsonSTANDARD'));
+    expect(taskIdOf('s3://models/org/m1/config.json')).toBe('c60cfa59ee95154ab98187d1de8c68dd2331d0075aa8382a32f443f4eac2a1d4'); // sha256sum of the same string
+  });
+  it('hf://: the URL without @revision, the revision as its own part (main by default)', () => {
+    expect(taskIdOf('hf://org/m1/model.safetensors')).toBe(sha('hf://org/m1/model.safetensorsmainSTANDARD'));
+    expect(taskIdOf('hf://org/m1/model.safetensors')).toBe('66cffe9e8cee4f9ecee88329f23325b2706b28d6976d389d97aac1236fd85143');
+    expect(taskIdOf('hf://org/m1@main/model.safetensors')).toBe(taskIdOf('hf://org/m1/model.safetensors'));
+    expect(taskIdOf('hf://models/org/m1/model.safetensors')).toBe(taskIdOf('hf://org/m1/model.safetensors'));
+    const commit = 'a'.repeat(40);
+    expect(taskIdOf(`hf://org/m1@${commit}/model.safetensors`)).toBe(sha(`hf://org/m1/model.safetensors${commit}STANDARD`));
+    expect(taskIdOf('hf://datasets/org/d1@v1.0/train.parquet', { tag: 't', pieceLength: 1024 })).toBe(sha('hf://datasets/org/d1/train.parquettv1.01024STANDARD'));
+    // an explicit revision option (the download request's) wins over the URL's
+    expect(taskIdOf('hf://org/m1@v2/f', { revision: 'v3' })).toBe(sha('hf://org/m1/fv3STANDARD'));
+  });
+  it('hfTaskUrl leaves other URLs alone and decodes an escaped revision', () => {
+    expect(hfTaskUrl('https://huggingface.co/org/m1/resolve/main/f')).toBeUndefined();
+    expect(hfTaskUrl('hf://org/m1@refs%2Fpr%2F1/f')).toEqual({ url: 'hf://org/m1/f', revision: 'refs/pr/1' });
   });
 });

@@ -64,7 +64,31 @@ export function taskIdOf(url: string, options: TaskIdOptions = {}): string {
     const hex = blobDigestHex(url);
     if (hex) return hex;
   }
+  const hf = hfTaskUrl(url);
+  if (hf) return taskId(hf.url, { ...options, revision: options.revision || hf.revision });
   return taskId(url, options);
+}
+
+const HF_URL = /^hf:\/\/(?:models\/)?((?:(?:datasets|spaces)\/)?[^/@?#]+\/[^/@?#]+)(?:@([^/?#]+))?(\/[^?#]*)?$/i;
+
+/**
+ * An hf:// URL as Dragonfly hashes it: the URL without `@revision` (and without a `models/` type,
+ * the default) plus the revision as its own part, "main" when none is given (dfget --hf-revision's
+ * default). So hf://o/r/f and hf://o/r@main/f are one task, and @<commit> another. Undefined when
+ * `url` is not hf://.
+ */
+export function hfTaskUrl(url: string): { url: string; revision: string } | undefined {
+  const m = HF_URL.exec(url);
+  if (!m) return undefined;
+  let revision = 'main';
+  if (m[2]) {
+    try {
+      revision = decodeURIComponent(m[2]);
+    } catch {
+      revision = m[2];
+    }
+  }
+  return { url: `hf://${m[1]}${m[3] ?? ''}`, revision };
 }
 
 /** Go's url.QueryEscape: everything but [A-Za-z0-9-_.~] percent-encoded (upper hex), space as '+'. */
