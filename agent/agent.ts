@@ -21,7 +21,7 @@ import { startPieceServer } from './piece-server.js';
 import { startProxy } from './proxy/server.js';
 import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
-import { configureSourceTls, sourceTls, warmSourceClient } from './source/client.js';
+import { configureSourceTls, sourceTls, warmSourceClient } from '../adapters/source/client.js';
 import { PieceStore } from './storage/store.js';
 import { MIN_PIECE_LENGTH } from '../scheduler/protocol/task-id.js';
 import { TaskManager } from './task-manager.js';

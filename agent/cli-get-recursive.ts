@@ -13,9 +13,15 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { errorMessage } from '../adapters/errors.js';
-import { fetchToFile, resolveEndpoint, type GetArgs } from './cli-get.js';
-import { safeRelativePath, type SourceEntry } from './source/port.js';
-import { sourceList } from './source/sources.js';
+import type { GetArgs, fetchToFile as FetchToFile, resolveEndpoint as ResolveEndpoint } from './cli-get.js';
+
+/** What a recursive get uses of the single-file get (passed in: cli-get.ts loads this module lazily). */
+export interface SingleFileGet {
+  fetchToFile: typeof FetchToFile;
+  resolveEndpoint: typeof ResolveEndpoint;
+}
+import { safeRelativePath, type SourceEntry } from '../adapters/source/port.js';
+import { sourceList } from '../adapters/source/sources.js';
 
 export const STATE_FILE = '.damselfly-get.json';
 const STATE_VERSION = 1;
@@ -142,7 +148,7 @@ export interface RecursiveSummary {
 }
 
 /** Runs `get --recursive`; returns the exit code (0 all files present, 1 some failed, 2 bad usage). */
-export async function getRecursive(args: GetArgs): Promise<number> {
+export async function getRecursive(args: GetArgs, { fetchToFile, resolveEndpoint }: SingleFileGet): Promise<number> {
   const t0 = performance.now();
   const out = path.resolve(args.output);
   const st = await fs.stat(out).catch(() => undefined);

@@ -13,7 +13,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import http from 'node:http';
 import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
-import { checkSourceUrl, schemeOf } from './source/sources.js';
+import { checkSourceUrl, schemeOf } from '../adapters/source/sources.js';
 
 const HELP = `usage: damselfly get URL -O FILE [options]
        damselfly get --recursive URL -O DIR [--include GLOB]... [--exclude GLOB]... [options]
@@ -433,7 +433,7 @@ async function fileDigest(file: string): Promise<string> {
 }
 
 async function direct(args: GetArgs, signal: AbortSignal): Promise<Body> {
-  const { sourceRead } = await import('./source/sources.js');
+  const { sourceRead } = await import('../adapters/source/sources.js');
   const res = await sourceRead(args.url, args.headers, undefined, signal);
   return { length: res.totalLength, body: res.body };
 }
@@ -534,7 +534,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (args.recursive) return (await import('./cli-get-recursive.js')).getRecursive(args);
+  if (args.recursive) return (await import('./cli-get-recursive.js')).getRecursive(args, { fetchToFile, resolveEndpoint });
   const output = path.resolve(args.output);
   try {
     await checkOutput(output);

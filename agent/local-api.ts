@@ -25,7 +25,7 @@ import { httpErrorHeaders, httpStatus } from '../adapters/http-status.js';
 import type { Logger } from '../adapters/log.js';
 import { SpanKind, contextFromHeaders, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadOptions, TaskManager } from './task-manager.js';
-import { checkSourceUrl } from './source/sources.js';
+import { checkSourceUrl } from '../adapters/source/sources.js';
 
 const HEADER_PREFIX = 'x-damselfly-header-';
 

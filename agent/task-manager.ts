@@ -28,8 +28,8 @@ import { OfferedDigests } from './detached.js';
 import type { SecureContext as TlsSecureContext } from 'node:tls';
 import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
-import { interestingHeaders } from './source/client.js';
-import { sourceRead } from './source/sources.js';
+import { interestingHeaders } from '../adapters/source/client.js';
+import { sourceRead } from '../adapters/source/sources.js';
 import { DiskFullError, isDiskFull, stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from '../scheduler/protocol/task-id.js';
 

@@ -14,7 +14,7 @@ import { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { compileHijackRules, hijackRuleFor, upstreamTls } from '../source/client.js';
+import { compileHijackRules, hijackRuleFor, upstreamTls } from '../../adapters/source/client.js';
 import { AccessChecker } from './access.js';
 import { LeafSigner } from './ca.js';
 import type { ProxyConfig } from './config.js';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { sourceList } from '../../agent/source/sources.js';
+import { sourceList } from '../../adapters/source/sources.js';
 import { encodeDownload } from '../protocol/download.js';
 import type { JobMessage } from '../protocol/job.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS, taskIdOf as computeTaskId } from '../protocol/task-id.js';

@@ -19,7 +19,7 @@ import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSize } from '../../adapters/config.js';
-import { sourceGet } from '../../agent/source/client.js';
+import { sourceGet } from '../../adapters/source/client.js';
 import { cliPath } from '../support/cli.js';
 import { startHub } from '../support/hub.js';
 import { generatedSha256, MiB, TokenBucket, type Content } from '../support/origin.js';

@@ -1,5 +1,5 @@
 /**
- * The one conformance suite of the source port (agent/source/port.ts), run against every backend
+ * The one conformance suite of the source port (adapters/source/port.ts), run against every backend
  * with its real server (sources.conformance.test.ts). It tries to break the promises: exact bytes
  * for every range (all 256 byte values, a range straddling the end, a range past the end), missing
  * objects, empty objects, names with spaces and non-ASCII, prefix boundaries (`dir/` must not list
@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { SourceBackend, SourceResponse } from '../../agent/source/port.js';
+import type { SourceBackend, SourceResponse } from '../../adapters/source/port.js';
 
 export interface SourceFixture {
   backend: SourceBackend;

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../adapters/log.js';
 import { createAgent, type Agent } from '../../agent/agent.js';
 import { parseAgentConfig } from '../../agent/config.js';
-import { s3Url } from '../../agent/source/s3.js';
+import { s3Url } from '../../adapters/source/s3.js';
 import { repoRoot } from '../support/cli.js';
 import { startDirOrigin, type DirOrigin } from '../support/dir-origin.js';
 import { requireOrSkip } from '../support/require.js';

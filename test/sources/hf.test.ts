@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../adapters/log.js';
 import { createAgent, type Agent } from '../../agent/agent.js';
 import { parseAgentConfig } from '../../agent/config.js';
-import { hfSource } from '../../agent/source/hf.js';
+import { hfSource } from '../../adapters/source/hf.js';
 import { taskIdOf } from '../../scheduler/protocol/task-id.js';
 import { repoRoot } from '../support/cli.js';
 import { startHub, type Hub } from '../support/hub.js';

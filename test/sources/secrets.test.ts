@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { redact } from '../../adapters/log.js';
-import { HF_HEADERS } from '../../agent/source/hf.js';
-import { S3_HEADERS } from '../../agent/source/s3.js';
+import { HF_HEADERS } from '../../adapters/source/hf.js';
+import { S3_HEADERS } from '../../adapters/source/s3.js';
 
 describe('source credentials in logs', () => {
   it('redacts the secret S3 and Hugging Face headers wherever they are nested', () => {

@@ -8,12 +8,12 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe } from 'vitest';
-import { httpSource } from '../../agent/source/http.js';
-import { s3Source, s3Url } from '../../agent/source/s3.js';
+import { httpSource } from '../../adapters/source/http.js';
+import { s3Source, s3Url } from '../../adapters/source/s3.js';
 import { startDirOrigin, type DirOrigin } from '../support/dir-origin.js';
 import { startS3, type TestS3 } from '../support/s3.js';
 import { startHub, type Hub } from '../support/hub.js';
-import { hfSource } from '../../agent/source/hf.js';
+import { hfSource } from '../../adapters/source/hf.js';
 import { sourceConformance } from './conformance.js';
 
 /** A port nothing listens on (bound, then released). */

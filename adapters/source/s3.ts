@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { InvalidError, SourceError, UnavailableError } from '../../adapters/errors.js';
+import { InvalidError, SourceError, UnavailableError } from '../errors.js';
 import { safeRelativePath, type ByteRange, type SourceBackend, type SourceEntry, type SourceResponse, type SourceStat } from './port.js';
 
 export const S3_HEADERS = {

@@ -3,7 +3,7 @@
  * redirects, credential dropping, TLS settings) and lists directories from their HTML index pages
  * (nginx `autoindex`, Apache, `python -m http.server`: links below the listed path).
  */
-import { InvalidError, SourceError } from '../../adapters/errors.js';
+import { InvalidError, SourceError } from '../errors.js';
 import { interestingHeaders, sourceGet } from './client.js';
 import { safeRelativePath, type ByteRange, type SourceBackend, type SourceEntry, type SourceResponse, type SourceStat } from './port.js';
 

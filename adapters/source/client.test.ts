@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCa, LeafSigner } from '../proxy/ca.js';
+import { createCa, LeafSigner } from '../../agent/proxy/ca.js';
 import { configureSourceTls, sourceGet, sourceTls, upstreamTls } from './client.js';
 
 interface Seen {

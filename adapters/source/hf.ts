@@ -13,7 +13,7 @@
  * Throws as the port says: SourceError with the hub's status (401 without a token for a gated or
  * private repository, 404 for no such repository, revision or file), UnavailableError, InvalidError.
  */
-import { InvalidError, SourceError } from '../../adapters/errors.js';
+import { InvalidError, SourceError } from '../errors.js';
 import { sourceGet } from './client.js';
 import { httpSource } from './http.js';
 import { safeRelativePath, type ByteRange, type SourceBackend, type SourceEntry, type SourceResponse, type SourceStat } from './port.js';

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import tls from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
-import { ConfigError, SourceError, UnavailableError } from '../../adapters/errors.js';
+import { ConfigError, SourceError, UnavailableError } from '../errors.js';
 import type { SourceResponse } from './port.js';
 
 const MAX_REDIRECTS = 10;

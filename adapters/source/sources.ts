@@ -3,7 +3,7 @@
  * only imported by a process that reads s3://. An unknown scheme is an InvalidError naming the
  * URL and the schemes there are; there is no fallback.
  */
-import { InvalidError } from '../../adapters/errors.js';
+import { InvalidError } from '../errors.js';
 import type { ByteRange, SourceBackend, SourceEntry, SourceResponse, SourceStat } from './port.js';
 
 const LOADERS: Record<string, () => Promise<SourceBackend>> = {
