@@ -67,6 +67,16 @@ describe('piece server', () => {
     expect(Date.now() - t0).toBeLessThan(4000);
   });
 
+  it('lists the digest of each listed piece only when asked (digests=1: a child that lost its scheduler)', async () => {
+    const plain = (await (await request(`${base}/v1/tasks/${ID}/pieces?from=0`)).body.json()) as Record<string, unknown>;
+    expect(plain).not.toHaveProperty('digests');
+    const j = (await (await request(`${base}/v1/tasks/${ID}/pieces?from=0&digests=1`)).body.json()) as { pieces: number[]; digests: Record<string, string> };
+    expect(j.digests).toEqual(Object.fromEntries(j.pieces.map((n) => [String(n), store.get(ID)!.meta.pieces[n]])));
+    expect(j.digests['1']).toBe(sha256Digest(Buffer.from('4567')));
+    const later = (await (await request(`${base}/v1/tasks/${ID}/pieces?from=1&digests=1`)).body.json()) as { pieces: number[]; digests: Record<string, string> };
+    expect(Object.keys(later.digests).map(Number)).toEqual(later.pieces);
+  });
+
   it('serves a piece still arriving block by block as it is verified, and cuts the response when it fails', async () => {
     const t = store.get(ID)!;
     // piece 0 (bytes 0-3) arrives into a pooled buffer; 2 bytes verified so far
