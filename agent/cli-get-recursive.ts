@@ -14,14 +14,15 @@ import http from 'node:http';
 import path from 'node:path';
 import { errorMessage } from '../adapters/errors.js';
 import type { GetArgs, fetchToFile as FetchToFile, resolveEndpoint as ResolveEndpoint } from './cli-get.js';
+import { globToRegExp } from './glob.js';
+import { safeRelativePath, type SourceEntry } from '../adapters/source/port.js';
+import { sourceList } from '../adapters/source/sources.js';
 
 /** What a recursive get uses of the single-file get (passed in: cli-get.ts loads this module lazily). */
 export interface SingleFileGet {
   fetchToFile: typeof FetchToFile;
   resolveEndpoint: typeof ResolveEndpoint;
 }
-import { safeRelativePath, type SourceEntry } from '../adapters/source/port.js';
-import { sourceList } from '../adapters/source/sources.js';
 
 export const STATE_FILE = '.damselfly-get.json';
 const STATE_VERSION = 1;
@@ -36,36 +37,6 @@ interface State {
   version: number;
   source: string;
   files: Record<string, FileRecord>;
-}
-
-/**
- * A glob as a RegExp over '/'-separated paths: `**` any run of segments, `*` and `?` within one
- * segment, `[...]` a class. A glob without '/' matches the last segment (the file name) at any depth.
- * Throws Error for an unterminated class.
- */
-export function globToRegExp(glob: string): RegExp {
-  let re = '';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === '*') {
-      if (glob[i + 1] === '*') {
-        i++;
-        if (glob[i + 1] === '/') {
-          i++;
-          re += '(?:.*/)?';
-        } else re += '.*';
-      } else re += '[^/]*';
-    } else if (c === '?') re += '[^/]';
-    else if (c === '[') {
-      const end = glob.indexOf(']', i + 2);
-      if (end < 0) throw new Error(`glob ${glob}: '[' without ']'`);
-      let cls = glob.slice(i + 1, end);
-      if (cls.startsWith('!')) cls = '^' + cls.slice(1);
-      re += '[' + cls.replace(/\\/g, '\\\\') + ']';
-      i = end;
-    } else re += c.replace(/[.+^${}()|\\]/g, '\\$&');
-  }
-  return new RegExp(glob.includes('/') ? `^${re}$` : `(?:^|/)${re}$`);
 }
 
 /** The entries --include (any, when given) and --exclude (none) let through. */

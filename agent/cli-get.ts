@@ -13,6 +13,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import http from 'node:http';
 import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
+import { globToRegExp } from './glob.js';
 import { checkSourceUrl, schemeOf } from '../adapters/source/sources.js';
 
 const HELP = `usage: damselfly get URL -O FILE [options]
@@ -24,8 +25,8 @@ URL: http(s)://…, s3://BUCKET/KEY, hf://[datasets/|spaces/]OWNER/REPO[@REVISIO
 
 options:
   -O, --output FILE              where to write (required; a directory with --recursive)
-  -r, --recursive                download every file below URL (an s3:// prefix, an http index page)
-                                 into DIR, in parallel, each file a task of its own; a rerun skips
+  -r, --recursive                download every file below URL (an s3:// prefix, an hf:// repository,
+                                 an http index page) into DIR, in parallel, each file a task of its own; a rerun skips
                                  files already complete and verified
   --include GLOB                 with -r: only paths matching GLOB (repeatable; * ? [..] **; a glob
                                  without '/' matches the file name at any depth)
@@ -130,11 +131,16 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
         a.recursive = true;
         break;
       case '--include':
-        a.include.push(value());
+      case '--exclude': {
+        const g = value();
+        try {
+          globToRegExp(g);
+        } catch (err) {
+          throw new UsageError(`${arg} ${errorMessage(err)}`);
+        }
+        (arg === '--include' ? a.include : a.exclude).push(g);
         break;
-      case '--exclude':
-        a.exclude.push(value());
-        break;
+      }
       case '--concurrency':
         a.concurrency = Number(value());
         if (!Number.isInteger(a.concurrency) || a.concurrency < 1 || a.concurrency > 64) throw new UsageError('--concurrency must be 1..64');

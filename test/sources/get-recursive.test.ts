@@ -172,6 +172,9 @@ describe.skipIf(!requireOrSkip(haveCli, `compiled CLI at ${cli}`, 'run npm run b
     expect(leak.code).toBe(2);
     expect(leak.stderr).toMatch(/s3:\/\/ URLs only/);
     expect(existsSync(path.join(dir, 'never'))).toBe(false);
+    const glob = await run(['-r', 's3://models/org/m1', '-O', path.join(dir, 'never'), '--include', 'model[12.bin']);
+    expect(glob.code).toBe(2);
+    expect(glob.stderr).toMatch(/--include glob model\[12\.bin: '\[' without '\]'/);
     expect((await run(['-r', 'gs://bucket/x', '-O', path.join(dir, 'never')])).stderr).toMatch(/unsupported scheme: expected one of http:\/\/, https:\/\/, s3:\/\//);
   });
 
