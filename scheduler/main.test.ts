@@ -63,7 +63,8 @@ describe('damselfly scheduler (compiled CLI)', () => {
     const bad = path.join(dir, 'bad.yaml');
     writeFileSync(bad, 'scheduling:\n  nope: 1\n');
     const b = run(['--config', bad]);
-    expect(await b.exit).toBe(1);
+    // A configuration error exits 2, as in every role (adapters/process.ts); it was 1 here alone.
+    expect(await b.exit).toBe(2);
     expect(b.stderr()).toContain('scheduling.nope: unknown key');
   });
 });
