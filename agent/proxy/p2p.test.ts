@@ -3,6 +3,8 @@
  * over the task's content file (agent/task-manager.ts), and the proxy sends that file with its own
  * reused buffers. A task manager returning exactly that (a real file, a real fs.ReadStream) stands
  * in for the agent's; the proxy, the origin and the client are real.
+* These tests are about streaming, so the registry access check (agent/proxy/access.ts, tested in
+ * test/mirror/private.test.ts) is off here.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
@@ -68,7 +70,7 @@ describe('proxy: complete cached task served from its file', () => {
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     tm = new FileTaskManager(file, blob.length);
     metrics = new Registry();
-    const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 }, registryMirror: { addr: `http://127.0.0.1:${(origin.address() as AddressInfo).port}` } });
+    const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 }, registryMirror: { addr: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, checkAccess: false } });
     proxy = await startProxy({ config: { proxy: config }, taskManager: tm, logger: createLogger({}, { write: () => undefined }), metricsRegistry: metrics });
     base = `http://127.0.0.1:${proxy.port}`;
   });
@@ -154,7 +156,7 @@ describe('proxy: complete cached task served from its file', () => {
     await writeFile(short, blob);
     await truncate(short, 3 * FILE_CHUNK);
     const liar = new FileTaskManager(short, blob.length);
-    const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 } });
+    const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 }, registryMirror: { checkAccess: false } });
     const p = await startProxy({ config: { proxy: config }, taskManager: liar, logger: createLogger({}, { write: () => undefined }) });
     try {
       const r = await request(`http://127.0.0.1:${p.port}${blobPath}`, { headers: { 'x-dragonfly-registry': 'http://127.0.0.1:9' } });
@@ -167,7 +169,7 @@ describe('proxy: complete cached task served from its file', () => {
 
   it('a file gone before the first byte falls back to the origin (digest-checked, bytes counted)', async () => {
     const gone = new FileTaskManager(path.join(dir, 'missing'), blob.length);
-    const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 } });
+    const config = proxyConfigSchema.parse({ server: { ip: '127.0.0.1', port: 0 }, registryMirror: { checkAccess: false } });
     const reg = new Registry();
     const p = await startProxy({ config: { proxy: config }, taskManager: gone, logger: createLogger({}, { write: () => undefined }), metricsRegistry: reg });
     try {
