@@ -3,7 +3,7 @@
  * over the task's content file (agent/task-manager.ts), and the proxy sends that file with its own
  * reused buffers. A task manager returning exactly that (a real file, a real fs.ReadStream) stands
  * in for the agent's; the proxy, the origin and the client are real.
-* These tests are about streaming, so the registry access check (agent/proxy/access.ts, tested in
+ * These tests are about streaming, so the registry access check (agent/proxy/access.ts, tested in
  * test/mirror/private.test.ts) is off here.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
