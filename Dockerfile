@@ -18,9 +18,6 @@ COPY adapters ./adapters
 COPY agent ./agent
 COPY control ./control
 COPY scheduler ./scheduler
-COPY test/support ./test/support
-COPY test/bench ./test/bench
-COPY test/netns ./test/netns
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 

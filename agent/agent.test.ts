@@ -14,7 +14,7 @@ import { startOrigin, MiB, type Origin } from '../test/support/origin.js';
 import { createAgent, type Agent } from './agent.js';
 import { parseAgentConfig } from './config.js';
 import * as grpc from '@grpc/grpc-js';
-import { loadProto } from '../scheduler/proto.js';
+import { loadProto } from '../scheduler/protocol/loader.js';
 
 const dirs: string[] = [];
 const agents: Agent[] = [];

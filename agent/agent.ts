@@ -10,11 +10,11 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../adapters/log.js';
 import { grpcChannelCredentials, grpcServerCredentials, startIdentity, type ClusterIdentity } from '../adapters/tls.js';
-import { warmProto } from '../scheduler/proto.js';
+import { warmProto } from '../scheduler/protocol/loader.js';
 import type { AgentConfig } from './config.js';
 import { startDfdaemonServer } from './dfdaemon-server.js';
 import { gcOnce, startGc, type GcOptions } from './gc.js';
-import type { HostMsg } from './grpc.js';
+import type { Host__Output as HostMsg } from '../scheduler/protocol/messages.js';
 import { startLocalApi } from './local-api.js';
 import { createAgentMetrics } from './metrics.js';
 import { startPieceServer } from './piece-server.js';
@@ -23,7 +23,7 @@ import { TokenBucket } from './ratelimit.js';
 import { SchedulerClient } from './scheduler-client.js';
 import { configureSourceTls, sourceTls, warmSourceClient } from './source/client.js';
 import { PieceStore } from './storage/store.js';
-import { MIN_PIECE_LENGTH } from './task-id.js';
+import { MIN_PIECE_LENGTH } from '../scheduler/protocol/task-id.js';
 import { TaskManager } from './task-manager.js';
 
 export interface AgentPorts {

@@ -5,8 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { SourceError, errorCode, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
-import { loadProto } from '../scheduler/proto.js';
-import type { DownloadMsg } from './grpc.js';
+import { loadProto } from '../scheduler/protocol/loader.js';
+import { decodeDownload } from '../scheduler/protocol/download.js';
+import type { DownloadTaskRequest__Output } from '../scheduler/protocol/messages.js';
 import type { TaskManager } from './task-manager.js';
 
 /** Maps our error codes to gRPC status codes (one place). */
@@ -28,18 +29,12 @@ export function grpcStatus(err: unknown): grpc.status {
   }
 }
 
-function priorityNumber(p: string | number): number {
-  if (typeof p === 'number') return p;
-  const m = /LEVEL(\d)/.exec(p);
-  return m ? Number(m[1]) : 6;
-}
-
 export async function startDfdaemonServer(opts: { ip: string; port: number; taskManager: TaskManager; hostId: () => string; logger: Logger; credentials?: grpc.ServerCredentials }): Promise<{ port: number; close(): Promise<void> }> {
   const { Dfdaemon } = loadProto();
   const server = new grpc.Server();
   const tm = opts.taskManager;
   server.addService(Dfdaemon.service, {
-    DownloadTask(call: grpc.ServerWritableStream<{ download?: DownloadMsg }, unknown>) {
+    DownloadTask(call: grpc.ServerWritableStream<DownloadTaskRequest__Output, unknown>) {
       const d = call.request.download;
       if (!d?.url) {
         call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'download.url is required' });
@@ -49,22 +44,8 @@ export async function startDfdaemonServer(opts: { ip: string; port: number; task
       call.on('cancelled', () => ac.abort(new Error('cancelled')));
       let lastSent = 0;
       tm.fetchToCache(
-        {
-          url: d.url,
-          requestHeaders: d.request_header,
-          tag: d.tag || undefined,
-          application: d.application || undefined,
-          priority: priorityNumber(d.priority),
-          filteredQueryParams: d.filtered_query_params?.length ? d.filtered_query_params : undefined,
-          pieceLength: d.piece_length || undefined,
-          digest: d.digest || undefined,
-          disableBackToSource: d.disable_back_to_source,
-          needBackToSource: d.need_back_to_source,
-          isPreheat: d.is_preheat,
-          contentForCalculatingTaskId: d.content_for_calculating_task_id || undefined,
-          enableTaskIdBasedBlobDigest: d.enable_task_id_based_blob_digest || undefined,
-          signal: ac.signal,
-        },
+        // The cache holds whole tasks: a range in the request does not narrow what is fetched.
+        { ...decodeDownload(d), range: undefined, signal: ac.signal },
         (p) => {
           // Progress at most every 100 ms (plus the final one): a scheduler needs liveness, not every piece.
           const now = Date.now();

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../adapters/log.js';
 import { gcOnce } from './gc.js';
 import { PieceStore } from './storage/store.js';
-import { sha256Digest } from './task-id.js';
+import { sha256Digest } from '../scheduler/protocol/task-id.js';
 
 const dirs: string[] = [];
 afterEach(() => {

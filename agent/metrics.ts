@@ -5,8 +5,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { version } from '../adapters/version.js';
 
-export { taskSizeLevel } from '../adapters/metrics.js';
-
 /** Dragonfly's histogram buckets for durations in milliseconds: 1 ms to 2^23 ms (≈ 2.3 h). */
 const MS_BUCKETS = Array.from({ length: 24 }, (_, i) => 2 ** i);
 

@@ -8,7 +8,7 @@ import { createAgentMetrics } from './metrics.js';
 import { startPieceServer, type PieceServer } from './piece-server.js';
 import { TokenBucket } from './ratelimit.js';
 import { PieceStore } from './storage/store.js';
-import { sha256Digest } from './task-id.js';
+import { sha256Digest } from '../scheduler/protocol/task-id.js';
 
 const ID = 'd'.repeat(64);
 let dir: string;

@@ -9,9 +9,9 @@ import * as grpc from '@grpc/grpc-js';
 import { request } from 'undici';
 import type { Logger } from '../adapters/log.js';
 import { injectMetadata } from '../adapters/tracing.js';
-import { HashRing } from '../scheduler/hashring.js';
-import { loadProto } from '../scheduler/proto.js';
-import type { HostMsg } from './grpc.js';
+import { HashRing } from '../scheduler/protocol/hashring.js';
+import { loadProto } from '../scheduler/protocol/loader.js';
+import type { Host__Output as HostMsg } from '../scheduler/protocol/messages.js';
 
 export interface SchedulerClientOptions {
   addrs: string[];

@@ -17,10 +17,11 @@ import type * as grpc from '@grpc/grpc-js';
 import { IntegrityError, SourceError, TimeoutError, UnavailableError, errorMessage, isDamselflyError } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
 import type { AgentConfig } from './config.js';
-import type { AnnouncePeerResponseMsg, DownloadMsg, HostMsg, PeerMsg, PieceMsg, TaskInfoMsg } from './grpc.js';
-import { taskSizeLevel, type AgentMetrics } from './metrics.js';
+import { priorityName } from '../scheduler/protocol/download.js';
+import type { AnnouncePeerResponse__Output as AnnouncePeerResponseMsg, Download as DownloadMsg, Host__Output as HostMsg, Peer__Output as PeerMsg, Piece as PieceMsg, TaskInfo__Output as TaskInfoMsg } from '../scheduler/protocol/messages.js';
+import type { AgentMetrics } from './metrics.js';
+import { taskSizeLevel } from '../scheduler/protocol/task-size.js';
 import * as tracing from '../adapters/tracing.js';
-import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
 import type { TokenBucket } from './ratelimit.js';
 import { BlockHasher, BlockVerifier } from './blocks.js';
 import type { SecureContext as TlsSecureContext } from 'node:tls';
@@ -28,7 +29,7 @@ import { PieceClient } from './piece-client.js';
 import type { SchedulerClient } from './scheduler-client.js';
 import { interestingHeaders, sourceGet } from './source/client.js';
 import { DiskFullError, isDiskFull, stripCredentials, type PartialHandle, type PieceStore, type StoredTask } from './storage/store.js';
-import { MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from './task-id.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskIdOf as computeTaskId } from '../scheduler/protocol/task-id.js';
 
 export interface DownloadOptions {
   url: string;
@@ -36,7 +37,7 @@ export interface DownloadOptions {
   tag?: string;
   application?: string;
   priority?: number;
-  filteredQueryParams?: string[]; // default: DEFAULT_FILTERED_QUERY_PARAMS from agent/proxy/config.ts
+  filteredQueryParams?: string[]; // default: DEFAULT_FILTERED_QUERY_PARAMS from scheduler/protocol/task-id.ts
   pieceLength?: number;
   digest?: string; // 'sha256:<hex>' of the whole content
   range?: { start: number; end?: number }; // inclusive end; only pieces covering it are downloaded
@@ -1127,7 +1128,7 @@ class PeerSession {
       digest: o.digest ?? '',
       tag: o.tag ?? '',
       application: o.application ?? '',
-      priority: `LEVEL${o.priority ?? 6}`,
+      priority: priorityName(o.priority),
       filtered_query_params: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS,
       request_header: o.requestHeaders ?? {},
       piece_length: o.pieceLength ?? 0,

@@ -5,7 +5,7 @@
  * parent, a peer keeps its parents on reschedule, and a pending seed trigger holds retry → origin.
  */
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../test/support/fake-clock.js';
 import { schedulerConfig } from './config.js';
 import {
   BUSY_SEED_HOST_SCORE,
@@ -23,7 +23,7 @@ import {
   uploadLoad,
 } from './evaluator.js';
 import { Scheduling, type Decision } from './scheduling.js';
-import { World } from './test-fixtures.js';
+import { World } from '../test/scheduler/fixtures.js';
 import type { Host } from './resource/host.js';
 
 const MB = 1024 * 1024;

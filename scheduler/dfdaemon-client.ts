@@ -3,31 +3,13 @@
  * to trigger seed peers; the manager's job code uses it for preheat, get_task and delete_task.
  *
  *   const c = new DfdaemonClient('127.0.0.1:65001');
- *   await c.downloadTask({ url, need_back_to_source: true }, { onProgress: (p) => ... });
+ *   await c.downloadTask(encodeDownload({ url, needBackToSource: true }), { onProgress: (p) => ... });
  *   await c.statTask(taskId); await c.deleteTask(taskId); c.close();
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadProto } from './proto.js';
-import { fromGrpcError } from './grpc-status.js';
-
-/** The proto Download message (snake_case field names as on the wire); omitted fields default. */
-export interface DownloadSpec {
-  url: string;
-  digest?: string;
-  tag?: string;
-  application?: string;
-  priority?: string;
-  filtered_query_params?: string[];
-  request_header?: Record<string, string>;
-  piece_length?: number;
-  disable_back_to_source?: boolean;
-  need_back_to_source?: boolean;
-  range?: { start: number; length: number };
-  timeout_ms?: number;
-  is_preheat?: boolean;
-  content_for_calculating_task_id?: string;
-  enable_task_id_based_blob_digest?: boolean;
-}
+import { loadProto } from './protocol/loader.js';
+import { fromGrpcError } from './protocol/grpc-status.js';
+import type { Download } from './protocol/messages.js';
 
 export interface DownloadProgress {
   host_id: string;
@@ -70,7 +52,7 @@ export class DfdaemonClient {
    * without a finished message.
    */
   downloadTask(
-    download: DownloadSpec,
+    download: Download,
     opts: { timeoutMs?: number; signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void } = {},
   ): Promise<DownloadProgress> {
     return new Promise((resolve, reject) => {

@@ -14,7 +14,7 @@ import {
   locationAffinity,
   rankParents,
 } from './evaluator.js';
-import { World } from './test-fixtures.js';
+import { World } from '../test/scheduler/fixtures.js';
 
 const NOW = 1_000_000;
 

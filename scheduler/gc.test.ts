@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { schedulerConfig } from './config.js';
 import { collectGarbage, hostExpired } from './gc.js';
-import { World, hostInfo } from './test-fixtures.js';
-import { FakeClock } from './clock.js';
+import { World, hostInfo } from '../test/scheduler/fixtures.js';
+import { FakeClock } from '../test/support/fake-clock.js';
 import { createScheduler } from './server.js';
 
 const gc = schedulerConfig({ gc: { peerTTL: '10m', taskTTL: '30m', hostTTL: '1h' } }).gc;

@@ -3,9 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerConfig } from './config.js';
 import { DfdaemonClient } from './dfdaemon-client.js';
-import { loadProto } from './proto.js';
+import { loadProto } from './protocol/loader.js';
 import { createScheduler, type Scheduler } from './server.js';
-import { SimPeer, hostMsg, schedulerClient, unaryCall } from './test-support.js';
+import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../test/scheduler/support.js';
 
 const PL = 4 * 1024 * 1024;
 const digest = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');
@@ -219,6 +219,7 @@ describe('scheduler over real gRPC streams', () => {
     expect(metric(text, 'dragonfly_scheduler_traffic')).toBeGreaterThanOrEqual(4 * PL);
     expect(metric(text, 'dragonfly_scheduler_leave_peer_total')).toBeGreaterThanOrEqual(1);
     expect(text).toContain('dragonfly_scheduler_schedule_duration_milliseconds_count');
+    // 12 MiB is Dragonfly's level 4 (8 MiB to 16 MiB).
     expect(text).toMatch(/dragonfly_scheduler_download_peer_duration_milliseconds_count\{task_size_level="4"\} [1-9]/);
     expect(text).toMatch(/dragonfly_scheduler_version\{git_version="\d+\.\d+\.\d+"/);
   });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliPath } from '../test/support/cli.js';
-import { hostMsg, schedulerClient, unaryCall } from './test-support.js';
+import { hostMsg, schedulerClient, unaryCall } from '../test/scheduler/support.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'damselfly-sched-main-'));
 const children: ChildProcess[] = [];

@@ -15,7 +15,7 @@ import { startManagerLink, type ManagerLink } from './manager-link.js';
 import { createScheduler, type Scheduler } from './server.js';
 import { MAX_REPORT_ERROR } from './job/limits.js';
 import { unseal } from './job/sealed.js';
-import { hostMsg, schedulerClient, unaryCall } from './test-support.js';
+import { hostMsg, schedulerClient, unaryCall } from '../test/scheduler/support.js';
 
 const SECRET = 'link-test-secret-0123456789';
 const PASSWORD = 'link-test-password';

@@ -18,10 +18,12 @@ import { ConfigError, UnavailableError, errorMessage } from '../adapters/errors.
 import { jobQueue } from '../adapters/keys.js';
 import type { Logger } from '../adapters/log.js';
 import type { Queue, QueueMessage } from '../adapters/queue/port.js';
-import { createQueue, parseQueueConfig } from '../adapters/stores.js';
+import { createQueue } from '../adapters/stores.js';
+import { parseQueueConfig } from '../adapters/store-config.js';
 import type { SchedulerConfig } from './config.js';
 import { MAX_REPORT_BYTES, MAX_REPORT_ERROR, redactUrlCredentials, truncateText } from './job/limits.js';
-import { MAX_TIMER_MS, runJob, type JobMessage, type JobOutcome } from './job/runner.js';
+import { MAX_TIMER_MS, runJob, type JobOutcome } from './job/runner.js';
+import type { JobMessage } from './protocol/job.js';
 import { unseal } from './job/sealed.js';
 import type { Scheduler } from './server.js';
 import { ReportBuilder, startReporter } from './report.js';

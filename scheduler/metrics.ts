@@ -7,8 +7,6 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, Summary } from 'prom-client';
 import { version } from '../adapters/version.js';
 
-export { taskSizeLevel } from '../adapters/metrics.js';
-
 const P = 'dragonfly_scheduler_';
 
 export class SchedulerMetrics {

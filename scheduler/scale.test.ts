@@ -4,12 +4,12 @@
  * them: O(k) samples, the spare-upload index, piece bitmaps, and waits that end.
  */
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../test/support/fake-clock.js';
 import { schedulerConfig } from './config.js';
 import { hostLoad, uploadLoad } from './evaluator.js';
 import { IndexedSet, PieceSet } from './resource/indexed-set.js';
 import { Scheduling, type Decision } from './scheduling.js';
-import { World } from './test-fixtures.js';
+import { World } from '../test/scheduler/fixtures.js';
 import type { Task } from './resource/task.js';
 
 const RATE = 20 * 1024 * 1024;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../test/support/fake-clock.js';
 import { schedulerConfig } from './config.js';
 import { Scheduling, type Decision } from './scheduling.js';
-import { World } from './test-fixtures.js';
+import { World } from '../test/scheduler/fixtures.js';
 import type { Host } from './resource/host.js';
 
 function setup(overrides: Record<string, unknown> = {}, seed?: () => Host | undefined, trigger?: (h: Host) => void) {

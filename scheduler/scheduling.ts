@@ -5,7 +5,7 @@
  * at the same moment can never both take the last back-to-source slot.
  */
 import { hostLoad, isBadParent, isDeadParent, isUploadFull, rankParents } from './evaluator.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
 import type { Resources } from './resource/resources.js';

@@ -15,13 +15,14 @@ import os from 'node:os';
 import { silentLogger, type Logger } from '../adapters/log.js';
 import { grpcChannelCredentials, grpcServerCredentials, startIdentity, type ClusterIdentity } from '../adapters/tls.js';
 import { traceAnnouncePeer } from '../adapters/tracing.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import { DfdaemonClientPool } from './dfdaemon-client.js';
 import { collectGarbage } from './gc.js';
-import { toGrpcStatus } from './grpc-status.js';
+import { toGrpcStatus } from './protocol/grpc-status.js';
 import { SchedulerMetrics, serveMetrics } from './metrics.js';
-import { loadProto, warmProto } from './proto.js';
+import { loadProto, warmProto } from './protocol/loader.js';
+import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResponse, LeaveHostRequest, ListTaskPeersRequest, StatTaskRequest } from './protocol/messages.js';
 import { Resources } from './resource/resources.js';
 import { SchedulerService } from './service.js';
 
@@ -125,12 +126,12 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
       warmProto(); // message code generated now, not while the first swarm registers
       server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
       server.addService(Svc.service, {
-        AnnounceHost: unary((req: Record<string, unknown>) => (service.announceHost(req), {})),
-        LeaveHost: unary((req: Record<string, unknown>) => (service.leaveHost(req), {})),
-        StatTask: unary((req: Record<string, unknown>) => service.statTask(req)),
-        ListTaskPeers: unary((req: Record<string, unknown>) => service.listTaskPeers(req)),
+        AnnounceHost: unary((req: AnnounceHostRequest) => (service.announceHost(req), {})),
+        LeaveHost: unary((req: LeaveHostRequest) => (service.leaveHost(req), {})),
+        StatTask: unary((req: StatTaskRequest) => service.statTask(req)),
+        ListTaskPeers: unary((req: ListTaskPeersRequest) => service.listTaskPeers(req)),
         ListHosts: unary(() => service.listHosts()),
-        AnnouncePeer: (call: grpc.ServerDuplexStream<Record<string, unknown>, Record<string, unknown>>) => traceAnnouncePeer(call, () => service.announcePeer(call)),
+        AnnouncePeer: (call: grpc.ServerDuplexStream<AnnouncePeerRequest__Output, AnnouncePeerResponse>) => traceAnnouncePeer(call, () => service.announcePeer(call)),
       });
       const bindHost = ip.includes(':') ? `[${ip}]` : ip;
       const bound = await new Promise<number>((resolve, reject) =>

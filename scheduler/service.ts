@@ -5,13 +5,15 @@
 import type * as grpc from '@grpc/grpc-js';
 import { InvalidError, NotFoundError, errorMessage } from '../adapters/errors.js';
 import type { Logger } from '../adapters/log.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
-import type { DfdaemonClientPool, DownloadSpec } from './dfdaemon-client.js';
+import type { DfdaemonClientPool } from './dfdaemon-client.js';
+import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResponse, Download, Download__Output, Host as HostMessage, Host__Output, LeaveHostRequest, ListHostsResponse, ListTaskPeersRequest, ListTaskPeersResponse, Peer__Output, Piece, StatTaskRequest, TaskInfo } from './protocol/messages.js';
 import { hostLoad, isUploadFull } from './evaluator.js';
-import { schedulingFailedStatus, toGrpcStatus } from './grpc-status.js';
-import { HashRing } from './hashring.js';
-import { taskSizeLevel, type SchedulerMetrics } from './metrics.js';
+import { schedulingFailedStatus, toGrpcStatus } from './protocol/grpc-status.js';
+import { HashRing } from './protocol/hashring.js';
+import type { SchedulerMetrics } from './metrics.js';
+import { taskSizeLevel } from './protocol/task-size.js';
 import type { Host, HostInfo, HostType } from './resource/host.js';
 import type { Peer, PeerResponse } from './resource/peer.js';
 import type { Resources } from './resource/resources.js';
@@ -29,10 +31,10 @@ export const SEED_DOWNLOAD_TIMEOUT_MS = 10 * 3_600_000;
 
 type Msg = Record<string, any>;
 
-const HOST_TYPES: readonly HostType[] = ['NORMAL', 'SUPER_SEED', 'STRONG_SEED', 'WEAK_SEED'];
+const HOST_TYPES: readonly unknown[] = ['NORMAL', 'SUPER_SEED', 'STRONG_SEED', 'WEAK_SEED'];
 
 /** proto Host → HostInfo. Throws InvalidError without an id. */
-export function hostFromMessage(h: Msg | undefined): HostInfo {
+export function hostFromMessage(h: HostMessage | null | undefined): HostInfo {
   if (!h || !h.id) throw new InvalidError('host.id is required');
   const type = HOST_TYPES.includes(h.type) ? (h.type as HostType) : 'NORMAL';
   return {
@@ -56,7 +58,7 @@ export function hostFromMessage(h: Msg | undefined): HostInfo {
 }
 
 /** HostInfo → proto Host. */
-export function hostMessage(i: HostInfo): Msg {
+export function hostMessage(i: HostInfo): Host__Output {
   return {
     id: i.id,
     type: i.type,
@@ -77,7 +79,7 @@ export function hostMessage(i: HostInfo): Msg {
   };
 }
 
-export function peerMessage(p: Peer): Msg {
+export function peerMessage(p: Peer): Peer__Output {
   return {
     id: p.id,
     host: hostMessage(p.host.info),
@@ -88,7 +90,7 @@ export function peerMessage(p: Peer): Msg {
   };
 }
 
-function pieceMessage(p: PieceMeta): Msg {
+function pieceMessage(p: PieceMeta): Piece {
   return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? Buffer.alloc(0) };
 }
 
@@ -97,7 +99,7 @@ function pieceMessage(p: PieceMeta): Msg {
  * it was not sent yet (Task.takeUnsentPieces): agents merge them, so each digest crosses each
  * stream once, and an answer never costs the task's whole piece list.
  */
-export function taskMessage(t: Task, pieces: Iterable<PieceMeta> = t.pieces.values()): Msg {
+export function taskMessage(t: Task, pieces: Iterable<PieceMeta> = t.pieces.values()): TaskInfo {
   return {
     id: t.id,
     content_length: t.contentLength,
@@ -128,7 +130,7 @@ export class SchedulerService {
   private readonly log: Logger;
   private readonly pushTimers = new Map<string, NodeJS.Timeout>();
   /** The download each peer registered with (request headers included: never logged). */
-  private readonly downloads = new WeakMap<Peer, Msg>();
+  private readonly downloads = new WeakMap<Peer, Partial<Download__Output>>();
   private readonly seedTriggers = new Set<AbortController>();
   private seedRing: { key: string; ring: HashRing } | undefined;
 
@@ -156,7 +158,7 @@ export class SchedulerService {
 
   private triggerSeedPeer(seed: Host, task: Task, peer: Peer): void {
     const d = this.downloads.get(peer) ?? {};
-    const download: DownloadSpec = {
+    const download: Download = {
       url: task.source.url,
       tag: task.source.tag,
       application: task.source.application,
@@ -203,13 +205,13 @@ export class SchedulerService {
 
   // ---- unary RPCs ----
 
-  announceHost(req: Msg): void {
+  announceHost(req: AnnounceHostRequest): void {
     const info = hostFromMessage(req.host);
     this.resources.hosts.announce(info, Number(req.interval_ms ?? 0), this.deps.clock.now());
     this.deps.metrics.announceHost.inc({ os: info.os, platform: info.platform, host_type: info.type });
   }
 
-  leaveHost(req: Msg): void {
+  leaveHost(req: LeaveHostRequest): void {
     const id = String(req.id ?? '');
     const peers = this.resources.hosts.get(id)?.peers.size ?? 0;
     if (this.resources.hosts.delete(id)) {
@@ -219,7 +221,7 @@ export class SchedulerService {
   }
 
   /** Throws NotFoundError for an unknown task. */
-  statTask(req: Msg): Msg {
+  statTask(req: StatTaskRequest): TaskInfo {
     this.deps.metrics.statTask.inc();
     const task = this.resources.tasks.get(String(req.task_id ?? ''));
     if (!task) {
@@ -229,18 +231,18 @@ export class SchedulerService {
     return taskMessage(task);
   }
 
-  listTaskPeers(req: Msg): Msg {
+  listTaskPeers(req: ListTaskPeersRequest): ListTaskPeersResponse {
     return { peers: this.resources.peersOfTask(String(req.task_id ?? '')).map(peerMessage) };
   }
 
-  listHosts(): Msg {
+  listHosts(): ListHostsResponse {
     this.deps.metrics.listHosts.inc();
     return { hosts: this.resources.hosts.list().map((h) => hostMessage(h.info)) };
   }
 
   // ---- the AnnouncePeer stream ----
 
-  announcePeer(call: grpc.ServerDuplexStream<Msg, Msg>): void {
+  announcePeer(call: grpc.ServerDuplexStream<AnnouncePeerRequest__Output, AnnouncePeerResponse>): void {
     this.deps.metrics.announcePeer.inc();
     let peer: Peer | undefined;
     let closed = false;
@@ -270,7 +272,7 @@ export class SchedulerService {
         this.leave(peer);
       }
     };
-    call.on('data', (req: Msg) => {
+    call.on('data', (req: AnnouncePeerRequest__Output) => {
       try {
         const p = this.onRequest(req, peer, stream, { finish, fail });
         if (p) peer = p;
@@ -432,7 +434,7 @@ export class SchedulerService {
   }
 
   private register(req: Msg, stream: { send(r: PeerResponse): void }, end: { finish(): void; fail(s: Partial<grpc.StatusObject>): void }): Peer {
-    const download: Msg = req.register_peer_request?.download ?? {};
+    const download: Partial<Download__Output> = req.register_peer_request?.download ?? {};
     const hostId = String(req.host_id ?? '');
     const taskId = String(req.task_id ?? '');
     const peerId = String(req.peer_id ?? '');

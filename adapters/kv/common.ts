@@ -12,36 +12,6 @@ export const MAX_PAGE = 1_000;
 /** Longest key any backend accepts (DynamoDB's sort key limit is 1024 bytes; Firestore ids 1500). */
 export const MAX_KEY_BYTES = 1_024;
 
-/**
- * Races `work` against `ms`; on expiry throws UnavailableError naming `what`. The work itself is
- * not cancelled (drivers are told separately through their own timeouts / abort signals).
- */
-export async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UnavailableError(`${what}: no answer within ${ms} ms`, { details: { timeoutMs: ms } })), ms);
-  });
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Sleeps `ms`, waking early (without error) when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
 /** Throws InvalidError unless `key` is a non-empty string of at most MAX_KEY_BYTES bytes. */
 export function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0) throw new InvalidError('key must be a non-empty string');

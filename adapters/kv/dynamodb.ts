@@ -26,9 +26,10 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError } from '../errors.js';
-import type { DynamoKvConfig } from '../stores.js';
+import type { DynamoKvConfig } from '../store-config.js';
 import { awsClientConfig, awsError } from './aws.js';
-import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, toJson, withTimeout } from './common.js';
+import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, toJson } from './common.js';
+import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';
 
 const PARTITION = 'kv';
@@ -80,7 +81,7 @@ export class DynamoKvStore implements KvStore {
     if (this.closed) throw new InvalidError('dynamodb KV store is closed');
     const ctl = new AbortController();
     try {
-      return await withTimeout(fn(ctl.signal), this.timeoutMs + 500, `dynamodb ${what}`);
+      return await withTimeout(fn(ctl.signal), this.timeoutMs + 500, `dynamodb ${what}`, 'UNAVAILABLE');
     } catch (err) {
       ctl.abort();
       throw err;

@@ -11,8 +11,9 @@
  */
 import { Firestore, Timestamp, type CollectionReference, type DocumentReference, type DocumentSnapshot } from '@google-cloud/firestore';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { FirestoreKvConfig } from '../stores.js';
-import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson, withTimeout } from './common.js';
+import type { FirestoreKvConfig } from '../store-config.js';
+import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson } from './common.js';
+import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';
 
 /** gRPC status codes the client reports in `err.code`. */
@@ -33,7 +34,7 @@ export function firestoreError(err: unknown, what: string): Error {
 /** Runs one driver call within `ms`; any failure leaves as our typed error, named `what`. */
 export async function firestoreCall<T>(what: string, fn: () => Promise<T>, ms: number): Promise<T> {
   try {
-    return await withTimeout(fn(), ms, what);
+    return await withTimeout(fn(), ms, what, 'UNAVAILABLE');
   } catch (err) {
     throw firestoreError(err, what);
   }

@@ -1,7 +1,7 @@
 /**
  * The key-value port. The manager keeps all of its state behind this interface; each backend
  * (memory, sqlite, postgres, redis, dynamodb, firestore) implements it in its own file and is
- * checked by the one conformance suite in `adapters/kv/conformance.ts`.
+ * checked by the one conformance suite in `test/adapters/kv-conformance.ts`.
  *
  * Values are JSON. Every record carries a `version` (1 on create, +1 on every write) so that two
  * writers never lose an update: read, modify, then `update(key, value, version)`.

@@ -11,8 +11,9 @@
  */
 import pg from 'pg';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { PostgresKvConfig } from '../stores.js';
-import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, isNetworkError, pageSize, prefixEnd, toJson, withTimeout } from './common.js';
+import type { PostgresKvConfig } from '../store-config.js';
+import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, isNetworkError, pageSize, prefixEnd, toJson } from './common.js';
+import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';
 
 /** Schema history, applied in order once per schema. `S` is replaced by the quoted schema name. */
@@ -106,7 +107,7 @@ export async function migrate(pool: pg.Pool, schema: string, timeoutMs: number):
       throw pgError(err, `postgres migrate schema ${schema}`);
     }),
     timeoutMs * 3,
-    `postgres migrate schema ${schema}`,
+    `postgres migrate schema ${schema}`, 'UNAVAILABLE',
   );
 }
 
@@ -169,7 +170,7 @@ export class PostgresKvStore implements KvStore {
   private async q<R>(what: string, text: string, params: unknown[], on: Queryable = this.pool): Promise<R[]> {
     if (this.closed) throw new InvalidError('postgres KV store is closed');
     try {
-      const res = await withTimeout(on.query(text, params), this.timeoutMs + 500, `postgres kv ${what}`);
+      const res = await withTimeout(on.query(text, params), this.timeoutMs + 500, `postgres kv ${what}`, 'UNAVAILABLE');
       return res.rows as R[];
     } catch (err) {
       throw pgError(err, `postgres kv ${what}`);
@@ -232,7 +233,7 @@ export class PostgresKvStore implements KvStore {
     const sorted = [...ops].sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
     let client: pg.PoolClient;
     try {
-      client = await withTimeout(this.pool.connect(), this.timeoutMs + 500, 'postgres kv transact');
+      client = await withTimeout(this.pool.connect(), this.timeoutMs + 500, 'postgres kv transact', 'UNAVAILABLE');
     } catch (err) {
       throw pgError(err, 'postgres kv transact');
     }

@@ -13,8 +13,9 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { RedisKvConfig } from '../stores.js';
-import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson, withTimeout } from './common.js';
+import type { RedisKvConfig } from '../store-config.js';
+import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson } from './common.js';
+import { withTimeout } from '../clock.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';
 
 /** ioredis options for a client whose every wait is bounded by `timeoutMs`. */
@@ -43,7 +44,7 @@ export async function connectRedis(url: string, timeoutMs: number, what: string)
   // Connection errors surface through the commands that fail; the event only needs a listener.
   r.on('error', () => {});
   try {
-    await withTimeout(r.connect().then(() => r.ping()), timeoutMs + 500, what);
+    await withTimeout(r.connect().then(() => r.ping()), timeoutMs + 500, what, 'UNAVAILABLE');
     return r;
   } catch (err) {
     r.disconnect();
@@ -175,7 +176,7 @@ export class RedisKvStore implements KvStore {
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new InvalidError('redis KV store is closed');
     try {
-      return await withTimeout(fn(), this.timeoutMs + 500, `redis kv ${what}`);
+      return await withTimeout(fn(), this.timeoutMs + 500, `redis kv ${what}`, 'UNAVAILABLE');
     } catch (err) {
       throw redisError(err, `redis kv ${what}`);
     }

@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, InvalidError, NotFoundError, UnavailableError, isDamselflyError } from '../errors.js';
-import type { SqliteKvConfig } from '../stores.js';
+import type { SqliteKvConfig } from '../store-config.js';
 import { checkKey, checkOps, checkTtl, decodeCursor, encodeCursor, pageSize, prefixEnd, toJson } from './common.js';
 import type { KvOp, KvRecord, KvStore, ListOptions, ListPage, WriteOptions } from './port.js';
 

@@ -15,7 +15,7 @@ import type { CollectionReference, DocumentSnapshot, Firestore } from '@google-c
 import { InvalidError, NotFoundError } from '../errors.js';
 import { toJson } from '../kv/common.js';
 import { docId, FIRST_CALL_MS, firestoreCall, grpcCode, GRPC, openFirestore, probeFirestore } from '../kv/firestore.js';
-import type { FirestoreQueueConfig } from '../stores.js';
+import type { FirestoreQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 

@@ -3,7 +3,7 @@
  * from other consumers until its visibility timeout passes; if it is not acknowledged by then it is
  * delivered again (receiveCount + 1). After `maxReceives` deliveries without an ack it moves to the
  * queue's dead-letter queue (`deadLetterName(queue)`). Consumers must be idempotent by message id.
- * Each backend implements it in its own file and is checked by `adapters/queue/conformance.ts`.
+ * Each backend implements it in its own file and is checked by `test/adapters/queue-conformance.ts`.
  * Errors: UnavailableError, NotFoundError (unknown receipt), InvalidError.
  */
 export interface QueueMessage<T = unknown> {

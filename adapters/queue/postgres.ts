@@ -8,9 +8,10 @@
 import type pg from 'pg';
 import pgModule from 'pg';
 import { InvalidError, NotFoundError } from '../errors.js';
-import { toJson, withTimeout } from '../kv/common.js';
+import { toJson } from '../kv/common.js';
+import { withTimeout } from '../clock.js';
 import { inTransaction, migrate, openPool, pgError, quoteIdent } from '../kv/postgres.js';
-import type { PostgresQueueConfig } from '../stores.js';
+import type { PostgresQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 
@@ -91,7 +92,7 @@ export class PostgresQueue implements Queue {
   private async q<R>(what: string, text: string, params: unknown[], on: Pick<pg.Pool, 'query'> = this.pool): Promise<R[]> {
     if (this.closed) throw new InvalidError('postgres queue is closed');
     try {
-      return (await withTimeout(on.query(text, params), this.timeoutMs + 500, `postgres queue ${what}`)).rows as R[];
+      return (await withTimeout(on.query(text, params), this.timeoutMs + 500, `postgres queue ${what}`, 'UNAVAILABLE')).rows as R[];
     } catch (err) {
       throw pgError(err, `postgres queue ${what}`);
     }
@@ -120,7 +121,7 @@ export class PostgresQueue implements Queue {
         await client.query(`LISTEN ${CHANNEL}`);
       })(),
       this.timeoutMs,
-      'postgres queue listen',
+      'postgres queue listen', 'UNAVAILABLE',
     ).catch(() => reset());
     return this.listening;
   }
@@ -136,7 +137,7 @@ export class PostgresQueue implements Queue {
     }
     let client: pg.PoolClient;
     try {
-      client = await withTimeout(this.pool.connect(), this.timeoutMs + 500, 'postgres queue send');
+      client = await withTimeout(this.pool.connect(), this.timeoutMs + 500, 'postgres queue send', 'UNAVAILABLE');
     } catch (err) {
       throw pgError(err, 'postgres queue send');
     }

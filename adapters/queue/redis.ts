@@ -11,9 +11,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { InvalidError, NotFoundError } from '../errors.js';
-import { toJson, withTimeout } from '../kv/common.js';
+import { toJson } from '../kv/common.js';
+import { withTimeout } from '../clock.js';
 import { connectRedis, redisError } from '../kv/redis.js';
-import type { RedisQueueConfig } from '../stores.js';
+import type { RedisQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 
@@ -119,7 +120,7 @@ export class RedisQueue implements Queue {
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new InvalidError('redis queue is closed');
     try {
-      return await withTimeout(fn(), this.timeoutMs + 500, `redis queue ${what}`);
+      return await withTimeout(fn(), this.timeoutMs + 500, `redis queue ${what}`, 'UNAVAILABLE');
     } catch (err) {
       throw redisError(err, `redis queue ${what}`);
     }
@@ -132,7 +133,7 @@ export class RedisQueue implements Queue {
     sub.on('error', () => {});
     sub.on('message', (_channel: string, queue: string) => this.waiters.notify(queue));
     this.sub = sub;
-    this.subscribing = withTimeout(sub.subscribe(this.channel).then(() => undefined), this.timeoutMs, 'redis queue subscribe').catch(() => {
+    this.subscribing = withTimeout(sub.subscribe(this.channel).then(() => undefined), this.timeoutMs, 'redis queue subscribe', 'UNAVAILABLE').catch(() => {
       sub.disconnect();
       this.sub = undefined;
       this.subscribing = undefined;

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { InvalidError, NotFoundError } from '../errors.js';
 import { toJson } from '../kv/common.js';
 import { openSqlite, sqliteError } from '../kv/sqlite.js';
-import type { SqliteQueueConfig } from '../stores.js';
+import type { SqliteQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, Waiters, checkQueueName, checkVisibility, longPoll, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 

@@ -21,8 +21,9 @@ import {
 } from '@aws-sdk/client-sqs';
 import { InvalidError, NotFoundError } from '../errors.js';
 import { awsClientConfig, awsError } from '../kv/aws.js';
-import { toJson, withTimeout } from '../kv/common.js';
-import type { SqsQueueConfig } from '../stores.js';
+import { toJson } from '../kv/common.js';
+import { withTimeout } from '../clock.js';
+import type { SqsQueueConfig } from '../store-config.js';
 import { DEDUP_WINDOW_MS, checkQueueName, checkVisibility, resolveReceive, resolveSend, type QueueOptions } from './common.js';
 import { deadLetterName, type Queue, type QueueMessage, type ReceiveOptions, type SendOptions } from './port.js';
 
@@ -51,7 +52,7 @@ export class SqsQueue implements Queue {
     signal?.addEventListener('abort', onAbort, { once: true });
     this.inflight.add(ctl);
     try {
-      return await withTimeout(fn(ctl.signal), ms + 500, `sqs ${what}`);
+      return await withTimeout(fn(ctl.signal), ms + 500, `sqs ${what}`, 'UNAVAILABLE');
     } catch (err) {
       ctl.abort();
       throw awsError(err, `sqs ${what}`);

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../adapters/log.js';
-import { sha256Digest } from '../task-id.js';
+import { sha256Digest } from '../../scheduler/protocol/task-id.js';
 import { PieceStore, SEAL_MTIME_S, type StoredTask } from './store.js';
 
 const dirs: string[] = [];

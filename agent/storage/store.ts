@@ -19,7 +19,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { IntegrityError, NotFoundError, UnavailableError } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { pieceBounds, pieceCount } from '../task-id.js';
+import { pieceBounds, pieceCount } from '../../scheduler/protocol/task-id.js';
 import { allocAligned, directEligible, O_DIRECT } from './direct-io.js';
 
 export interface TaskMetadata {

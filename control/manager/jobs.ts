@@ -22,6 +22,7 @@ import type { Queue } from '../../adapters/queue/port.js';
 import { REDACTED } from '../../adapters/log.js';
 import { RateLimitedError } from './errors.js';
 import { jobMessageDedupId, jobQueue, managerKeys } from '../../adapters/keys.js';
+import type { JobMessage } from '../../scheduler/protocol/job.js';
 import type { ClusterRecord, JobClusterState, JobRecord, JobState, JobType, SchedulerRecord } from './models.js';
 import { casUpdate, listAll, nextId } from './store.js';
 import { decimalQueryInt, invalid } from './http.js';
@@ -167,18 +168,6 @@ export const reportSchema = z.strictObject({
 });
 export type JobReport = z.output<typeof reportSchema>;
 
-/** What a scheduler cluster's worker receives: everything needed to run, credentials included. */
-export interface JobMessage {
-  job_id: number;
-  scheduler_cluster_id: number;
-  type: JobType;
-  /** Without `password` and `headers`: those travel only in `sealed_credentials`. */
-  args: Record<string, unknown>;
-  deadline_ms: number;
-  task_uuid: string;
-  /** scheduler/job/sealed.ts seal(schedulerSecret, { password?, headers? }), when the job has credentials. */
-  sealed_credentials?: string;
-}
 
 /** Removes credentials before args are stored or returned: password dropped, header values hidden. */
 export function redactArgs(args: Record<string, unknown>): Record<string, unknown> {

@@ -66,7 +66,9 @@ export interface SchedulerRecord {
 }
 
 export type JobState = 'PENDING' | 'SUCCESS' | 'FAILURE';
-export type JobType = 'preheat' | 'get_task' | 'delete_task';
+import type { JobType } from '../../scheduler/protocol/job.js';
+
+export type { JobType };
 
 export interface JobClusterState {
   task_uuid: string;

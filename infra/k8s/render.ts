@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { parseAgentConfig } from '../../agent/config.js';
-import { parseKvConfig, parseQueueConfig } from '../../adapters/stores.js';
+import { parseKvConfig, parseQueueConfig } from '../../adapters/store-config.js';
 import { managerConfig } from '../../control/manager/config.js';
 import { schedulerConfig } from '../../scheduler/config.js';
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { schedulerConfig } from '../config.js';
 import type { HostInfo } from '../resource/host.js';
 import { createScheduler } from '../server.js';
-import { hostInfo } from '../test-fixtures.js';
+import { hostInfo } from '../../test/scheduler/fixtures.js';
 import { targetHosts } from './runner.js';
 
 function info(n: number, seed: boolean): HostInfo {

@@ -6,24 +6,13 @@
 import { createHash } from 'node:crypto';
 import { errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { DEFAULT_FILTERED_QUERY_PARAMS } from '../../agent/proxy/config.js';
-import { taskId as computeTaskId } from '../../agent/task-id.js';
-import { HashRing } from '../hashring.js';
+import { encodeDownload } from '../protocol/download.js';
+import type { JobMessage } from '../protocol/job.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, taskId as computeTaskId } from '../protocol/task-id.js';
+import { HashRing } from '../protocol/hashring.js';
 import type { Host } from '../resource/host.js';
 import type { Scheduler } from '../server.js';
 import { resolveImage, type ImageBlob } from './image.js';
-
-/** The queue message the manager sends (control/manager/jobs.ts JobMessage). */
-export interface JobMessage {
-  job_id: number;
-  scheduler_cluster_id: number;
-  type: 'preheat' | 'get_task' | 'delete_task';
-  args: Record<string, unknown>;
-  deadline_ms: number;
-  task_uuid: string;
-  /** `password` and `headers`, sealed (sealed.ts); the manager link opens them into `args`. */
-  sealed_credentials?: string;
-}
 
 export interface JobOutcome {
   state: 'SUCCESS' | 'FAILURE';
@@ -147,16 +136,16 @@ async function preheat(scheduler: Scheduler, msg: JobMessage, opts: RunOptions):
         try {
           if (opts.signal.aborted) throw opts.signal.reason ?? new Error('aborted');
           await scheduler.dfdaemon.get(host.info).downloadTask(
-            {
+            encodeDownload({
               url: blob.url,
               digest: blob.digest,
               tag: str(a.tag),
               application: str(a.application),
-              filtered_query_params: filteredParams(a),
-              request_header: requestHeaders,
-              piece_length: num(a.piece_length),
-              is_preheat: true,
-            },
+              filteredQueryParams: filteredParams(a),
+              requestHeaders,
+              pieceLength: num(a.piece_length),
+              isPreheat: true,
+            }),
             { signal: opts.signal, timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, msg.deadline_ms - Date.now())) },
           );
           ok++;

@@ -1,12 +1,12 @@
 /**
- * Runs the one KV conformance suite (adapters/kv/conformance.ts) against every backend with its
+ * Runs the one KV conformance suite (test/adapters/kv-conformance.ts) against every backend with its
  * real server. A missing server skips loudly; DAMSELFLY_REQUIRE_ALL=1 (CI) turns that into a failure.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
-import { kvConformance } from '../../adapters/kv/conformance.js';
+import { kvConformance } from './kv-conformance.js';
 import { createKvStore } from '../../adapters/stores.js';
 import { requireOrSkip } from '../support/require.js';
 import { TEST_TIMEOUT_MS, dynamoLocalAvailable, firestoreEmulatorAvailable, dynamoBackend, firestoreBackend, postgresBackend, redisBackend, type Backend } from '../support/servers.js';

@@ -1,12 +1,12 @@
 /**
- * Runs the one queue conformance suite (adapters/queue/conformance.ts) against every backend with
+ * Runs the one queue conformance suite (test/adapters/queue-conformance.ts) against every backend with
  * its real server. A missing server skips loudly; DAMSELFLY_REQUIRE_ALL=1 (CI) makes it a failure.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
-import { queueConformance } from '../../adapters/queue/conformance.js';
+import { queueConformance } from './queue-conformance.js';
 import { createQueue } from '../../adapters/stores.js';
 import { requireOrSkip } from '../support/require.js';
 import { TEST_TIMEOUT_MS, fauxqsAvailable, firestoreEmulatorAvailable, firestoreBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from '../support/servers.js';

@@ -1,7 +1,8 @@
 /** The store factory's config checking, and the key builders. */
 import { describe, expect, it } from 'vitest';
 import { clusterKey, jobKey, jobQueue, key, prefix, queueName } from '../../adapters/keys.js';
-import { createKvStore, createQueue, parseKvConfig, parseQueueConfig } from '../../adapters/stores.js';
+import { createKvStore, createQueue } from '../../adapters/stores.js';
+import { parseKvConfig, parseQueueConfig } from '../../adapters/store-config.js';
 
 function configError(fn: () => unknown): string {
   try {

@@ -5,7 +5,7 @@
  * whose KV store counts every write. Baselines measured in the same run: the writes a per-piece
  * design would make (pieces finished) and a per-peer design (one record per peer per report).
  *
- *   npm run bench:reports        (or: node dist/test/bench/reports.js [seconds] [interval-ms])
+ *   npm run bench:reports        (or: node dist-test/test/bench/reports.js [seconds] [interval-ms])
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -19,7 +19,7 @@ import { bootstrap } from '../../control/manager/bootstrap.js';
 import { managerConfig } from '../../control/manager/config.js';
 import { ReportBuilder, startReporter } from '../../scheduler/report.js';
 import type { Peer } from '../../scheduler/resource/peer.js';
-import { World } from '../../scheduler/test-fixtures.js';
+import { World } from '../scheduler/fixtures.js';
 
 const seconds = Number(process.argv[2] ?? 10);
 const intervalMs = Number(process.argv[3] ?? 1_000);

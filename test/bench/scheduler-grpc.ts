@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../../scheduler/test-support.js';
+import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../scheduler/support.js';
 import { killAll, cleanupTempDirs, spawnRole, schedulerConfigFor } from '../support/procs.js';
 
 const PL = 4 << 20;

@@ -3,7 +3,7 @@
  *
  *   npm run bench:scheduler                       # this code, then the baseline commit, same run
  *   npm run bench:scheduler -- --no-baseline      # this code only
- *   node --expose-gc dist/test/bench/scheduler.js [--sizes 1000,10000,100000] [--budget-ms 3000]
+ *   node --expose-gc dist-test/test/bench/scheduler.js [--sizes 1000,10000,100000] [--budget-ms 3000]
  *
  * Drives the real SchedulerService through in-memory AnnouncePeer streams (the same `data` events
  * and `write()` calls grpc-js makes; no sockets, so the figure is the scheduler's own cost). For each

@@ -7,7 +7,7 @@
  * key prefix, removed afterwards), and DynamoDB Local, fauxqs and the Firestore emulator started
  * here and stopped at the end. A backend whose server is missing prints {"backend":…,"skipped":reason}.
  *
- *   npm run bench:stores          (or: node dist/test/bench/stores.js [backend ...])
+ *   npm run bench:stores          (or: node dist-test/test/bench/stores.js [backend ...])
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -15,7 +15,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { KvStore } from '../../adapters/kv/port.js';
 import type { Queue } from '../../adapters/queue/port.js';
-import { createKvStore, createQueue, type KvConfigInput, type QueueConfigInput } from '../../adapters/stores.js';
+import { createKvStore, createQueue } from '../../adapters/stores.js';
+import { type KvConfigInput, type QueueConfigInput } from '../../adapters/store-config.js';
 import { dynamoBackend, firestoreBackend, postgresBackend, redisBackend, sqsBackend, type Backend } from '../support/servers.js';
 
 /** Concurrent callers for the KV phases (the figure). */

@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { parseSize } from '../../adapters/config.js';
+import { cliPath } from '../support/cli.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
 import { spawnRole, startCluster, apiGet, apiWarm, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
@@ -191,8 +192,7 @@ async function main(): Promise<number> {
   // Every role in its own network namespace, links shaped by tc: a module of its own.
   if (process.argv.includes('--netns')) return (await import('./swarm-netns.js')).netnsMain(process.argv.slice(2));
   const flags = parseFlags(process.argv.slice(2));
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const cli = process.env.DAMSELFLY_CLI ?? path.resolve(here, '..', '..', 'control', 'cli.js');
+  const cli = cliPath();
   const F = flags.size;
   const N = flags.agents;
 

@@ -4,7 +4,7 @@
  * including the store sections that the role hands to adapters/stores.ts.
  */
 import { parseAgentConfig } from '../../agent/config.js';
-import { parseKvConfig, parseQueueConfig } from '../../adapters/stores.js';
+import { parseKvConfig, parseQueueConfig } from '../../adapters/store-config.js';
 import { managerConfig } from '../../control/manager/config.js';
 import { schedulerConfig } from '../../scheduler/config.js';
 

@@ -106,6 +106,9 @@ describe('Dockerfile', () => {
     // Everything tsconfig.build.json compiles must be in the image's build context.
     const build = JSON.parse(readFileSync(path.join(repoRoot, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
     for (const dir of build.include) expect(sources, `tsconfig.build.json includes ${dir}`).toContain(dir);
+    // Test code stays out of the build and so out of the image.
+    expect(build.include.some((dir) => dir === 'test' || dir.startsWith('test/')), 'tsconfig.build.json compiles test code').toBe(false);
+    expect(ignored('test/support/procs.ts', ignore)).toBe(true);
     expect(ignored('node_modules', ignore)).toBe(true);
     expect(ignored('.sst/platform', ignore)).toBe(true);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { jobQueue } from '../../adapters/keys.js';
-import type { JobMessage } from '../../control/manager/jobs.js';
+import type { JobMessage } from '../../scheduler/protocol/job.js';
 import { unseal } from '../../scheduler/job/sealed.js';
 import { SCHEDULER_SECRET, testManager } from './helpers.js';
 

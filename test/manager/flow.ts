@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { request } from 'undici';
 import * as grpc from '@grpc/grpc-js';
-import { loadProto } from '../../scheduler/proto.js';
+import { loadProto } from '../../scheduler/protocol/loader.js';
 import { agentConfigFor, makeTempDir, schedulerConfigFor, spawnRole, waitFor, type RoleProcess } from '../support/procs.js';
 import type { BuiltImage, RunningRegistry } from '../support/registry.js';
 

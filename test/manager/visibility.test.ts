@@ -16,7 +16,7 @@ import { managerConfig } from '../../control/manager/config.js';
 import { manifestUrl } from '../../control/manager/routes/preheat.js';
 import { REPORT_CAPS } from '../../scheduler/report-schema.js';
 import { ReportBuilder } from '../../scheduler/report.js';
-import { World } from '../../scheduler/test-fixtures.js';
+import { World } from '../scheduler/fixtures.js';
 
 const ROOT = 'root-password-123';
 const SECRET = 'scheduler-secret-0123456789';

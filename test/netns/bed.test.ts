@@ -174,10 +174,10 @@ describe.skipIf(!requireOrSkip(avail.ok, 'network namespaces (root, iproute2, tc
   });
 });
 
-describe.skipIf(!requireOrSkip(avail.ok && existsSync(path.join(repoRoot, 'dist/test/netns/bed.js')), 'network namespaces and dist/ (npm run build)', avail.reason))('netns bed teardown', () => {
+describe.skipIf(!requireOrSkip(avail.ok && existsSync(path.join(repoRoot, 'dist-test/test/netns/bed.js')), 'network namespaces and dist-test/ (npm run build:test)', avail.reason))('netns bed teardown', () => {
   // A separate process builds a bed with a host running a sleeper, then is killed.
   const script = `
-    import { Bed } from ${JSON.stringify(path.join(repoRoot, 'dist/test/netns/bed.js'))};
+    import { Bed } from ${JSON.stringify(path.join(repoRoot, 'dist-test/test/netns/bed.js'))};
     const bed = await Bed.create();
     await bed.network('n', 5);
     const h = await bed.addHost('h', 'n');

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-/** The repository root: the nearest ancestor holding package.json (works from test/ and dist/test/). */
+/** The repository root: the nearest ancestor holding package.json (works from test/ and dist-test/test/). */
 function findRepoRoot(start: string): string {
   let dir = start;
   for (;;) {

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { KvConfigInput, QueueConfigInput } from '../../adapters/stores.js';
+import type { KvConfigInput, QueueConfigInput } from '../../adapters/store-config.js';
 import { fileURLToPath } from 'node:url';
 
 /**

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
-import { DEFAULT_FILTERED_QUERY_PARAMS } from './proxy/config.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
 
 const MiB = 1024 * 1024;
 

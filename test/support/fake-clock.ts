@@ -1,28 +1,4 @@
-/**
- * Time as an injectable dependency, so scheduling waits and GC can be tested with a fake clock.
- */
-export interface Clock {
-  now(): number;
-  /** Resolves after `ms`; resolves early (not rejects) when `signal` aborts. */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-  random(): number;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve) => {
-      if (signal?.aborted) return resolve();
-      const t = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(t);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      }
-      signal?.addEventListener('abort', done, { once: true });
-    }),
-  random: () => Math.random(),
-};
+import type { Clock } from '../../adapters/clock.js';
 
 /** A manual clock for tests: `advance(ms)` runs sleepers whose time has come, in order. */
 export class FakeClock implements Clock {

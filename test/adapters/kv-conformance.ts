@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { KvStore } from './port.js';
+import type { KvStore } from '../../adapters/kv/port.js';
 
 export interface Outage {
   /** Makes the server unreachable (connections hang or are refused). */

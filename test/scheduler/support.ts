@@ -3,7 +3,7 @@
  * the Scheduler service (and, for seed peers, a real Dfdaemon server). Nothing here replaces code we ship.
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadProto } from './proto.js';
+import { loadProto } from '../../scheduler/protocol/loader.js';
 
 type Msg = Record<string, any>;
 

@@ -1,5 +1,5 @@
 /**
- * Loads scheduler/damselfly.proto (the agent ↔ scheduler contract) once, with the options every
+ * Loads scheduler/protocol/damselfly.proto (the agent ↔ scheduler contract) once, with the options every
  * side uses, and exposes the service definitions for grpc-js servers and clients.
  */
 import { fileURLToPath } from 'node:url';

@@ -2,7 +2,7 @@
  * The one place our error codes become gRPC status codes (and back, for the Dfdaemon client).
  */
 import { status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
-import { DamselflyError, errorCode, errorMessage, type ErrorCode } from '../adapters/errors.js';
+import { DamselflyError, errorCode, errorMessage, type ErrorCode } from '../../adapters/errors.js';
 
 const TO_GRPC: Record<ErrorCode, status> = {
   NOT_FOUND: status.NOT_FOUND,

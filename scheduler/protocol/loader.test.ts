@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadProto, warmProto } from './proto.js';
+import { loadProto, warmProto } from './loader.js';
 
 describe('warmProto', () => {
   it('runs every method of both services through its serializers, and messages still round-trip', () => {

@@ -1,10 +1,10 @@
 /**
  * Builders for in-process tests of the registry, evaluator, scheduling and GC.
  */
-import type { HostInfo } from './resource/host.js';
-import { Resources } from './resource/resources.js';
-import type { PeerState } from './resource/fsm.js';
-import type { Peer } from './resource/peer.js';
+import type { HostInfo } from '../../scheduler/resource/host.js';
+import { Resources } from '../../scheduler/resource/resources.js';
+import type { PeerState } from '../../scheduler/resource/fsm.js';
+import type { Peer } from '../../scheduler/resource/peer.js';
 
 export function hostInfo(id: string, extra: Partial<HostInfo> = {}): HostInfo {
   return {

@@ -7,8 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { Outage } from '../kv/conformance.js';
-import { deadLetterName, type Queue, type QueueMessage } from './port.js';
+import type { Outage } from './kv-conformance.js';
+import { deadLetterName, type Queue, type QueueMessage } from '../../adapters/queue/port.js';
 
 export interface QueueSuiteOptions {
   /** Builds a queue client on the backend with `maxReceives` = 2; every instance sees the same queues. */

@@ -6,6 +6,18 @@
  */
 import { createHash } from 'node:crypto';
 
+/** Query parameters that carry signatures/expiry and must not change the task ID (Dragonfly's list). */
+export const DEFAULT_FILTERED_QUERY_PARAMS = [
+  'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature',
+  'X-Amz-Security-Token', 'X-Amz-User-Agent',
+  'X-Goog-Algorithm', 'X-Goog-Credential', 'X-Goog-Date', 'X-Goog-Expires', 'X-Goog-SignedHeaders', 'X-Goog-Signature',
+  'OSSAccessKeyId', 'Expires', 'Signature', 'SecurityToken',
+  'AccessKeyId', 'X-Obs-Date', 'X-Obs-Security-Token',
+  'q-sign-algorithm', 'q-ak', 'q-sign-time', 'q-key-time', 'q-header-list', 'q-url-param-list', 'q-signature',
+  'x-cos-security-token',
+  'ns',
+];
+
 export const MIN_PIECE_LENGTH = 4 * 1024 * 1024;
 export const MAX_PIECE_LENGTH = 64 * 1024 * 1024;
 export const MAX_PIECE_COUNT = 500;

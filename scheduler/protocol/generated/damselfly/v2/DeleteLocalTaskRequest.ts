@@ -1,0 +1,10 @@
+// Original file: scheduler/protocol/damselfly.proto
+
+
+export interface DeleteLocalTaskRequest {
+  'task_id'?: (string);
+}
+
+export interface DeleteLocalTaskRequest__Output {
+  'task_id': (string);
+}

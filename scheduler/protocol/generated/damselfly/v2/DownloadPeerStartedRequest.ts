@@ -1,0 +1,8 @@
+// Original file: scheduler/protocol/damselfly.proto
+
+
+export interface DownloadPeerStartedRequest {
+}
+
+export interface DownloadPeerStartedRequest__Output {
+}

@@ -1,0 +1,11 @@
+// Original file: scheduler/protocol/damselfly.proto
+
+import type { Piece as _damselfly_v2_Piece, Piece__Output as _damselfly_v2_Piece__Output } from '../../damselfly/v2/Piece.js';
+
+export interface DownloadPieceFinishedRequest {
+  'piece'?: (_damselfly_v2_Piece | null);
+}
+
+export interface DownloadPieceFinishedRequest__Output {
+  'piece': (_damselfly_v2_Piece__Output | null);
+}

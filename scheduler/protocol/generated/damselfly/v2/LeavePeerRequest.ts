@@ -1,0 +1,8 @@
+// Original file: scheduler/protocol/damselfly.proto
+
+
+export interface LeavePeerRequest {
+}
+
+export interface LeavePeerRequest__Output {
+}
