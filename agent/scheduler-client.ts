@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { request } from 'undici';
+import { ManagerClient } from '../adapters/manager-client.js';
 import type { Logger } from '../adapters/log.js';
 import { injectMetadata } from '../adapters/tracing.js';
 import { HashRing } from '../scheduler/protocol/hashring.js';
@@ -168,9 +168,8 @@ export class SchedulerClient {
     const m = this.opts.manager!;
     const q = new URLSearchParams({ hostname: this.host.hostname, ip: this.host.ip, idc: this.host.idc, location: this.host.location });
     try {
-      const res = await request(`${m.addr.replace(/\/$/, '')}/api/v1/schedulers/search?${q}`, { method: 'GET', headersTimeout: 5_000, bodyTimeout: 5_000 });
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`manager answered ${res.statusCode}`);
+      const { status, text } = await new ManagerClient(m.addr, { timeoutMs: 5_000 }).request('GET', `/api/v1/schedulers/search?${q}`);
+      if (status !== 200) throw new Error(`manager answered ${status}`);
       const body = JSON.parse(text) as { schedulers?: { ip: string; port: number }[] };
       const addrs = (body.schedulers ?? []).map((s) => `${s.ip}:${s.port}`);
       if (addrs.length === 0) throw new Error('manager returned no schedulers');

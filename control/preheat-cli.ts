@@ -4,7 +4,7 @@
  * error of every blob that failed), 2 on a usage error. Meant for CI: warm the seed peers before a
  * rollout pulls the image everywhere.
  */
-import { fetch } from 'undici';
+import { ManagerClient } from '../adapters/manager-client.js';
 import { parseCommand } from '../adapters/cli.js';
 import { parseDuration } from '../adapters/config.js';
 import { errorMessage } from '../adapters/errors.js';
@@ -152,29 +152,14 @@ export async function main(argv: string[]): Promise<number> {
     },
     scheduler_cluster_ids: clusters.length > 0 ? clusters : null,
   };
-  const base = manager.replace(/\/+$/, '');
-  const call = async (method: string, path: string, payload?: unknown): Promise<{ status: number; json: any }> => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json' } : {}) },
-      body: payload ? JSON.stringify(payload) : undefined,
-      signal: AbortSignal.timeout(30_000),
-    });
-    const text = await res.text();
-    let json: any = text;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // Non-JSON bodies are shown as they are.
-    }
-    return { status: res.status, json };
-  };
+  const client = new ManagerClient(manager, { token, timeoutMs: 30_000 });
+  const call = (method: string, path: string, payload?: unknown) => client.request(method, path, payload);
 
   let created;
   try {
     created = await call('POST', '/oapi/v1/jobs', body);
   } catch (err) {
-    process.stderr.write(`damselfly preheat: manager ${base} unreachable: ${errorMessage(err)}\n`);
+    process.stderr.write(`damselfly preheat: ${errorMessage(err)}\n`);
     return 1;
   }
   if (created.status !== 200) {
@@ -210,7 +195,7 @@ export async function main(argv: string[]): Promise<number> {
         job = r.json;
       } catch (err) {
         // The manager may restart mid-job: keep polling.
-        process.stderr.write(`damselfly preheat: manager unreachable (${errorMessage(err)}); retrying\n`);
+        process.stderr.write(`damselfly preheat: ${errorMessage(err)}; retrying\n`);
         continue;
       }
       const parts = (job.result?.job_states ?? []).map((s) => `cluster ${s.scheduler_cluster_id}: ${s.state}${s.progress ? ` ${s.progress.done}/${s.progress.total} blobs` : ''}`);

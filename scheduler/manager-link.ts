@@ -13,8 +13,8 @@
  * repeated download is served from the P2P cache, not the origin.
  */
 import { hostname as osHostname } from 'node:os';
-import { fetch } from 'undici';
-import { ConfigError, UnavailableError, errorMessage } from '../adapters/errors.js';
+import { ConfigError, NotFoundError, UnavailableError, errorMessage } from '../adapters/errors.js';
+import { ManagerClient, ManagerRefusedError } from '../adapters/manager-client.js';
 import { jobQueue } from '../adapters/keys.js';
 import { redactConfig, type Logger } from '../adapters/log.js';
 import type { Queue, QueueMessage } from '../adapters/queue/port.js';
@@ -47,16 +47,6 @@ export interface ManagerLinkOptions {
   unknownJobGraceMs?: number;
   /** How long a preheat waits for a seed peer (or scope's peers) to announce (runner.ts RunOptions.hostWaitMs). */
   hostWaitMs?: number;
-}
-
-/** A 404 from the manager: the thing does not exist there. */
-class ManagerNotFound extends Error {}
-
-/** A 4xx other than 404/429: the manager will refuse this exact request every time. */
-class ManagerRefused extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
 }
 
 /** A report cut to what the manager always accepts (limits.ts), with URL credentials redacted. */
@@ -130,24 +120,8 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
   const stopper = new AbortController();
   let registered = false;
 
-  const call = async <T>(method: string, path: string, body: unknown, timeoutMs = 10_000): Promise<T> => {
-    let res;
-    try {
-      res = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (err) {
-      throw new UnavailableError(`manager ${base} unreachable: ${errorMessage(err)}`, { cause: err });
-    }
-    const text = await res.text();
-    if (res.status === 404) throw new ManagerNotFound(text);
-    if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) throw new ManagerRefused(res.status, `manager ${method} ${path} refused (${res.status}): ${text.slice(0, 300)}`);
-    if (!res.ok) throw new UnavailableError(`manager ${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`);
-    return JSON.parse(text) as T;
-  };
+  const manager = new ManagerClient(base, { token: secret });
+  const call = <T>(method: string, path: string, body: unknown, timeoutMs?: number): Promise<T> => manager.json<T>(method, path, body, timeoutMs);
 
   const features = config.job.enable ? ['schedule', 'preheat'] : ['schedule'];
   const register = async (): Promise<void> => {
@@ -160,7 +134,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
       if (!registered) await register();
       else await call('POST', '/api/v1/schedulers/keepalive', { hostname, ip, scheduler_cluster_id: clusterId });
     } catch (err) {
-      if (err instanceof ManagerNotFound) {
+      if (err instanceof NotFoundError) {
         // The manager lost us (new store, record deleted): register again.
         registered = false;
         await register().catch((e) => log.warn('manager registration failed', { error: errorMessage(e) }));
@@ -214,8 +188,8 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
         await report(msg, body);
         return true;
       } catch (err) {
-        if (err instanceof ManagerNotFound) return true; // the job was deleted: nothing to record
-        if (err instanceof ManagerRefused) {
+        if (err instanceof NotFoundError) return true; // the job was deleted: nothing to record
+        if (err instanceof ManagerRefusedError) {
           if (++refusals > 1) {
             log.error('manager refused the job report twice; dropping the message', { jobId: msg.job_id, error: errorMessage(err) });
             return true;
@@ -242,7 +216,7 @@ export async function startManagerLink(scheduler: Scheduler, config: SchedulerCo
       try {
         answer = await report(msg, { state: 'PENDING' });
       } catch (err) {
-        if (err instanceof ManagerNotFound) {
+        if (err instanceof NotFoundError) {
           if (Date.now() - m.sentAt < (opts.unknownJobGraceMs ?? UNKNOWN_JOB_GRACE_MS)) {
             // The manager enqueues before it stores: give it a moment, then look again.
             await q.extend(queueName, m.receipt, 1_000);
