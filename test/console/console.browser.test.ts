@@ -215,6 +215,75 @@ describe.skipIf(!ready)('web console in chromium', () => {
     await shot(pg, '14-users');
   }, 30_000);
 
+  it('root manages users and clusters: creates a user by keyboard, changes a role, sets limits, deletes a cluster', async () => {
+    await pg.goto(`${base}/users`);
+    // Keyboard only: focus the first field, Tab through the form in order, Enter submits.
+    await pg.getByLabel(/^Name/).focus();
+    await pg.keyboard.type('alice');
+    await pg.keyboard.press('Tab');
+    expect(await pg.evaluate('document.activeElement.id')).toBe('n-email');
+    await pg.keyboard.type('alice@example.com');
+    await pg.keyboard.press('Tab');
+    expect(await pg.evaluate('document.activeElement.id')).toBe('n-role');
+    await pg.keyboard.press('Tab');
+    expect(await pg.evaluate('document.activeElement.id')).toBe('n-password');
+    await pg.keyboard.type('alice-password-1');
+    await pg.keyboard.press('Enter');
+    await expect.poll(() => pg.locator('.flash.ok').textContent()).toContain('user alice created');
+    const users = (await http('GET', `${base}/api/v1/users?per_page=100`, { token: stack.jwt })).json as any[];
+    const alice = users.find((u) => u.name === 'alice');
+    expect(alice).toMatchObject({ role: 'guest', state: 'enable', email: 'alice@example.com' });
+    expect(JSON.stringify(users)).not.toContain('alice-password-1');
+    // A short password is refused naming the field; nothing is created.
+    await pg.getByLabel(/^Name/).fill('bob');
+    await pg.locator('#n-password').evaluate((e) => e.removeAttribute('minlength'));
+    await pg.locator('#n-password').fill('short');
+    await pg.getByRole('button', { name: 'Create user' }).click();
+    await expect.poll(() => pg.locator('.flash.error').textContent()).toContain('password');
+    expect(((await http('GET', `${base}/api/v1/users?per_page=100`, { token: stack.jwt })).json as any[]).some((u) => u.name === 'bob')).toBe(false);
+    // Role and state per user; root's own row has no form, and the API refuses self-demotion.
+    await pg.goto(`${base}/users`);
+    await pg.getByLabel('Role of alice').selectOption('root');
+    await pg.getByRole('button', { name: 'Save alice' }).click();
+    await expect.poll(() => pg.locator('.flash.ok').textContent()).toContain('user alice saved');
+    expect((await http('GET', `${base}/api/v1/users/${alice.id}`, { token: stack.jwt })).json.role).toBe('root');
+    await pg.getByLabel('State of alice').selectOption('disable');
+    await pg.getByRole('button', { name: 'Save alice' }).click();
+    await expect.poll(() => pg.locator('.flash.ok').textContent()).toContain('user alice saved');
+    expect((await http('GET', `${base}/api/v1/users/${alice.id}`, { token: stack.jwt })).json.state).toBe('disable');
+    expect(await pg.locator('tr[data-user="root"] select').count()).toBe(0);
+    const rootId = users.find((u) => u.name === 'root').id;
+    const self = await http('PATCH', `${base}/api/v1/users/${rootId}`, { token: stack.jwt, body: { role: 'guest' } });
+    expect(self.status).toBe(409);
+    expect((await http('GET', `${base}/api/v1/users/${rootId}`, { token: stack.jwt })).json).toMatchObject({ role: 'root', state: 'enable' });
+    await shot(pg, '14b-users-managed');
+
+    // Cluster scheduling limits, a bad one refused naming its field, then delete (the default cluster cannot be).
+    const created = await http('POST', `${base}/api/v1/clusters`, { token: stack.jwt, body: { name: 'cluster-del' } });
+    expect(created.status).toBe(200);
+    await pg.goto(`${base}/clusters/${created.json.id}`);
+    await pg.getByLabel(/^Candidate parents/).fill('6');
+    await pg.getByLabel(/^Peer load limit/).fill('150');
+    await pg.getByRole('button', { name: 'Save cluster' }).click();
+    await expect.poll(() => pg.locator('.flash.ok').textContent()).toContain('cluster saved');
+    const saved = (await http('GET', `${base}/api/v1/clusters/${created.json.id}`, { token: stack.jwt })).json;
+    expect(saved.scheduler_cluster_config).toMatchObject({ candidate_parent_limit: 6, filter_parent_limit: 15 });
+    expect(saved.peer_cluster_config.load_limit).toBe(150);
+    await pg.locator('#c-filter').evaluate((e) => e.removeAttribute('max'));
+    await pg.getByLabel(/^Filtered parents/).fill('5000');
+    await pg.getByRole('button', { name: 'Save cluster' }).click();
+    await expect.poll(() => pg.locator('.flash.error').textContent()).toContain('scheduler_cluster_config.filter_parent_limit');
+    expect((await http('GET', `${base}/api/v1/clusters/${created.json.id}`, { token: stack.jwt })).json.scheduler_cluster_config.filter_parent_limit).toBe(15);
+    await pg.goto(`${base}/clusters/${created.json.id}`);
+    await shot(pg, '04b-cluster-edit');
+    pg.once('dialog', (d) => void d.accept());
+    await pg.getByRole('button', { name: 'Delete cluster cluster-del' }).click();
+    await expect.poll(() => pg.locator('.flash.ok').textContent()).toContain('cluster deleted');
+    expect((await http('GET', `${base}/api/v1/clusters/${created.json.id}`, { token: stack.jwt })).status).toBe(404);
+    await pg.goto(`${base}/clusters/1`);
+    expect(await pg.getByRole('button', { name: /^Delete cluster/ }).count()).toBe(0);
+  }, 60_000);
+
   it('a guest can read every page and change nothing', async () => {
     expect((await http('POST', `${base}/api/v1/users`, { token: stack.jwt, body: { name: 'viewer', password: 'viewer-password-1', role: 'guest' } })).status).toBe(200);
     const gctx = await browser.newContext({ viewport: { width: 390, height: 844 } });

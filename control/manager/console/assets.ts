@@ -35,6 +35,9 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85re
 pre{background:#0f172a;color:#e2e8f0;padding:.7rem;border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 form.stack{display:grid;gap:.6rem;max-width:560px}
 form.inline{display:inline}
+form.inline select{width:auto;margin-right:.3rem}
+.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
+fieldset{border:1px solid var(--line);border-radius:6px;padding:.5rem .7rem;display:grid;gap:.5rem}
 label{display:grid;gap:.2rem;font-weight:600;font-size:.9rem}
 label.check{display:flex;gap:.4rem;align-items:center;font-weight:400}
 input,select,textarea{font:inherit;padding:.35rem .5rem;border:1px solid #9aa3b5;border-radius:4px;background:#fff;color:var(--fg);width:100%}

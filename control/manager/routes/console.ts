@@ -220,12 +220,23 @@ ${cl.hosts === 0
 <label for="c-cidrs">CIDRs <span class="hint">one per line, e.g. 10.0.0.0/8</span><textarea id="c-cidrs" name="cidrs">${(cl?.scopes?.cidrs ?? []).join('\n')}</textarea></label>
 <label for="c-hostnames">Hostname patterns <span class="hint">RE2 regular expressions, one per line</span><textarea id="c-hostnames" name="hostnames">${(cl?.scopes?.hostnames ?? []).join('\n')}</textarea></label>
 <label class="check" for="c-default"><input id="c-default" type="checkbox" name="is_default" value="1"${cl?.is_default ? html` checked` : ''}> Default cluster (serves hosts no scope matches)</label>
+<fieldset><legend>Scheduling</legend><div class="row">
+<label for="c-candidate">Candidate parents <span class="hint">1–20, scored per decision</span><input id="c-candidate" name="candidate_parent_limit" type="number" min="1" max="20" value="${cl?.scheduler_cluster_config?.candidate_parent_limit ?? 4}"></label>
+<label for="c-filter">Filtered parents <span class="hint">10–1000, sampled per decision</span><input id="c-filter" name="filter_parent_limit" type="number" min="10" max="1000" value="${cl?.scheduler_cluster_config?.filter_parent_limit ?? 15}"></label>
+<label for="c-jobrate">Job rate limit <span class="hint">jobs per second, empty: none</span><input id="c-jobrate" name="job_rate_limit" type="number" min="1" max="1000000" value="${cl?.scheduler_cluster_config?.job_rate_limit ?? ''}"></label></div>
+<div class="row"><label for="c-seedload">Seed peer load limit <span class="hint">uploads at once, 1–50000</span><input id="c-seedload" name="seed_load_limit" type="number" min="1" max="50000" value="${cl?.seed_peer_cluster_config?.load_limit ?? 2000}"></label>
+<label for="c-peerload">Peer load limit <span class="hint">uploads at once, 1–2000</span><input id="c-peerload" name="peer_load_limit" type="number" min="1" max="2000" value="${cl?.peer_cluster_config?.load_limit ?? 200}"></label></div></fieldset>
 <button type="submit">${cl ? 'Save cluster' : 'Create cluster'}</button></form>`;
+  /** A number field of a form: absent when empty, the number (or NaN, which the API refuses naming the field) otherwise. */
+  const num = (v: unknown): number | undefined => (v === undefined || String(v).trim() === '' ? undefined : Number(String(v).trim()));
   const clusterBody = (f: Record<string, string>) => ({
     name: f.name ?? '',
     bio: f.bio ?? '',
     scopes: { idc: f.idc ?? '', location: f.location ?? '', cidrs: lines(f.cidrs), hostnames: String(f.hostnames ?? '').split('\n').map((x) => x.trim()).filter(Boolean) },
     is_default: f.is_default === '1',
+    scheduler_cluster_config: { candidate_parent_limit: num(f.candidate_parent_limit) ?? 4, filter_parent_limit: num(f.filter_parent_limit) ?? 15, ...(num(f.job_rate_limit) !== undefined ? { job_rate_limit: num(f.job_rate_limit) } : {}) },
+    seed_peer_cluster_config: { load_limit: num(f.seed_load_limit) ?? 2000 },
+    peer_cluster_config: { load_limit: num(f.peer_load_limit) ?? 200 },
   });
   view('/clusters', 'Clusters', async (_c, s) => {
     const list = (await api(s.jwt, 'GET', '/api/v1/clusters?per_page=1000')).json as any[];
@@ -245,7 +256,16 @@ ${isRoot(s.viewer) ? html`<div class="card"><h2>Create a cluster</h2>${clusterFo
     const scheds = ((await api(s.jwt, 'GET', `/api/v1/schedulers?scheduler_cluster_id=${id}&per_page=1000`)).json ?? []) as any[];
     return html`<div class="card"><h2>${a.json.name}</h2><p>${a.json.bio}</p><p>Schedulers: ${scheds.length === 0 ? 'none registered' : scheds.map((x) => html`${x.hostname} (${state(x.state)}) `)}</p>
 ${scheds.length === 0 ? html`<p>Start one:</p><pre data-command="scheduler">${schedulerCommand(a.json.id, c)}</pre><p>then agents:</p><pre data-command="agent">${agentCommand(a.json.id, c)}</pre>` : ''}</div>
-${isRoot(s.viewer) ? html`<div class="card"><h2>Edit scopes</h2>${clusterForm(s.viewer, `/clusters/${a.json.id}`, a.json)}</div>` : ''}`;
+${isRoot(s.viewer) ? html`<div class="card"><h2>Edit cluster</h2>${clusterForm(s.viewer, `/clusters/${a.json.id}`, a.json)}</div>` : ''}
+${isRoot(s.viewer) && !a.json.is_default
+  ? html`<div class="card"><h2>Delete this cluster</h2><p class="muted">Its hosts join another cluster whose scopes match them, or the default cluster, at their next scheduler lookup.</p>
+<form method="post" action="/clusters/${a.json.id}/delete" data-confirm="Delete cluster ${a.json.name}?">${csrfField(s.viewer)}<button class="danger" type="submit">Delete cluster ${a.json.name}</button></form></div>`
+  : ''}`;
+  });
+  action('/clusters/:id{[0-9]+}/delete', async (c, s) => {
+    const id = c.req.param('id');
+    const a = await api(s.jwt, 'DELETE', `/api/v1/clusters/${id}`);
+    return a.status === 200 ? done(c, '/clusters', 'cluster deleted') : failed(c, s, 'Cluster not deleted', a, `/clusters/${id}`);
   });
   action('/clusters/:id{[0-9]+}', async (c, s, f) => {
     const id = c.req.param('id');
@@ -396,7 +416,21 @@ ${next ? html`<p><a href="/tasks?${nextQ.toString()}" rel="next">Next page</a></
   // ------------------------------------------------------------------ users, configuration
   view('/users', 'Users', async (_c, s) => {
     const users = isRoot(s.viewer) ? (((await api(s.jwt, 'GET', '/api/v1/users?per_page=1000')).json ?? []) as any[]) : [];
-    return html`${users.length ? html`<div class="table card"><table><thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">State</th></tr></thead><tbody>${users.map((u) => html`<tr><td>${u.name}</td><td>${u.role}</td><td>${u.state}</td></tr>`)}</tbody></table></div>` : ''}
+    const opt = (value: string, cur: string) => html`<option value="${value}"${value === cur ? html` selected` : ''}>${value}</option>`;
+    const row = (u: any) =>
+      u.id === s.viewer.userId
+        ? html`<tr data-user="${u.name}"><td>${u.name}</td><td>${u.email}</td><td>${u.role}</td><td>${u.state}</td><td class="muted">you</td></tr>`
+        : html`<tr data-user="${u.name}"><td>${u.name}</td><td>${u.email}</td><td colspan="2"><form class="inline" method="post" action="/users/${u.id}">${csrfField(s.viewer)}
+<label for="u-role-${u.id}" class="sr-only">Role of ${u.name}</label><select id="u-role-${u.id}" name="role">${opt('guest', u.role)}${opt('root', u.role)}</select>
+<label for="u-state-${u.id}" class="sr-only">State of ${u.name}</label><select id="u-state-${u.id}" name="state">${opt('enable', u.state)}${opt('disable', u.state)}</select>
+<button type="submit" aria-label="Save ${u.name}">Save</button></form></td><td></td></tr>`;
+    return html`${users.length ? html`<div class="table card"><table><thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th><th scope="col">State</th><th scope="col"></th></tr></thead><tbody>${users.map(row)}</tbody></table></div>
+<div class="card"><h2>Create a user</h2><form class="stack" method="post" action="/users">${csrfField(s.viewer)}
+<label for="n-name">Name <span class="hint">3–64 letters, digits, _ . -</span><input id="n-name" name="name" required minlength="3" maxlength="64" pattern="[A-Za-z0-9_.\-]+" autocomplete="off"></label>
+<label for="n-email">Email<input id="n-email" name="email" type="email" maxlength="256"></label>
+<label for="n-role">Role<select id="n-role" name="role">${opt('guest', 'guest')}${opt('root', 'guest')}</select></label>
+<label for="n-password">Password <span class="hint">at least 8 characters</span><input id="n-password" name="password" type="password" autocomplete="new-password" minlength="8" required></label>
+<button type="submit">Create user</button></form></div>` : ''}
 <div class="card"><h2>Change my password</h2><form class="stack" method="post" action="/users/password">${csrfField(s.viewer)}
 <input type="text" name="username" autocomplete="username" value="${s.viewer.name}" hidden>
 <label for="u-old">Current password<input id="u-old" name="old_password" type="password" autocomplete="current-password" required></label>
@@ -409,6 +443,14 @@ ${next ? html`<p><a href="/tasks?${nextQ.toString()}" rel="next">Next page</a></
     if (check.status !== 200) return failed(c, s, 'Password not changed', { status: 401, json: { message: 'the current password is wrong' }, headers: new Headers() }, '/users');
     const a = await api(s.jwt, 'POST', `/api/v1/users/${s.viewer.userId}/reset_password`, { old_password: f.old_password ?? '', new_password: f.new_password ?? '' });
     return a.status === 200 ? done(c, '/users', 'password changed') : failed(c, s, 'Password not changed', a, '/users');
+  });
+  action('/users', async (c, s, f) => {
+    const a = await api(s.jwt, 'POST', '/api/v1/users', { name: f.name ?? '', email: f.email ?? '', role: f.role ?? 'guest', password: f.password ?? '' });
+    return a.status === 200 ? done(c, '/users', `user ${a.json.name} created`) : failed(c, s, 'User not created', a, '/users');
+  });
+  action('/users/:id{[0-9]+}', async (c, s, f) => {
+    const a = await api(s.jwt, 'PATCH', `/api/v1/users/${c.req.param('id')}`, { role: f.role ?? '', state: f.state ?? '' });
+    return a.status === 200 ? done(c, '/users', `user ${a.json.name} saved`) : failed(c, s, 'User not saved', a, '/users');
   });
   view('/config', 'Configuration', async (_c, s) => {
     const scheds = ((await api(s.jwt, 'GET', '/api/v1/schedulers?per_page=1000')).json ?? []) as any[];

@@ -113,6 +113,10 @@ export const userRoutes: RouteModule = (app, ctx) => {
   app.patch('/api/v1/users/:id', userAuth, requireRoot, async (c) => {
     const id = idParam(c);
     const req = await body(c, userPatchSchema);
+    // The caller is an enabled root: refusing its own demotion or disabling keeps at least one root.
+    if (c.get('principal').userId === id && ((req.role !== undefined && req.role !== 'root') || req.state === 'disable')) {
+      throw new ConflictError('you cannot demote or disable your own user; another root user must do it');
+    }
     const rec = await casUpdate<UserRecord>(kv, managerKeys.user(id), (u) => ({ ...u, ...req, updated_at: nowIso() }));
     return c.json(publicUser(rec.value));
   });
