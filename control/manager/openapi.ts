@@ -133,7 +133,8 @@ function consolePages(): RouteDoc[] {
     page('get', '/clusters', 'Console: clusters'),
     page('post', '/clusters', 'Console: create a cluster', 'root'),
     page('get', '/clusters/:id{[0-9]+}', 'Console: one cluster and its scopes'),
-    page('post', '/clusters/:id{[0-9]+}', 'Console: edit a cluster', 'root'),
+    page('post', '/clusters/:id{[0-9]+}', 'Console: edit a cluster (scopes and scheduling limits)', 'root'),
+    page('post', '/clusters/:id{[0-9]+}/delete', 'Console: delete a cluster (not the default one)', 'root'),
     page('get', '/schedulers', 'Console: schedulers and seed peers'),
     page('get', '/peers', 'Console: peers'),
     page('get', '/tasks', 'Console: tasks in flight and history'),
@@ -145,6 +146,8 @@ function consolePages(): RouteDoc[] {
     page('post', '/tokens', 'Console: create a token'),
     page('post', '/tokens/:id{[0-9]+}/revoke', 'Console: revoke a token'),
     page('get', '/users', 'Console: users'),
+    page('post', '/users', 'Console: create a user', 'root'),
+    page('post', '/users/:id{[0-9]+}', "Console: change a user's role or state", 'root'),
     page('post', '/users/password', 'Console: change your password'),
     page('get', '/config', 'Console: effective configuration (secrets redacted)'),
   ];
