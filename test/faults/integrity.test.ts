@@ -1,25 +1,20 @@
 // Integrity at rest with real processes (issue 13, findings 1, 2, 9): what an agent hands out to
 // `damselfly get` and to mirror clients is what was verified, also after its content file was
 // edited, a byte flipped or the file truncated behind its back; `get` writes a file of its own.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileSha256, generatedSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
-import { cleanupTempDirs, getThrough, killAll, makeTempDir, startCluster, type Cluster, type RoleProcess } from '../support/procs.js';
+import { getThrough, makeTempDir, startCluster, type Cluster, type RoleProcess } from '../support/procs.js';
+import { useRoleTeardown } from '../support/teardown.js';
 import { contentFiles, flipByte, getViaProxy } from './support.js';
 
 const PIECE = 4 * MiB;
 let origin: Origin | undefined;
 let cluster: Cluster | undefined;
 
-afterEach(async () => {
-  await killAll();
-  await origin?.close();
-  origin = undefined;
-  cluster = undefined;
-});
-afterAll(() => cleanupTempDirs());
+useRoleTeardown(() => origin);
 
 function expectViaAgent(r: { code: number | null; stderr: string }, what: string): void {
   expect(r.code, `${what}: ${r.stderr.slice(-1500)}`).toBe(0);

@@ -1,22 +1,17 @@
 // Origin faults with real processes (issue 13, findings 4 and 6): a reset or a stall mid-body and
 // transient 5xx are retried by the peer reading the origin (Range resume, bounded backoff) while
 // the others wait for its pieces, so the origin still sends each byte about once.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileSha256, MiB, startOrigin, type Fault, type Origin } from '../support/origin.js';
-import { cleanupTempDirs, getThrough, killAll, makeTempDir, startCluster, type Cluster, type RunResult } from '../support/procs.js';
+import { getThrough, makeTempDir, startCluster, type Cluster, type RunResult } from '../support/procs.js';
+import { useRoleTeardown } from '../support/teardown.js';
 
 let origin: Origin | undefined;
 let cluster: Cluster | undefined;
 
-afterEach(async () => {
-  await killAll();
-  await origin?.close();
-  origin = undefined;
-  cluster = undefined;
-});
-afterAll(() => cleanupTempDirs());
+useRoleTeardown(() => origin);
 
 /** All agents get one file while `fault` hits the origin; returns the origin ratio and the time until all were done. */
 async function faultRun(name: string, size: number, fault: Fault | undefined, times: number, agents: number): Promise<{ ratio: number; ms: number; results: RunResult[] }> {

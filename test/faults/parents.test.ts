@@ -1,19 +1,15 @@
 // Parent faults with real processes (issue 13, findings 7 and 8): a parent killed mid-transfer (with
 // its own client, as when its host dies) leaves its children rescheduled to the live holders, not
 // sent to the origin; a parent that answers 404 (it failed the task) is not waited on.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
-import { cleanupTempDirs, getThrough, killAll, makeTempDir, scrapeMetric, startCluster, type RoleProcess } from '../support/procs.js';
+import { getThrough, makeTempDir, scrapeMetric, startCluster, type RoleProcess } from '../support/procs.js';
+import { useRoleTeardown } from '../support/teardown.js';
 
 let origin: Origin | undefined;
-afterEach(async () => {
-  await killAll();
-  await origin?.close();
-  origin = undefined;
-});
-afterAll(() => cleanupTempDirs());
+useRoleTeardown(() => origin);
 
 describe('parent faults', () => {
   it('kill -9 of a parent in use mid-transfer: every other get completes from the live holders, origin ratio ≤ 1.10, no scheduling gave up', async () => {

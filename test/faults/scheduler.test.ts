@@ -3,18 +3,14 @@
 // each re-reading the origin. A scheduler that is killed and restarted knows nothing; the agents
 // announce again and tell it which complete tasks they hold (also those finished without it), so
 // the next peer gets the file from them, not from the origin.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { fileSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
-import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, scrapeMetric, spawnRole, startCluster, waitFor, type Cluster, type RoleProcess } from '../support/procs.js';
+import { getThrough, makeTempDir, portOf, schedulerConfigFor, scrapeMetric, spawnRole, startCluster, waitFor, type Cluster, type RoleProcess } from '../support/procs.js';
+import { useRoleTeardown } from '../support/teardown.js';
 
 let origin: Origin | undefined;
-afterEach(async () => {
-  await killAll();
-  await origin?.close();
-  origin = undefined;
-});
-afterAll(() => cleanupTempDirs());
+useRoleTeardown(() => origin);
 
 /** Four agents and a seed get one file; the scheduler is SIGKILLed once the origin sent a quarter of it (and restarted on its address 2 s later with `restart`). */
 async function killMidTransfer(restart: boolean): Promise<{ ratio: number; url: string; want: string; agents: RoleProcess[]; out: string; cluster: Cluster }> {

@@ -4,10 +4,11 @@
  * (another scheduler's delivery finishes it, and the origin sends no byte twice).
  */
 import path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cliPath } from '../support/cli.js';
 import { startOrigin, type Origin } from '../support/origin.js';
-import { agentConfigFor, cleanupTempDirs, killAll, makeTempDir, spawnRole, waitFor, type RoleProcess } from '../support/procs.js';
+import { agentConfigFor, makeTempDir, spawnRole, waitFor, type RoleProcess } from '../support/procs.js';
+import { useRoleTeardown } from '../support/teardown.js';
 import { freePort } from '../support/servers.js';
 import { http, listHosts, pollJob, ROOT_PASSWORD, SCHEDULER_SECRET, startScheduler } from './flow.js';
 
@@ -52,12 +53,7 @@ async function startStack(name: string, visibilityMs: number, schedulerNames: st
 
 describe('restarts mid-job (SQLite)', () => {
   let origin: Origin | undefined;
-  afterEach(async () => {
-    await killAll();
-    await origin?.close();
-    origin = undefined;
-  });
-  afterAll(() => cleanupTempDirs());
+  useRoleTeardown(() => origin);
 
   it('manager killed while a job runs: the job completes and is recorded after the restart', async () => {
     origin = await startOrigin({ rate: 4 * MiB });

@@ -1,36 +1,30 @@
 // Failure tests with real processes: a parent agent SIGKILLed mid-transfer, the scheduler stopped
 // mid-transfer, and a parent whose content file is corrupted on disk while it runs (a realistic fault:
 // no test switch in production code). In every case each download must complete with the right bytes.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { openSync, writeSync, closeSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { openSync, writeSync, closeSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { startOrigin, fileSha256, MiB, type Origin } from '../support/origin.js';
 import {
   startCluster,
   getThrough,
   apiGet,
-  killAll,
   makeTempDir,
-  cleanupTempDirs,
   type Cluster,
   type RoleProcess,
   type RunResult,
   scrapeMetric,
   waitFor,
 } from '../support/procs.js';
+import { useRoleTeardown } from '../support/teardown.js';
+import { filesUnder } from '../faults/support.js';
 
 const PIECE = 4 * MiB; // Dragonfly's piece length for files ≤ 2 GiB
 
 let origin: Origin | undefined;
 let cluster: Cluster | undefined;
 
-afterEach(async () => {
-  await killAll();
-  await origin?.close();
-  origin = undefined;
-  cluster = undefined;
-});
-afterAll(() => cleanupTempDirs());
+useRoleTeardown(() => origin);
 
 interface Timed extends RunResult {
   file: string;
@@ -53,17 +47,6 @@ function complaints(p: RoleProcess, needle: string): Array<Record<string, unknow
   return p.logs().filter((l) => (l.level === 'warn' || l.level === 'error') && JSON.stringify(l).includes(needle));
 }
 
-/** Every regular file under `dir` (recursive). */
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...filesUnder(p));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
 
 describe('failures', () => {
   it('a parent agent killed mid-transfer: its children finish from others', async () => {
