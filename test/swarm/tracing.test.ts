@@ -19,6 +19,7 @@ import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MiB, fileSha256, startOrigin, type Origin } from '../support/origin.js';
 import { apiGet, cleanupTempDirs, killAll, makeTempDir, proxyUrl, runCli, startCluster, waitFor, type Cluster } from '../support/procs.js';
+import { startDirOrigin } from '../support/dir-origin.js';
 import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { cliPath } from '../support/cli.js';
 import { pollJob, startStack } from '../manager/flow.js';
@@ -329,6 +330,36 @@ describe('tracing across agent, scheduler and parents', () => {
     await new Promise((res) => setTimeout(res, 1000));
     expect(receiver.spans.filter((s) => s.service === 'damselfly-get').length, 'get exported nothing').toBe(getSpans);
   }, 120_000);
+
+  it('damselfly get -r with tracing on: one trace, the CLI\'s root span, a span per file, each file\'s agent download below it', async () => {
+    const a1 = cluster!.agents[1]!;
+    const src = makeTempDir('damselfly-trace-rsrc-');
+    writeFileSync(path.join(src, 'one.bin'), Buffer.alloc(300_000, 1));
+    writeFileSync(path.join(src, 'two.bin'), Buffer.alloc(200_000, 2));
+    const dir = await startDirOrigin(src);
+    try {
+      const out = path.join(makeTempDir('damselfly-trace-rout-'), 'tree');
+      const r = await runCli(['get', '-r', dir.url('/'), '-O', out, '--endpoint', String(a1.ready.socket), '--no-progress', '--json'], { env: { DAMSELFLY_TRACING_ENDPOINT: receiver.url } });
+      expect(r.code, r.stderr).toBe(0);
+      const sum = JSON.parse(r.stdout.trim()) as { downloaded: number; trace_id: string };
+      expect(sum.downloaded).toBe(2);
+      expect(sum.trace_id).toMatch(/^[0-9a-f]{32}$/);
+      const inTrace = () => receiver.spans.filter((s) => s.traceId === sum.trace_id);
+      await waitFor(() => (inTrace().filter((s) => s.name === 'agent.download').length === 2 ? true : undefined), 'both files\' agent spans', 15_000);
+      const spans = inTrace();
+      const root = spans.find((s) => s.name === 'cli.get')!;
+      expect(root.parentSpanId).toBeUndefined();
+      expect(root.attributes['damselfly.recursive']).toBe(true);
+      const files = spans.filter((s) => s.name === 'cli.get.file');
+      expect(files.map((f) => f.attributes['damselfly.path']).sort()).toEqual(['one.bin', 'two.bin']);
+      for (const f of files) expect(f.parentSpanId).toBe(root.spanId);
+      const downloads = spans.filter((s) => s.name === 'agent.download');
+      expect(new Set(downloads.map((d) => d.parentSpanId))).toEqual(new Set(files.map((f) => f.spanId)));
+      for (const d of downloads) expect(d.host).toBe('agent-1');
+    } finally {
+      await dir.close();
+    }
+  }, 60_000);
 
   it('a preheat is one trace: the manager\'s job, the scheduler\'s run of it, the seed peer\'s download and its origin read', async () => {
     const dir = makeTempDir('damselfly-trace-preheat-');
