@@ -14,7 +14,7 @@ import { context, propagation, trace, INVALID_SPAN_CONTEXT, SpanKind, SpanStatus
 import type { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { z } from 'zod';
 
-export { SpanKind };
+export { SpanKind, SpanStatusCode };
 
 export const tracingConfigSchema = z
   .strictObject({

@@ -13,16 +13,12 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { errorMessage } from '../adapters/errors.js';
-import type { GetArgs, fetchToFile as FetchToFile, resolveEndpoint as ResolveEndpoint } from './cli-get.js';
+import type { GetArgs, SingleFileGet } from './cli-get-args.js';
 import { globToRegExp } from './glob.js';
 import { safeRelativePath, type SourceEntry } from '../adapters/source/port.js';
 import { sourceList } from '../adapters/source/sources.js';
 
-/** What a recursive get uses of the single-file get (passed in: cli-get.ts loads this module lazily). */
-export interface SingleFileGet {
-  fetchToFile: typeof FetchToFile;
-  resolveEndpoint: typeof ResolveEndpoint;
-}
+export type { SingleFileGet } from './cli-get-args.js';
 
 export const STATE_FILE = '.damselfly-get.json';
 const STATE_VERSION = 1;
@@ -119,7 +115,7 @@ export interface RecursiveSummary {
 }
 
 /** Runs `get --recursive`; returns the exit code (0 all files present, 1 some failed, 2 bad usage). */
-export async function getRecursive(args: GetArgs, { fetchToFile, resolveEndpoint }: SingleFileGet): Promise<number> {
+export async function getRecursive(args: GetArgs, { fetchToFile, resolveEndpoint, inSpan, traceId }: SingleFileGet): Promise<number> {
   const t0 = performance.now();
   const out = path.resolve(args.output);
   const st = await fs.stat(out).catch(() => undefined);
@@ -204,13 +200,16 @@ export async function getRecursive(args: GetArgs, { fetchToFile, resolveEndpoint
     try {
       await fs.mkdir(dir, { recursive: true });
       const fileArgs: GetArgs = { ...args, url: e.url, output: file, recursive: false, progress: false, digest: undefined };
-      const r = await fetchToFile(fileArgs, file, socket, signal, {
-        onBytes: (n) => {
-          const c = current.get(e.path);
-          if (c) c.done = n;
-        },
-        warn: (l) => process.stderr.write((tty ? '\r\x1b[2K' : '') + `${l.replace(/^damselfly get: /, `damselfly get: ${e.path}: `)}\n`),
-      });
+      // With tracing on, each file is a span of the run's trace, its agent download below it.
+      const r = await inSpan('cli.get.file', { 'url.full': e.url, 'damselfly.path': e.path }, () =>
+        fetchToFile(fileArgs, file, socket, signal, {
+          onBytes: (n) => {
+            const c = current.get(e.path);
+            if (c) c.done = n;
+          },
+          warn: (l) => process.stderr.write((tty ? '\r\x1b[2K' : '') + `${l.replace(/^damselfly get: /, `damselfly get: ${e.path}: `)}\n`),
+        }),
+      );
       const sha256 = await fileSha256(file);
       state.files[e.path] = { url: e.url, size: r.bytes, sha256 };
       await save();
@@ -253,6 +252,6 @@ export async function getRecursive(args: GetArgs, { fetchToFile, resolveEndpoint
   process.stderr.write(
     `damselfly get: ${sum.files} files (${sum.downloaded} downloaded, ${sum.skipped} already complete, ${sum.failed} failed), ${fmt(sum.bytes)} in ${sum.seconds.toFixed(1)}s: ${fmt(sum.fromPeers)} from peers, ${fmt(sum.fromOrigin)} from the origin, ${fmt(sum.fromAgentCache)} already on the agent\n`,
   );
-  if (process.env.DAMSELFLY_GET_SUMMARY_JSON === '1') process.stdout.write(JSON.stringify(sum) + '\n');
+  if (args.json || process.env.DAMSELFLY_GET_SUMMARY_JSON === '1') process.stdout.write(JSON.stringify(traceId ? { ...sum, trace_id: traceId } : sum) + '\n');
   return sum.failed > 0 ? 1 : 0;
 }

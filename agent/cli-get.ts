@@ -12,218 +12,22 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import http from 'node:http';
+import type { Span } from '@opentelemetry/api';
 import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
-import { globToRegExp } from './glob.js';
-import { checkSourceUrl, schemeOf } from '../adapters/source/sources.js';
+import { HELP, parseGetArgs, tracingEndpoint, UsageError, type FetchHooks, type FetchResult, type GetArgs } from './cli-get-args.js';
 
-const HELP = `usage: damselfly get URL -O FILE [options]
-       damselfly get --recursive URL -O DIR [--include GLOB]... [--exclude GLOB]... [options]
+export { HELP, parseGetArgs, UsageError, type FetchHooks, type FetchResult, type GetArgs } from './cli-get-args.js';
 
-Downloads URL through the local agent (P2P), or straight from the origin when no agent answers.
-FILE is only replaced once the whole content arrived (and matched --digest).
-URL: http(s)://…, s3://BUCKET/KEY, hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH].
+/**
+ * adapters/tracing.ts, loaded only when $DAMSELFLY_TRACING_ENDPOINT is set: with tracing off `get`
+ * loads neither the OpenTelemetry SDK nor zod, and sends no traceparent.
+ */
+let tracing: typeof import('../adapters/tracing.js') | undefined;
 
-options:
-  -O, --output FILE              where to write (required; a directory with --recursive)
-  -r, --recursive                download every file below URL (an s3:// prefix, an hf:// repository,
-                                 an http index page) into DIR, in parallel, each file a task of its own; a rerun skips
-                                 files already complete and verified
-  --include GLOB                 with -r: only paths matching GLOB (repeatable; * ? [..] **; a glob
-                                 without '/' matches the file name at any depth)
-  --exclude GLOB                 with -r: leave out paths matching GLOB (repeatable; wins over --include)
-  --concurrency N                with -r: files at once (default 5)
-  --storage-endpoint URL         s3://: S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL_S3)
-  --storage-region REGION        s3://: region (default $AWS_REGION or us-east-1)
-  --storage-access-key-id ID     s3://: credentials for this download (default: the agent's AWS chain)
-  --storage-access-key-secret S
-  --storage-session-token T
-  --hf-endpoint URL              hf://: hub or mirror (default $HF_ENDPOINT or https://huggingface.co)
-  --hf-token TOKEN               hf://: access token (default the agent's $HF_TOKEN)
-  --digest sha256:HEX            check the whole file against this digest
-  -H, --header 'Name: value'     request header for the origin (repeatable)
-  --tag TAG                      task tag (part of the task ID)
-  --application APP              application (part of the task ID)
-  --filtered-query-param NAME    query param ignored for the task ID (repeatable)
-  --piece-length SIZE            fixed piece length (part of the task ID), e.g. 8MiB
-  --content-for-calculating-task-id STRING
-                                 task ID = sha256 of STRING instead of the URL-based ID (the same
-                                 content under changing URLs stays one task)
-  --priority N                   0..6 (default 6)
-  --disable-back-to-source       never let the agent read the origin (P2P only)
-  -e, --endpoint SOCKET          agent socket (default $DAMSELFLY_ENDPOINT, ~/.damselfly/agent.sock,
-                                 /var/run/damselfly/damselfly.sock)
-  --timeout DURATION             give up after e.g. 30m (default 2h)
-  --no-progress                  no progress bar (none is drawn unless stderr is a terminal)
-  --help                         this text
-`;
-
-export interface GetArgs {
-  url: string;
-  output: string;
-  recursive: boolean;
-  include: string[];
-  exclude: string[];
-  concurrency: number;
-  digest?: string;
-  headers: Record<string, string>;
-  tag?: string;
-  application?: string;
-  filtered: string[];
-  pieceLength?: number;
-  contentForTaskId?: string;
-  priority?: number;
-  disableBackToSource: boolean;
-  endpoint?: string;
-  timeoutMs: number;
-  progress: boolean;
-}
-
-export class UsageError extends Error {}
-
-// adapters/config.js pulls in zod and yaml; `get` runs once per download, so it loads them only
-// when a size or duration flag needs parsing.
-let parsers: typeof import('../adapters/config.js') | undefined;
-async function loadParsers(): Promise<typeof import('../adapters/config.js')> {
-  parsers ??= await import('../adapters/config.js');
-  return parsers;
-}
-
-/** Parses argv; throws UsageError with a one-line reason. */
-export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
-  const a: Partial<GetArgs> & { headers: Record<string, string>; filtered: string[]; include: string[]; exclude: string[] } = { headers: {}, filtered: [], include: [], exclude: [], recursive: false, concurrency: 5, disableBackToSource: false, timeoutMs: 2 * 3_600_000, progress: true };
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let inline: string | undefined;
-    if (arg.startsWith('--') && arg.includes('=')) {
-      inline = arg.slice(arg.indexOf('=') + 1);
-      arg = arg.slice(0, arg.indexOf('='));
-    }
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new UsageError(`${arg} needs a value`);
-      return v;
-    };
-    switch (arg) {
-      case '--help':
-      case '-h':
-        return 'help';
-      case '-O':
-      case '--output':
-        a.output = value();
-        break;
-      case '--digest': {
-        const d = value();
-        if (!/^sha256:[0-9a-fA-F]{64}$/.test(d)) throw new UsageError(`--digest must be sha256:<64 hex digits>`);
-        a.digest = d.toLowerCase();
-        break;
-      }
-      case '-H':
-      case '--header': {
-        const h = value();
-        const c = h.indexOf(':');
-        if (c <= 0) throw new UsageError(`--header must look like 'Name: value'`);
-        a.headers[h.slice(0, c).trim()] = h.slice(c + 1).trim();
-        break;
-      }
-      case '-r':
-      case '--recursive':
-        a.recursive = true;
-        break;
-      case '--include':
-      case '--exclude': {
-        const g = value();
-        try {
-          globToRegExp(g);
-        } catch (err) {
-          throw new UsageError(`${arg} ${errorMessage(err)}`);
-        }
-        (arg === '--include' ? a.include : a.exclude).push(g);
-        break;
-      }
-      case '--concurrency':
-        a.concurrency = Number(value());
-        if (!Number.isInteger(a.concurrency) || a.concurrency < 1 || a.concurrency > 64) throw new UsageError('--concurrency must be 1..64');
-        break;
-      case '--storage-endpoint': {
-        const v = value();
-        if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`--storage-endpoint ${v} must be http(s)://HOST[:PORT]`);
-        a.headers['x-damselfly-s3-endpoint'] = v;
-        break;
-      }
-      case '--storage-region':
-        a.headers['x-damselfly-s3-region'] = value();
-        break;
-      case '--storage-access-key-id':
-        a.headers['x-damselfly-s3-access-key-id'] = value();
-        break;
-      case '--storage-access-key-secret':
-        a.headers['x-damselfly-s3-secret-access-key'] = value();
-        break;
-      case '--storage-session-token':
-        a.headers['x-damselfly-s3-session-token'] = value();
-        break;
-      case '--hf-endpoint':
-      case '--hf-base-url': {
-        const v = value();
-        if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`${arg} ${v} must be http(s)://HOST[:PORT]`);
-        a.headers['x-damselfly-hf-endpoint'] = v;
-        break;
-      }
-      case '--hf-token':
-        a.headers['x-damselfly-hf-token'] = value();
-        break;
-      case '--tag':
-        a.tag = value();
-        break;
-      case '--application':
-        a.application = value();
-        break;
-      case '--filtered-query-param':
-        a.filtered.push(value());
-        break;
-      case '--content-for-calculating-task-id':
-        a.contentForTaskId = value();
-        if (!a.contentForTaskId) throw new UsageError('--content-for-calculating-task-id needs a non-empty value');
-        break;
-      case '--piece-length':
-        a.pieceLength = (await loadParsers()).parseSize(value());
-        break;
-      case '--priority':
-        a.priority = Number(value());
-        if (!Number.isInteger(a.priority) || a.priority < 0 || a.priority > 6) throw new UsageError('--priority must be 0..6');
-        break;
-      case '--disable-back-to-source':
-        a.disableBackToSource = true;
-        break;
-      case '-e':
-      case '--endpoint':
-        a.endpoint = value();
-        break;
-      case '--timeout':
-        a.timeoutMs = (await loadParsers()).parseDuration(value());
-        break;
-      case '--no-progress':
-        a.progress = false;
-        break;
-      default:
-        if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
-        rest.push(arg);
-    }
-  }
-  if (rest.length !== 1) throw new UsageError(rest.length === 0 ? 'a URL is required' : 'exactly one URL is expected');
-  try {
-    checkSourceUrl(rest[0]);
-  } catch (err) {
-    throw new UsageError(errorMessage(err).replace(/^url /, 'URL '));
-  }
-  if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-s3-')) && schemeOf(rest[0]) !== 's3') throw new UsageError('--storage-* options are for s3:// URLs only (they would be sent to this origin)');
-  if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-hf-')) && schemeOf(rest[0]) !== 'hf') throw new UsageError('--hf-* options are for hf:// URLs only (they would be sent to this origin)');
-  if (!a.output) throw new UsageError(a.recursive ? '-O DIR is required' : '-O FILE is required');
-  if (!a.recursive && (a.include.length > 0 || a.exclude.length > 0)) throw new UsageError('--include and --exclude need --recursive');
-  if (a.recursive && a.digest) throw new UsageError('--digest names one file; it cannot be used with --recursive');
-  a.url = rest[0];
-  return a as GetArgs;
+/** Runs `fn` in a span `name` (below the active one) when tracing is on; else just runs it. */
+function spanned<T>(name: string, url: string, attrs: Record<string, string | number | boolean | undefined>, fn: (span: Span | undefined) => Promise<T>): Promise<T> {
+  if (!tracing) return fn(undefined);
+  return tracing.inSpan(name, { 'url.full': tracing.redactUrl(url), ...attrs }, (s) => fn(s));
 }
 
 /** The agent socket to use: --endpoint, $DAMSELFLY_ENDPOINT, then the first of the defaults that exists. */
@@ -333,7 +137,8 @@ async function readText(res: NodeJS.ReadableStream): Promise<string> {
 async function agentRequest(socket: string, pathAndQuery: string, signal: AbortSignal, headers: Record<string, string> = {}): Promise<http.IncomingMessage> {
   let res: http.IncomingMessage;
   try {
-    res = await socketGet(socket, pathAndQuery, signal, headers);
+    // The active span's traceparent (get's own span), so the agent's spans join this trace.
+    res = await socketGet(socket, pathAndQuery, signal, { ...tracing?.traceHeaders(), ...headers });
   } catch (err) {
     if (signal.aborted) throw err;
     throw new AgentUnusable(`no agent at ${socket} (${errorMessage(err)})`);
@@ -473,20 +278,6 @@ async function writeBody(src: Body, tmp: string, args: GetArgs, hooks: FetchHook
   return n;
 }
 
-export interface FetchHooks {
-  /** Bytes of this file done so far (polled, so it may lag). */
-  onBytes?(done: number): void;
-  /** A warning line (already prefixed); default: to stderr. */
-  warn?(line: string): void;
-}
-
-export interface FetchResult {
-  /** The agent's task ID, when the agent placed the file. */
-  taskId?: string;
-  via: 'agent' | 'origin';
-  bytes: number;
-}
-
 /**
  * Downloads args.url to `output`: through the agent at `socket` (it places the file, or streams
  * it), else straight from the origin. Bytes go to a temporary file beside `output`, renamed at the
@@ -513,8 +304,14 @@ export async function fetchToFile(args: GetArgs, output: string, socket: string,
     } catch (err) {
       await fs.rm(tmp, { force: true });
       if (signal.aborted || args.disableBackToSource || err instanceof IntegrityError || !(err instanceof AgentUnusable || isStreamBreak(err))) throw err;
-      (hooks.warn ?? ((l: string) => process.stderr.write(l + '\n')))(`damselfly get: warning: ${errorMessage(err)}; downloading from the origin directly`);
-      result = { via: 'origin', bytes: await writeBody(await direct(args, signal), tmp, args, hooks) };
+      const reason = errorMessage(err);
+      (hooks.warn ?? ((l: string) => process.stderr.write(l + '\n')))(`damselfly get: warning: ${reason}; downloading from the origin directly`);
+      const bytes = await spanned('cli.get.back_to_source', args.url, { 'damselfly.fallback_reason': reason }, async (span) => {
+        const n = await writeBody(await direct(args, signal), tmp, args, hooks);
+        span?.setAttribute('damselfly.bytes', n);
+        return n;
+      });
+      result = { via: 'origin', bytes, fallbackReason: reason };
     }
     await fs.rename(tmp, output);
     return result;
@@ -530,8 +327,10 @@ export async function fetchToFile(args: GetArgs, output: string, socket: string,
 
 export async function main(argv: string[]): Promise<number> {
   let args: GetArgs | 'help';
+  let endpoint: string | undefined;
   try {
     args = await parseGetArgs(argv);
+    endpoint = tracingEndpoint(process.env);
   } catch (err) {
     process.stderr.write(`damselfly get: ${errorMessage(err)}\n`);
     return 2;
@@ -540,20 +339,51 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (args.recursive) return (await import('./cli-get-recursive.js')).getRecursive(args, { fetchToFile, resolveEndpoint });
+  let stopTracing: () => Promise<void> = async () => undefined;
+  if (endpoint) {
+    tracing = await import('../adapters/tracing.js');
+    stopTracing = await tracing.startTracing({ endpoint, sampleRatio: 1 }, 'damselfly-get', { 'host.name': os.hostname() });
+  }
+  const a = args;
+  try {
+    // One get is one trace: this root span, the agent's below it (traceparent), and so on.
+    return await spanned('cli.get', a.url, { 'damselfly.recursive': a.recursive }, (span) => run(a, span));
+  } finally {
+    // A collector that does not answer must not hold the download's exit for long.
+    await Promise.race([stopTracing(), new Promise((r) => setTimeout(r, 3000).unref())]);
+  }
+}
+
+async function run(args: GetArgs, span: Span | undefined): Promise<number> {
+  const traceId = span?.spanContext().traceId;
+  if (args.recursive) {
+    const single = { fetchToFile, resolveEndpoint, traceId, inSpan: <T>(name: string, attrs: Record<string, string | number | boolean | undefined>, fn: () => Promise<T>) => spanned(name, String(attrs['url.full'] ?? ''), attrs, fn) };
+    const code = await (await import('./cli-get-recursive.js')).getRecursive(args, single);
+    span?.setAttribute('damselfly.exit_code', code);
+    return code;
+  }
+  const json = (o: Record<string, unknown>) => {
+    if (args.json) process.stdout.write(JSON.stringify({ ...o, ...(traceId ? { trace_id: traceId } : {}) }) + '\n');
+  };
   const output = path.resolve(args.output);
   try {
     await checkOutput(output);
   } catch (err) {
     process.stderr.write(`damselfly get: ${errorMessage(err)}\n`);
+    json({ ok: false, error: errorMessage(err) });
     return 2;
   }
   const signal = AbortSignal.timeout(args.timeoutMs);
   try {
-    await fetchToFile(args, output, resolveEndpoint(args.endpoint), signal);
+    const r = await fetchToFile(args, output, resolveEndpoint(args.endpoint), signal);
+    span?.setAttributes({ 'damselfly.via': r.via, 'damselfly.bytes': r.bytes, ...(r.taskId ? { 'damselfly.task_id': r.taskId } : {}), ...(r.fallbackReason ? { 'damselfly.fallback_reason': r.fallbackReason } : {}) });
+    json({ ok: true, output, via: r.via, bytes: r.bytes, ...(r.taskId ? { task_id: r.taskId } : {}), ...(r.fallbackReason ? { fallback_reason: r.fallbackReason } : {}) });
     return 0;
   } catch (err) {
-    process.stderr.write(`damselfly get: ${signal.aborted ? `timed out after ${args.timeoutMs} ms` : errorMessage(err)}\n`);
+    const why = signal.aborted ? `timed out after ${args.timeoutMs} ms` : errorMessage(err);
+    process.stderr.write(`damselfly get: ${why}\n`);
+    json({ ok: false, error: why });
+    span?.setStatus({ code: 2 /* SpanStatusCode.ERROR, not imported: the API loads only with tracing on */, message: why });
     return 1;
   }
 }

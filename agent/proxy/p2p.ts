@@ -152,7 +152,8 @@ function firstChunk(body: Readable): Promise<Buffer | null> {
 }
 
 export type P2PResult =
-  | { outcome: 'served'; taskId: string; bytes: number }
+  /** `fromCache`: a complete task the agent already held (no download ran). */
+  | { outcome: 'served'; taskId: string; peerId?: string; fromCache?: boolean; bytes: number }
   | { outcome: 'source_error'; status: number }
   | { outcome: 'fallback'; reason: string; error?: unknown }
   | { outcome: 'broken'; error: unknown };
@@ -247,7 +248,7 @@ export async function serveP2P(
   } finally {
     res.off('close', onClose);
   }
-  return { outcome: 'served', taskId: stream.taskId, bytes };
+  return { outcome: 'served', taskId: stream.taskId, peerId: stream.peerId, fromCache: stream.fromCache, bytes };
 }
 
 /**
@@ -309,7 +310,7 @@ async function serveMultiRange(
   } catch (error) {
     return { outcome: 'broken', error };
   }
-  return { outcome: 'served', taskId: stream.taskId, bytes: total };
+  return { outcome: 'served', taskId: stream.taskId, peerId: stream.peerId, fromCache: true, bytes: total };
 }
 
 /** Sends the status and headers for a task's body, and starts the whole-blob prefetch of a ranged request. */
@@ -447,7 +448,7 @@ async function serveFile(
       res.destroy(error instanceof Error ? error : new Error(String(error)));
       return { outcome: 'broken', error };
     }
-    return { outcome: 'served', taskId: stream.taskId, bytes };
+    return { outcome: 'served', taskId: stream.taskId, peerId: stream.peerId, fromCache: stream.fromCache, bytes };
   } finally {
     if (fd !== undefined) fsClose(fd, () => undefined);
     file.done(bytes);

@@ -10,10 +10,12 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
+import type { Span } from '@opentelemetry/api';
 import { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
+import { SpanKind, SpanStatusCode, contextFromHeaders, inSpan, redactUrl } from '../../adapters/tracing.js';
 import { compileHijackRules, hijackRuleFor, upstreamTls } from '../../adapters/source/client.js';
 import { AccessChecker } from './access.js';
 import { LeafSigner } from './ca.js';
@@ -126,10 +128,24 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
 
     const route: ProxyRoute = wantsP2P(req.method, target, req.headers, config) ? 'p2p' : 'direct';
     log.debug('request', { method: req.method, url: safeUrl(raw), route });
+    // Each proxied request is a span, continued from the client's traceparent or the root of a trace
+    // of its own; a P2P download it starts runs in it, so the engine's spans (the task, its scheduler
+    // stream, the parents' piece servers, the origin read) are its descendants.
+    await inSpan(
+      'agent.proxy.request',
+      { 'http.request.method': req.method, 'url.full': redactUrl(target.href), 'damselfly.route': route, 'damselfly.blob_digest': blobDigest(target.pathname) },
+      (span) => proxied(req, res, target, dispatcher, route, span),
+      contextFromHeaders(req.headers),
+      SpanKind.SERVER,
+    );
+  }
+
+  async function proxied(req: IncomingMessage, res: ServerResponse, target: URL, dispatcher: Dispatcher, route: ProxyRoute, span: Span): Promise<void> {
     if (route === 'p2p' && access) {
       const decision = await access.check(target, req.headers, dispatcher);
       if (!decision.allowed) {
         metrics.requests.inc({ route, result: 'denied' });
+        span.setAttributes({ 'damselfly.result': 'denied', 'http.response.status_code': decision.status });
         log.info('blob refused: the registry did not confirm the client may read it', { url: safeUrl(target.href), status: decision.status });
         res.writeHead(decision.status, { ...decision.headers, 'content-length': decision.body.length }).end(req.method === 'HEAD' ? undefined : decision.body);
         return;
@@ -138,27 +154,34 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     if (route === 'p2p') {
       metrics.viaDfdaemon.inc();
       const r = await serveP2P(req, res, target, { config, taskManager: opts.taskManager, onBytes: (n) => metrics.bytes.inc({ source: 'p2p' }, n) });
+      span.setAttribute('damselfly.result', r.outcome);
       if (r.outcome === 'served') {
         metrics.requests.inc({ route, result: 'ok' });
+        span.setAttributes({ 'damselfly.task_id': r.taskId, 'damselfly.bytes': r.bytes, 'damselfly.from_cache': r.fromCache === true, 'http.response.status_code': res.statusCode, ...(r.peerId ? { 'damselfly.peer_id': r.peerId } : {}) });
+        if (r.fromCache) span.addEvent('served from the agent cache (no download)');
         return;
       }
       if (r.outcome === 'source_error') {
         metrics.requests.inc({ route, result: 'source_error' });
+        span.setAttribute('http.response.status_code', r.status);
         return;
       }
       if (r.outcome === 'broken') {
         metrics.requests.inc({ route, result: 'error' });
         metrics.failures.inc({ route });
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(r.error) });
         log.warn('p2p body failed after headers were sent', { url: safeUrl(target.href), error: errorMessage(r.error) });
         return;
       }
       metrics.fallbacks.inc({ reason: r.reason });
+      span.setAttributes({ 'damselfly.fallback_reason': r.reason, ...(r.error !== undefined ? { 'damselfly.fallback_error': errorMessage(r.error) } : {}) });
+      span.addEvent('served directly from the upstream', { 'damselfly.fallback_reason': r.reason });
       if (r.error !== undefined) log.info('p2p unavailable, fetching directly', { url: safeUrl(target.href), reason: r.reason, code: errorCode(r.error), error: errorMessage(r.error) });
     }
-    await direct(req, res, target, dispatcher, route === 'p2p' ? 'fallback' : 'ok');
+    await direct(req, res, target, dispatcher, route === 'p2p' ? 'fallback' : 'ok', span);
   }
 
-  async function direct(req: IncomingMessage, res: ServerResponse, target: URL, dispatcher: Dispatcher, result: 'ok' | 'fallback'): Promise<void> {
+  async function direct(req: IncomingMessage, res: ServerResponse, target: URL, dispatcher: Dispatcher, result: 'ok' | 'fallback', span: Span): Promise<void> {
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -181,14 +204,24 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
       }
       metrics.requests.inc({ route: 'direct', result: 'error' });
       metrics.failures.inc({ route: 'direct' });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `upstream unreachable: ${errorMessage(error)}` });
       log.warn('upstream unreachable', { method: req.method, url: safeUrl(target.href), error: errorMessage(error) });
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain', [DF_HEADER.errorType]: 'proxy' }).end('damselfly proxy: upstream unreachable\n');
       return;
     }
     const digest = req.method === 'GET' && !req.headers.range ? blobDigest(target.pathname) : undefined;
     try {
-      await relayResponse(req, res, up, { verifyDigest: digest, onBytes: (n) => metrics.bytes.inc({ source: 'direct' }, n) });
+      let bytes = 0;
+      span.setAttribute('http.response.status_code', up.status);
+      await relayResponse(req, res, up, {
+        verifyDigest: digest,
+        onBytes: (n) => {
+          bytes += n;
+          metrics.bytes.inc({ source: 'direct' }, n);
+        },
+      });
       metrics.requests.inc({ route: 'direct', result });
+      span.setAttributes({ 'damselfly.bytes': bytes, 'damselfly.served_by': 'upstream' });
     } catch (error) {
       metrics.requests.inc({ route: 'direct', result: 'error' });
       metrics.failures.inc({ route: 'direct' });
