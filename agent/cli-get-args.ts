@@ -155,6 +155,15 @@ const OPTIONS = {
   json: { type: 'boolean' },
 } as const;
 
+/** Flags whose value travels to the agent as a per-request source header (adapters/source backends read them). */
+const SOURCE_HEADERS = {
+  'storage-region': 'x-damselfly-s3-region',
+  'storage-access-key-id': 'x-damselfly-s3-access-key-id',
+  'storage-access-key-secret': 'x-damselfly-s3-secret-access-key',
+  'storage-session-token': 'x-damselfly-s3-session-token',
+  'hf-token': 'x-damselfly-hf-token',
+} as const;
+
 /** Parses argv; throws UsageError with a one-line reason naming the flag. */
 export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
   let tokens: NonNullable<ReturnType<typeof parseArgs>['tokens']>;
@@ -212,24 +221,16 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
         a.headers['x-damselfly-s3-endpoint'] = v;
         break;
       case 'storage-region':
-        a.headers['x-damselfly-s3-region'] = v;
-        break;
       case 'storage-access-key-id':
-        a.headers['x-damselfly-s3-access-key-id'] = v;
-        break;
       case 'storage-access-key-secret':
-        a.headers['x-damselfly-s3-secret-access-key'] = v;
-        break;
       case 'storage-session-token':
-        a.headers['x-damselfly-s3-session-token'] = v;
+      case 'hf-token':
+        a.headers[SOURCE_HEADERS[t.name as keyof typeof SOURCE_HEADERS]] = v;
         break;
       case 'hf-endpoint':
       case 'hf-base-url':
         if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`${arg} ${v} must be http(s)://HOST[:PORT]`);
         a.headers['x-damselfly-hf-endpoint'] = v;
-        break;
-      case 'hf-token':
-        a.headers['x-damselfly-hf-token'] = v;
         break;
       case 'tag':
         a.tag = v;
