@@ -24,7 +24,7 @@ import { SchedulerClient } from './scheduler-client.js';
 import { configureSourceTls, sourceTls, warmSourceClient } from '../adapters/source/client.js';
 import { PieceStore } from './storage/store.js';
 import { MIN_PIECE_LENGTH } from '../scheduler/protocol/task-id.js';
-import { TaskManager } from './task-manager.js';
+import { TaskManager } from './download/manager.js';
 
 export interface AgentPorts {
   grpc: number;

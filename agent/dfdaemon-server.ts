@@ -10,7 +10,7 @@ import { decodeDownload } from '../scheduler/protocol/download.js';
 import { grpcCode } from '../scheduler/protocol/grpc-status.js';
 import { SpanKind, contextFromMetadata, inSpan, redactUrl } from '../adapters/tracing.js';
 import type { DownloadTaskRequest__Output } from '../scheduler/protocol/messages.js';
-import type { TaskManager } from './task-manager.js';
+import type { TaskManager } from './download/manager.js';
 
 export async function startDfdaemonServer(opts: { ip: string; port: number; taskManager: TaskManager; hostId: () => string; logger: Logger; credentials?: grpc.ServerCredentials }): Promise<{ port: number; close(): Promise<void> }> {
   const { Dfdaemon } = loadProto();

@@ -24,7 +24,7 @@ import { InvalidError, SourceError, errorCode, errorMessage } from '../adapters/
 import { httpErrorHeaders, httpStatus } from '../adapters/http-status.js';
 import type { Logger } from '../adapters/log.js';
 import { SpanKind, contextFromHeaders, inSpan, redactUrl } from '../adapters/tracing.js';
-import type { DownloadOptions, TaskManager } from './task-manager.js';
+import type { DownloadOptions, TaskManager } from './download/manager.js';
 import { checkSourceUrl } from '../adapters/source/sources.js';
 
 const HEADER_PREFIX = 'x-damselfly-header-';

@@ -1,7 +1,7 @@
 /**
  * The upload side: an HTTP/1.1 keep-alive server other agents fetch pieces from. It serves only
  * verified bytes: pieces the store lists, also of tasks still downloading, and the verified blocks of
- * a piece still arriving (agent/blocks.ts), within the upload rate and concurrency limits (429 when
+ * a piece still arriving (agent/download/blocks.ts), within the upload rate and concurrency limits (429 when
  * saturated).
  *
  *   GET /v1/tasks/{taskId}/pieces?from=K&wait_ms=N&pv=V[&digests=1]

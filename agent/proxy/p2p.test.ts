@@ -1,6 +1,6 @@
 /**
  * The proxy serving complete cached tasks: the agent's TaskManager hands those out as a ReadStream
- * over the task's content file (agent/task-manager.ts), and the proxy sends that file with its own
+ * over the task's content file (agent/download/manager.ts), and the proxy sends that file with its own
  * reused buffers. A task manager returning exactly that (a real file, a real fs.ReadStream) stands
  * in for the agent's; the proxy, the origin and the client are real.
  * These tests are about streaming, so the registry access check (agent/proxy/access.ts, tested in

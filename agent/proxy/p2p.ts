@@ -14,9 +14,9 @@ import type { ProxyConfig } from './config.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from '../../scheduler/protocol/task-id.js';
 import { blobDigest, clientResponseHeaders, DF_HEADER, firstHeader, matchRule, upstreamRequestHeaders } from './upstream.js';
 
-/** The part of the agent's TaskManager (agent/task-manager.ts) the proxy uses. */
-export type { DownloadOptions, TaskStream } from '../task-manager.js';
-import type { DownloadOptions, TaskStream } from '../task-manager.js';
+/** The part of the agent's TaskManager (agent/download/manager.ts) the proxy uses. */
+export type { DownloadOptions, TaskStream } from '../download/manager.js';
+import type { DownloadOptions, TaskStream } from '../download/manager.js';
 export interface ProxyTaskManager {
   download(o: DownloadOptions): Promise<TaskStream>;
   prefetch(o: DownloadOptions): void;
@@ -352,7 +352,7 @@ const freeBuffers: Buffer[] = [];
 
 /**
  * A complete task in the agent's cache comes with its content file (`TaskStream.file`; the digest
- * was checked when the task completed, agent/task-manager.ts). Reading that file here into a few
+ * was checked when the task completed, agent/download/manager.ts). Reading that file here into a few
  * reused buffers, instead of through `body`, saves a fresh 1 MiB allocation per chunk: at ~1 GiB/s
  * those allocations (page faults, and a full GC every few dozen MiB of external memory) cost the
  * agent more CPU than the socket writes. Small ranges still go through `body`.

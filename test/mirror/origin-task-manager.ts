@@ -1,6 +1,6 @@
 /**
  * Test fixture, not a replacement of the agent: a minimal TaskManager (the contract in
- * agent/task-manager.ts) that downloads whole blobs from the real origin into memory, verifies the
+ * agent/download/manager.ts) that downloads whole blobs from the real origin into memory, verifies the
  * sha256 digest, caches complete tasks and serves ranges from the cache. It lets the proxy's P2P
  * path be exercised against real registries and clients in-process; the swarm tests cover the real
  * agent. It records every download() call so tests can check what the proxy passed.

@@ -1,4 +1,4 @@
-// Verified blocks (agent/blocks.ts) across real processes: when every agent uploads as fast as the
+// Verified blocks (agent/download/blocks.ts) across real processes: when every agent uploads as fast as the
 // origin sends, the scheduler's acyclic parent graph is a chain, and a piece must cross it block by
 // block (each block checked against the digests the seed published) rather than piece by piece.
 import { afterAll, describe, expect, it } from 'vitest';

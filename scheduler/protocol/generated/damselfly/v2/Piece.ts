@@ -16,7 +16,7 @@ export interface Piece {
   'traffic_type'?: (_damselfly_v2_TrafficType);
   'cost_ms'?: (number | string | Long);
   /**
-   * Damselfly: sha256 of each of the piece's blocks (agent/blocks.ts: BLOCKS_PER_PIECE blocks of
+   * Damselfly: sha256 of each of the piece's blocks (agent/download/blocks.ts: BLOCKS_PER_PIECE blocks of
    * ceil(piece_length / BLOCKS_PER_PIECE) bytes, the last one shorter), the raw 32-byte digests
    * concatenated. Set by the peer that read the piece from the origin; lets peers check and forward
    * a piece block by block. Empty when unknown.
@@ -37,7 +37,7 @@ export interface Piece__Output {
   'traffic_type': (_damselfly_v2_TrafficType__Output);
   'cost_ms': (number);
   /**
-   * Damselfly: sha256 of each of the piece's blocks (agent/blocks.ts: BLOCKS_PER_PIECE blocks of
+   * Damselfly: sha256 of each of the piece's blocks (agent/download/blocks.ts: BLOCKS_PER_PIECE blocks of
    * ceil(piece_length / BLOCKS_PER_PIECE) bytes, the last one shorter), the raw 32-byte digests
    * concatenated. Set by the peer that read the piece from the origin; lets peers check and forward
    * a piece block by block. Empty when unknown.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyRange, orderPieces } from './task-manager.js';
+import { copyRange, orderPieces } from './pieces.js';
 
 const c = (n: number, holders: number) => ({ n, holders: Array.from({ length: holders }, (_, i) => i) });
 const order = (list: ReturnType<typeof c>[], window?: { from: number; to: number }) => orderPieces(list, window).map((x) => x.n);

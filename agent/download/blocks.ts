@@ -12,7 +12,7 @@
  * forwarded store-and-forward the last of 16 peers ran 16 pieces (3.2 s at 20 MiB/s) behind the seed.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { IntegrityError } from '../adapters/errors.js';
+import { IntegrityError } from '../../adapters/errors.js';
 
 /**
  * 16: 256 KiB blocks of a 4 MiB piece, 12.5 ms per hop at 20 MiB/s. bench:swarm (16 agents) with 4,

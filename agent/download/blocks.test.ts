@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { IntegrityError } from '../adapters/errors.js';
+import { IntegrityError } from '../../adapters/errors.js';
 import { BLOCKS_PER_PIECE, BlockHasher, BlockVerifier, blockCount, blockSize } from './blocks.js';
 
 const bytes = (n: number, seed = 1): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff));

@@ -1,0 +1,607 @@
+/**
+ * One AnnouncePeer stream of a running task: scheduling rounds, fetching pieces from several
+ * parents in parallel (each long-polled for what it holds, each piece verified against the digest
+ * the scheduler relays, block by block where the origin reader published block digests), and the
+ * origin when the scheduler says so. Its lifecycle is SESSION_TRANSITIONS (states.ts).
+ */
+import { createHash } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import { sleep, withTimeout } from '../../adapters/clock.js';
+import { TimeoutError, UnavailableError, errorMessage } from '../../adapters/errors.js';
+import { StateMachine } from '../../adapters/fsm.js';
+import * as tracing from '../../adapters/tracing.js';
+import { priorityName } from '../../scheduler/protocol/download.js';
+import type { AnnouncePeerResponse__Output as AnnouncePeerResponseMsg, Download as DownloadMsg, Peer__Output as PeerMsg, TaskInfo__Output as TaskInfoMsg } from '../../scheduler/protocol/messages.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, pieceBounds } from '../../scheduler/protocol/task-id.js';
+import { PieceClient } from '../piece-client.js';
+import type { SchedulerClient } from '../scheduler-client.js';
+import type { PartialHandle } from '../storage/store.js';
+import { BlockVerifier } from './blocks.js';
+import { OfferedDigests } from './detached.js';
+import type { BackToSourceReporter, OriginReader } from './origin.js';
+import { orderPieces } from './pieces.js';
+import { SESSION_TRANSITIONS, type SessionState } from './states.js';
+import { Deferred, type Task } from './task.js';
+import type { TrafficLedger } from './traffic.js';
+import type { TaskManagerDeps } from './types.js';
+
+const MAX_SCHEDULE_COUNT = 5;
+/** Long-poll window of a child asking a parent which pieces it holds. */
+const PARENT_POLL_WAIT_MS = 1_000;
+/** Largest piece list a parent may answer a long poll with (a larger one is a protocol error). */
+const MAX_POLL_BODY = 8 * 1024 * 1024;
+/** Pause before asking a parent again after a 429. */
+const PARENT_RETRY_MS = 100;
+/**
+ * The scheduler hands out a few parents per answer; peers that started later hold pieces too. While
+ * pieces are missing and this peer has fewer than TARGET_PARENTS usable parents, it asks for a fresh
+ * set (an empty reschedule_peer_request) every PARENT_REFRESH_MS and keeps the parents it had.
+ */
+const PARENT_REFRESH_MS = 1_500;
+/** A parent set that delivered within this window is "working". */
+const PRODUCTIVE_MS = 3_000;
+const TARGET_PARENTS = 12;
+/** How long a peer that holds every range asked so far stays registered for the next one. */
+const RANGE_LINGER_MS = 3_000;
+
+interface Parent {
+  id: string;
+  hostId: string;
+  base: string;
+  /** Long polls for the pieces it holds, and piece bytes read straight into pooled buffers. */
+  pieces: PieceClient;
+  has: Set<number>;
+  /** Pieces still arriving at the parent with verified blocks it can send already (blocks.ts). */
+  partial: Set<number>;
+  /** The parent's partialVersion seen in the last poll answer. */
+  partialVersion: number;
+  cursor: number;
+  inflight: number;
+  failed: boolean;
+  /** A poll loop (poll()) runs for it. */
+  polling: boolean;
+  retryAt: number;
+}
+
+export class PeerSession {
+  private call?: grpc.ClientDuplexStream<unknown, unknown>;
+  private parents = new Map<string, Parent>();
+  private failedParents = new Set<string>();
+  private inflight = new Set<number>();
+  private done = new Deferred();
+  private readonly lifecycle = new StateMachine<SessionState>('peer session', SESSION_TRANSITIONS, 'registering', Date.now());
+  private startedSent = false;
+  private schedules = 0;
+  private lastProgress = Date.now();
+  private timers: NodeJS.Timeout[] = [];
+  private hostId: string;
+  private linger?: NodeJS.Timeout;
+  private refreshPending = false;
+  /** Digests offered by parents once detached (detached.ts); the scheduler's come first. */
+  private offered = new OfferedDigests();
+
+  constructor(
+    private task: Task,
+    private sched: SchedulerClient,
+    private addr: string,
+    private deps: TaskManagerDeps,
+    private engine: { origin: OriginReader; traffic: TrafficLedger },
+  ) {
+    this.hostId = deps.host().id;
+  }
+
+  private get closed(): boolean {
+    return this.lifecycle.is('closed');
+  }
+  /** The scheduler's stream is gone; the session goes on with what it has (states.ts). */
+  private get detached(): boolean {
+    return this.lifecycle.is('detached-p2p', 'detached-source');
+  }
+  /** Fetching from parents (with or without the scheduler). */
+  private get p2p(): boolean {
+    return this.lifecycle.is('p2p', 'detached-p2p');
+  }
+  private to(state: SessionState): void {
+    this.lifecycle.transition(state, Date.now());
+  }
+
+  private send(req: Record<string, unknown>): void {
+    if (this.closed || this.detached || !this.call) return;
+    try {
+      this.call.write({ host_id: this.hostId, task_id: this.task.id, peer_id: this.task.peerId, ...req });
+    } catch {
+      /* the stream broke; the 'error' handler decides what happens */
+    }
+  }
+
+  /** Resolves when the wanted pieces are held; throws when P2P cannot deliver (caller falls back). */
+  async run(): Promise<void> {
+    const cfg = this.deps.config;
+    const o = this.task.opts;
+    const call = await withTimeout(tracing.inTask(this.task.id, () => this.sched.openPeerStream(this.addr)), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
+    this.call = call;
+    call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
+    const task = this.task;
+    const lost = (why: string) => {
+      // The scheduler ends the stream after download_peer_finished: that is no loss.
+      if (this.closed || this.detached || this.task.satisfied()) return;
+      // A read from the origin already under way needs no scheduler: finish it detached. Failing
+      // here would make the caller start a second origin read beside the first.
+      if (this.lifecycle.is('source')) {
+        task.log.warn('scheduler stream lost; finishing the origin read without it', { reason: why });
+        this.to('detached-source');
+        task.detachedFrom = this.addr;
+        return;
+      }
+      // Parents the scheduler named need no scheduler to keep serving: keep going detached with
+      // them, taking the digests of pieces the scheduler had not relayed yet from the parents
+      // themselves (detached.ts), rather than every peer re-reading the origin. The stall
+      // watchdog still ends it (then the origin, as before).
+      if (this.lifecycle.is('p2p') && [...this.parents.values()].some((p) => !p.failed)) {
+        task.log.warn('scheduler stream lost; continuing with the parents it named', { reason: why, parents: this.parents.size });
+        this.to('detached-p2p');
+        task.detachedFrom = this.addr;
+        this.lastProgress = Date.now();
+        // A parent already known complete is asked once more, for its digests.
+        for (const p of this.parents.values()) {
+          if (p.polling || p.failed) continue;
+          p.cursor = 0;
+          void this.poll(p);
+        }
+        return;
+      }
+      this.done.reject(new UnavailableError(why));
+    };
+    call.on('error', (err: Error & { code?: number }) => {
+      // UNAVAILABLE: the scheduler went away; NOT_FOUND: it does not know this host (it restarted).
+      // Either way it is announced again until it answers, and then told which tasks we hold.
+      if (err.code === 5 || err.code === 14) this.sched.markLost(this.addr);
+      lost(`scheduler stream failed: ${err.message}`);
+    });
+    call.on('end', () => lost('scheduler closed the stream'));
+    const download: DownloadMsg = {
+      url: o.url,
+      digest: o.digest ?? '',
+      tag: o.tag ?? '',
+      application: o.application ?? '',
+      priority: priorityName(o.priority),
+      filtered_query_params: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS,
+      request_header: o.requestHeaders ?? {},
+      piece_length: o.pieceLength ?? 0,
+      disable_back_to_source: !!o.disableBackToSource,
+      need_back_to_source: !!o.needBackToSource,
+      range: o.range ? { start: o.range.start, length: o.range.end === undefined ? 0 : o.range.end - o.range.start + 1 } : null,
+      timeout_ms: 0,
+      is_preheat: !!o.isPreheat,
+      content_for_calculating_task_id: o.contentForCalculatingTaskId ?? '',
+      enable_task_id_based_blob_digest: !!o.enableTaskIdBasedBlobDigest,
+    };
+    this.send({ register_peer_request: { download } });
+    const firstAnswer = setTimeout(() => {
+      if (this.lifecycle.is('registering')) this.done.reject(new TimeoutError('scheduler gave no answer in time'));
+    }, cfg.scheduler.scheduleTimeout);
+    this.timers.push(firstAnswer);
+    const watchdog = setInterval(() => this.checkStall(), 500);
+    this.timers.push(watchdog);
+    const refresh = setInterval(() => this.refreshParents(), PARENT_REFRESH_MS);
+    this.timers.push(refresh);
+    const off = this.task.subscribe(() => {
+      this.checkDone();
+      this.pump();
+    });
+    try {
+      await this.done.promise;
+    } finally {
+      off();
+      this.close();
+    }
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.to('closed');
+    for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.linger);
+    for (const p of this.parents.values()) p.pieces.close();
+    try {
+      this.call?.end();
+    } catch {
+      /* already gone */
+    }
+  }
+
+  private onResponse(msg: AnnouncePeerResponseMsg): void {
+    if (this.closed) return;
+    const task = this.task;
+    switch (msg.response) {
+      case 'empty_task_response':
+        task.setContent(0, MIN_PIECE_LENGTH);
+        this.send({ download_peer_finished_request: { content_length: 0, piece_count: 0 } });
+        this.done.resolve();
+        return;
+      case 'need_back_to_source_response':
+        if (this.lifecycle.is('source')) return;
+        if (this.lifecycle.is('p2p') && this.refreshPending && this.productive()) {
+          // The answer to an optional "more parents" request; the parents we have are delivering,
+          // and the origin would only send the same bytes again.
+          this.refreshPending = false;
+          task.log.debug('ignoring back-to-source answer to a parent refresh: parents are delivering');
+          return;
+        }
+        this.to('source');
+        task.log.info('scheduler says back to source', { reason: msg.need_back_to_source_response?.description });
+        void this.runBackToSource();
+        return;
+      case 'normal_task_response': {
+        const r = msg.normal_task_response!;
+        this.refreshPending = false;
+        if (r.task) this.applyTaskInfo(r.task);
+        if (this.lifecycle.is('source')) return;
+        if (this.lifecycle.is('registering')) this.to('p2p');
+        if (!this.startedSent) {
+          this.startedSent = true;
+          this.send({ download_peer_started_request: {} });
+        }
+        for (const p of r.candidate_parents ?? []) this.addParent(p);
+        task.log.debug('parents', { parents: (r.candidate_parents ?? []).map((p) => p.id), contentLength: r.task?.content_length, digests: r.task?.pieces?.length });
+        this.lastProgress = Date.now();
+        this.checkDone();
+        this.pump();
+        return;
+      }
+      case 'task_pieces_response':
+        if (msg.task_pieces_response?.task) this.applyTaskInfo(msg.task_pieces_response.task);
+        this.pump();
+        return;
+    }
+  }
+
+  private applyTaskInfo(t: TaskInfoMsg): void {
+    if (t.content_length >= 0) this.task.setContent(Number(t.content_length), Number(t.piece_length));
+    for (const p of t.pieces ?? []) {
+      if (!p.digest) continue;
+      this.task.digests.set(p.number, p.digest);
+      if (p.block_digests && p.block_digests.length > 0) this.task.blockDigests.set(p.number, Buffer.from(p.block_digests));
+    }
+  }
+
+  private async runBackToSource(): Promise<void> {
+    for (const p of this.parents.values()) p.failed = true; // stop polling: the origin serves this peer now
+    const reporter: BackToSourceReporter = {
+      started: (contentLength, pieceLength) => this.send({ download_peer_back_to_source_started_request: { description: '', content_length: contentLength, piece_length: pieceLength } }),
+      piece: (piece) => this.send({ download_piece_back_to_source_finished_request: { piece } }),
+      finished: (contentLength, count) => this.send({ download_peer_back_to_source_finished_request: { content_length: contentLength, piece_count: count } }),
+      failed: (description) => this.send({ download_peer_back_to_source_failed_request: { description } }),
+    };
+    try {
+      await this.engine.origin.backToSource(this.task, reporter);
+      this.done.resolve();
+    } catch (err) {
+      // Origin errors (404, 401...) are final: P2P cannot help; other failures go back to source without the scheduler.
+      this.done.reject(err);
+    }
+  }
+
+  private addParent(p: PeerMsg): void {
+    if (!p.host || this.parents.has(p.id) || this.failedParents.has(p.id) || p.id === this.task.peerId) return;
+    const base = `http://${p.host.ip.includes(':') ? `[${p.host.ip}]` : p.host.ip}:${p.host.download_port}`;
+    const parent: Parent = {
+      id: p.id,
+      hostId: p.host.id,
+      base,
+      // One connection more than piece requests can use: the long poll always has one.
+      pieces: new PieceClient(p.host.ip, p.host.download_port, { connections: this.deps.config.download.concurrentPieceCount + 1, tls: this.deps.pieceTls }),
+      has: new Set(),
+      partial: new Set(),
+      partialVersion: -1,
+      cursor: 0,
+      inflight: 0,
+      failed: false,
+      polling: false,
+      retryAt: 0,
+    };
+    this.parents.set(p.id, parent);
+    void this.poll(parent);
+  }
+
+  /** Long-polls a parent for the pieces it holds, until the session ends or the parent fails. */
+  private async poll(parent: Parent): Promise<void> {
+    parent.polling = true;
+    try {
+      await this.pollLoop(parent);
+    } finally {
+      parent.polling = false;
+    }
+  }
+
+  private async pollLoop(parent: Parent): Promise<void> {
+    let errors = 0;
+    while (!this.closed && !parent.failed) {
+      try {
+        // Not undici: a non-seed agent then never loads its HTTP parser, whose WebAssembly took
+        // each fresh agent about 0.25 CPU-seconds to compile in the middle of its first download.
+        let json: Buffer | undefined;
+        const withDigests = this.detached;
+        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}&pv=${parent.partialVersion}${this.detached ? '&digests=1' : ''}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
+          signal: AbortSignal.timeout(PARENT_POLL_WAIT_MS + 10_000),
+        });
+        if (res.status === 404) {
+          // A definite answer: the scheduler names only peers that registered the task, so it is
+          // gone there (its origin read failed, it was deleted or evicted). Waiting on it would
+          // hold this peer until the stall watchdog; ask for another parent now (finding 8).
+          this.parentFailed(parent, undefined, 'does not hold the task (404)');
+          return;
+        }
+        if (res.status !== 200 || !json) throw new Error(`status ${res.status}`);
+        const body = JSON.parse(json.toString('utf8', 0, res.length)) as { contentLength: number; pieceLength: number; headers: Record<string, string>; pieces: number[]; next: number; complete: boolean; partial?: number[]; partialVersion?: number; digests?: Record<string, string> };
+        errors = 0;
+        if (withDigests) this.offered.offer(parent.id, body.digests);
+        if (body.contentLength >= 0 && this.task.contentLength < 0) this.task.setContent(body.contentLength, body.pieceLength, body.headers);
+        else if (body.headers && Object.keys(this.task.stored.meta.responseHeaders).length === 0) this.task.stored.setContent(body.contentLength, body.pieceLength, body.headers);
+        const partial = new Set(body.partial ?? []);
+        const newPartial = [...partial].some((n) => !parent.partial.has(n));
+        parent.partial = partial;
+        parent.partialVersion = body.partialVersion ?? -1;
+        if (body.pieces.length > 0) {
+          for (const n of body.pieces) parent.has.add(n);
+          this.lastProgress = Date.now();
+        }
+        if (body.pieces.length > 0 || newPartial) this.pump();
+        // Detached since this poll was sent: ask again from the start, for the digests.
+        parent.cursor = this.detached && !withDigests ? 0 : body.next;
+        // It has everything: nothing more to learn (once detached, not before its digests came).
+        if (body.complete && withDigests === this.detached) return;
+      } catch (err) {
+        if (this.closed) return;
+        if (++errors >= 2) {
+          this.parentFailed(parent, undefined, `unreachable: ${errorMessage(err)}`);
+          return;
+        }
+        await sleep(PARENT_RETRY_MS);
+      }
+    }
+  }
+
+  private usable(p: Parent): boolean {
+    return !p.failed && p.retryAt <= Date.now();
+  }
+
+  /** Fills free download slots: rarest piece first (ties: lowest number), least busy holder. */
+  private pump(): void {
+    if (this.closed || !this.p2p || this.task.contentLength < 0) return;
+    const limit = this.deps.config.download.concurrentPieceCount;
+    if (this.inflight.size >= limit) return;
+    const missing = this.task.missing();
+    const candidates: { n: number; holders: Parent[] }[] = [];
+    for (const n of missing) {
+      if (this.inflight.has(n) || this.digestOf(n) === undefined) continue;
+      const holders = [...this.parents.values()].filter((p) => (p.has.has(n) || p.partial.has(n)) && this.usable(p));
+      if (holders.length > 0) candidates.push({ n, holders });
+    }
+    const front = this.task.readerFront();
+    for (const c of orderPieces(candidates, front === undefined ? undefined : { from: front, to: front + limit - 1 })) {
+      if (this.inflight.size >= limit) break;
+      // A parent holding the whole piece before one still receiving it; then the least busy.
+      const complete = c.holders.filter((p) => p.has.has(c.n));
+      const pool = complete.length > 0 ? complete : c.holders;
+      const least = Math.min(...pool.map((p) => p.inflight));
+      const best = pool.filter((p) => p.inflight === least);
+      const parent = best[Math.floor(Math.random() * best.length)];
+      void this.fetchPiece(c.n, parent);
+    }
+  }
+
+  /** The digest piece `n` must match: the scheduler's (origin reader's), or once detached a parent's offer. */
+  private digestOf(n: number): string | undefined {
+    return this.task.digests.get(n) ?? (this.detached ? this.offered.get(n) : undefined);
+  }
+
+  private async fetchPiece(n: number, parent: Parent): Promise<void> {
+    const task = this.task;
+    this.inflight.add(n);
+    parent.inflight++;
+    const t0 = Date.now();
+    const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
+    const want = this.digestOf(n)!;
+    // Still arriving at the parent: it sends verified blocks as they come; if its own download of
+    // the piece stops, that is no fault of the parent's.
+    const fromPartial = !parent.has.has(n);
+    const blocks = task.blockDigests.get(n);
+    const verifier = BlockVerifier.fits(blocks, length, task.pieceLength) ? new BlockVerifier(length, task.pieceLength, blocks) : undefined;
+    let failure: string | undefined;
+    let temporary = false;
+    // The body lands in a pooled buffer, taken once the parent answers 200 (a 429 takes none). With
+    // block digests the buffer is registered as a partial piece at once, so this peer's children can
+    // be sent its verified blocks before the piece is complete; the cache then owns the buffer.
+    const cache = task.stored.store.cache;
+    const key = `${task.id}:${n}`;
+    let pooled: Buffer | undefined;
+    let partial: PartialHandle | undefined;
+    let partialPooled: Buffer | undefined;
+    let announced = false;
+    const integrity = new AbortController();
+    try {
+      let buf: Buffer | undefined;
+      const h = verifier ? undefined : createHash('sha256');
+      const limiter = this.deps.limits.download;
+      const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
+      const res = await parent.pieces.get(
+        `/v1/tasks/${task.id}/pieces/${n}`,
+        () => {
+          // (called again only for a retry on a fresh connection, before any byte arrived)
+          if (pooled) cache.pool.give(pooled);
+          partial?.fail();
+          pooled = cache.pool.take(task.pieceLength);
+          if (verifier) {
+            partial = cache.beginPartial(key, pooled, length);
+            partialPooled = pooled;
+            pooled = undefined; // the cache owns it now
+            return (buf = partialPooled.subarray(0, length));
+          }
+          return (buf = pooled.subarray(0, length));
+        },
+        {
+          signal: AbortSignal.any([AbortSignal.timeout(this.deps.config.download.pieceTimeout), integrity.signal]),
+          headers: tracing.traceHeaders(tracing.pieceContext(task.id, parent.id, parent.base)),
+          onData: (from, k) => {
+            const chunk = buf!.subarray(from, from + k);
+            if (verifier) {
+              let verified: number;
+              try {
+                verified = verifier.update(chunk);
+              } catch (err) {
+                integrity.abort(err);
+                return;
+              }
+              if (verified > 0) {
+                partial!.advance(verified);
+                if (!announced && verified < length) {
+                  announced = true;
+                  task.stored.announcePartial();
+                }
+              }
+            } else h!.update(chunk);
+            let wait = limiter.takeNow(k);
+            if (prefetchLimit && task.prefetchOnly(n)) wait = Math.max(wait, prefetchLimit.takeNow(k));
+            return wait;
+          },
+        },
+      );
+      if (res.status === 404) {
+        parent.has.delete(n);
+        parent.partial.delete(n);
+        return;
+      }
+      if (res.status === 429) {
+        parent.retryAt = Date.now() + PARENT_RETRY_MS;
+        setTimeout(() => this.pump(), PARENT_RETRY_MS + 5).unref();
+        return;
+      }
+      if (res.status !== 200) {
+        failure = `status ${res.status}`;
+        return;
+      }
+      if (res.length !== length || !buf) {
+        failure = `short piece (${res.length}/${length} bytes)`;
+        temporary = fromPartial;
+        return;
+      }
+      // With block digests every block was checked as it arrived (an IntegrityError aborted the
+      // transfer otherwise); the piece's own digest is the one the origin reader published.
+      const digest = verifier ? (verifier.verified === length ? want : '') : 'sha256:' + h!.digest('hex');
+      if (digest !== want) {
+        failure = 'digest mismatch';
+        if (!task.digests.has(n)) this.offered.drop(parent.id);
+        return;
+      }
+      if (this.closed || task.stored.has(n)) return;
+      const owned = verifier ? partialPooled : pooled;
+      pooled = undefined;
+      partial = undefined; // completed by writePiece (same buffer), or dropped by it
+      try {
+        await task.stored.writePiece(n, buf, digest, owned);
+        if (!task.digests.has(n)) task.digests.set(n, digest);
+      } catch (err) {
+        // Our own disk failed, not the parent: the task ends here (and is freed, see run()).
+        this.done.reject(err);
+        return;
+      }
+      this.deps.metrics.downloadTraffic.inc({ type: 'REMOTE_PEER' }, length);
+      this.engine.traffic.count(task.id, 'peer', length);
+      this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
+      tracing.pieceFromParent(task.id, parent.id, parent.base, n, length);
+      this.lastProgress = Date.now();
+      this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
+      task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size, partial: fromPartial });
+    } catch (err) {
+      if (integrity.signal.aborted) failure = `digest mismatch (${errorMessage(integrity.signal.reason)})`;
+      else {
+        failure = errorMessage(err);
+        temporary = fromPartial;
+      }
+    } finally {
+      if (pooled) cache.pool.give(pooled);
+      partial?.fail();
+      this.inflight.delete(n);
+      parent.inflight--;
+      if (failure !== undefined) {
+        if (temporary) {
+          // The parent's own download of this piece stopped (or its connection broke while it
+          // was sending one still arriving): try the piece elsewhere, keep the parent.
+          parent.partial.delete(n);
+          task.log.debug('piece still arriving at its parent did not complete', { piece: n, parentId: parent.id, reason: failure });
+        } else this.parentFailed(parent, n, failure);
+      }
+      this.checkDone();
+      this.pump();
+    }
+  }
+
+  /** A parent that failed a piece (or is unreachable) is reported and never used again by this peer. */
+  private parentFailed(parent: Parent, n: number | undefined, reason: string): void {
+    if (this.closed) return;
+    this.task.log.warn('parent failed', { parentId: parent.id, piece: n, reason });
+    if (n !== undefined) this.send({ download_piece_failed_request: { piece_number: n, parent_id: parent.id, temporary: true, reason } });
+    if (parent.failed) return;
+    parent.failed = true;
+    this.failedParents.add(parent.id);
+    this.parents.delete(parent.id);
+    parent.pieces.close();
+    if (this.p2p && [...this.parents.values()].every((p) => p.failed)) this.reschedule('every parent failed');
+  }
+
+  private reschedule(description: string): void {
+    this.refreshPending = false;
+    if (this.detached) {
+      this.done.reject(new UnavailableError(`no scheduler to ask for parents: ${description}`));
+      return;
+    }
+    if (++this.schedules > MAX_SCHEDULE_COUNT) {
+      this.done.reject(new UnavailableError(`gave up after ${MAX_SCHEDULE_COUNT} schedules: ${description}`));
+      return;
+    }
+    this.task.log.info('asking for new parents', { description, blocked: [...this.failedParents] });
+    this.lastProgress = Date.now();
+    this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description } });
+  }
+
+  /** Whether a usable parent delivered (or announced) a piece within the last few seconds. */
+  private productive(): boolean {
+    return [...this.parents.values()].some((p) => !p.failed) && Date.now() - this.lastProgress < PRODUCTIVE_MS;
+  }
+
+  private refreshParents(): void {
+    if (this.closed || !this.p2p || this.task.satisfied() || this.refreshPending) return;
+    const usable = [...this.parents.values()].filter((p) => !p.failed);
+    if (usable.length >= TARGET_PARENTS) return;
+    // Only when more parents would help: free download slots, or pieces no parent of ours holds.
+    const limit = this.deps.config.download.concurrentPieceCount;
+    const unheld = this.task.missing().some((n) => !usable.some((p) => p.has.has(n)));
+    if (this.inflight.size >= limit && !unheld) return;
+    this.refreshPending = true;
+    this.send({ reschedule_peer_request: { candidate_parent_ids: [...this.failedParents], description: 'more parents' } });
+  }
+
+  private checkStall(): void {
+    if (this.closed || !this.p2p || this.task.satisfied()) return;
+    const stallMs = Math.max(3_000, Math.min(this.deps.config.download.pieceTimeout, 15_000));
+    if (this.inflight.size === 0 && Date.now() - this.lastProgress > stallMs) this.reschedule('no progress from parents');
+  }
+
+  private checkDone(): void {
+    if (!this.p2p) return;
+    if (!this.task.satisfied()) {
+      clearTimeout(this.linger);
+      this.linger = undefined;
+      return;
+    }
+    if (this.task.stored.finishedCount === this.task.pieceCount) {
+      this.send({ download_peer_finished_request: { content_length: this.task.contentLength, piece_count: this.task.pieceCount } });
+      this.done.resolve();
+      return;
+    }
+    // Ranged readers (nydusd, lazy pullers) come in bursts: keep this peer and its parents a while
+    // for the next range instead of registering again (or falling back to the origin).
+    this.linger ??= setTimeout(() => this.done.resolve(), RANGE_LINGER_MS);
+  }
+}
