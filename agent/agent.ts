@@ -156,7 +156,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     closers.push(() => proxy.close());
     if (scheduler) {
       scheduler.setHost(host());
-      scheduler.onReachable = (addr) => void taskManager.announceHeld(addr);
+      scheduler.onReachable = (addr) => taskManager.schedulerReachable(addr);
       await scheduler.start();
       closers.push(() => scheduler.close());
     }

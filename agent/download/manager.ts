@@ -14,10 +14,11 @@ import { DEFAULT_FILTERED_QUERY_PARAMS, piecesCovering, taskIdOf as computeTaskI
 import { taskSizeLevel } from '../../scheduler/protocol/task-size.js';
 import * as tracing from '../../adapters/tracing.js';
 import type { AgentConfig } from '../config.js';
+import type { SchedulerClient } from '../scheduler-client.js';
 import { DiskFullError, stripCredentials, type StoredTask } from '../storage/store.js';
 import { announceHeld } from './announce.js';
 import { OriginReader } from './origin.js';
-import { PeerSession } from './peer-session.js';
+import { PeerSession, SchedulerLostError } from './peer-session.js';
 import { checkDigest, openTaskStream } from './reader.js';
 import { Task } from './task.js';
 import { TrafficLedger } from './traffic.js';
@@ -27,6 +28,12 @@ export type { DownloadOptions, TaskManagerDeps, TaskStream } from './types.js';
 
 /** Times one task registers again after a peer session ended normally and new wants arrived. */
 const MAX_REREGISTERS = 3;
+/**
+ * How long a task whose scheduler died before answering it waits for the scheduler to answer again
+ * (a restart) before it reads the origin. Only such a task waits: one with parents goes on without
+ * the scheduler, and a new download while the scheduler is down reads the origin at once.
+ */
+const REATTACH_WAIT_MS = 5_000;
 
 export class TaskManager {
   private tasks = new Map<string, Task>();
@@ -34,6 +41,8 @@ export class TaskManager {
   private stopping = false;
   private readonly traffic = new TrafficLedger();
   private readonly origin: OriginReader;
+  /** The peer session of each running task that has one (a restarted scheduler is told about them). */
+  private readonly sessions = new Map<string, PeerSession>();
 
   constructor(private deps: TaskManagerDeps) {
     this.cfg = deps.config;
@@ -273,6 +282,28 @@ export class TaskManager {
     return announceHeld(this.deps, (id) => this.tasks.has(id), () => this.stopping, addr, only);
   }
 
+  /**
+   * The scheduler at `addr` answers (again): it is told which complete tasks this host holds, and
+   * origin reads that went on without it register there again as their tasks' sources.
+   */
+  schedulerReachable(addr: string): void {
+    for (const s of this.sessions.values()) void s.reattach(addr);
+    void this.announceHeld(addr);
+  }
+
+  /**
+   * Waits up to REATTACH_WAIT_MS for the scheduler at `addr` to answer again (SchedulerClient
+   * announces to a lost scheduler until it does). False when it does not, or the task ended.
+   */
+  private async reachableAgain(sched: SchedulerClient, addr: string, task: Task): Promise<boolean> {
+    const until = Date.now() + REATTACH_WAIT_MS;
+    while (Date.now() < until && task.state === 'running' && !this.stopping) {
+      if (!sched.isLost(addr)) return true;
+      await task.changed(100);
+    }
+    return false;
+  }
+
   /** Fails running tasks so their readers end; used on shutdown. */
   stop(): void {
     this.stopping = true;
@@ -289,6 +320,7 @@ export class TaskManager {
       let rounds = 0;
       let triedScheduler = false;
       let reRegisters = 0;
+      let lostRetried = false;
       let idleSince = 0;
       // Wants may grow while complete() awaits (a reader joining late); loop until none is left.
       for (;;) {
@@ -309,8 +341,10 @@ export class TaskManager {
           if (sched && addr && !triedScheduler) {
             // One AnnouncePeer stream at a time; after a failed one, later rounds read the origin.
             triedScheduler = true;
+            const session = new PeerSession(task, sched, addr, this.deps, { origin: this.origin, traffic: this.traffic });
+            this.sessions.set(task.id, session);
             try {
-              await new PeerSession(task, sched, addr, this.deps, { origin: this.origin, traffic: this.traffic }).run();
+              await session.run();
               // It ended normally (its wants were met, or a ranged reader's linger ran out) and
               // wants arrived since (a Range joining while the task completes): register again,
               // a few times, rather than read the origin behind the scheduler's back.
@@ -321,8 +355,21 @@ export class TaskManager {
               }
             } catch (err) {
               if (err instanceof SourceError || err instanceof IntegrityError || err instanceof DiskFullError || task.state !== 'running') throw err;
+              // The scheduler died before it answered (no parent is known): if it answers again
+              // soon (restarted), register again there, once, instead of reading the origin now.
+              if (err instanceof SchedulerLostError && !lostRetried) {
+                lostRetried = true;
+                if (await this.reachableAgain(sched, addr, task)) {
+                  triedScheduler = false;
+                  rounds--;
+                  task.log.info('scheduler answers again; registering again', { scheduler: addr });
+                  continue;
+                }
+              }
               p2pFailed = true;
               task.log.warn('P2P download failed; going back to source', { err: errorMessage(err), scheduler: addr });
+            } finally {
+              if (this.sessions.get(task.id) === session) this.sessions.delete(task.id);
             }
           }
           if (task.state !== 'running' || task.satisfied() || sessionEnded) continue;

@@ -63,6 +63,16 @@ interface Parent {
   retryAt: number;
 }
 
+/** The scheduler's stream broke before its first answer: no parent is known yet (the caller may register again). */
+export class SchedulerLostError extends UnavailableError {
+  constructor(
+    readonly scheduler: string,
+    why: string,
+  ) {
+    super(`${why} (before it answered)`, { details: { scheduler } });
+  }
+}
+
 export class PeerSession {
   private call?: grpc.ClientDuplexStream<unknown, unknown>;
   private parents = new Map<string, Parent>();
@@ -119,10 +129,37 @@ export class PeerSession {
     const cfg = this.deps.config;
     const o = this.task.opts;
     const call = await withTimeout(tracing.inTask(this.task.id, () => this.sched.openPeerStream(this.addr)), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
+    this.attach(call);
+    this.send({ register_peer_request: { download: this.downloadMessage(!!o.needBackToSource) } });
+    const firstAnswer = setTimeout(() => {
+      if (this.lifecycle.is('registering')) this.done.reject(new TimeoutError('scheduler gave no answer in time'));
+    }, cfg.scheduler.scheduleTimeout);
+    this.timers.push(firstAnswer);
+    const watchdog = setInterval(() => this.checkStall(), 500);
+    this.timers.push(watchdog);
+    const refresh = setInterval(() => this.refreshParents(), PARENT_REFRESH_MS);
+    this.timers.push(refresh);
+    const off = this.task.subscribe(() => {
+      this.checkDone();
+      this.pump();
+    });
+    try {
+      await this.done.promise;
+    } finally {
+      off();
+      this.close();
+    }
+  }
+
+  /** Makes `call` the session's stream: its answers are handled, its loss decides what goes on without it. */
+  private attach(call: grpc.ClientDuplexStream<unknown, unknown>): void {
     this.call = call;
-    call.on('data', (msg: AnnouncePeerResponseMsg) => this.onResponse(msg));
+    call.on('data', (msg: AnnouncePeerResponseMsg) => {
+      if (call === this.call) this.onResponse(msg);
+    });
     const task = this.task;
     const lost = (why: string) => {
+      if (call !== this.call) return; // a stream this session already replaced
       // The scheduler ends the stream after download_peer_finished: that is no loss.
       if (this.closed || this.detached || this.task.satisfied()) return;
       // A read from the origin already under way needs no scheduler: finish it detached. Failing
@@ -150,7 +187,10 @@ export class PeerSession {
         }
         return;
       }
-      this.done.reject(new UnavailableError(why));
+      // Lost before the first answer: no parent is known. The task manager registers again once
+      // the scheduler (restarted) answers, rather than read the origin behind its back at once.
+      if (this.lifecycle.is('registering')) this.done.reject(new SchedulerLostError(this.addr, why));
+      else this.done.reject(new UnavailableError(why));
     };
     call.on('error', (err: Error & { code?: number }) => {
       // UNAVAILABLE: the scheduler went away; NOT_FOUND: it does not know this host (it restarted).
@@ -159,7 +199,12 @@ export class PeerSession {
       lost(`scheduler stream failed: ${err.message}`);
     });
     call.on('end', () => lost('scheduler closed the stream'));
-    const download: DownloadMsg = {
+  }
+
+  /** The register_peer_request's download of this task. */
+  private downloadMessage(needBackToSource: boolean): DownloadMsg {
+    const o = this.task.opts;
+    return {
       url: o.url,
       digest: o.digest ?? '',
       tag: o.tag ?? '',
@@ -169,32 +214,50 @@ export class PeerSession {
       request_header: o.requestHeaders ?? {},
       piece_length: o.pieceLength ?? 0,
       disable_back_to_source: !!o.disableBackToSource,
-      need_back_to_source: !!o.needBackToSource,
+      need_back_to_source: needBackToSource,
       range: o.range ? { start: o.range.start, length: o.range.end === undefined ? 0 : o.range.end - o.range.start + 1 } : null,
       timeout_ms: 0,
       is_preheat: !!o.isPreheat,
       content_for_calculating_task_id: o.contentForCalculatingTaskId ?? '',
       enable_task_id_based_blob_digest: !!o.enableTaskIdBasedBlobDigest,
     };
-    this.send({ register_peer_request: { download } });
-    const firstAnswer = setTimeout(() => {
-      if (this.lifecycle.is('registering')) this.done.reject(new TimeoutError('scheduler gave no answer in time'));
-    }, cfg.scheduler.scheduleTimeout);
-    this.timers.push(firstAnswer);
-    const watchdog = setInterval(() => this.checkStall(), 500);
-    this.timers.push(watchdog);
-    const refresh = setInterval(() => this.refreshParents(), PARENT_REFRESH_MS);
-    this.timers.push(refresh);
-    const off = this.task.subscribe(() => {
-      this.checkDone();
-      this.pump();
-    });
+  }
+
+  /**
+   * The scheduler at `addr` answers again after it was lost (restarted). An origin read that went
+   * on without it registers there again as the task's source and reports every piece it holds, then
+   * the rest as they arrive: the restarted scheduler then hands this peer out as a parent (and relays
+   * its digests) instead of sending the task's next peers to the origin. Never throws.
+   */
+  async reattach(addr: string): Promise<void> {
+    if (addr !== this.addr || !this.lifecycle.is('detached-source')) return;
+    let call: grpc.ClientDuplexStream<unknown, unknown>;
     try {
-      await this.done.promise;
-    } finally {
-      off();
-      this.close();
+      call = await withTimeout(this.sched.openPeerStream(addr), 5_000, 'scheduler did not accept the stream');
+    } catch (err) {
+      this.task.log.debug('registering the origin read again failed', { scheduler: addr, err: errorMessage(err) });
+      return;
     }
+    if (!this.lifecycle.is('detached-source')) {
+      call.on('error', () => undefined);
+      call.end();
+      return;
+    }
+    const task = this.task;
+    this.attach(call);
+    this.to('source');
+    task.detachedFrom = undefined;
+    this.send({ register_peer_request: { download: this.downloadMessage(true) } });
+    if (task.contentLength >= 0) this.send({ download_peer_back_to_source_started_request: { description: 'registered again after the scheduler was lost', content_length: task.contentLength, piece_length: task.pieceLength } });
+    let n = 0;
+    for (const num of task.stored.order) {
+      const digest = task.digests.get(num);
+      if (!digest) continue;
+      const b = pieceBounds(num, task.contentLength, task.pieceLength);
+      this.send({ download_piece_back_to_source_finished_request: { piece: { number: num, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: task.blockDigests.get(num) ?? Buffer.alloc(0) } } });
+      n++;
+    }
+    task.log.info('origin read registered again with the scheduler', { scheduler: addr, pieces: n });
   }
 
   private close(): void {

@@ -15,10 +15,12 @@
  *   p2p ──need_back_to_source_response (parents not delivering)──▶ source
  *   p2p ──stream lost, a live parent left──▶ detached-p2p     (digests from the parents: detached.ts)
  *   source ──stream lost──▶ detached-source                   (the origin read finishes without it)
+ *   detached-source ──the scheduler answers again──▶ source    (registers again, reports its pieces)
  *   any ──wants met / empty task / failure / timeout──▶ closed
  *
- * A session that loses its stream while registering, or in p2p with no live parent, closes with
- * UnavailableError and the task manager decides what next (register again, or the origin).
+ * A session that loses its stream while registering closes with SchedulerLostError: the task manager
+ * waits a moment for the scheduler to answer again and registers again. One that loses it in p2p
+ * with no live parent closes with UnavailableError: the task manager reads the origin.
  */
 export type TaskState = 'running' | 'done' | 'failed';
 
@@ -35,6 +37,7 @@ export const SESSION_TRANSITIONS: Readonly<Record<SessionState, readonly Session
   p2p: ['source', 'detached-p2p', 'closed'],
   source: ['detached-source', 'closed'],
   'detached-p2p': ['closed'],
-  'detached-source': ['closed'],
+  // The scheduler answers again: the origin read registers there again as the task's source.
+  'detached-source': ['source', 'closed'],
   closed: [],
 };

@@ -93,4 +93,37 @@ describe('scheduler loss', () => {
     expect(await fileSha256(path.join(out, 'next.bin'))).toBe(want);
     expect(origin.stats().bytes - before, 'origin bytes after the restart').toBe(0);
   }, 120_000);
+  it('a peer still waiting for its first answer when the scheduler dies registers again with the restarted scheduler; the seed registers its origin read again and serves it', async () => {
+    // Slow enough that the seed still reads the origin when the new scheduler starts.
+    const SIZE = 64 * MiB;
+    origin = await startOrigin({ rate: 8 * MiB });
+    const cluster = await startCluster({ agents: 3 });
+    const [a, b, late] = cluster.agents as [RoleProcess, RoleProcess, RoleProcess];
+    const p = '/sched/unanswered.bin';
+    const url = origin.add(p, { size: SIZE, seed: `unanswered-${Date.now()}` });
+    const want = origin.sha256(p);
+    const out = makeTempDir('damselfly-sched-unanswered-');
+    const gets = [a, b].map((x) => getThrough(x, url, path.join(out, `${x.name}.bin`), ['--digest', want], 120_000));
+    await waitFor(() => (origin!.stats().byPath[p]?.bytes ?? 0) >= SIZE / 4 || undefined, 'a quarter of the file read from the origin', 60_000, 20);
+    // Frozen, the scheduler takes the late peer's register but never answers it; then it dies.
+    const port = portOf(cluster.scheduler.ready.grpc);
+    cluster.scheduler.kill('SIGSTOP');
+    gets.push(getThrough(late, url, path.join(out, `${late.name}.bin`), ['--digest', want], 120_000));
+    await new Promise((r) => setTimeout(r, 1_500));
+    cluster.scheduler.kill('SIGKILL');
+    await cluster.scheduler.exited;
+    await new Promise((r) => setTimeout(r, 2_000));
+    await spawnRole('scheduler', schedulerConfigFor({ server: { ip: '127.0.0.1', port } }), { name: 'scheduler-2' });
+    const results = await Promise.all(gets);
+    for (const [i, x] of [a, b, late].entries()) {
+      expect(results[i]!.code, `${x.name}: ${results[i]!.stderr.slice(-1500)}\n${x.tail(20)}`).toBe(0);
+      expect(await fileSha256(path.join(out, `${x.name}.bin`))).toBe(want);
+    }
+    const ratio = origin.stats().byPath[p]!.bytes / SIZE;
+    process.stderr.write(`scheduler lost before its first answer: ratio ${ratio.toFixed(3)}\n`);
+    expect(late.logs().filter((l) => l.msg === 'P2P download failed; going back to source'), 'the late peer read the origin').toEqual([]);
+    expect(late.logs().some((l) => l.msg === 'scheduler answers again; registering again')).toBe(true);
+    expect(cluster.seed!.logs().some((l) => l.msg === 'origin read registered again with the scheduler'), cluster.seed!.tail(30)).toBe(true);
+    expect(ratio).toBeLessThanOrEqual(1.2);
+  }, 150_000);
 });
