@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveJoinToken } from './config.js';
+import { formatSize, parseSize, resolveJoinToken } from './config.js';
 
 describe('resolveJoinToken', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'damselfly-join-token-'));
@@ -33,5 +33,16 @@ describe('resolveJoinToken', () => {
       chmodSync(locked, 0);
       expect(() => resolveJoinToken({ joinTokenFile: locked }, {})).toThrow(/cannot read/);
     }
+  });
+});
+
+describe('formatSize', () => {
+  it('prints binary units with one decimal, whole bytes without, and reads back with parseSize', () => {
+    expect(formatSize(0)).toBe('0B');
+    expect(formatSize(1023)).toBe('1023B');
+    expect(formatSize(1536)).toBe('1.5KiB');
+    expect(formatSize(1536, ' ')).toBe('1.5 KiB');
+    expect(formatSize(5 * 1024 ** 4 * 1024)).toBe('5120.0TiB');
+    for (const n of [1, 4096, 64 * 1024 ** 2, 3 * 1024 ** 3]) expect(parseSize(formatSize(n))).toBe(n);
   });
 });

@@ -65,6 +65,17 @@ export function parseSize(input: string | number): number {
   return Math.round(n * base ** pow);
 }
 
+/** A byte count for people, in binary units: `formatSize(1536)` is "1.5KiB", `formatSize(1536, ' ')` "1.5 KiB". */
+export function formatSize(n: number, sep = ''): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)}${sep}${units[i]}`;
+}
+
 /** zod type for a size given as bytes or a human string; yields bytes. */
 export const sizeSchema = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
   try {

@@ -13,6 +13,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { errorMessage } from '../adapters/errors.js';
+import { formatSize as fmt } from '../adapters/config.js';
 import type { GetArgs, SingleFileGet } from './cli-get-args.js';
 import { globToRegExp } from './glob.js';
 import { safeRelativePath, type SourceEntry } from '../adapters/source/port.js';
@@ -70,16 +71,6 @@ async function verified(file: string, rec: FileRecord | undefined, entry: Source
 async function removeStaleTemps(dir: string): Promise<void> {
   const names = await fs.readdir(dir).catch(() => [] as string[]);
   await Promise.all(names.filter((n) => /^\..+\.damselfly-[0-9a-f]{8}\.tmp$/.test(n)).map((n) => fs.rm(path.join(dir, n), { force: true })));
-}
-
-function fmt(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)}${units[i]}`;
 }
 
 function taskTraffic(socket: string, taskId: string): Promise<{ source: number; peer: number } | undefined> {

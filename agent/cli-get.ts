@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import http from 'node:http';
 import type { Span } from '@opentelemetry/api';
 import { IntegrityError, SourceError, errorMessage } from '../adapters/errors.js';
+import { formatSize as fmt } from '../adapters/config.js';
 import { HELP, parseGetArgs, tracingEndpoint, UsageError, type FetchHooks, type FetchResult, type GetArgs } from './cli-get-args.js';
 
 export { HELP, parseGetArgs, UsageError, type FetchHooks, type FetchResult, type GetArgs } from './cli-get-args.js';
@@ -79,16 +80,6 @@ class Progress extends Transform {
     const eta = rate > 0 && this.total > 0 ? Math.max(0, (this.total - this.done) / rate) : 0;
     process.stderr.write(`\r[${bar}] ${(pct * 100).toFixed(1).padStart(5)}% ${fmt(this.done)}/${fmt(this.total)} ${fmt(rate)}/s ETA ${eta.toFixed(0)}s `);
   }
-}
-
-function fmt(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)}${units[i]}`;
 }
 
 /** Thrown when the agent could not be used and the origin should be tried directly. */

@@ -49,6 +49,8 @@ export const agentConfigSchema = z.strictObject({
       addrs: z.array(z.string()).default(['127.0.0.1:8002']),
       announceInterval: durationSchema.default(30_000),
       scheduleTimeout: durationSchema.default(30_000),
+      /** A download whose scheduler went away before answering it (knowing no parent yet) waits this long for the scheduler to answer again, e.g. restarted, and registers there again instead of going back to the origin; 0 = to the origin at once. */
+      reconnectTimeout: durationSchema.default(10_000),
       enableBackToSource: z.boolean().default(true),
     })
     .prefault({}),

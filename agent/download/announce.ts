@@ -4,7 +4,7 @@
  */
 import { withTimeout } from '../../adapters/clock.js';
 import { errorMessage } from '../../adapters/errors.js';
-import type { Download as DownloadMsg } from '../../scheduler/protocol/messages.js';
+import { encodeDownload } from '../../scheduler/protocol/download.js';
 import { pieceBounds } from '../../scheduler/protocol/task-id.js';
 import type { TaskManagerDeps } from './types.js';
 
@@ -45,7 +45,7 @@ export async function announceHeld(
         call.on('error', done);
         call.on('end', done);
         const base = { host_id: hostId, task_id: m.taskId, peer_id: m.peerId };
-        const download: Partial<DownloadMsg> = { url: m.url, digest: m.digestVerified ? (m.digest ?? '') : '', tag: m.tag ?? '', application: m.application ?? '', priority: 'LEVEL6', filtered_query_params: [], request_header: {}, piece_length: m.pieceLength, need_back_to_source: true, disable_back_to_source: false, range: null };
+        const download = encodeDownload({ url: m.url, digest: m.digestVerified ? m.digest : undefined, tag: m.tag, application: m.application, pieceLength: m.pieceLength, needBackToSource: true });
         call.write({ ...base, register_peer_request: { download } });
         call.write({ ...base, download_peer_back_to_source_started_request: { description: 'held', content_length: m.contentLength, piece_length: m.pieceLength } });
         for (const num of s.order) {

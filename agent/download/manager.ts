@@ -28,12 +28,6 @@ export type { DownloadOptions, TaskManagerDeps, TaskStream } from './types.js';
 
 /** Times one task registers again after a peer session ended normally and new wants arrived. */
 const MAX_REREGISTERS = 3;
-/**
- * How long a task whose scheduler died before answering it waits for the scheduler to answer again
- * (a restart) before it reads the origin. Only such a task waits: one with parents goes on without
- * the scheduler, and a new download while the scheduler is down reads the origin at once.
- */
-const REATTACH_WAIT_MS = 5_000;
 
 export class TaskManager {
   private tasks = new Map<string, Task>();
@@ -292,11 +286,13 @@ export class TaskManager {
   }
 
   /**
-   * Waits up to REATTACH_WAIT_MS for the scheduler at `addr` to answer again (SchedulerClient
-   * announces to a lost scheduler until it does). False when it does not, or the task ended.
+   * Waits up to `scheduler.reconnectTimeout` for the scheduler at `addr` to answer again
+   * (SchedulerClient announces to a lost scheduler until it does). False when it does not, or the
+   * task ended. Only a task that knows no parent waits: one with parents goes on without the
+   * scheduler, and a download started while the scheduler is down reads the origin at once.
    */
   private async reachableAgain(sched: SchedulerClient, addr: string, task: Task): Promise<boolean> {
-    const until = Date.now() + REATTACH_WAIT_MS;
+    const until = Date.now() + this.cfg.scheduler.reconnectTimeout;
     while (Date.now() < until && task.state === 'running' && !this.stopping) {
       if (!sched.isLost(addr)) return true;
       await task.changed(100);

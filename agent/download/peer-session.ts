@@ -4,19 +4,17 @@
  * the scheduler relays, block by block where the origin reader published block digests), and the
  * origin when the scheduler says so. Its lifecycle is SESSION_TRANSITIONS (states.ts).
  */
-import { createHash } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { sleep, withTimeout } from '../../adapters/clock.js';
 import { TimeoutError, UnavailableError, errorMessage } from '../../adapters/errors.js';
 import { StateMachine } from '../../adapters/fsm.js';
 import * as tracing from '../../adapters/tracing.js';
-import { priorityName } from '../../scheduler/protocol/download.js';
+import { encodeDownload } from '../../scheduler/protocol/download.js';
 import type { AnnouncePeerResponse__Output as AnnouncePeerResponseMsg, Download as DownloadMsg, Peer__Output as PeerMsg, TaskInfo__Output as TaskInfoMsg } from '../../scheduler/protocol/messages.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS, MIN_PIECE_LENGTH, pieceBounds } from '../../scheduler/protocol/task-id.js';
 import { PieceClient } from '../piece-client.js';
+import { receivePiece, type Parent } from './piece-fetch.js';
 import type { SchedulerClient } from '../scheduler-client.js';
-import type { PartialHandle } from '../storage/store.js';
-import { BlockVerifier } from './blocks.js';
 import { OfferedDigests } from './detached.js';
 import type { BackToSourceReporter, OriginReader } from './origin.js';
 import { orderPieces } from './pieces.js';
@@ -44,24 +42,6 @@ const TARGET_PARENTS = 12;
 /** How long a peer that holds every range asked so far stays registered for the next one. */
 const RANGE_LINGER_MS = 3_000;
 
-interface Parent {
-  id: string;
-  hostId: string;
-  base: string;
-  /** Long polls for the pieces it holds, and piece bytes read straight into pooled buffers. */
-  pieces: PieceClient;
-  has: Set<number>;
-  /** Pieces still arriving at the parent with verified blocks it can send already (blocks.ts). */
-  partial: Set<number>;
-  /** The parent's partialVersion seen in the last poll answer. */
-  partialVersion: number;
-  cursor: number;
-  inflight: number;
-  failed: boolean;
-  /** A poll loop (poll()) runs for it. */
-  polling: boolean;
-  retryAt: number;
-}
 
 /** The scheduler's stream broke before its first answer: no parent is known yet (the caller may register again). */
 export class SchedulerLostError extends UnavailableError {
@@ -204,23 +184,7 @@ export class PeerSession {
   /** The register_peer_request's download of this task. */
   private downloadMessage(needBackToSource: boolean): DownloadMsg {
     const o = this.task.opts;
-    return {
-      url: o.url,
-      digest: o.digest ?? '',
-      tag: o.tag ?? '',
-      application: o.application ?? '',
-      priority: priorityName(o.priority),
-      filtered_query_params: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS,
-      request_header: o.requestHeaders ?? {},
-      piece_length: o.pieceLength ?? 0,
-      disable_back_to_source: !!o.disableBackToSource,
-      need_back_to_source: needBackToSource,
-      range: o.range ? { start: o.range.start, length: o.range.end === undefined ? 0 : o.range.end - o.range.start + 1 } : null,
-      timeout_ms: 0,
-      is_preheat: !!o.isPreheat,
-      content_for_calculating_task_id: o.contentForCalculatingTaskId ?? '',
-      enable_task_id_based_blob_digest: !!o.enableTaskIdBasedBlobDigest,
-    };
+    return encodeDownload({ ...o, filteredQueryParams: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS, needBackToSource });
   }
 
   /**
@@ -465,105 +429,34 @@ export class PeerSession {
     parent.inflight++;
     const t0 = Date.now();
     const { offset, length } = pieceBounds(n, task.contentLength, task.pieceLength);
-    const want = this.digestOf(n)!;
-    // Still arriving at the parent: it sends verified blocks as they come; if its own download of
-    // the piece stops, that is no fault of the parent's.
     const fromPartial = !parent.has.has(n);
-    const blocks = task.blockDigests.get(n);
-    const verifier = BlockVerifier.fits(blocks, length, task.pieceLength) ? new BlockVerifier(length, task.pieceLength, blocks) : undefined;
     let failure: string | undefined;
     let temporary = false;
-    // The body lands in a pooled buffer, taken once the parent answers 200 (a 429 takes none). With
-    // block digests the buffer is registered as a partial piece at once, so this peer's children can
-    // be sent its verified blocks before the piece is complete; the cache then owns the buffer.
-    const cache = task.stored.store.cache;
-    const key = `${task.id}:${n}`;
-    let pooled: Buffer | undefined;
-    let partial: PartialHandle | undefined;
-    let partialPooled: Buffer | undefined;
-    let announced = false;
-    const integrity = new AbortController();
     try {
-      let buf: Buffer | undefined;
-      const h = verifier ? undefined : createHash('sha256');
-      const limiter = this.deps.limits.download;
-      const prefetchLimit = this.deps.limits.prefetch?.unlimited === false ? this.deps.limits.prefetch : undefined;
-      const res = await parent.pieces.get(
-        `/v1/tasks/${task.id}/pieces/${n}`,
-        () => {
-          // (called again only for a retry on a fresh connection, before any byte arrived)
-          if (pooled) cache.pool.give(pooled);
-          partial?.fail();
-          pooled = cache.pool.take(task.pieceLength);
-          if (verifier) {
-            partial = cache.beginPartial(key, pooled, length);
-            partialPooled = pooled;
-            pooled = undefined; // the cache owns it now
-            return (buf = partialPooled.subarray(0, length));
-          }
-          return (buf = pooled.subarray(0, length));
-        },
-        {
-          signal: AbortSignal.any([AbortSignal.timeout(this.deps.config.download.pieceTimeout), integrity.signal]),
-          headers: tracing.traceHeaders(tracing.pieceContext(task.id, parent.id, parent.base)),
-          onData: (from, k) => {
-            const chunk = buf!.subarray(from, from + k);
-            if (verifier) {
-              let verified: number;
-              try {
-                verified = verifier.update(chunk);
-              } catch (err) {
-                integrity.abort(err);
-                return;
-              }
-              if (verified > 0) {
-                partial!.advance(verified);
-                if (!announced && verified < length) {
-                  announced = true;
-                  task.stored.announcePartial();
-                }
-              }
-            } else h!.update(chunk);
-            let wait = limiter.takeNow(k);
-            if (prefetchLimit && task.prefetchOnly(n)) wait = Math.max(wait, prefetchLimit.takeNow(k));
-            return wait;
-          },
-        },
-      );
-      if (res.status === 404) {
-        parent.has.delete(n);
-        parent.partial.delete(n);
+      const r = await receivePiece(task, n, parent, this.digestOf(n)!, this.deps);
+      switch (r.kind) {
+        case 'gone':
+          parent.has.delete(n);
+          parent.partial.delete(n);
+          return;
+        case 'busy':
+          parent.retryAt = Date.now() + PARENT_RETRY_MS;
+          setTimeout(() => this.pump(), PARENT_RETRY_MS + 5).unref();
+          return;
+        case 'failed':
+          failure = r.reason;
+          temporary = r.temporary;
+          // A digest only this parent offered (detached) that its own bytes do not match.
+          if (r.offerMismatch && !task.digests.has(n)) this.offered.drop(parent.id);
+          return;
+      }
+      if (this.closed || task.stored.has(n)) {
+        r.discard();
         return;
       }
-      if (res.status === 429) {
-        parent.retryAt = Date.now() + PARENT_RETRY_MS;
-        setTimeout(() => this.pump(), PARENT_RETRY_MS + 5).unref();
-        return;
-      }
-      if (res.status !== 200) {
-        failure = `status ${res.status}`;
-        return;
-      }
-      if (res.length !== length || !buf) {
-        failure = `short piece (${res.length}/${length} bytes)`;
-        temporary = fromPartial;
-        return;
-      }
-      // With block digests every block was checked as it arrived (an IntegrityError aborted the
-      // transfer otherwise); the piece's own digest is the one the origin reader published.
-      const digest = verifier ? (verifier.verified === length ? want : '') : 'sha256:' + h!.digest('hex');
-      if (digest !== want) {
-        failure = 'digest mismatch';
-        if (!task.digests.has(n)) this.offered.drop(parent.id);
-        return;
-      }
-      if (this.closed || task.stored.has(n)) return;
-      const owned = verifier ? partialPooled : pooled;
-      pooled = undefined;
-      partial = undefined; // completed by writePiece (same buffer), or dropped by it
       try {
-        await task.stored.writePiece(n, buf, digest, owned);
-        if (!task.digests.has(n)) task.digests.set(n, digest);
+        await task.stored.writePiece(n, r.buf, r.digest, r.owned);
+        if (!task.digests.has(n)) task.digests.set(n, r.digest);
       } catch (err) {
         // Our own disk failed, not the parent: the task ends here (and is freed, see run()).
         this.done.reject(err);
@@ -574,17 +467,11 @@ export class PeerSession {
       this.deps.metrics.downloadPieceDuration.observe({ type: 'REMOTE_PEER' }, Date.now() - t0);
       tracing.pieceFromParent(task.id, parent.id, parent.base, n, length);
       this.lastProgress = Date.now();
-      this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
+      this.send({ download_piece_finished_request: { piece: { number: n, parent_id: parent.id, offset, length, digest: r.digest, traffic_type: 'REMOTE_PEER', cost_ms: Date.now() - t0 } } });
       task.log.debug('piece from parent', { piece: n, parentId: parent.id, ms: Date.now() - t0, inflight: this.inflight.size, partial: fromPartial });
     } catch (err) {
-      if (integrity.signal.aborted) failure = `digest mismatch (${errorMessage(integrity.signal.reason)})`;
-      else {
-        failure = errorMessage(err);
-        temporary = fromPartial;
-      }
+      failure = errorMessage(err);
     } finally {
-      if (pooled) cache.pool.give(pooled);
-      partial?.fail();
       this.inflight.delete(n);
       parent.inflight--;
       if (failure !== undefined) {

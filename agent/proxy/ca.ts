@@ -4,53 +4,20 @@
  * start-up with node:crypto because node-forge's pure-JS key generation takes seconds) and caches
  * the TLS context per host.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import forge from 'node-forge';
 import { ConfigError } from '../../adapters/errors.js';
+import { createSelfSignedCa, rsaKeyPair, serialNumber as serial, type CertPair } from '../../adapters/x509.js';
 
-const CA_YEARS = 10;
 /** Leaf validity kept short of the 398-day limit clients enforce for server certificates. */
 const LEAF_DAYS = 397;
 
-export interface CaPem {
-  cert: string;
-  key: string;
-}
-
-function rsaKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; pem: string } {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
-  const priv = forge.pki.privateKeyFromPem(pem) as forge.pki.rsa.PrivateKey;
-  return { privateKey: priv, publicKey: forge.pki.setRsaPublicKey(priv.n, priv.e), pem };
-}
-
-function serial(): string {
-  // Positive 16-byte serial (high bit cleared) as RFC 5280 wants.
-  const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f;
-  return b.toString('hex');
-}
+export type CaPem = CertPair;
 
 /** Creates a self-signed CA certificate and key (PEM). */
 export function createCa(commonName = 'Damselfly proxy CA'): CaPem {
-  const keys = rsaKeyPair();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + CA_YEARS * 365 * 86_400_000);
-  const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Damselfly' }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: keys.pem };
+  return createSelfSignedCa(commonName);
 }
 
 /** Signs leaf certificates for intercepted hosts with a CA; contexts are cached per host. */

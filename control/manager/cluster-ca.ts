@@ -4,45 +4,20 @@
  * store (created conditionally: the first of several manager instances wins, the others read it);
  * its key never leaves the manager, is never returned and never logged.
  */
-import { X509Certificate, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
+import { X509Certificate, verify } from 'node:crypto';
 import forge from 'node-forge';
 import { ConflictError, InvalidError } from '../../adapters/errors.js';
 import type { KvStore } from '../../adapters/kv/port.js';
 import { managerKeys } from '../../adapters/keys.js';
+import { createSelfSignedCa, serialNumber as serial, type CertPair } from '../../adapters/x509.js';
 
-export interface CaPair {
-  cert: string;
-  key: string;
-}
+export type CaPair = CertPair;
 
-const CA_YEARS = 10;
 const MAX_SANS = 8;
 
-function serial(): string {
-  const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f; // positive, as RFC 5280 wants
-  return b.toString('hex');
-}
-
-/** A new self-signed CA (RSA 2048 from node:crypto: forge's pure-JS key generation takes seconds). */
+/** A new self-signed CA (RSA 2048). */
 export function createClusterCa(commonName = 'Damselfly cluster CA', now = Date.now()): CaPair {
-  const pem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
-  const priv = forge.pki.privateKeyFromPem(pem) as forge.pki.rsa.PrivateKey;
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.setRsaPublicKey(priv.n, priv.e);
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(now - 60_000);
-  cert.validity.notAfter = new Date(now + CA_YEARS * 365 * 86_400_000);
-  const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Damselfly' }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(priv, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: pem };
+  return createSelfSignedCa(commonName, now);
 }
 
 /** The cluster CA from the KV store, created on first call. */

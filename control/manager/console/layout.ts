@@ -3,6 +3,7 @@
  * escaped unless it is itself an html fragment, so nothing a scheduler or user sent can become markup.
  */
 import { html } from 'hono/html';
+import { formatSize } from '../../../adapters/config.js';
 
 export type Fragment = ReturnType<typeof html>;
 
@@ -59,15 +60,7 @@ ${body}
 export const csrfField = (v: Viewer): Fragment => html`<input type="hidden" name="_csrf" value="${v.csrf}">`;
 
 export function fmtBytes(n: number | null | undefined): string {
-  if (n === null || n === undefined || n < 0) return '—';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  return n === null || n === undefined || n < 0 ? '—' : formatSize(n, ' ');
 }
 
 export const fmtPct = (x: number | null | undefined): string => (x === null || x === undefined ? '—' : `${(x * 100).toFixed(1)} %`);
