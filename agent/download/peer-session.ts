@@ -67,6 +67,8 @@ export class PeerSession {
   private hostId: string;
   private linger?: NodeJS.Timeout;
   private refreshPending = false;
+  /** Set once the session went on without its scheduler: parents are asked for their digests from then on (detached.ts). */
+  private wantOffers = false;
   /** Digests offered by parents once detached (detached.ts); the scheduler's come first. */
   private offered = new OfferedDigests();
 
@@ -157,6 +159,7 @@ export class PeerSession {
       if (this.lifecycle.is('p2p') && [...this.parents.values()].some((p) => !p.failed)) {
         task.log.warn('scheduler stream lost; continuing with the parents it named', { reason: why, parents: this.parents.size });
         this.to('detached-p2p');
+        this.wantOffers = true;
         task.detachedFrom = this.addr;
         this.lastProgress = Date.now();
         // A parent already known complete is asked once more, for its digests.
@@ -188,40 +191,48 @@ export class PeerSession {
   }
 
   /**
-   * The scheduler at `addr` answers again after it was lost (restarted). An origin read that went
-   * on without it registers there again as the task's source and reports every piece it holds, then
-   * the rest as they arrive: the restarted scheduler then hands this peer out as a parent (and relays
-   * its digests) instead of sending the task's next peers to the origin. Never throws.
+   * The scheduler at `addr` answers again after it was lost (restarted): a session that went on
+   * without it registers there again and reports every piece it holds, then the rest as they
+   * arrive, so the restarted scheduler knows this peer (and hands it out as a parent) instead of
+   * sending the task's next peers to the origin. An origin read registers as the task's source (its
+   * digests are relayed to everyone); a peer fetching from parents registers as a normal peer and
+   * keeps its parents (an answer sending it to the origin is ignored while they deliver, as for a
+   * parent refresh) and the digests they offered. Never throws.
    */
   async reattach(addr: string): Promise<void> {
-    if (addr !== this.addr || !this.lifecycle.is('detached-source')) return;
+    if (addr !== this.addr || !this.detached) return;
     let call: grpc.ClientDuplexStream<unknown, unknown>;
     try {
       call = await withTimeout(this.sched.openPeerStream(addr), 5_000, 'scheduler did not accept the stream');
     } catch (err) {
-      this.task.log.debug('registering the origin read again failed', { scheduler: addr, err: errorMessage(err) });
+      this.task.log.debug('registering again with the scheduler failed', { scheduler: addr, err: errorMessage(err) });
       return;
     }
-    if (!this.lifecycle.is('detached-source')) {
+    if (!this.detached) {
       call.on('error', () => undefined);
       call.end();
       return;
     }
     const task = this.task;
+    const source = this.lifecycle.is('detached-source');
     this.attach(call);
-    this.to('source');
+    this.to(source ? 'source' : 'p2p');
     task.detachedFrom = undefined;
-    this.send({ register_peer_request: { download: this.downloadMessage(true) } });
-    if (task.contentLength >= 0) this.send({ download_peer_back_to_source_started_request: { description: 'registered again after the scheduler was lost', content_length: task.contentLength, piece_length: task.pieceLength } });
+    this.startedSent = false;
+    this.refreshPending = !source;
+    this.send({ register_peer_request: { download: this.downloadMessage(source) } });
+    if (source && task.contentLength >= 0) this.send({ download_peer_back_to_source_started_request: { description: 'registered again after the scheduler was lost', content_length: task.contentLength, piece_length: task.pieceLength } });
     let n = 0;
     for (const num of task.stored.order) {
-      const digest = task.digests.get(num);
+      const digest = task.digests.get(num) ?? this.offered.get(num);
       if (!digest) continue;
       const b = pieceBounds(num, task.contentLength, task.pieceLength);
-      this.send({ download_piece_back_to_source_finished_request: { piece: { number: num, parent_id: '', offset: b.offset, length: b.length, digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: task.blockDigests.get(num) ?? Buffer.alloc(0) } } });
+      const piece = { number: num, parent_id: '', offset: b.offset, length: b.length, digest, cost_ms: 0 };
+      if (source) this.send({ download_piece_back_to_source_finished_request: { piece: { ...piece, traffic_type: 'BACK_TO_SOURCE', block_digests: task.blockDigests.get(num) ?? Buffer.alloc(0) } } });
+      else this.send({ download_piece_finished_request: { piece: { ...piece, traffic_type: 'REMOTE_PEER' } } });
       n++;
     }
-    task.log.info('origin read registered again with the scheduler', { scheduler: addr, pieces: n });
+    task.log.info(source ? 'origin read registered again with the scheduler' : 'peer registered again with the scheduler', { scheduler: addr, pieces: n, parents: this.parents.size });
   }
 
   private close(): void {
@@ -348,8 +359,8 @@ export class PeerSession {
         // Not undici: a non-seed agent then never loads its HTTP parser, whose WebAssembly took
         // each fresh agent about 0.25 CPU-seconds to compile in the middle of its first download.
         let json: Buffer | undefined;
-        const withDigests = this.detached;
-        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}&pv=${parent.partialVersion}${this.detached ? '&digests=1' : ''}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
+        const withDigests = this.wantOffers;
+        const res = await parent.pieces.get(`/v1/tasks/${this.task.id}/pieces?from=${parent.cursor}&wait_ms=${PARENT_POLL_WAIT_MS}&pv=${parent.partialVersion}${withDigests ? '&digests=1' : ''}`, (len) => (json = Buffer.allocUnsafe(len <= MAX_POLL_BODY ? len : 0)), {
           signal: AbortSignal.timeout(PARENT_POLL_WAIT_MS + 10_000),
         });
         if (res.status === 404) {
@@ -375,9 +386,9 @@ export class PeerSession {
         }
         if (body.pieces.length > 0 || newPartial) this.pump();
         // Detached since this poll was sent: ask again from the start, for the digests.
-        parent.cursor = this.detached && !withDigests ? 0 : body.next;
+        parent.cursor = this.wantOffers && !withDigests ? 0 : body.next;
         // It has everything: nothing more to learn (once detached, not before its digests came).
-        if (body.complete && withDigests === this.detached) return;
+        if (body.complete && withDigests === this.wantOffers) return;
       } catch (err) {
         if (this.closed) return;
         if (++errors >= 2) {
@@ -420,7 +431,7 @@ export class PeerSession {
 
   /** The digest piece `n` must match: the scheduler's (origin reader's), or once detached a parent's offer. */
   private digestOf(n: number): string | undefined {
-    return this.task.digests.get(n) ?? (this.detached ? this.offered.get(n) : undefined);
+    return this.task.digests.get(n) ?? (this.wantOffers ? this.offered.get(n) : undefined);
   }
 
   private async fetchPiece(n: number, parent: Parent): Promise<void> {

@@ -15,7 +15,8 @@
  *   p2p ──need_back_to_source_response (parents not delivering)──▶ source
  *   p2p ──stream lost, a live parent left──▶ detached-p2p     (digests from the parents: detached.ts)
  *   source ──stream lost──▶ detached-source                   (the origin read finishes without it)
- *   detached-source ──the scheduler answers again──▶ source    (registers again, reports its pieces)
+ *   detached-p2p ──the scheduler answers again──▶ p2p          (registers again, reports its pieces)
+ *   detached-source ──the scheduler answers again──▶ source    (registers again as the source)
  *   any ──wants met / empty task / failure / timeout──▶ closed
  *
  * A session that loses its stream while registering closes with SchedulerLostError: the task manager
@@ -36,8 +37,8 @@ export const SESSION_TRANSITIONS: Readonly<Record<SessionState, readonly Session
   registering: ['p2p', 'source', 'closed'],
   p2p: ['source', 'detached-p2p', 'closed'],
   source: ['detached-source', 'closed'],
-  'detached-p2p': ['closed'],
-  // The scheduler answers again: the origin read registers there again as the task's source.
+  // The scheduler answers again: the session registers there again (peer-session.ts reattach).
+  'detached-p2p': ['p2p', 'closed'],
   'detached-source': ['source', 'closed'],
   closed: [],
 };

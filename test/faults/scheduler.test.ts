@@ -93,7 +93,7 @@ describe('scheduler loss', () => {
     expect(await fileSha256(path.join(out, 'next.bin'))).toBe(want);
     expect(origin.stats().bytes - before, 'origin bytes after the restart').toBe(0);
   }, 120_000);
-  it('a peer still waiting for its first answer when the scheduler dies registers again with the restarted scheduler; the seed registers its origin read again and serves it', async () => {
+  it('a peer still waiting for its first answer when the scheduler dies registers again with the restarted scheduler; the seed and the peers that went on without it register again with what they hold', async () => {
     // Slow enough that the seed still reads the origin when the new scheduler starts.
     const SIZE = 64 * MiB;
     origin = await startOrigin({ rate: 8 * MiB });
@@ -124,6 +124,8 @@ describe('scheduler loss', () => {
     expect(late.logs().filter((l) => l.msg === 'P2P download failed; going back to source'), 'the late peer read the origin').toEqual([]);
     expect(late.logs().some((l) => l.msg === 'scheduler answers again; registering again')).toBe(true);
     expect(cluster.seed!.logs().some((l) => l.msg === 'origin read registered again with the scheduler'), cluster.seed!.tail(30)).toBe(true);
+    // The peers that went on with their parents registered again too, with the pieces they held.
+    expect([a, b].some((x) => x.logs().some((l) => l.msg === 'peer registered again with the scheduler' && Number(l.pieces) > 0)), `${a.tail(15)}\n${b.tail(15)}`).toBe(true);
     expect(ratio).toBeLessThanOrEqual(1.2);
   }, 150_000);
 });
