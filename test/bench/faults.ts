@@ -13,29 +13,33 @@
  * file: parent-kill (SIGKILL of the first agent that has served 4 MiB to others, i.e. a parent in
  * use, together with its own `get`, as when a host dies: that get is not counted and reads nothing
  * from the origin), seed-kill, scheduler-kill (SIGKILL, never back), scheduler-restart
- * (SIGKILL, a new scheduler on the same address 2 s later), origin-reset (connection destroyed),
+ * (SIGKILL, a new scheduler on the same address 2 s later), scheduler-unanswered (the last agent's
+ * get starts only then, while the scheduler is frozen with SIGSTOP, so its register is never
+ * answered; 1.5 s later SIGKILL and a new scheduler 2 s after that), origin-reset (connection destroyed),
  * origin-stall (no byte for 60 s), origin-5xx (two 500 answers). ratio = origin bytes / file size;
  * allDoneS = until the last counted get exited; ok = every counted get exited 0 with the right
  * bytes, through its agent. Progress goes to stderr; ONE JSON line goes to stdout.
  */
 import path from 'node:path';
-import { parseSize } from '../../adapters/config.js';
+import { benchFlags, flag, flagsOrExit, runBench } from './harness.js';
 import { fileSha256, MiB, startOrigin, type Origin } from '../support/origin.js';
 import { cleanupTempDirs, getThrough, killAll, makeTempDir, portOf, schedulerConfigFor, scrapeMetric, spawnRole, startCluster, type Cluster, type RoleProcess } from '../support/procs.js';
 
-const SCENARIOS = ['none', 'parent-kill', 'seed-kill', 'scheduler-kill', 'scheduler-restart', 'origin-reset', 'origin-stall', 'origin-5xx'] as const;
+const SCENARIOS = ['none', 'parent-kill', 'seed-kill', 'scheduler-kill', 'scheduler-restart', 'scheduler-unanswered', 'origin-reset', 'origin-stall', 'origin-5xx'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-function flag(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
-}
-
-const agents = Number(flag('agents', '4'));
-const size = parseSize(flag('size', '64MiB'));
-const originRate = parseSize(flag('origin-rate', '32MiB'));
-const only = flag('only', SCENARIOS.join(',')).split(',') as Scenario[];
-const repeat = Math.max(1, Number(flag('repeat', '1')) || 1);
+const USAGE = `usage: bench:faults [--agents 4] [--size 64MiB] [--origin-rate 32MiB] [--only ${SCENARIOS.join(',')}] [--repeat 1]`;
+const { agents, size, originRate, only, repeat } = flagsOrExit('bench:faults', () => {
+  const S = { type: 'string' } as const;
+  const f = benchFlags(process.argv.slice(2), USAGE, { agents: S, size: S, 'origin-rate': S, only: S, repeat: S });
+  return {
+    agents: flag.number(f.agents, 'agents', 4, 1, true),
+    size: flag.size(f.size, 'size', 64 * MiB),
+    originRate: flag.size(f['origin-rate'], 'origin-rate', 32 * MiB),
+    only: (f.only ?? SCENARIOS.join(',')).split(',').map((s) => flag.oneOf(s, 'only', SCENARIOS, 'none')),
+    repeat: flag.number(f.repeat, 'repeat', 1, 1, true),
+  };
+});
 
 /** Resolves true once `cond` holds, false if `over` settled first (the fault then did not fire). */
 async function until(cond: () => boolean | Promise<boolean>, over: Promise<unknown>): Promise<boolean> {
@@ -62,7 +66,12 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
     const out = makeTempDir('damselfly-bench-faults-');
     const t0 = performance.now();
     const hostDown = new Map(cluster.agents.map((a) => [a, new AbortController()]));
-    const gets = cluster.agents.map((a) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 240_000, undefined, hostDown.get(a)!.signal).then((r) => ({ ...r, at: performance.now() })));
+    const startGet = (a: RoleProcess) => getThrough(a, url, path.join(out, `${a.name}.bin`), ['--digest', want], 240_000, undefined, hostDown.get(a)!.signal).then((r) => ({ ...r, at: performance.now() }));
+    // scheduler-unanswered: the last agent's get starts once the scheduler is frozen.
+    const late = s === 'scheduler-unanswered' ? cluster.agents.at(-1) : undefined;
+    let startLate = (): void => undefined;
+    const lateGo = new Promise<void>((r) => (startLate = r));
+    const gets = cluster.agents.map((a) => (a === late ? lateGo.then(() => startGet(a)) : startGet(a)));
     const quarter = () => (origin.stats().byPath[p]?.bytes ?? 0) >= size / 4;
     const all = Promise.all(gets);
     let excluded: RoleProcess | undefined;
@@ -96,6 +105,16 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
         await new Promise((r) => setTimeout(r, 2_000));
         await spawnRole('scheduler', schedulerConfigFor({ server: { ip: '127.0.0.1', port } }), { name: 'scheduler-2' });
       }
+    } else if (s === 'scheduler-unanswered') {
+      fired = await until(quarter, all);
+      const port = portOf(cluster.scheduler.ready.grpc);
+      cluster.scheduler.kill('SIGSTOP');
+      startLate();
+      await new Promise((r) => setTimeout(r, 1_500));
+      cluster.scheduler.kill('SIGKILL');
+      await cluster.scheduler.exited;
+      await new Promise((r) => setTimeout(r, 2_000));
+      await spawnRole('scheduler', schedulerConfigFor({ server: { ip: '127.0.0.1', port } }), { name: 'scheduler-2' });
     }
     const results = await all;
     if (s.startsWith('origin-')) fired = origin.faultsApplied() > 0;
@@ -120,7 +139,6 @@ async function run(s: Scenario): Promise<{ ratio: number; allDoneS: number; ok: 
 async function main(): Promise<void> {
   const runs: Record<string, unknown> = {};
   for (const s of only) {
-    if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}; expected some of ${SCENARIOS.join(', ')}`);
     const all: Awaited<ReturnType<typeof run>>[] = [];
     for (let i = 0; i < repeat; i++) {
       const r = await run(s);
@@ -135,7 +153,7 @@ async function main(): Promise<void> {
   process.stdout.write(JSON.stringify({ bench: 'faults', agents, size, originRate, minS: Math.round((size / originRate) * 100) / 100, runs }) + '\n');
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench:faults failed: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
+runBench('bench:faults', async () => {
+  await main();
+  return 0;
 });

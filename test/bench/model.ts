@@ -15,10 +15,10 @@
  * Goals (issue #18): originRatio ≤ 1.01, ratioToTMin ≤ 1.3.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseSize } from '../../adapters/config.js';
+import { benchFlags, cpuSeconds, flag, FlagError, round, runBench } from './harness.js';
 import { sourceGet } from '../../adapters/source/client.js';
 import { cliPath } from '../support/cli.js';
 import { startHub } from '../support/hub.js';
@@ -28,43 +28,22 @@ import { cleanupTempDirs, killAll, runCli, startCluster, type Cluster } from '..
 const USAGE = `usage: bench:model [--agents 8] [--size 1GiB] [--origin-rate 40MiB] [--upload-rate 40MiB]
                    [--download-rate 80MiB] [--concurrency 5] [--no-baseline]`;
 
-const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 const progress = (msg: string): void => void process.stderr.write(`bench:model ${new Date().toISOString()} ${msg}\n`);
 
 function parseFlags(argv: string[]) {
-  const f = { agents: 8, size: 1024 * MiB, originRate: 40 * MiB, uploadRate: 40 * MiB, downloadRate: 80 * MiB, concurrency: 5, baseline: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (a === '--agents') f.agents = Number(val());
-    else if (a === '--size') f.size = parseSize(val());
-    else if (a === '--origin-rate') f.originRate = parseSize(val());
-    else if (a === '--upload-rate') f.uploadRate = parseSize(val());
-    else if (a === '--download-rate') f.downloadRate = parseSize(val());
-    else if (a === '--concurrency') f.concurrency = Number(val());
-    else if (a === '--no-baseline') f.baseline = false;
-    else if (a === '--help' || a === '-h') {
-      process.stdout.write(USAGE + '\n');
-      process.exit(0);
-    } else throw new Error(`unknown flag ${a}\n${USAGE}`);
-  }
-  if (!Number.isInteger(f.agents) || f.agents < 1) throw new Error(`--agents must be a positive integer\n${USAGE}`);
-  if (f.size < 16 * MiB) throw new Error(`--size must be at least 16MiB\n${USAGE}`);
-  return f;
-}
-
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
+  const S = { type: 'string' } as const;
+  const v = benchFlags(argv, USAGE, { agents: S, size: S, 'origin-rate': S, 'upload-rate': S, 'download-rate': S, concurrency: S, 'no-baseline': { type: 'boolean' } });
+  const size = flag.size(v.size, 'size', 1024 * MiB);
+  if (size < 16 * MiB) throw new FlagError(`--size: expected at least 16MiB, got ${v.size}`);
+  return {
+    agents: flag.number(v.agents, 'agents', 8, 1, true),
+    size,
+    originRate: flag.size(v['origin-rate'], 'origin-rate', 40 * MiB),
+    uploadRate: flag.size(v['upload-rate'], 'upload-rate', 40 * MiB),
+    downloadRate: flag.size(v['download-rate'], 'download-rate', 80 * MiB),
+    concurrency: flag.number(v.concurrency, 'concurrency', 5, 1, true),
+    baseline: !v['no-baseline'],
+  };
 }
 
 async function fileSha(file: string): Promise<string> {
@@ -215,18 +194,4 @@ async function main(): Promise<number> {
   }
 }
 
-process.once('SIGINT', () => {
-  void killAll().then(() => process.exit(130));
-});
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  async (err: unknown) => {
-    process.stderr.write(`bench:model: ${(err as Error).stack ?? String(err)}\n`);
-    await killAll();
-    cleanupTempDirs();
-    process.exitCode = 1;
-  },
-);
+runBench('bench:model', main);

@@ -25,7 +25,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseSize } from '../../adapters/config.js';
+import { benchFlags, flag, percentile, round } from './harness.js';
 import { fileSha256, MiB } from '../support/origin.js';
 import { apiGet, apiWarm, cleanupTempDirs, killAll, makeTempDir, portOf, runCli, schedulerConfigFor, spawnRole, type RoleProcess } from '../support/procs.js';
 import { buildImage, pushImage, startRegistry } from '../support/registry.js';
@@ -57,101 +57,32 @@ the registry scenario also docker-registry, umoci, skopeo, containerd. --agent-l
 upload/download rateLimit to its link's rates (they are then announced to the scheduler). Prints one JSON line on stdout.`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = {
-    scenario: 'swarm',
-    agents: 16,
-    size: NaN,
-    originRate: 20 * MiB,
-    uploadRate: 20 * MiB,
-    downloadRate: 40 * MiB,
-    seedUploadRate: NaN,
-    delayMs: 0,
-    baseline: true,
-    warmup: true,
-    pulls: 3,
-    registryRate: 50 * MiB,
-    agentLimits: false,
+  const S = { type: 'string' } as const;
+  const B = { type: 'boolean' } as const;
+  const v = benchFlags(argv, USAGE, {
+    netns: B, scenario: S, agents: S, size: S, 'origin-rate': S, 'upload-rate': S, 'download-rate': S, 'seed-upload-rate': S,
+    delay: S, 'no-baseline': B, 'agent-limits': B, 'no-warmup': B, pulls: S, 'registry-rate': S,
+  });
+  const scenario = flag.oneOf(v.scenario, 'scenario', ['swarm', 'registry'] as const, 'swarm');
+  const uploadRate = flag.size(v['upload-rate'], 'upload-rate', 20 * MiB);
+  return {
+    scenario,
+    agents: flag.number(v.agents, 'agents', 16, 1, true),
+    size: flag.size(v.size, 'size', scenario === 'swarm' ? 128 * MiB : 64 * MiB),
+    originRate: flag.size(v['origin-rate'], 'origin-rate', 20 * MiB),
+    uploadRate,
+    downloadRate: flag.size(v['download-rate'], 'download-rate', 40 * MiB),
+    seedUploadRate: flag.size(v['seed-upload-rate'], 'seed-upload-rate', uploadRate),
+    delayMs: flag.number(v.delay, 'delay', 0, 0),
+    baseline: !v['no-baseline'],
+    warmup: !v['no-warmup'],
+    pulls: flag.number(v.pulls, 'pulls', 3, 1, true),
+    registryRate: flag.size(v['registry-rate'], 'registry-rate', 50 * MiB),
+    agentLimits: !!v['agent-limits'],
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [k, inline] = a.includes('=') ? (a.split('=', 2) as [string, string]) : [a, undefined];
-    const val = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
-      return v;
-    };
-    const num = (what: string, min: number): number => {
-      const n = Number(val());
-      if (!Number.isFinite(n) || n < min) throw new Error(`${what} must be a number ≥ ${min}\n${USAGE}`);
-      return n;
-    };
-    switch (k) {
-      case '--netns':
-        break;
-      case '--scenario': {
-        const s = val();
-        if (s !== 'swarm' && s !== 'registry') throw new Error(`--scenario must be swarm or registry, got ${s}\n${USAGE}`);
-        f.scenario = s;
-        break;
-      }
-      case '--agents':
-        f.agents = num('--agents', 1);
-        break;
-      case '--size':
-        f.size = parseSize(val());
-        break;
-      case '--origin-rate':
-        f.originRate = parseSize(val());
-        break;
-      case '--upload-rate':
-        f.uploadRate = parseSize(val());
-        break;
-      case '--download-rate':
-        f.downloadRate = parseSize(val());
-        break;
-      case '--seed-upload-rate':
-        f.seedUploadRate = parseSize(val());
-        break;
-      case '--delay':
-        f.delayMs = num('--delay', 0);
-        break;
-      case '--no-baseline':
-        f.baseline = false;
-        break;
-      case '--agent-limits':
-        f.agentLimits = true;
-        break;
-      case '--no-warmup':
-        f.warmup = false;
-        break;
-      case '--pulls':
-        f.pulls = num('--pulls', 1);
-        break;
-      case '--registry-rate':
-        f.registryRate = parseSize(val());
-        break;
-      case '--help':
-      case '-h':
-        process.stdout.write(USAGE + '\n');
-        process.exit(0);
-      // falls through (unreachable)
-      default:
-        throw new Error(`unknown flag ${a} (in --netns mode)\n${USAGE}`);
-    }
-  }
-  if (!Number.isInteger(f.agents)) throw new Error(`--agents must be an integer\n${USAGE}`);
-  if (Number.isNaN(f.size)) f.size = f.scenario === 'swarm' ? 128 * MiB : 64 * MiB;
-  if (Number.isNaN(f.seedUploadRate)) f.seedUploadRate = f.uploadRate;
-  return f;
 }
 
-const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 const progress = (msg: string): void => void process.stderr.write(`bench:swarm --netns ${new Date().toISOString()} ${msg}\n`);
-function percentile(sorted: number[], p: number): number {
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(sorted.length, rank) - 1]!;
-}
-
 /** A metric of a role in a namespace (its metrics port is only reachable from inside). */
 async function metricIn(host: NetHost, role: RoleProcess, name: string): Promise<number> {
   const port = portOf(role.ready.metrics);

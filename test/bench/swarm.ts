@@ -21,14 +21,13 @@
  * so the bound stays a true lower bound for this system.
  * Client-server baseline bound (Kurose & Ross): D_cs = max( N·F / u_origin, F / d_min ).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
-import { parseSize } from '../../adapters/config.js';
 import { cliPath } from '../support/cli.js';
+import { benchFlags, cpuSeconds, flag, percentile, round, runBench } from './harness.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
 import { spawnRole, startCluster, apiGet, apiWarm, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
@@ -67,108 +66,34 @@ done before (its code compiled, its buffers mapped); --no-warmup measures freshl
   per agent, all started at once (on a 2-core machine their start-up adds about 1 s).`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = {
-    agents: 16,
-    size: 128 * MiB,
-    originRate: 20 * MiB,
-    uploadRate: 20 * MiB,
-    downloadRate: 40 * MiB,
-    seedUploadRate: NaN,
-    baseline: true,
-    warmup: true,
-    client: 'api',
-    mtls: false,
+  const S = { type: 'string' } as const;
+  const B = { type: 'boolean' } as const;
+  const v = benchFlags(argv, USAGE, {
+    agents: S, size: S, 'origin-rate': S, 'upload-rate': S, 'download-rate': S, 'seed-upload-rate': S,
+    'no-baseline': B, 'no-warmup': B, mtls: B, client: S,
+    'candidate-parent-limit': S, 'concurrent-piece-count': S, 'upload-concurrent-limit': S, 'agent-config': S, 'scheduler-config': S,
+  });
+  const optionalInt = (name: 'candidate-parent-limit' | 'concurrent-piece-count' | 'upload-concurrent-limit'): number | undefined => (v[name] === undefined ? undefined : flag.number(v[name], name, 0, 1, true));
+  const uploadRate = flag.size(v['upload-rate'], 'upload-rate', 20 * MiB);
+  return {
+    agents: flag.number(v.agents, 'agents', 16, 1, true),
+    size: flag.size(v.size, 'size', 128 * MiB),
+    originRate: flag.size(v['origin-rate'], 'origin-rate', 20 * MiB),
+    uploadRate,
+    downloadRate: flag.size(v['download-rate'], 'download-rate', 40 * MiB),
+    seedUploadRate: flag.size(v['seed-upload-rate'], 'seed-upload-rate', uploadRate),
+    baseline: !v['no-baseline'],
+    warmup: !v['no-warmup'],
+    client: flag.oneOf(v.client, 'client', ['api', 'cli'] as const, 'api'),
+    mtls: !!v.mtls,
+    candidateParentLimit: optionalInt('candidate-parent-limit'),
+    concurrentPieceCount: optionalInt('concurrent-piece-count'),
+    uploadConcurrentLimit: optionalInt('upload-concurrent-limit'),
+    agentConfig: flag.json(v['agent-config'], 'agent-config'),
+    schedulerConfig: flag.json(v['scheduler-config'], 'scheduler-config'),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [k, inline] = a.includes('=') ? (a.split('=', 2) as [string, string]) : [a, undefined];
-    const val = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
-      return v;
-    };
-    switch (k) {
-      case '--agents':
-        f.agents = Number(val());
-        break;
-      case '--size':
-        f.size = parseSize(val());
-        break;
-      case '--origin-rate':
-        f.originRate = parseSize(val());
-        break;
-      case '--upload-rate':
-        f.uploadRate = parseSize(val());
-        break;
-      case '--download-rate':
-        f.downloadRate = parseSize(val());
-        break;
-      case '--seed-upload-rate':
-        f.seedUploadRate = parseSize(val());
-        break;
-      case '--no-baseline':
-        f.baseline = false;
-        break;
-      case '--mtls':
-        f.mtls = true;
-        break;
-      case '--no-warmup':
-        f.warmup = false;
-        break;
-      case '--client': {
-        const c = val();
-        if (c !== 'api' && c !== 'cli') throw new Error(`--client must be api or cli, got ${c}\n${USAGE}`);
-        f.client = c;
-        break;
-      }
-      case '--candidate-parent-limit':
-        f.candidateParentLimit = Number(val());
-        break;
-      case '--concurrent-piece-count':
-        f.concurrentPieceCount = Number(val());
-        break;
-      case '--upload-concurrent-limit':
-        f.uploadConcurrentLimit = Number(val());
-        break;
-      case '--agent-config':
-        f.agentConfig = JSON.parse(val()) as Record<string, unknown>;
-        break;
-      case '--scheduler-config':
-        f.schedulerConfig = JSON.parse(val()) as Record<string, unknown>;
-        break;
-      case '--help':
-      case '-h':
-        process.stdout.write(USAGE + '\n');
-        process.exit(0);
-      // falls through (unreachable)
-      default:
-        throw new Error(`unknown flag ${a}\n${USAGE}`);
-    }
-  }
-  if (!Number.isInteger(f.agents) || f.agents < 1) throw new Error(`--agents must be a positive integer\n${USAGE}`);
-  if (Number.isNaN(f.seedUploadRate)) f.seedUploadRate = f.uploadRate;
-  return f;
 }
 
-/** CPU seconds (user + system) a live process has used so far, from /proc; NaN where unavailable. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[11], fields[12] = utime, stime (man proc: fields 14 and 15), in clock ticks (100/s on Linux)
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Nearest-rank percentile of an ascending list. */
-function percentile(sorted: number[], p: number): number {
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(sorted.length, rank) - 1]!;
-}
-
-const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 const progress = (msg: string): void => void process.stderr.write(`bench:swarm ${new Date().toISOString()} ${msg}\n`);
 
 /** Downloads `url` capped at `rate` bytes/s (reading pauses, so TCP backpressure holds the sender). */
@@ -404,18 +329,4 @@ async function main(): Promise<number> {
   }
 }
 
-process.once('SIGINT', () => {
-  void killAll().then(() => process.exit(130));
-});
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  async (err: unknown) => {
-    process.stderr.write(`bench:swarm: ${(err as Error).stack ?? String(err)}\n`);
-    await killAll();
-    cleanupTempDirs();
-    process.exitCode = 1;
-  },
-);
+runBench('bench:swarm', main);
