@@ -26,9 +26,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import forge from 'node-forge';
-import { request } from 'undici';
 import { z } from 'zod';
 import { resolveJoinToken } from './config.js';
+import { ManagerClient } from './manager-client.js';
 import { ConfigError, UnavailableError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 
@@ -194,25 +194,19 @@ export class ClusterIdentity {
     const key = newRsaKey();
     const csr = createCsr(key, this.opts.hostname, this.opts.ip);
     const body: Record<string, string> = { csr };
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    let token: string | undefined;
     if (this.valid()) {
       body.certificate = this.pem!.cert;
       body.signature = renewalSignature(csr, this.pem!.key);
     } else if (this.opts.joinToken) {
-      headers.authorization = `Bearer ${this.opts.joinToken}`;
+      token = this.opts.joinToken;
     } else {
       throw new ConfigError('no valid certificate and no join token: set security.joinToken (or DAMSELFLY_JOIN_TOKEN)');
     }
-    let res;
-    try {
-      const base = (/^https?:\/\//.test(manager) ? manager : `http://${manager}`).replace(/\/+$/, '');
-      res = await request(`${base}/api/v1/certificates`, { method: 'POST', headers, body: JSON.stringify(body), headersTimeout: 10_000, bodyTimeout: 10_000 });
-    } catch (err) {
-      throw new UnavailableError(`manager ${manager} unreachable for a certificate: ${errorMessage(err)}`, { cause: err });
-    }
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new UnavailableError(`manager refused the certificate request (${res.statusCode}): ${text.slice(0, 200)}`);
-    const chain = (JSON.parse(text) as { certificate_chain?: string[] }).certificate_chain;
+    // ManagerClient's answer mapping: no answer, 408, 429, 5xx → UnavailableError (retried at the
+    // next renewal); a refusal (a wrong join token: 401) → ManagerRefusedError, which retrying cannot fix.
+    const base = /^https?:\/\//.test(manager) ? manager : `http://${manager}`;
+    const { certificate_chain: chain } = await new ManagerClient(base, { token, timeoutMs: 10_000 }).json<{ certificate_chain?: string[] }>('POST', '/api/v1/certificates', body);
     if (!chain || chain.length < 2) throw new UnavailableError('manager answered without a certificate chain');
     const next = { cert: chain[0]!, ca: chain[chain.length - 1]!, key };
     // Refuse a chain that does not hold together rather than serving with it.
