@@ -3,20 +3,22 @@
  * fetch pieces from the parent. After Dragonfly's pkg/graph/dag: every mutation keeps the graph
  * acyclic, so two peers can never end up waiting on each other.
  *
- * Acyclic without walking the graph: every vertex carries a rank, and every edge goes from a lower
- * rank to a higher one (a topological order, so no cycle can exist). A new vertex ranks above all.
- * An edge from → to is admitted in O(1) when rank(from) < rank(to); or when `from` has no parents
- * (its rank may drop below rank(to): its children rank above it already); or when `to` has no
- * children (its rank may rise above rank(from)). Only otherwise are `to`'s descendants walked, at
- * most WALK_LIMIT of them: if `from` is not among them the edge is added and the descendants are
- * shifted up together (edges into a descendant set only come from outside, edges inside keep their
- * order, and none leave it); a walk that hits the limit refuses the edge (conservative: the
- * scheduler then uses another candidate). Dragonfly walks every descendant on every check.
+ * Acyclic without walking the graph: every vertex carries a distinct rank, and every edge goes from
+ * a lower rank to a higher one (a topological order, so no cycle can exist). A new vertex ranks above
+ * all. An edge from → to is admitted in O(1) when rank(from) < rank(to); or when `from` has no
+ * parents (it takes a fresh rank below all); or when `to` has no children (a fresh rank above all).
+ * Only otherwise is the region between the two ranks searched (Pearce–Kelly dynamic topological
+ * order): the descendants of `to` ranked below `from`, and the ancestors of `from` ranked above `to`,
+ * together at most WALK_LIMIT vertices. `from` among the former means a cycle; else the region's
+ * ranks are reassigned among themselves. A search that hits the limit refuses the edge
+ * (conservative: the scheduler then uses another candidate). Dragonfly walks every descendant on
+ * every check; the previous version here walked all of `to`'s descendants, however far above
+ * `from` they ranked.
  */
 import { ConflictError, InvalidError, NotFoundError } from '../adapters/errors.js';
 import { IndexedSet } from './resource/indexed-set.js';
 
-/** Most descendants one edge check may visit before refusing the edge (bounds the cost per decision). */
+/** Most vertices one edge check may visit before refusing the edge (bounds the cost per decision). */
 export const WALK_LIMIT = 512;
 
 interface Vertex<V> {
@@ -31,6 +33,7 @@ export class Dag<V> {
   private readonly vertices = new Map<string, Vertex<V>>();
   private readonly all = new IndexedSet<Vertex<V>>();
   private topRank = 0;
+  private bottomRank = 0;
 
   get size(): number {
     return this.vertices.size;
@@ -54,7 +57,9 @@ export class Dag<V> {
    */
   sample(k: number, random: () => number, exclude?: string): V[] {
     const ex = exclude === undefined ? undefined : this.vertices.get(exclude);
-    return this.all.sample(k, random, ex).map((v) => v.value);
+    const vs = this.all.sample(k, random, ex) as unknown[];
+    for (let i = 0; i < vs.length; i++) vs[i] = (vs[i] as Vertex<V>).value;
+    return vs as V[];
   }
 
   /** Removes a vertex and every edge touching it; absent ids are ignored. */
@@ -99,59 +104,69 @@ export class Dag<V> {
   }
 
   /**
-   * Every vertex reachable from `id` through child edges, `id` included; undefined when there are
-   * more than `limit`.
+   * The affected region of an edge from → to that goes against the rank order (Pearce & Kelly,
+   * "A dynamic topological sort algorithm for directed acyclic graphs", 2006): `forward`, the
+   * descendants of `to` ranked below `from` (`to` included), and `backward`, the ancestors of `from`
+   * ranked above `to` (`from` included). Every path to → … → from lies inside the rank interval
+   * between them, so a cycle exists exactly when `from` is reached by the forward search.
+   * 'cycle' then; 'limit' when the two searches together would visit more than WALK_LIMIT vertices.
    */
-  private descendants(id: string, limit = Infinity): Set<Vertex<V>> | undefined {
-    const start = this.vertices.get(id);
-    if (!start) return new Set();
-    const seen = new Set<Vertex<V>>([start]);
-    const stack = [start];
-    while (stack.length > 0) {
-      const cur = stack.pop()!;
-      for (const c of cur.children) {
+  private region(from: Vertex<V>, to: Vertex<V>): { forward: Vertex<V>[]; backward: Vertex<V>[] } | 'cycle' | 'limit' {
+    const ub = from.rank;
+    const lb = to.rank;
+    const seen = new Set<Vertex<V>>([to]);
+    const forward = [to];
+    for (let i = 0; i < forward.length; i++) {
+      for (const c of forward[i].children) {
         const cv = this.vertices.get(c);
-        if (cv && !seen.has(cv)) {
-          if (seen.size >= limit) return undefined;
-          seen.add(cv);
-          stack.push(cv);
-        }
+        if (!cv || seen.has(cv)) continue;
+        if (cv === from) return 'cycle';
+        if (cv.rank >= ub) continue;
+        if (seen.size >= WALK_LIMIT) return 'limit';
+        seen.add(cv);
+        forward.push(cv);
       }
     }
-    return seen;
+    const backward = [from];
+    seen.add(from);
+    for (let i = 0; i < backward.length; i++) {
+      for (const p of backward[i].parents) {
+        const pv = this.vertices.get(p);
+        if (!pv || seen.has(pv) || pv.rank <= lb) continue;
+        if (seen.size >= WALK_LIMIT) return 'limit';
+        seen.add(pv);
+        backward.push(pv);
+      }
+    }
+    return { forward, backward };
   }
 
-  /** The O(1) admissions of the header; false means "walk to know". */
+  /** The O(1) admissions of the header; false means "search the region to know". */
   private cheapOk(a: Vertex<V>, b: Vertex<V>): boolean {
     return a.rank < b.rank || a.parents.size === 0 || b.children.size === 0;
   }
 
   /** Whether `from → to` may be added: both exist, not a self loop, not a duplicate, no cycle (see the header). */
   canAddEdge(from: string, to: string): boolean {
-    return this.canAddEdges([from], to).length === 1;
+    const target = this.vertices.get(to);
+    const a = this.vertices.get(from);
+    if (!a || !target || a === target || target.parents.has(from)) return false;
+    return this.cheapOk(a, target) || typeof this.region(a, target) !== 'string';
   }
 
   /**
-   * The subset of `froms` that may each become a parent of `to`: O(1) each by rank, with at most
-   * one bounded walk of `to`'s descendants shared by the rest (see the header).
+   * The subset of `froms` that may each become a parent of `to`: O(1) each by rank, or one bounded
+   * search of the region between the two ranks (see the header and `region`). Each edge is checked
+   * against the graph as it is: after one of them is added, check the next again (Scheduling does).
    */
   canAddEdges(froms: readonly string[], to: string): string[] {
-    const target = this.vertices.get(to);
-    if (!target) return [];
-    let below: Set<Vertex<V>> | undefined | null = null;
-    return froms.filter((f) => {
-      const a = this.vertices.get(f);
-      if (!a || a === target || target.parents.has(f)) return false;
-      if (this.cheapOk(a, target)) return true;
-      if (below === null) below = this.descendants(to, WALK_LIMIT);
-      return below !== undefined && !below.has(a);
-    });
+    return froms.filter((f) => this.canAddEdge(f, to));
   }
 
   /**
    * Adds the edge `from → to`. Throws NotFoundError for unknown vertices, InvalidError for a self
-   * loop or an edge closing a cycle (or one whose check would walk more than WALK_LIMIT
-   * descendants), ConflictError for a duplicate.
+   * loop or an edge closing a cycle (or one whose check would visit more than WALK_LIMIT
+   * vertices), ConflictError for a duplicate.
    */
   addEdge(from: string, to: string): void {
     const a = this.vertices.get(from);
@@ -160,19 +175,21 @@ export class Dag<V> {
     if (from === to) throw new InvalidError(`self loop on ${from}`);
     if (b.parents.has(from)) throw new ConflictError(`edge ${from} -> ${to} already exists`);
     if (a.rank >= b.rank) {
-      if (a.parents.size === 0) a.rank = b.rank - 1;
-      else if (b.children.size === 0) b.rank = a.rank + 1;
+      // Ranks stay distinct (fresh ones at either end, or a permutation of the region's own), so
+      // the region of a later edge is exact.
+      if (a.parents.size === 0) a.rank = --this.bottomRank;
+      else if (b.children.size === 0) b.rank = ++this.topRank;
       else {
-        const below = this.descendants(to, WALK_LIMIT);
-        if (below === undefined) throw new InvalidError(`edge ${from} -> ${to} refused: more than ${WALK_LIMIT} descendants to check`);
-        if (below.has(a)) throw new InvalidError(`edge ${from} -> ${to} would close a cycle`);
-        const shift = a.rank - b.rank + 1;
-        for (const v of below) {
-          v.rank += shift;
-          if (v.rank > this.topRank) this.topRank = v.rank;
-        }
+        const r = this.region(a, b);
+        if (r === 'limit') throw new InvalidError(`edge ${from} -> ${to} refused: more than ${WALK_LIMIT} vertices to check`);
+        if (r === 'cycle') throw new InvalidError(`edge ${from} -> ${to} would close a cycle`);
+        // Pearce–Kelly's reorder: the region's own ranks, given to the ancestors of `from` first,
+        // then to the descendants of `to`, each group in its old order; every edge still goes up.
+        const byRank = (x: Vertex<V>, y: Vertex<V>): number => x.rank - y.rank;
+        const order = [...r.backward.sort(byRank), ...r.forward.sort(byRank)];
+        const ranks = order.map((v) => v.rank).sort((x, y) => x - y);
+        for (let i = 0; i < order.length; i++) order[i].rank = ranks[i];
       }
-      if (b.rank > this.topRank) this.topRank = b.rank;
     }
     a.children.add(to);
     b.parents.add(from);

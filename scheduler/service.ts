@@ -90,8 +90,11 @@ export function peerMessage(p: Peer): Peer__Output {
   };
 }
 
+const NO_BLOCKS = Buffer.alloc(0);
+
+/** A piece's proto message, built once per piece (it never changes) and shared by every answer. */
 function pieceMessage(p: PieceMeta): Piece {
-  return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? Buffer.alloc(0) };
+  return (p.message ??= { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? NO_BLOCKS }) as Piece;
 }
 
 /**
@@ -466,7 +469,7 @@ export class SchedulerService {
     // The seed peer we asked for has arrived; it is a parent candidate from now on.
     if (host.isSeed) task.seedTriggeredAt = undefined;
     m.registerPeer.inc(labels(peer));
-    this.log.debug('peer registered', { taskId, peerId, hostId });
+    if (this.log.debugEnabled !== false) this.log.debug('peer registered', { taskId, peerId, hostId });
     this.runSchedule(peer, stream, end, Boolean(download.disable_back_to_source));
     return peer;
   }
@@ -482,11 +485,11 @@ export class SchedulerService {
         m.scheduleDuration.observe(performance.now() - t0);
         switch (d.kind) {
           case 'normal':
-            this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id), dropped: { ...this.scheduling.lastFilter } });
+            if (this.log.debugEnabled !== false) this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id), dropped: { ...this.scheduling.lastFilter } });
             stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task, peer.task.takeUnsentPieces(peer)) } });
             return;
           case 'backToSource':
-            this.log.debug('back to source', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, reason: d.reason });
+            if (this.log.debugEnabled !== false) this.log.debug('back to source', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, reason: d.reason });
             stream.send({ need_back_to_source_response: { description: d.reason } });
             return;
           case 'empty':
