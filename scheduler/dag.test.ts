@@ -131,6 +131,25 @@ describe('Dag', () => {
     expect(d.hasCycle()).toBe(false);
   });
 
+  it('renumbers its ranks when lifts into one gap exhaust the doubles, and stays acyclic', () => {
+    // u and w (each with a parent, each with child c) swap order 200 times: every swap lifts one of
+    // them into the gap just below c, halving it.
+    const d = new Dag<number>();
+    for (const id of ['p', 'u', 'w', 'c']) d.addVertex(id, 0);
+    for (const [a, b] of [['p', 'u'], ['p', 'w'], ['u', 'c'], ['w', 'c']]) d.addEdge(a, b);
+    let [x, y] = ['w', 'u'];
+    for (let i = 0; i < 200; i++) {
+      d.deleteEdge(y, x);
+      expect(d.canAddEdge(x, y)).toBe(true);
+      d.addEdge(x, y);
+      expect(d.ranksBroken()).toBe(false);
+      expect(d.canAddEdge(y, x)).toBe(false);
+      [x, y] = [y, x];
+    }
+    expect(d.renumbered).toBeGreaterThan(0);
+    expect(d.hasCycle()).toBe(false);
+  });
+
   it('refuses, without walking further, an edge whose check would visit more than WALK_LIMIT descendants', () => {
     const d = new Dag<number>();
     const n = WALK_LIMIT + 10;

@@ -3,23 +3,28 @@
  * fetch pieces from the parent. After Dragonfly's pkg/graph/dag: every mutation keeps the graph
  * acyclic, so two peers can never end up waiting on each other.
  *
- * Acyclic without walking the graph: every vertex carries a distinct rank, and every edge goes from
- * a lower rank to a higher one (a topological order, so no cycle can exist). A new vertex ranks above
- * all. An edge from → to is admitted in O(1) when rank(from) < rank(to); or when `from` has no
- * parents (it takes a fresh rank below all); or when `to` has no children (a fresh rank above all).
- * Only otherwise is the region between the two ranks searched (Pearce–Kelly dynamic topological
- * order): the descendants of `to` ranked below `from`, and the ancestors of `from` ranked above `to`,
- * together at most WALK_LIMIT vertices. `from` among the former means a cycle; else the region's
- * ranks are reassigned among themselves. A search that hits the limit refuses the edge
- * (conservative: the scheduler then uses another candidate). Dragonfly walks every descendant on
- * every check; the previous version here walked all of `to`'s descendants, however far above
+ * Acyclic without walking the graph: every vertex carries a rank, and every edge goes from a lower
+ * rank to a higher one (a topological order, so no cycle can exist). A new vertex ranks above all.
+ * An edge from → to is admitted in O(1) when rank(from) < rank(to); or when `from` has no parents
+ * (it takes a fresh rank below all); or when `to` has no children (a fresh rank above all). Only
+ * otherwise is the region between the two ranks searched (after Pearce & Kelly's dynamic
+ * topological order): the descendants of `to` ranked at most rank(from), at most WALK_LIMIT of
+ * them. `from` among them means a cycle; else they are lifted, in their order, into the gap just
+ * above rank(from) (ranks are doubles; see liftAbove). A search that hits the limit refuses the
+ * edge (conservative: the scheduler then uses another candidate). Dragonfly walks every descendant
+ * on every check; the previous version here walked all of `to`'s descendants, however far above
  * `from` they ranked.
  */
 import { ConflictError, InvalidError, NotFoundError } from '../adapters/errors.js';
 import { IndexedSet } from './resource/indexed-set.js';
 
-/** Most vertices one edge check may visit before refusing the edge (bounds the cost per decision). */
-export const WALK_LIMIT = 512;
+/**
+ * Most vertices one edge check may visit before refusing the edge (bounds the cost per decision).
+ * 128, not 512: a peer rescheduled with thousands of descendants checks every candidate ranked
+ * above it, and 512 visits cost ~0.3 ms per reschedule (bench:scheduler); a refused candidate is
+ * replaced by another of the sample, most of which rank below it (cheap).
+ */
+export const WALK_LIMIT = 128;
 
 interface Vertex<V> {
   id: string;
@@ -34,6 +39,8 @@ export class Dag<V> {
   private readonly all = new IndexedSet<Vertex<V>>();
   private topRank = 0;
   private bottomRank = 0;
+  /** How often every rank was renumbered (see renumber; read by tests). */
+  renumbered = 0;
 
   get size(): number {
     return this.vertices.size;
@@ -104,41 +111,25 @@ export class Dag<V> {
   }
 
   /**
-   * The affected region of an edge from → to that goes against the rank order (Pearce & Kelly,
-   * "A dynamic topological sort algorithm for directed acyclic graphs", 2006): `forward`, the
-   * descendants of `to` ranked below `from` (`to` included), and `backward`, the ancestors of `from`
-   * ranked above `to` (`from` included). Every path to → … → from lies inside the rank interval
-   * between them, so a cycle exists exactly when `from` is reached by the forward search.
-   * 'cycle' then; 'limit' when the two searches together would visit more than WALK_LIMIT vertices.
+   * The descendants of `to` ranked below `ub` (`to` included), in the order found: every path
+   * to → … → v with rank(v) ≤ ub stays below ub (edges go up), so `from` (rank ub) closes a cycle
+   * exactly when it is among them. 'limit' past WALK_LIMIT vertices.
    */
-  private region(from: Vertex<V>, to: Vertex<V>): { forward: Vertex<V>[]; backward: Vertex<V>[] } | 'cycle' | 'limit' {
-    const ub = from.rank;
-    const lb = to.rank;
+  private forward(to: Vertex<V>, ub: number, from?: Vertex<V>): Set<Vertex<V>> | 'cycle' | 'limit' {
     const seen = new Set<Vertex<V>>([to]);
-    const forward = [to];
-    for (let i = 0; i < forward.length; i++) {
-      for (const c of forward[i].children) {
+    const stack = [to];
+    while (stack.length > 0) {
+      for (const c of stack.pop()!.children) {
         const cv = this.vertices.get(c);
         if (!cv || seen.has(cv)) continue;
         if (cv === from) return 'cycle';
-        if (cv.rank >= ub) continue;
+        if (cv.rank > ub) continue;
         if (seen.size >= WALK_LIMIT) return 'limit';
         seen.add(cv);
-        forward.push(cv);
+        stack.push(cv);
       }
     }
-    const backward = [from];
-    seen.add(from);
-    for (let i = 0; i < backward.length; i++) {
-      for (const p of backward[i].parents) {
-        const pv = this.vertices.get(p);
-        if (!pv || seen.has(pv) || pv.rank <= lb) continue;
-        if (seen.size >= WALK_LIMIT) return 'limit';
-        seen.add(pv);
-        backward.push(pv);
-      }
-    }
-    return { forward, backward };
+    return seen;
   }
 
   /** The O(1) admissions of the header; false means "search the region to know". */
@@ -151,16 +142,57 @@ export class Dag<V> {
     const target = this.vertices.get(to);
     const a = this.vertices.get(from);
     if (!a || !target || a === target || target.parents.has(from)) return false;
-    return this.cheapOk(a, target) || typeof this.region(a, target) !== 'string';
+    return this.cheapOk(a, target) || typeof this.forward(target, a.rank, a) !== 'string';
   }
 
   /**
-   * The subset of `froms` that may each become a parent of `to`: O(1) each by rank, or one bounded
-   * search of the region between the two ranks (see the header and `region`). Each edge is checked
-   * against the graph as it is: after one of them is added, check the next again (Scheduling does).
+   * The subset of `froms` that may each become a parent of `to`, in their order: O(1) each by rank;
+   * the rest, lowest rank first, share one search below `to` that widens to each one's rank in turn
+   * (see `forward`), at most WALK_LIMIT vertices for them all: once it hits the limit, the ones
+   * still undecided are refused. Each edge is judged against the graph as it is; adding one of them
+   * never makes another close a cycle (they all point into `to`).
    */
   canAddEdges(froms: readonly string[], to: string): string[] {
-    return froms.filter((f) => this.canAddEdge(f, to));
+    const target = this.vertices.get(to);
+    if (!target) return [];
+    const verdict = new Map<string, boolean>();
+    const hard: Vertex<V>[] = [];
+    for (const f of froms) {
+      const a = this.vertices.get(f);
+      if (!a || a === target || target.parents.has(f)) verdict.set(f, false);
+      else if (this.cheapOk(a, target)) verdict.set(f, true);
+      else hard.push(a);
+    }
+    if (hard.length > 0) {
+      hard.sort((x, y) => x.rank - y.rank);
+      const seen = new Set<Vertex<V>>([target]);
+      const stack = [target];
+      let parked: Vertex<V>[] = [];
+      let limited = false;
+      for (const a of hard) {
+        const ub = a.rank;
+        if (!limited) {
+          const still: Vertex<V>[] = [];
+          for (const v of parked) (v.rank <= ub ? stack : still).push(v);
+          parked = still;
+          while (stack.length > 0 && !limited) {
+            for (const c of stack.pop()!.children) {
+              const cv = this.vertices.get(c);
+              if (!cv || seen.has(cv)) continue;
+              if (seen.size >= WALK_LIMIT) {
+                limited = true;
+                break;
+              }
+              seen.add(cv);
+              (cv.rank > ub ? parked : stack).push(cv);
+            }
+          }
+        }
+        // Reached (expanded or parked) means a path to ⇝ a: a cycle.
+        verdict.set(a.id, !limited && !seen.has(a));
+      }
+    }
+    return froms.filter((f) => verdict.get(f) === true);
   }
 
   /**
@@ -175,24 +207,80 @@ export class Dag<V> {
     if (from === to) throw new InvalidError(`self loop on ${from}`);
     if (b.parents.has(from)) throw new ConflictError(`edge ${from} -> ${to} already exists`);
     if (a.rank >= b.rank) {
-      // Ranks stay distinct (fresh ones at either end, or a permutation of the region's own), so
-      // the region of a later edge is exact.
       if (a.parents.size === 0) a.rank = --this.bottomRank;
       else if (b.children.size === 0) b.rank = ++this.topRank;
       else {
-        const r = this.region(a, b);
-        if (r === 'limit') throw new InvalidError(`edge ${from} -> ${to} refused: more than ${WALK_LIMIT} vertices to check`);
-        if (r === 'cycle') throw new InvalidError(`edge ${from} -> ${to} would close a cycle`);
-        // Pearce–Kelly's reorder: the region's own ranks, given to the ancestors of `from` first,
-        // then to the descendants of `to`, each group in its old order; every edge still goes up.
-        const byRank = (x: Vertex<V>, y: Vertex<V>): number => x.rank - y.rank;
-        const order = [...r.backward.sort(byRank), ...r.forward.sort(byRank)];
-        const ranks = order.map((v) => v.rank).sort((x, y) => x - y);
-        for (let i = 0; i < order.length; i++) order[i].rank = ranks[i];
+        for (let pass = 0; ; pass++) {
+          const region = this.forward(b, a.rank, a);
+          if (region === 'limit') throw new InvalidError(`edge ${from} -> ${to} refused: more than ${WALK_LIMIT} vertices to check`);
+          if (region === 'cycle') throw new InvalidError(`edge ${from} -> ${to} would close a cycle`);
+          if (this.liftAbove(region, a.rank)) break;
+          if (pass > 0) throw new InvalidError(`edge ${from} -> ${to} refused: no rank left between its ends`);
+          // Ranks too close for distinct doubles: integers again, then the (now wide) gap.
+          this.renumber();
+          if (a.rank < b.rank) break;
+        }
       }
     }
     a.children.add(to);
     b.parents.add(from);
+  }
+
+  /**
+   * Moves `region` (the descendants of a child ranked at most `lo`, see `forward`) just above `lo`,
+   * in their old order and below every child they have outside the region: those rank above `lo`
+   * (else `forward` would have taken them), and the region's parents outside it rank below their
+   * children's old ranks, so below `lo`: every edge still goes up. Ranks are real numbers for this.
+   * Returns false, changing nothing, when the gap is too narrow for distinct doubles.
+   */
+  private liftAbove(region: Set<Vertex<V>>, lo: number): boolean {
+    let hi = Infinity;
+    for (const v of region) {
+      for (const c of v.children) {
+        const cv = this.vertices.get(c);
+        if (cv && !region.has(cv) && cv.rank < hi) hi = cv.rank;
+      }
+    }
+    const order = [...region].sort((x, y) => x.rank - y.rank);
+    if (hi === Infinity) hi = Math.max(lo, this.topRank) + order.length + 1;
+    const step = (hi - lo) / (order.length + 1);
+    let prev = lo;
+    for (let i = 1; i <= order.length + 1; i++) {
+      const r = i <= order.length ? lo + step * i : hi;
+      if (!(r > prev)) return false;
+      prev = r;
+    }
+    for (let i = 0; i < order.length; i++) order[i].rank = lo + step * (i + 1);
+    if (hi > this.topRank) this.topRank = Math.ceil(hi);
+    return true;
+  }
+
+  /**
+   * Integer ranks again for every vertex, in a topological order (Kahn): O(V), only when repeated
+   * lifts into one gap exhausted the doubles' precision (new vertices and the cheap cases take
+   * fresh integer ranks at either end, so this is rare).
+   */
+  private renumber(): void {
+    const indeg = new Map<Vertex<V>, number>();
+    const queue: Vertex<V>[] = [];
+    for (const v of this.vertices.values()) {
+      indeg.set(v, v.parents.size);
+      if (v.parents.size === 0) queue.push(v);
+    }
+    for (let i = 0; i < queue.length; i++) {
+      const v = queue[i];
+      v.rank = i + 1;
+      for (const c of v.children) {
+        const cv = this.vertices.get(c);
+        if (!cv) continue;
+        const d = indeg.get(cv)! - 1;
+        indeg.set(cv, d);
+        if (d === 0) queue.push(cv);
+      }
+    }
+    this.topRank = queue.length;
+    this.bottomRank = 0;
+    this.renumbered++;
   }
 
   /** Removes `from → to` if present. */

@@ -138,10 +138,15 @@ export class Scheduling {
         else if (!p.host.isSeed && task.dag.inDegree(p.id) === 0 && !p.fsm.is('BackToSource', 'Succeeded')) dropped.orphan++;
         else if (isBadParent(p, now, this.opts.pieceTimeout, PIECE_COST_WINDOW)) dropped.bad++;
         else if (p.host.freeUploadCount <= 0) dropped.full++;
-        else if (!task.dag.canAddEdge(p.id, peer.id)) dropped.cycle++;
         else filtered.push(p);
       }
-      return filtered;
+      if (filtered.length === 0) return filtered;
+      // One bounded search below `peer`, shared by every candidate that needs one (dag.ts).
+      const allowed = task.dag.canAddEdges(filtered.map((p) => p.id), peer.id);
+      if (allowed.length === filtered.length) return filtered;
+      dropped.cycle += filtered.length - allowed.length;
+      const keep = new Set(allowed);
+      return filtered.filter((p) => keep.has(p.id));
     };
     let ok = usable(sample, Infinity);
     let spare = ok.filter((p) => !isUploadFull(load(p.host)));
