@@ -12,6 +12,7 @@ import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResp
 import { hostLoad, isUploadFull } from './evaluator.js';
 import { schedulingFailedStatus, toGrpcStatus } from './protocol/grpc-status.js';
 import { HashRing } from './protocol/hashring.js';
+import { shared as encodedOnce } from './protocol/encode-once.js';
 import type { SchedulerMetrics } from './metrics.js';
 import { taskSizeLevel } from './protocol/task-size.js';
 import type { Host, HostInfo, HostType } from './resource/host.js';
@@ -580,7 +581,7 @@ export class SchedulerService {
   /**
    * Sends every running peer the digests it was not sent yet (the pieces learned since the last
    * push, for a peer that got every push before) and the current lengths. Peers at the same cursor
-   * share one message object.
+   * share one message object, encoded once for all their streams (protocol/encode-once.ts).
    */
   flushPush(task: Task): void {
     const pieces = task.pendingPieces;
@@ -594,7 +595,7 @@ export class SchedulerService {
       if (!p.stream || !p.fsm.is('ReceivedNormal', 'Running')) continue;
       const from = Math.min(p.digestCursor, end);
       let msg = shared.get(from);
-      if (!msg) shared.set(from, (msg = { task_pieces_response: { task: taskMessage(task, task.pieceOrder.slice(from, end)) } }));
+      if (!msg) shared.set(from, (msg = encodedOnce({ task_pieces_response: { task: taskMessage(task, task.pieceOrder.slice(from, end)) } })));
       p.digestCursor = end;
       p.stream.send(msg);
     }
