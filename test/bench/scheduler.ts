@@ -30,8 +30,8 @@ import { createScheduler } from '../../scheduler/server.js';
 import type { HostInfo } from '../../scheduler/resource/host.js';
 import type { Peer } from '../../scheduler/resource/peer.js';
 
-/** The commit before issue 15's work (scheduler at its original design). */
-const BASELINE_REF = 'dcd53b1';
+/** The commit before issue 15's work (scheduler at its original design); BASELINE_REF=<ref> compares against another. */
+const BASELINE_REF = process.env.BASELINE_REF ?? 'dcd53b1';
 const PL = 4 << 20;
 const RATE = 50 * 1024 ** 3; // agents announce 50 GiB/s by default
 
