@@ -155,42 +155,43 @@ export class Dag<V> {
   canAddEdges(froms: readonly string[], to: string): string[] {
     const target = this.vertices.get(to);
     if (!target) return [];
-    const verdict = new Map<string, boolean>();
+    const cheap: string[] = [];
     const hard: Vertex<V>[] = [];
     for (const f of froms) {
       const a = this.vertices.get(f);
-      if (!a || a === target || target.parents.has(f)) verdict.set(f, false);
-      else if (this.cheapOk(a, target)) verdict.set(f, true);
+      if (!a || a === target || target.parents.has(f)) continue;
+      if (this.cheapOk(a, target)) cheap.push(f);
       else hard.push(a);
     }
-    if (hard.length > 0) {
-      hard.sort((x, y) => x.rank - y.rank);
-      const seen = new Set<Vertex<V>>([target]);
-      const stack = [target];
-      let parked: Vertex<V>[] = [];
-      let limited = false;
-      for (const a of hard) {
-        const ub = a.rank;
-        if (!limited) {
-          const still: Vertex<V>[] = [];
-          for (const v of parked) (v.rank <= ub ? stack : still).push(v);
-          parked = still;
-          while (stack.length > 0 && !limited) {
-            for (const c of stack.pop()!.children) {
-              const cv = this.vertices.get(c);
-              if (!cv || seen.has(cv)) continue;
-              if (seen.size >= WALK_LIMIT) {
-                limited = true;
-                break;
-              }
-              seen.add(cv);
-              (cv.rank > ub ? parked : stack).push(cv);
+    if (hard.length === 0) return cheap;
+    const verdict = new Map<string, boolean>();
+    for (const f of cheap) verdict.set(f, true);
+    hard.sort((x, y) => x.rank - y.rank);
+    const seen = new Set<Vertex<V>>([target]);
+    const stack = [target];
+    let parked: Vertex<V>[] = [];
+    let limited = false;
+    for (const a of hard) {
+      const ub = a.rank;
+      if (!limited) {
+        const still: Vertex<V>[] = [];
+        for (const v of parked) (v.rank <= ub ? stack : still).push(v);
+        parked = still;
+        while (stack.length > 0 && !limited) {
+          for (const c of stack.pop()!.children) {
+            const cv = this.vertices.get(c);
+            if (!cv || seen.has(cv)) continue;
+            if (seen.size >= WALK_LIMIT) {
+              limited = true;
+              break;
             }
+            seen.add(cv);
+            (cv.rank > ub ? parked : stack).push(cv);
           }
         }
-        // Reached (expanded or parked) means a path to ⇝ a: a cycle.
-        verdict.set(a.id, !limited && !seen.has(a));
       }
+      // Reached (expanded or parked) means a path to ⇝ a: a cycle.
+      verdict.set(a.id, !limited && !seen.has(a));
     }
     return froms.filter((f) => verdict.get(f) === true);
   }
