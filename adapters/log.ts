@@ -51,6 +51,11 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   child(bindings: Record<string, unknown>): Logger;
+  /**
+   * False when debug lines are dropped, so a hot path can skip building their fields (the
+   * scheduler logs every decision at debug). Absent = unknown: build them.
+   */
+  readonly debugEnabled?: boolean;
 }
 
 export interface LoggerOptions {
@@ -78,6 +83,7 @@ export function createLogger(bindings: Record<string, unknown> = {}, options: Lo
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
     child: (b) => createLogger({ ...bindings, ...b }, options),
+    debugEnabled: LEVELS.debug >= min,
   };
 }
 
@@ -90,4 +96,5 @@ export const silentLogger: Logger = {
   child() {
     return silentLogger;
   },
+  debugEnabled: false,
 };

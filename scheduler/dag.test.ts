@@ -9,6 +9,18 @@ function dagOf(n: number): Dag<number> {
   return d;
 }
 
+/** Whether `to` is reachable from `from` (breadth-first, unbounded: the reference for the tests). */
+function reaches(d: Dag<number>, from: string, to: string): boolean {
+  const seen = new Set([from]);
+  const queue = [from];
+  while (queue.length > 0) {
+    const cur = queue.shift()!;
+    if (cur === to) return true;
+    for (const c of d.children(cur)) if (!seen.has(c)) (seen.add(c), queue.push(c));
+  }
+  return false;
+}
+
 describe('Dag', () => {
   it('rejects self loops, duplicates, unknown vertices and cycles with typed errors', () => {
     const d = dagOf(3);
@@ -67,6 +79,9 @@ describe('Dag', () => {
           const a = ids[pick(ids.length)];
           const b = ids[pick(ids.length)];
           const allowed = d.canAddEdge(a, b);
+          // Below WALK_LIMIT the check is exact: refused only for a self loop, a duplicate, or a path b ⇝ a.
+          const exact = a !== b && !d.parents(b).has(a) && !reaches(d, b, a);
+          expect(allowed).toBe(exact);
           try {
             d.addEdge(a, b);
             expect(allowed).toBe(true);
@@ -82,7 +97,7 @@ describe('Dag', () => {
     }
   });
 
-  it('admits an edge against the rank order after a walk, and shifts the descendants', () => {
+  it('admits an edge against the rank order after a search, and reorders the region', () => {
     const d = new Dag<number>();
     for (const id of ['y', 'c', 'p', 'x', 'q']) d.addVertex(id, 0);
     d.addEdge('y', 'c');
@@ -94,6 +109,45 @@ describe('Dag', () => {
     expect(d.ranksBroken()).toBe(false);
     expect(d.canAddEdge('c', 'q')).toBe(false); // q → x → y → c
     expect(() => d.addEdge('c', 'q')).toThrow(/cycle/);
+  });
+
+  it('searches only the region between the two ranks, not every descendant of the child', () => {
+    // c0 → c1 → … → c1999, with `a` (which has a parent) ranked just above c0 and below c1: the
+    // edge a → c0 goes against the rank order, but only c0 lies in the region to search.
+    const d = new Dag<number>();
+    d.addVertex('c0', 0);
+    d.addVertex('q', 0);
+    d.addVertex('a', 0);
+    d.addEdge('q', 'a');
+    const n = 4 * WALK_LIMIT;
+    for (let i = 1; i < n; i++) {
+      d.addVertex(`c${i}`, i);
+      d.addEdge(`c${i - 1}`, `c${i}`);
+    }
+    expect(d.canAddEdge('a', 'c0')).toBe(true);
+    d.addEdge('a', 'c0');
+    expect(d.ranksBroken()).toBe(false);
+    expect(d.canAddEdge(`c${n - 1}`, 'q')).toBe(false); // q → a → c0 → … → c_last: a cycle (refused)
+    expect(d.hasCycle()).toBe(false);
+  });
+
+  it('renumbers its ranks when lifts into one gap exhaust the doubles, and stays acyclic', () => {
+    // u and w (each with a parent, each with child c) swap order 200 times: every swap lifts one of
+    // them into the gap just below c, halving it.
+    const d = new Dag<number>();
+    for (const id of ['p', 'u', 'w', 'c']) d.addVertex(id, 0);
+    for (const [a, b] of [['p', 'u'], ['p', 'w'], ['u', 'c'], ['w', 'c']]) d.addEdge(a, b);
+    let [x, y] = ['w', 'u'];
+    for (let i = 0; i < 200; i++) {
+      d.deleteEdge(y, x);
+      expect(d.canAddEdge(x, y)).toBe(true);
+      d.addEdge(x, y);
+      expect(d.ranksBroken()).toBe(false);
+      expect(d.canAddEdge(y, x)).toBe(false);
+      [x, y] = [y, x];
+    }
+    expect(d.renumbered).toBeGreaterThan(0);
+    expect(d.hasCycle()).toBe(false);
   });
 
   it('refuses, without walking further, an edge whose check would visit more than WALK_LIMIT descendants', () => {

@@ -4,6 +4,7 @@
  * (states, DAG edges, back-to-source set) synchronously with the decision, so two peers scheduled
  * at the same moment can never both take the last back-to-source slot.
  */
+import { InvalidError } from '../adapters/errors.js';
 import { hostLoad, isBadParent, isDeadParent, isUploadFull, rankParents } from './evaluator.js';
 import type { Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
@@ -55,13 +56,19 @@ export function priorityLevel(priority: string): number {
 type Options = SchedulerConfig['scheduling'] & { seedPeerEnable: boolean; seedTriggerTimeout: number };
 
 export class Scheduling {
+  private readonly peerOf: (id: string) => Peer | undefined;
+  private readonly load: (h: Host) => number;
+
   constructor(
     private readonly resources: Resources,
     private readonly opts: Options,
     private readonly clock: Clock,
     private readonly hooks: SchedulingHooks = {},
     private readonly pickSeed: (task: Task) => Host | undefined = () => undefined,
-  ) {}
+  ) {
+    this.peerOf = (id) => this.resources.peer(id);
+    this.load = (h) => hostLoad(h, this.peerOf);
+  }
 
   /** Whether a peer of the task other than on `host` holds or is reading the whole content. */
   hasSource(task: Task, host: Host): boolean {
@@ -116,15 +123,10 @@ export class Scheduling {
     const now = this.clock.now();
     const sample = this.sample(task, peer);
     const current = task.dag.parents(peer.id);
-    const loads = new Map<Host, number>();
-    const peerOf = (id: string): Peer | undefined => this.resources.peer(id);
-    const load = (h: Host): number => {
-      let l = loads.get(h);
-      if (l === undefined) loads.set(h, (l = hostLoad(h, peerOf)));
-      return l;
-    };
+    // hostLoad caches per host until its loadEpoch moves; nothing here moves one.
+    const load = this.load;
     const dropped = this.lastFilter;
-    for (const k of Object.keys(dropped) as (keyof typeof dropped)[]) dropped[k] = 0;
+    dropped.blocked = dropped.parent = dropped.host = dropped.orphan = dropped.bad = dropped.full = dropped.busy = dropped.cycle = dropped.fallback = 0;
     const usable = (list: Iterable<Peer>, limit: number): Peer[] => {
       const filtered: Peer[] = [];
       for (const p of list) {
@@ -138,9 +140,13 @@ export class Scheduling {
         else if (p.host.freeUploadCount <= 0) dropped.full++;
         else filtered.push(p);
       }
-      const allowed = new Set(task.dag.canAddEdges(filtered.map((p) => p.id), peer.id));
-      dropped.cycle += filtered.length - allowed.size;
-      return filtered.filter((p) => allowed.has(p.id));
+      if (filtered.length === 0) return filtered;
+      // One bounded search below `peer`, shared by every candidate that needs one (dag.ts).
+      const allowed = task.dag.canAddEdges(filtered.map((p) => p.id), peer.id);
+      if (allowed.length === filtered.length) return filtered;
+      dropped.cycle += filtered.length - allowed.length;
+      const keep = new Set(allowed);
+      return filtered.filter((p) => keep.has(p.id));
     };
     let ok = usable(sample, Infinity);
     let spare = ok.filter((p) => !isUploadFull(load(p.host)));
@@ -222,7 +228,8 @@ export class Scheduling {
     }
     if (task.dag.inDegree(peer.id) > 0 && !peer.needBackToSource && !peer.fsm.is('BackToSource')) {
       const more = this.findCandidateParents(peer, true);
-      if (more.length > 0) return this.applyNormal(peer, more);
+      const d = more.length > 0 ? this.applyNormal(peer, more) : undefined;
+      if (d) return d;
       const current: Peer[] = [];
       for (const id of task.dag.parents(peer.id)) {
         const p = task.dag.get(id);
@@ -260,12 +267,14 @@ export class Scheduling {
       if (n >= o.retryLimit) return { kind: 'fail', reason: 'scheduling exceeded retryLimit' };
       this.resources.deleteParents(peer);
       const parents = this.findCandidateParents(peer);
-      if (parents.length > 0) return this.applyNormal(peer, parents);
+      const d = parents.length > 0 ? this.applyNormal(peer, parents) : undefined;
+      if (d) return d;
       // After one full wait with nothing acceptable: any live holder, rather than waiting on
       // towards the origin (or failing) while the task's content sits on live peers.
       if (n >= 1) {
         const held = this.lastResortParents(peer);
-        if (held.length > 0) return this.applyNormal(peer, held);
+        const last = held.length > 0 ? this.applyNormal(peer, held) : undefined;
+        if (last) return last;
       }
       // Jitter spreads retries of peers that registered together; a new source, parent or free
       // back-to-source slot on the task ends the wait early.
@@ -294,11 +303,28 @@ export class Scheduling {
     return { kind: 'backToSource', reason };
   }
 
-  private applyNormal(peer: Peer, parents: Peer[]): Decision {
+  /**
+   * Adds the edges; undefined when none could be added. Each candidate passed the DAG's check
+   * against the graph before the first of them was added; the reorder after one edge can make the
+   * next one's check exceed WALK_LIMIT (never close a cycle: the new edges all point into `peer`),
+   * and such a candidate is skipped.
+   */
+  private applyNormal(peer: Peer, parents: Peer[]): Decision | undefined {
     const now = this.clock.now();
-    for (const p of parents) this.resources.addParent(p, peer);
+    let added = parents;
+    for (let i = 0; i < parents.length; i++) {
+      try {
+        this.resources.addParent(parents[i], peer);
+      } catch (err) {
+        if (!(err instanceof InvalidError)) throw err;
+        if (added === parents) added = parents.slice(0, i);
+        continue;
+      }
+      if (added !== parents) added.push(parents[i]);
+    }
+    if (added.length === 0) return undefined;
     if (peer.fsm.is('Pending')) peer.transition('ReceivedNormal', now);
     if (peer.task.fsm.is('Pending', 'Failed', 'Leave')) peer.task.moveTo('Running', now);
-    return { kind: 'normal', parents };
+    return { kind: 'normal', parents: added };
   }
 }

@@ -21,6 +21,7 @@ import { DfdaemonClientPool } from './dfdaemon-client.js';
 import { collectGarbage } from './gc.js';
 import { toGrpcStatus } from './protocol/grpc-status.js';
 import { SchedulerMetrics, serveMetrics } from './metrics.js';
+import { encodeOnce } from './protocol/encode-once.js';
 import { loadProto, warmProto } from './protocol/loader.js';
 import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResponse, LeaveHostRequest, ListTaskPeersRequest, StatTaskRequest } from './protocol/messages.js';
 import { Resources } from './resource/resources.js';
@@ -125,7 +126,10 @@ export function createScheduler(config: SchedulerConfig, logger: Logger = silent
       const { Scheduler: Svc } = loadProto();
       warmProto(); // message code generated now, not while the first swarm registers
       server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
-      server.addService(Svc.service, {
+      // Digest pushes reach every running peer of a task: encoded once, not once per stream.
+      const announcePeer = Svc.service.AnnouncePeer;
+      const definition = { ...Svc.service, AnnouncePeer: { ...announcePeer, responseSerialize: encodeOnce(announcePeer.responseSerialize) } };
+      server.addService(definition, {
         AnnounceHost: unary((req: AnnounceHostRequest) => (service.announceHost(req), {})),
         LeaveHost: unary((req: LeaveHostRequest) => (service.leaveHost(req), {})),
         StatTask: unary((req: StatTaskRequest) => service.statTask(req)),

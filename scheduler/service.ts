@@ -12,6 +12,7 @@ import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResp
 import { hostLoad, isUploadFull } from './evaluator.js';
 import { schedulingFailedStatus, toGrpcStatus } from './protocol/grpc-status.js';
 import { HashRing } from './protocol/hashring.js';
+import { shared as encodedOnce } from './protocol/encode-once.js';
 import type { SchedulerMetrics } from './metrics.js';
 import { taskSizeLevel } from './protocol/task-size.js';
 import type { Host, HostInfo, HostType } from './resource/host.js';
@@ -90,8 +91,11 @@ export function peerMessage(p: Peer): Peer__Output {
   };
 }
 
+const NO_BLOCKS = Buffer.alloc(0);
+
+/** A piece's proto message, built once per piece (it never changes) and shared by every answer. */
 function pieceMessage(p: PieceMeta): Piece {
-  return { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? Buffer.alloc(0) };
+  return (p.message ??= { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? NO_BLOCKS }) as Piece;
 }
 
 /**
@@ -466,7 +470,7 @@ export class SchedulerService {
     // The seed peer we asked for has arrived; it is a parent candidate from now on.
     if (host.isSeed) task.seedTriggeredAt = undefined;
     m.registerPeer.inc(labels(peer));
-    this.log.debug('peer registered', { taskId, peerId, hostId });
+    if (this.log.debugEnabled !== false) this.log.debug('peer registered', { taskId, peerId, hostId });
     this.runSchedule(peer, stream, end, Boolean(download.disable_back_to_source));
     return peer;
   }
@@ -482,11 +486,11 @@ export class SchedulerService {
         m.scheduleDuration.observe(performance.now() - t0);
         switch (d.kind) {
           case 'normal':
-            this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id), dropped: { ...this.scheduling.lastFilter } });
+            if (this.log.debugEnabled !== false) this.log.debug('parents scheduled', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, parents: d.parents.map((p) => p.id), dropped: { ...this.scheduling.lastFilter } });
             stream.send({ normal_task_response: { candidate_parents: d.parents.map(peerMessage), task: taskMessage(peer.task, peer.task.takeUnsentPieces(peer)) } });
             return;
           case 'backToSource':
-            this.log.debug('back to source', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, reason: d.reason });
+            if (this.log.debugEnabled !== false) this.log.debug('back to source', { taskId: peer.task.id, peerId: peer.id, hostId: peer.host.id, reason: d.reason });
             stream.send({ need_back_to_source_response: { description: d.reason } });
             return;
           case 'empty':
@@ -577,7 +581,7 @@ export class SchedulerService {
   /**
    * Sends every running peer the digests it was not sent yet (the pieces learned since the last
    * push, for a peer that got every push before) and the current lengths. Peers at the same cursor
-   * share one message object.
+   * share one message object, encoded once for all their streams (protocol/encode-once.ts).
    */
   flushPush(task: Task): void {
     const pieces = task.pendingPieces;
@@ -591,7 +595,7 @@ export class SchedulerService {
       if (!p.stream || !p.fsm.is('ReceivedNormal', 'Running')) continue;
       const from = Math.min(p.digestCursor, end);
       let msg = shared.get(from);
-      if (!msg) shared.set(from, (msg = { task_pieces_response: { task: taskMessage(task, task.pieceOrder.slice(from, end)) } }));
+      if (!msg) shared.set(from, (msg = encodedOnce({ task_pieces_response: { task: taskMessage(task, task.pieceOrder.slice(from, end)) } })));
       p.digestCursor = end;
       p.stream.send(msg);
     }

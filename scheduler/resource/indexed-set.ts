@@ -59,11 +59,12 @@ export class IndexedSet<V> {
       }
       return out.length > k ? out.slice(0, k) : out;
     }
-    const seen = new Set<number>();
+    // k is small (filterParentLimit): a linear scan of the drawn indexes beats a Set's allocation.
+    const seen: number[] = [];
     for (let tries = 0; out.length < k && tries < 4 * k + 8; tries++) {
       const i = Math.floor(random() * n);
-      if (seen.has(i)) continue;
-      seen.add(i);
+      if (seen.includes(i)) continue;
+      seen.push(i);
       const v = this.items[i];
       if (v !== exclude && !skip?.(v)) out.push(v);
     }

@@ -15,6 +15,8 @@ export interface PieceMeta {
   digest: string;
   /** Raw sha256 of each block (proto Piece.block_digests); absent when the reader sent none. */
   blockDigests?: Buffer;
+  /** Its proto message, built once by the service (a piece's fields never change). */
+  message?: object;
 }
 
 export interface TaskSource {

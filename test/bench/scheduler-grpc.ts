@@ -2,7 +2,7 @@
  * bench:scheduler-grpc — the scheduler as a real process under a load generator of simulated peers
  * speaking the real proto over real AnnouncePeer streams.
  *
- *   npm run bench:scheduler-grpc -- [--peers 10000] [--pieces 100] [--channels 8] [--batch 1000]
+ *   npm run bench:scheduler-grpc -- [--peers 10000] [--pieces 100] [--channels 8] [--batch 1000] [--rate 0]
  *   DAMSELFLY_CLI=/path/to/other/dist/control/cli.js ...   (the same load against another build)
  *
  * Starts `damselfly scheduler` (ports 0), announces one host per peer, lets one source peer read
@@ -12,6 +12,10 @@
  * decisions/s, p50/p99, and the scheduler process's CPU-seconds per 1,000 decisions (from
  * /proc/PID/stat, so the generator's own CPU is not counted). One JSON line on stdout. The load
  * generator shares the machine with the scheduler (and, here, with other work): say so with figures.
+ *
+ * `--rate R` (decisions/s) offers the same registers and reschedules open-loop instead of in waves:
+ * R/200 of them every 5 ms whatever the answers, so p99 is the latency at that offered load, not
+ * the time to drain a burst of `--batch` (a wave's last answer waits behind the other 999).
  */
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -42,6 +46,22 @@ async function main(): Promise<void> {
   const pieces = flag('--pieces', 100);
   const channels = flag('--channels', 8);
   const batch = flag('--batch', 1000);
+  const rate = flag('--rate', 0);
+  /** Starts `n` jobs: in waves of `batch` (each waits for the previous), or open-loop at `rate`/s. */
+  const offer = async (n: number, start: (i: number) => Promise<void>): Promise<void> => {
+    if (rate <= 0) {
+      for (let i = 0; i < n; i += batch) await Promise.all(Array.from({ length: Math.min(batch, n - i) }, (_, j) => start(i + j)));
+      return;
+    }
+    const all: Promise<void>[] = [];
+    const t = performance.now();
+    while (all.length < n) {
+      const due = Math.min(n, Math.floor(((performance.now() - t) * rate) / 1000) + 1);
+      while (all.length < due) all.push(start(all.length));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all(all);
+  };
   const sched = await spawnRole('scheduler', schedulerConfigFor({ metrics: { enable: false }, seedPeer: { enable: false }, scheduling: { retryInterval: '200ms' } }));
   const addr = String((sched.ready as Record<string, unknown>).grpc);
   const clients = Array.from({ length: channels }, () => schedulerClient(addr));
@@ -70,44 +90,36 @@ async function main(): Promise<void> {
     let failed = 0;
     const cpu0 = cpuSeconds(sched.pid);
     const t0 = performance.now();
-    for (let i = 1; i <= peers; i += batch) {
-      const wave: Promise<void>[] = [];
-      for (let j = i; j < Math.min(peers + 1, i + batch); j++) {
-        const p = new SimPeer(clients[j % channels], `h${j}`, task, `p${j}`);
-        sims.push(p);
-        const a = performance.now();
-        p.register();
-        wave.push(
-          p.next('normal_task_response', 60_000).then(
-            (m) => {
-              lat.push(performance.now() - a);
-              parents.set(p, m.normal_task_response.candidate_parents.map((c: { id: string }) => c.id));
-              p.send('download_peer_started_request');
-            },
-            () => void failed++,
-          ),
-        );
-      }
-      await Promise.all(wave);
-    }
+    await offer(peers, (k) => {
+      const j = k + 1;
+      const p = new SimPeer(clients[j % channels], `h${j}`, task, `p${j}`);
+      sims.push(p);
+      const a = performance.now();
+      p.register();
+      return p.next('normal_task_response', 60_000).then(
+        (m) => {
+          lat.push(performance.now() - a);
+          parents.set(p, m.normal_task_response.candidate_parents.map((c: { id: string }) => c.id));
+          p.send('download_peer_started_request');
+        },
+        () => void failed++,
+      );
+    });
     const regMs = performance.now() - t0;
     const cpu1 = cpuSeconds(sched.pid);
     // Churn: every peer blocks its parents and asks again, a wave at a time.
     const rlat: number[] = [];
     const r0 = performance.now();
-    for (let i = 0; i < sims.length; i += batch) {
-      await Promise.all(
-        sims.slice(i, i + batch).map((p) => {
-          const a = performance.now();
-          p.drain();
-          p.send('reschedule_peer_request', { candidate_parent_ids: parents.get(p) ?? [], description: 'bench' });
-          return p.next('normal_task_response', 60_000).then(
-            () => void rlat.push(performance.now() - a),
-            () => void failed++,
-          );
-        }),
+    await offer(sims.length, (k) => {
+      const p = sims[k];
+      const a = performance.now();
+      p.drain();
+      p.send('reschedule_peer_request', { candidate_parent_ids: parents.get(p) ?? [], description: 'bench' });
+      return p.next('normal_task_response', 60_000).then(
+        () => void rlat.push(performance.now() - a),
+        () => void failed++,
       );
-    }
+    });
     const reMs = performance.now() - r0;
     const cpu2 = cpuSeconds(sched.pid);
     const decisions = lat.length + rlat.length;
@@ -118,7 +130,8 @@ async function main(): Promise<void> {
         concurrentPeers: peers,
         pieces,
         channels,
-        batch,
+        batch: rate > 0 ? undefined : batch,
+        offeredRatePerSec: rate > 0 ? rate : undefined,
         registerDecisionsPerSec: Math.round(lat.length / (regMs / 1000)),
         registerP50Ms: Math.round(quantile(lat, 0.5) * 10) / 10,
         registerP99Ms: Math.round(quantile(lat, 0.99) * 10) / 10,
@@ -127,6 +140,7 @@ async function main(): Promise<void> {
         rescheduleP99Ms: Math.round(quantile(rlat, 0.99) * 10) / 10,
         schedulerCpuSecPer1000Decisions: Math.round(((cpu2 - cpu0) / (decisions / 1000)) * 1000) / 1000,
         registerCpuSecPer1000: Math.round(((cpu1 - cpu0) / (lat.length / 1000)) * 1000) / 1000,
+        decisionsPerSchedulerCpuSec: Math.round(decisions / (cpu2 - cpu0)),
         failed,
       }),
     );

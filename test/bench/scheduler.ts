@@ -30,8 +30,8 @@ import { createScheduler } from '../../scheduler/server.js';
 import type { HostInfo } from '../../scheduler/resource/host.js';
 import type { Peer } from '../../scheduler/resource/peer.js';
 
-/** The commit before issue 15's work (scheduler at its original design). */
-const BASELINE_REF = 'dcd53b1';
+/** The commit before issue 15's work (scheduler at its original design); BASELINE_REF=<ref> compares against another. */
+const BASELINE_REF = process.env.BASELINE_REF ?? 'dcd53b1';
 const PL = 4 << 20;
 const RATE = 50 * 1024 ** 3; // agents announce 50 GiB/s by default
 
@@ -255,8 +255,11 @@ function runBaseline(argv: string[]): Msg[] {
     execFileSync('git', ['-C', repo, 'worktree', 'add', '--detach', wt, BASELINE_REF], { stdio: 'ignore' });
     symlinkSync(path.join(repo, 'node_modules'), path.join(wt, 'node_modules'));
     copyFileSync(path.join(repo, 'test/bench/scheduler.ts'), path.join(wt, 'test/bench/scheduler.ts'));
-    execFileSync(path.join(repo, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', path.join(wt, 'dist')], { cwd: wt, stdio: 'inherit' });
-    const out = spawnSync(process.execPath, ['--expose-gc', path.join(wt, 'dist/test/bench/scheduler.js'), '--no-baseline', ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+    // Older commits built test/ with tsconfig.build.json; later ones have tsconfig.test.json for it.
+    const testConfig = existsSync(path.join(wt, 'tsconfig.test.json'));
+    const out_ = path.join(wt, testConfig ? 'dist-test' : 'dist');
+    execFileSync(path.join(repo, 'node_modules/.bin/tsc'), ['-p', testConfig ? 'tsconfig.test.json' : 'tsconfig.build.json', '--outDir', out_], { cwd: wt, stdio: 'inherit' });
+    const out = spawnSync(process.execPath, ['--expose-gc', path.join(out_, 'test/bench/scheduler.js'), '--no-baseline', ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
     if (out.status !== 0) throw new Error(`baseline bench exited ${out.status}`);
     return out.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Msg);
   } finally {
