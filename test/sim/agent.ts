@@ -23,8 +23,52 @@
  *     at the start of its stream are not modeled; a detached session (scheduler lost) takes digests
  *     from its parents at once.
  */
-import type { Flow } from './net.js';
-import type { Node as NodeT, World } from './world.js';
+import type { Sim } from './engine.js';
+import type { Flow, SimHost } from './net.js';
+
+type Msg = Record<string, any>;
+
+export interface ServeCallbacks {
+  notFound(): void;
+  busy(): void;
+  done(f: Flow, hops: number): void;
+  failed(why: string, cutThrough: boolean): void;
+}
+
+/** What a session needs of its node (world.ts Node). */
+export interface NodeT {
+  readonly peerId: string;
+  readonly host: SimHost;
+  readonly have: Uint8Array;
+  readonly digest: Uint8Array;
+  readonly order: number[];
+  readonly partial: Map<number, unknown>;
+  readonly partialVersion: number;
+  lengthKnown: boolean;
+  readonly complete: boolean;
+  readonly pollers: Set<ParentView>;
+  send(req: Msg): void;
+  closeStream(): void;
+  readOrigin(report: boolean): void;
+  store(n: number, hops: number, from: NodeT | undefined, f?: Flow): void;
+  serve(child: NodeT, n: number, cb: ServeCallbacks): void;
+}
+
+/** What a session needs of the world (world.ts World). */
+export interface World {
+  readonly sim: Sim;
+  readonly latency: number;
+  readonly url: string;
+  readonly F: number;
+  readonly pieceCount: number;
+  readonly rnd: () => number;
+  readonly byPeer: Map<string, NodeT>;
+  readonly counts: { reschedules: number; refreshes: number };
+  bounds(n: number): { offset: number; length: number };
+  digestOf(n: number): string;
+  log(n: NodeT, what: string, why: string): void;
+  connect(n: NodeT, onMsg: (m: Msg) => void, onEnd: () => void, onError: () => void): void;
+}
 
 /** agent/config.ts download.concurrentPieceCount default. */
 export const CONCURRENT_PIECES = 8;
@@ -43,8 +87,6 @@ const STALL_CHECK_MS = 500;
 const STALL_MS = 15_000;
 /** scheduler.scheduleTimeout default. */
 const SCHEDULE_TIMEOUT_MS = 30_000;
-
-type Msg = Record<string, any>;
 
 export interface ParentView {
   owner: Session;

@@ -20,7 +20,7 @@ import { pieceLengthFor } from '../../scheduler/protocol/task-id.js';
 import { BLOCKS_PER_PIECE } from '../../agent/blocks.js';
 import { Resources } from '../../scheduler/resource/resources.js';
 import { PIECE_PUSH_BATCH_MS, SchedulerService } from '../../scheduler/service.js';
-import { Session, UPLOAD_CONCURRENT_LIMIT, Uploader, type ParentView, type UploadReq } from './agent.js';
+import { Session, UPLOAD_CONCURRENT_LIMIT, Uploader, type ParentView, type ServeCallbacks, type UploadReq } from './agent.js';
 import { Sim, VirtualClock, rng } from './engine.js';
 import { Network, SimHost, type Flow } from './net.js';
 
@@ -57,13 +57,6 @@ export interface Transfer {
   start: number;
   end: number;
   partial: boolean;
-}
-
-interface ServeCallbacks {
-  notFound(): void;
-  busy(): void;
-  done(f: Flow, hops: number): void;
-  failed(why: string, cutThrough: boolean): void;
 }
 
 /** The server side of one AnnouncePeer stream, as grpc-js hands it to the service. */
@@ -181,7 +174,8 @@ export class Node {
   }
 
   private send1(req: UploadReq, uncount: () => void, cb: ServeCallbacks): void {
-    const { child, n } = req;
+    const child = req.child as Node;
+    const n = req.n;
     const w = this.w;
     const up = this.uploader;
     const abandon = (): void => {
