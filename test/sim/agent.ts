@@ -290,13 +290,15 @@ export class Session {
     if (this.closed || this.mode !== 'p2p' || !this.me.lengthKnown) return;
     if (this.inflight.size >= CONCURRENT_PIECES) return;
     const me = this.me;
-    const ps = [...this.parents.values()].filter((p) => this.usable(p));
+    const ps: ParentView[] = [];
+    for (const p of this.parents.values()) if (this.usable(p)) ps.push(p);
     if (ps.length === 0) return;
     const cands: { n: number; holders: ParentView[] }[] = [];
     for (let n = 0; n < this.w.pieceCount; n++) {
       if (me.have[n] || this.inflight.has(n) || !this.known(n)) continue;
-      const holders = ps.filter((p) => p.has.has(n) || p.partial.has(n));
-      if (holders.length > 0) cands.push({ n, holders });
+      let holders: ParentView[] | undefined;
+      for (const p of ps) if (p.has.has(n) || p.partial.has(n)) (holders ??= []).push(p);
+      if (holders) cands.push({ n, holders });
     }
     cands.sort((a, b) => a.holders.length - b.holders.length || a.n - b.n);
     for (const c of cands) {

@@ -18,6 +18,8 @@ export interface SimEvent {
   seq: number;
   fn: () => void;
   dead: boolean;
+  /** A delivery to the scheduler (or a wake-up of it): its CPU, drain included, is the scheduler's. */
+  sched: boolean;
 }
 
 /** Deterministic PRNG (mulberry32), as test/support/fake-clock.ts. */
@@ -42,8 +44,8 @@ export class Sim {
   /** CPU microseconds spent inside scheduler calls and their continuations. */
   schedCpuUs = 0;
 
-  at(t: number, fn: () => void): SimEvent {
-    const e: SimEvent = { t: Math.max(t, this.now), seq: this.seq++, fn, dead: false };
+  at(t: number, fn: () => void, sched = false): SimEvent {
+    const e: SimEvent = { t: Math.max(t, this.now), seq: this.seq++, fn, dead: false, sched };
     const h = this.heap;
     h.push(e);
     let i = h.length - 1;
@@ -57,9 +59,11 @@ export class Sim {
     return e;
   }
 
-  after(ms: number, fn: () => void): SimEvent {
-    return this.at(this.now + ms, fn);
+  after(ms: number, fn: () => void, sched = false): SimEvent {
+    return this.at(this.now + ms, fn, sched);
   }
+
+  private inSchedEvent = false;
 
   cancel(e: SimEvent | undefined): void {
     if (e) e.dead = true;
@@ -87,6 +91,8 @@ export class Sim {
 
   /** Runs `fn` as a scheduler call: its CPU time counts as the scheduler's, its continuations drain after the event. */
   sched<T>(fn: () => T): T {
+    this.dirty = true;
+    if (this.inSchedEvent) return fn();
     const c0 = process.cpuUsage();
     try {
       return fn();
@@ -106,7 +112,17 @@ export class Sim {
       if (e.t > untilMs) return;
       this.now = e.t;
       this.events++;
-      e.fn();
+      if (e.sched) {
+        // One CPU reading around the delivery and the continuations it queued (cpuUsage is a syscall).
+        const c0 = process.cpuUsage();
+        this.inSchedEvent = true;
+        e.fn();
+        this.inSchedEvent = false;
+        for (let i = 0; i < DRAIN_TURNS; i++) await undefined;
+        this.dirty = false;
+        const c = process.cpuUsage(c0);
+        this.schedCpuUs += c.user + c.system;
+      } else e.fn();
       if (this.dirty) {
         this.dirty = false;
         const c0 = process.cpuUsage();
@@ -142,11 +158,14 @@ export class VirtualClock implements Clock {
         this.sim.dirty = true;
         resolve();
       };
-      const ev = this.sim.after(ms, () => {
-        signal?.removeEventListener('abort', onAbort);
-        this.sim.dirty = true;
-        resolve();
-      });
+      const ev = this.sim.after(
+        ms,
+        () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        true,
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -75,6 +75,11 @@ export async function simulate(o: SimOptions): Promise<{ result: SimResult; worl
     originRatio: r6(originRatio),
     depth: { maxHops, p50Hops: quantile(hops, 0.5), p99Hops: quantile(hops, 0.99) },
     outDegree: { max: Math.max(0, ...degrees), p50: quantile(degrees, 0.5), p99: quantile(degrees, 0.99), seedMax: Math.max(0, ...outDeg(w.seeds)) },
+    uploadedCopies: {
+      seedMax: r3(Math.max(0, ...w.seeds.map((n) => n.host.sentBytes / F))),
+      nodeMin: r3(Math.min(...nodes.map((n) => n.host.sentBytes / F))),
+      nodeMax: r3(Math.max(...nodes.map((n) => n.host.sentBytes / F))),
+    },
     completed: done.length,
     left: nodes.length - survivors.length,
     incomplete: survivors.length - done.length,

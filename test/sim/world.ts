@@ -422,23 +422,31 @@ export class World {
 
   toScheduler(n: Node, call: SimCall, req: Msg): void {
     const kind = Object.keys(req)[0]!;
-    this.sim.after(this.latency, () => {
-      if (call.dead) return;
-      this.counts.toScheduler++;
-      this.sim.sched(() => call.emit('data', { request: kind, host_id: n.host.id, task_id: this.taskId, peer_id: n.peerId, ...req }));
-      if (kind.startsWith('download_p') && kind.includes('back_to_source')) this.armPush();
-    });
+    this.sim.after(
+      this.latency,
+      () => {
+        if (call.dead) return;
+        this.counts.toScheduler++;
+        this.sim.sched(() => call.emit('data', { request: kind, host_id: n.host.id, task_id: this.taskId, peer_id: n.peerId, ...req }));
+        if (kind.startsWith('download_p') && kind.includes('back_to_source')) this.armPush();
+      },
+      true,
+    );
   }
 
   /** What schedulePush's timer would do, in virtual time: one flushPush per batch window. */
   private armPush(): void {
     if (this.pushArmed) return;
     this.pushArmed = true;
-    this.sim.after(PIECE_PUSH_BATCH_MS, () => {
-      this.pushArmed = false;
-      const task = this.resources.tasks.get(this.taskId);
-      if (task) this.sim.sched(() => this.service.flushPush(task));
-    });
+    this.sim.after(
+      PIECE_PUSH_BATCH_MS,
+      () => {
+        this.pushArmed = false;
+        const task = this.resources.tasks.get(this.taskId);
+        if (task) this.sim.sched(() => this.service.flushPush(task));
+      },
+      true,
+    );
   }
 
   finished(n: Node): void {
