@@ -63,7 +63,7 @@ export interface World {
   readonly pieceCount: number;
   readonly rnd: () => number;
   readonly byPeer: Map<string, NodeT>;
-  readonly counts: { reschedules: number; refreshes: number };
+  readonly counts: { reschedules: number; refreshes: number; busy: number; notFound: number };
   bounds(n: number): { offset: number; length: number };
   digestOf(n: number): string;
   log(n: NodeT, what: string, why: string): void;
@@ -334,11 +334,13 @@ export class Session {
     w.sim.after(this.L, () =>
       v.node.serve(this.me, n, {
         notFound: () => w.sim.after(this.L, () => {
+          w.counts.notFound++;
           v.has.delete(n);
           v.partial.delete(n);
           finish();
         }),
         busy: () => w.sim.after(this.L, () => {
+          w.counts.busy++;
           v.retryAt = w.sim.now + PARENT_RETRY_MS;
           w.sim.after(PARENT_RETRY_MS + 5, () => this.pump());
           finish();

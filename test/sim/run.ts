@@ -39,6 +39,7 @@ export async function simulate(o: SimOptions): Promise<{ result: SimResult; worl
   const allDone = done.length === survivors.length && done.length > 0 ? Math.max(...done.map((n) => n.doneAt)) / 1000 : NaN;
   const lastJoin = Math.max(0, ...nodes.map((n) => n.joinAt)) / 1000;
   const perNode = done.map((n) => (n.doneAt - n.joinAt) / 1000);
+  const firstPiece = done.map((n) => (Math.min(...n.haveAt) - n.joinAt) / 1000);
   const hops: number[] = [];
   let maxHops = 0;
   for (const n of done) {
@@ -72,6 +73,7 @@ export async function simulate(o: SimOptions): Promise<{ result: SimResult; worl
     ratioToTMin: r3(ratio),
     lastJoinToDoneSec: r6(allDone - lastJoin),
     perNodeSec: { p50: r6(quantile(perNode, 0.5)), p99: r6(quantile(perNode, 0.99)), max: r6(quantile(perNode, 1)) },
+    firstPieceSec: { p50: r6(quantile(firstPiece, 0.5)), p99: r6(quantile(firstPiece, 0.99)), max: r6(quantile(firstPiece, 1)) },
     originRatio: r6(originRatio),
     depth: { maxHops, p50Hops: quantile(hops, 0.5), p99Hops: quantile(hops, 0.99) },
     outDegree: { max: Math.max(0, ...degrees), p50: quantile(degrees, 0.5), p99: quantile(degrees, 0.99), seedMax: Math.max(0, ...outDeg(w.seeds)) },
@@ -86,6 +88,7 @@ export async function simulate(o: SimOptions): Promise<{ result: SimResult; worl
     originReaders: w.counts.originReaders,
     seedTriggers: w.counts.seedTriggers,
     messages: { toScheduler: w.counts.toScheduler, answers: w.counts.answers, reschedules: w.counts.reschedules, parentRefreshes: w.counts.refreshes },
+    pieceRequests: { busy429: w.counts.busy, notFound404: w.counts.notFound, sent: w.net.flowsStarted },
     schedulerCpuSec: r3(w.sim.schedCpuUs / 1e6),
     events: w.sim.events,
     flows: w.net.flowsStarted,

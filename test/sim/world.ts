@@ -330,7 +330,7 @@ export class World {
   readonly nodes: Node[] = [];
   readonly seeds: Node[] = [];
   readonly audit: Transfer[] | undefined;
-  readonly counts = { toScheduler: 0, answers: 0, reschedules: 0, refreshes: 0, originReaders: 0, left: 0, seedTriggers: 0 };
+  readonly counts = { toScheduler: 0, answers: 0, reschedules: 0, refreshes: 0, busy: 0, notFound: 0, originReaders: 0, left: 0, seedTriggers: 0 };
   private pending = 0;
   private pushArmed = false;
 
