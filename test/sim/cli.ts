@@ -113,7 +113,7 @@ async function main(): Promise<number> {
     process.stderr.write(`sim: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  const { result } = await simulate(parsed.opts);
+  const { result } = await simulate({ ...parsed.opts, progress: true });
   process.stdout.write(JSON.stringify(result) + '\n');
   if (!parsed.json) {
     const r = result as Record<string, any>;

@@ -46,6 +46,8 @@ export interface SimOptions {
   maxTimeMs: number;
   /** Keep every transfer for checks (tests). */
   audit?: boolean;
+  /** Progress lines on stderr about every 10 s of wall time (the CLI). */
+  progress?: boolean;
   /** Scheduler configuration overrides (scheduler/config.ts). */
   scheduler?: Record<string, unknown>;
 }
@@ -455,7 +457,15 @@ export class World {
   }
 
   async run(): Promise<void> {
-    await this.sim.run(() => this.pending <= 0, this.o.maxTimeMs);
+    let last = performance.now();
+    let k = 0;
+    const tick = (): void => {
+      if (++k % 50_000 !== 0 || performance.now() - last < 10_000) return;
+      last = performance.now();
+      const done = this.nodes.filter((n) => n.doneAt >= 0).length;
+      process.stderr.write(`sim ${new Date().toISOString()} virtual ${(this.sim.now / 1000).toFixed(3)} s, ${done}/${this.nodes.length} done, ${this.counts.left} left, ${this.sim.events} events, scheduler ${(this.sim.schedCpuUs / 1e6).toFixed(1)} CPU-s\n`);
+    };
+    await this.sim.run(() => (this.o.progress && tick(), this.pending <= 0), this.o.maxTimeMs);
     this.service.close();
   }
 }
