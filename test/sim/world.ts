@@ -17,7 +17,7 @@ import { schedulerConfig } from '../../scheduler/config.js';
 import type { DfdaemonClientPool } from '../../scheduler/dfdaemon-client.js';
 import { SchedulerMetrics } from '../../scheduler/metrics.js';
 import { pieceLengthFor } from '../../scheduler/protocol/task-id.js';
-import { BLOCKS_PER_PIECE } from '../../agent/blocks.js';
+import { BLOCKS_PER_PIECE } from '../../agent/download/blocks.js';
 import { Resources } from '../../scheduler/resource/resources.js';
 import { PIECE_PUSH_BATCH_MS, SchedulerService } from '../../scheduler/service.js';
 import { Session, UPLOAD_CONCURRENT_LIMIT, Uploader, type ParentView, type ServeCallbacks, type UploadReq } from './agent.js';
