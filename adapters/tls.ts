@@ -147,7 +147,12 @@ export class ClusterIdentity {
       try {
         await this.renew();
       } catch (err) {
-        if (!this.valid()) throw err;
+        if (!this.valid()) {
+          // Say what was being asked for: "manager unreachable" alone does not tell an operator that
+          // mTLS is why the component cannot start without the manager.
+          if (err instanceof UnavailableError) throw new UnavailableError(`no cluster certificate (security.mtls): cannot get one from the manager: ${err.message}`, { cause: err });
+          throw err;
+        }
         this.opts.logger.warn('certificate renewal failed; keeping the current certificate', { err: errorMessage(err), notAfter: new Date(this.times!.notAfter).toISOString() });
       }
     }

@@ -168,6 +168,8 @@ export interface Origin {
   /** The bytes at [start, end) of `path` (for tests comparing slices). */
   slice(path: string, start: number, end: number): Buffer;
   stats(): OriginStats;
+  /** Resolves once no response body is being written (a reader that went away has been noticed). */
+  idle(): Promise<void>;
   resetStats(): void;
   setRate(bytesPerSec: number): void;
   /** Empties the token bucket: from now on the origin sends at most rate × elapsed time. */
@@ -274,6 +276,16 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     if (m) return { content: { seed: decodeURIComponent(m[1]!), size: Number(m[2]) }, headers: {} };
     return undefined;
   };
+  // Bodies being written, and who waits for there to be none (idle()).
+  let openBodies = 0;
+  let idleWaiters: (() => void)[] = [];
+  const bodyOpened = (): void => void openBodies++;
+  const bodyClosed = (): void => {
+    if (--openBodies > 0) return;
+    const w = idleWaiters;
+    idleWaiters = [];
+    for (const f of w) f();
+  };
   const pathStats = (p: string): PathStats => (stats.byPath[p] ??= { bytes: 0, requests: 0, gets: 0, heads: 0, ranges: 0 });
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -342,6 +354,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       return;
     }
     res.writeHead(range ? 206 : 200, headers);
+    bodyOpened();
+    res.once('close', bodyClosed);
     let sent = 0;
     let faultAt = fault ? fault.afterBytes : Infinity;
     let closed = false;
@@ -432,6 +446,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       return Buffer.isBuffer(c) ? Buffer.from(c.subarray(s, e)) : generateBytes(c.seed, s, e);
     },
     stats: () => structuredClone(stats),
+    idle: () => (openBodies === 0 ? Promise.resolve() : new Promise<void>((r) => idleWaiters.push(r))),
     resetStats() {
       stats = { bytes: 0, requests: 0, unauthorized: 0, redirects: 0, byPath: {} };
     },
