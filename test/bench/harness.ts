@@ -100,11 +100,16 @@ export function runBench(name: string, main: () => Promise<number>): void {
   process.once('SIGINT', () => {
     void killAll().then(() => process.exit(130));
   });
+  // The roles unref their timers; a bench awaiting an answer that only such a timer produces would
+  // otherwise see node exit 0 mid-run with nothing printed. Hold the loop open until main settles.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   main().then(
     (code) => {
+      clearInterval(keepAlive);
       process.exitCode = code;
     },
     async (err: unknown) => {
+      clearInterval(keepAlive);
       process.stderr.write(err instanceof FlagError ? `${name}: ${err.message}\n` : `${name}: ${(err as Error).stack ?? String(err)}\n`);
       await killAll();
       cleanupTempDirs();

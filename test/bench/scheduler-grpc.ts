@@ -17,36 +17,23 @@
  * R/200 of them every 5 ms whatever the answers, so p99 is the latency at that offered load, not
  * the time to drain a burst of `--batch` (a wave's last answer waits behind the other 999).
  */
-import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../scheduler/support.js';
 import { killAll, cleanupTempDirs, spawnRole, schedulerConfigFor } from '../support/procs.js';
+import { benchFlags, cpuSeconds, flag, percentile, runBench } from './harness.js';
+
+const USAGE = 'usage: npm run bench:scheduler-grpc -- [--peers 10000] [--pieces 100] [--channels 8] [--batch 1000] [--rate 0]';
+const quantile = (xs: number[], q: number): number => (xs.length === 0 ? 0 : percentile([...xs].sort((a, b) => a - b), q * 100));
 
 const PL = 4 << 20;
 
-function flag(name: string, dflt: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-
-/** utime + stime of a process, in seconds (Linux). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ = 100 on Linux
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.floor(q * s.length))];
-}
-
-async function main(): Promise<void> {
-  const peers = flag('--peers', 10_000);
-  const pieces = flag('--pieces', 100);
-  const channels = flag('--channels', 8);
-  const batch = flag('--batch', 1000);
-  const rate = flag('--rate', 0);
+async function main(): Promise<number> {
+  const f = benchFlags(process.argv.slice(2), USAGE, { peers: { type: 'string' }, pieces: { type: 'string' }, channels: { type: 'string' }, batch: { type: 'string' }, rate: { type: 'string' } });
+  const peers = flag.number(f.peers, 'peers', 10_000, 1, true);
+  const pieces = flag.number(f.pieces, 'pieces', 100, 1, true);
+  const channels = flag.number(f.channels, 'channels', 8, 1, true);
+  const batch = flag.number(f.batch, 'batch', 1000, 1, true);
+  const rate = flag.number(f.rate, 'rate', 0);
   /** Starts `n` jobs: in waves of `batch` (each waits for the previous), or open-loop at `rate`/s. */
   const offer = async (n: number, start: (i: number) => Promise<void>): Promise<void> => {
     if (rate <= 0) {
@@ -150,12 +137,7 @@ async function main(): Promise<void> {
     await killAll();
     cleanupTempDirs();
   }
+  return 0;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench('bench:scheduler-grpc', main);
