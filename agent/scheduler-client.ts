@@ -33,6 +33,8 @@ export class SchedulerClient {
   private addrs: string[];
   private timers: NodeJS.Timeout[] = [];
   private announced = new Map<string, Promise<boolean>>();
+  /** Schedulers that took this host's last announce (until one is marked lost). */
+  private known = new Set<string>();
   private closed = false;
   /** Schedulers seen failing (an announce or a stream): announced again until they answer. */
   private lost = new Set<string>();
@@ -98,7 +100,10 @@ export class SchedulerClient {
   /** Announces the host to one scheduler; resolves false (logged) on failure. */
   announce(addr: string): Promise<boolean> {
     const p = this.unary(addr, 'AnnounceHost', { host: this.host, interval_ms: this.opts.announceIntervalMs }).then(
-      () => true,
+      () => {
+        this.known.add(addr);
+        return true;
+      },
       (err: grpc.ServiceError) => {
         this.opts.logger.warn('announce host failed', { scheduler: addr, err: err.details ?? err.message });
         this.markLost(addr);
@@ -119,6 +124,7 @@ export class SchedulerClient {
    * announce again every RETRY_LOST_MS until it answers, then onReachable(addr). Never throws.
    */
   markLost(addr: string): void {
+    this.known.delete(addr);
     if (this.closed || this.lost.has(addr)) return;
     this.lost.add(addr);
     void (async () => {
@@ -131,6 +137,7 @@ export class SchedulerClient {
         );
         if (!ok) continue;
         this.announced.set(addr, Promise.resolve(true));
+        this.known.add(addr);
         this.lost.delete(addr);
         this.opts.logger.info('scheduler reachable again', { scheduler: addr });
         this.onReachable?.(addr);
@@ -197,8 +204,12 @@ export class SchedulerClient {
 
   /** Opens an AnnouncePeer stream to `addr`, announcing the host first if that has not succeeded yet. */
   async openPeerStream(addr: string): Promise<grpc.ClientDuplexStream<unknown, unknown>> {
-    const ok = await (this.announced.get(addr) ?? this.announce(addr));
-    if (!ok && !(await this.announce(addr))) throw new Error(`scheduler ${addr} unreachable`);
+    // A scheduler that knows this host is not waited on again: a periodic announce still in flight
+    // (a slow or paused scheduler) must not hold every download's start for its deadline.
+    if (!this.known.has(addr)) {
+      const ok = await (this.announced.get(addr) ?? this.announce(addr));
+      if (!ok && !(await this.announce(addr))) throw new Error(`scheduler ${addr} unreachable`);
+    }
     return (this.client(addr).AnnouncePeer as (md: grpc.Metadata) => grpc.ClientDuplexStream<unknown, unknown>).call(this.client(addr), injectMetadata(new grpc.Metadata()));
   }
 

@@ -113,6 +113,7 @@ export class PeerSession {
     const call = await withTimeout(tracing.inTask(this.task.id, () => this.sched.openPeerStream(this.addr)), cfg.scheduler.scheduleTimeout, 'scheduler did not accept the stream');
     this.attach(call);
     this.send({ register_peer_request: { download: this.downloadMessage(!!o.needBackToSource) } });
+    this.task.log.debug('registering with the scheduler', { scheduler: this.addr });
     const firstAnswer = setTimeout(() => {
       if (this.lifecycle.is('registering')) this.done.reject(new TimeoutError('scheduler gave no answer in time'));
     }, cfg.scheduler.scheduleTimeout);

@@ -98,8 +98,10 @@ describe('scheduler loss', () => {
     // when the new scheduler answers (about 4 s after the quarter, longer on a loaded machine).
     const SIZE = 64 * MiB;
     origin = await startOrigin({ rate: 4 * MiB });
-    const cluster = await startCluster({ agents: 3 });
-    const [a, b, late] = cluster.agents as [RoleProcess, RoleProcess, RoleProcess];
+    const cluster = await startCluster({ agents: 2 });
+    const [a, b] = cluster.agents as [RoleProcess, RoleProcess];
+    // At debug level, so the test can see its register leave before the scheduler is killed.
+    const late = await cluster.addAgent('late', undefined, { DAMSELFLY_LOG_LEVEL: 'debug' });
     const p = '/sched/unanswered.bin';
     const url = origin.add(p, { size: SIZE, seed: `unanswered-${Date.now()}` });
     const want = origin.sha256(p);
@@ -110,7 +112,11 @@ describe('scheduler loss', () => {
     const port = portOf(cluster.scheduler.ready.grpc);
     cluster.scheduler.kill('SIGSTOP');
     gets.push(getThrough(late, url, path.join(out, `${late.name}.bin`), ['--digest', want], 120_000));
-    await new Promise((r) => setTimeout(r, 1_500));
+    // Its register is sent to the frozen scheduler (on a loaded machine the CLI takes a while to start).
+    await waitFor(() => late.logs().some((l) => l.msg === 'registering with the scheduler') || undefined, 'the late peer to register', 30_000, 20).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${late.tail(30)}`);
+    });
+    await new Promise((r) => setTimeout(r, 500));
     cluster.scheduler.kill('SIGKILL');
     await cluster.scheduler.exited;
     await new Promise((r) => setTimeout(r, 2_000));

@@ -372,8 +372,8 @@ export interface Cluster {
   agents: RoleProcess[];
   /** Every process, scheduler first. */
   all(): RoleProcess[];
-  /** Starts one more agent named `name` against the cluster's scheduler. */
-  addAgent(name: string, over?: Obj): Promise<RoleProcess>;
+  /** Starts one more agent named `name` against the cluster's scheduler (`env` added to the cluster's). */
+  addAgent(name: string, over?: Obj, env?: Record<string, string | undefined>): Promise<RoleProcess>;
   stop(): Promise<void>;
 }
 
@@ -398,13 +398,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     cli: opts.cli,
   });
   const addr = String(scheduler.ready.grpc);
-  const startAgent = (name: string, seed: boolean, over?: Obj): Promise<RoleProcess> => {
+  const startAgent = (name: string, seed: boolean, over?: Obj, env?: Record<string, string | undefined>): Promise<RoleProcess> => {
     const dir = makeTempDir(`damselfly-${name}-`);
     return spawnRole('agent', agentConfigFor(name, dir, [addr], { seed }, over), {
       dir,
       name,
       readyTimeoutMs: opts.readyTimeoutMs,
-      env: opts.env,
+      env: env ? { ...opts.env, ...env } : opts.env,
       cli: opts.cli,
     });
   };
@@ -415,8 +415,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     seed,
     agents,
     all: () => [scheduler, ...(cluster.seed ? [cluster.seed] : []), ...cluster.agents],
-    async addAgent(name, over) {
-      const a = await startAgent(name, false, over);
+    async addAgent(name, over, env) {
+      const a = await startAgent(name, false, over, env);
       cluster.agents.push(a);
       return a;
     },
