@@ -15,6 +15,7 @@ import { taskSizeLevel } from '../../scheduler/protocol/task-size.js';
 import * as tracing from '../../adapters/tracing.js';
 import type { AgentConfig } from '../config.js';
 import type { SchedulerClient } from '../scheduler-client.js';
+import { copyFileDirect } from '../storage/direct-io.js';
 import { DiskFullError, stripCredentials, type StoredTask } from '../storage/store.js';
 import { announceHeld } from './announce.js';
 import { OriginReader } from './origin.js';
@@ -236,7 +237,7 @@ export class TaskManager {
           await fs.writeFile(output, '', { flag: 'wx' });
           return { taskId: id, contentLength: 0 };
         }
-        await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+        await exportCopy(src, output, stored.meta.contentLength, this.deps.store.directIO);
         if (await stored.sealIntact()) return { taskId: id, contentLength: stored.meta.contentLength };
         // The cached file changed while it was copied: the copy proves nothing; verify and go again.
         await fs.rm(output, { force: true });
@@ -454,3 +455,19 @@ function raceAbort<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
   });
 }
 
+/**
+ * An independent copy of a content file at `output`: a reflink where the file system can make one
+ * (instant, no bytes copied), else with O_DIRECT on both files when the store uses direct I/O, else
+ * through the page cache. `output` must not exist.
+ */
+async function exportCopy(src: string, output: string, size: number, directIO: boolean): Promise<void> {
+  try {
+    await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ENOTTY') throw err;
+  }
+  if (directIO && (await copyFileDirect(src, output, size))) return;
+  await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL);
+}

@@ -100,16 +100,21 @@ export function runBench(name: string, main: () => Promise<number>): void {
   process.once('SIGINT', () => {
     void killAll().then(() => process.exit(130));
   });
-  // The roles unref their timers; a bench awaiting an answer that only such a timer produces would
-  // otherwise see node exit 0 mid-run with nothing printed. Hold the loop open until main settles.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
+  // The roles unref their timers: a bench awaiting something nothing is left to settle would see
+  // node exit 0 mid-run with nothing printed. Say so, and fail.
+  let settled = false;
+  process.once('beforeExit', () => {
+    if (settled) return;
+    process.stderr.write(`${name}: stopped before finishing: it waited for something nothing was left to do (a hang; no result)\n`);
+    process.exitCode = 1;
+  });
   main().then(
     (code) => {
-      clearInterval(keepAlive);
+      settled = true;
       process.exitCode = code;
     },
     async (err: unknown) => {
-      clearInterval(keepAlive);
+      settled = true;
       process.stderr.write(err instanceof FlagError ? `${name}: ${err.message}\n` : `${name}: ${(err as Error).stack ?? String(err)}\n`);
       await killAll();
       cleanupTempDirs();

@@ -322,7 +322,7 @@ async function main(): Promise<number> {
     process.stdout.write(JSON.stringify(line) + '\n');
     return line.digestsOk ? 0 : 1;
   } finally {
-    if (cluster) await killAll();
+    await killAll(); // the cluster if it is still up, and the --mtls manager
     await origin.close();
     rmSync(outDir, { recursive: true, force: true });
     cleanupTempDirs();
