@@ -10,7 +10,7 @@ import { tracingConfigSchema } from '../adapters/tracing.js';
 import { ConfigError } from '../adapters/errors.js';
 import { durationSchema, loadConfigFile, parseConfig, readConfigDocument, sizeSchema } from '../adapters/config.js';
 import { securityConfigSchema } from '../adapters/tls.js';
-import { proxyConfigSchema } from './proxy/config.js';
+import { proxyConfigSchema } from './proxy-config.js';
 
 /** The first non-internal IPv4 address of this machine, 127.0.0.1 when there is none. */
 export function defaultIp(): string {

@@ -1,5 +1,5 @@
 /**
- * Bandwidth-aware admission (evaluator.ts uploadLoad/edgeRate, scheduling.ts findCandidateParents):
+ * Bandwidth-aware admission (resource/load.ts uploadLoad/edgeRate, scheduling.ts findCandidateParents):
  * parents whose children already draw their announced upload rate are not offered while another
  * parent has bandwidth to spare, a busy seed ranks below normal peers, nobody is refused a first
  * parent, a peer keeps its parents on reschedule, and a pending seed trigger holds retry → origin.
@@ -13,15 +13,10 @@ import {
   SEED_HOST_SCORE,
   W_HOST_TYPE,
   W_LOAD,
-  FINISHED_EDGE_HORIZON_MS,
-  chargedRate,
-  edgeRate,
   evaluate,
-  expectedUploadRate,
-  isUploadFull,
   rankParents,
-  uploadLoad,
 } from './evaluator.js';
+import { FINISHED_EDGE_HORIZON_MS, chargedRate, edgeRate, expectedUploadRate, isUploadFull, uploadLoad } from './resource/load.js';
 import { Scheduling, type Decision } from './scheduling.js';
 import { World } from '../test/scheduler/fixtures.js';
 import type { Host } from './resource/host.js';

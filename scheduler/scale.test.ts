@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../test/support/fake-clock.js';
 import { schedulerConfig } from './config.js';
-import { hostLoad, uploadLoad } from './evaluator.js';
+import { hostLoad, uploadLoad } from './resource/load.js';
 import { IndexedSet, PieceSet } from './resource/indexed-set.js';
 import { Scheduling, type Decision } from './scheduling.js';
 import { World } from '../test/scheduler/fixtures.js';

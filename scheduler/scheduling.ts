@@ -5,7 +5,8 @@
  * at the same moment can never both take the last back-to-source slot.
  */
 import { InvalidError } from '../adapters/errors.js';
-import { hostLoad, isBadParent, isDeadParent, isUploadFull, rankParents } from './evaluator.js';
+import { isBadParent, isDeadParent, rankParents } from './evaluator.js';
+import { hostLoad, isUploadFull } from './resource/load.js';
 import type { Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import { PIECE_COST_WINDOW, type Peer } from './resource/peer.js';
@@ -112,7 +113,7 @@ export class Scheduling {
    * Candidate parents for `peer`, best first, at most candidateParentLimit: a random sample of
    * filterParentLimit peers of the task, filtered (blocklist incl. self, current parents, same host,
    * disable_shared, normal peers that neither have a parent nor are a source, bad parents, no free
-   * upload slot, edges that would close a cycle), split by upload bandwidth (evaluator.ts
+   * upload slot, edges that would close a cycle), split by upload bandwidth (resource/load.ts
    * uploadLoad), ranked by the evaluator. Hosts with spare bandwidth come first and alone; when
    * every candidate's host is busy, a peer without parents still gets the least-loaded one (refusing
    * would send it to the origin after retryBackToSourceLimit rounds), while a peer that keeps its

@@ -8,8 +8,8 @@ import type { Logger } from '../adapters/log.js';
 import type { Clock } from '../adapters/clock.js';
 import type { SchedulerConfig } from './config.js';
 import type { DfdaemonClientPool } from './dfdaemon-client.js';
-import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResponse, Download, Download__Output, Host as HostMessage, Host__Output, LeaveHostRequest, ListHostsResponse, ListTaskPeersRequest, ListTaskPeersResponse, Peer__Output, Piece, StatTaskRequest, TaskInfo } from './protocol/messages.js';
-import { hostLoad, isUploadFull } from './evaluator.js';
+import type { AnnounceHostRequest, AnnouncePeerRequest__Output, AnnouncePeerResponse, Download, Download__Output, LeaveHostRequest, ListHostsResponse, ListTaskPeersRequest, ListTaskPeersResponse, StatTaskRequest, TaskInfo } from './protocol/messages.js';
+import { hostLoad, isUploadFull } from './resource/load.js';
 import { schedulingFailedStatus, toGrpcStatus } from './protocol/grpc-status.js';
 import { HashRing } from './protocol/hashring.js';
 import { shared as encodedOnce } from './protocol/encode-once.js';
@@ -20,6 +20,7 @@ import type { Peer, PeerResponse } from './resource/peer.js';
 import type { Resources } from './resource/resources.js';
 import type { PieceMeta, Task } from './resource/task.js';
 import { Scheduling } from './scheduling.js';
+import { hostFromMessage, hostMessage, peerMessage, taskMessage } from './wire.js';
 
 /** Pushes of new piece digests to running peers are batched over this window. */
 export const PIECE_PUSH_BATCH_MS = 10;
@@ -31,89 +32,6 @@ export const FINISHED_PARENT_SAMPLE = 64;
 export const SEED_DOWNLOAD_TIMEOUT_MS = 10 * 3_600_000;
 
 type Msg = Record<string, any>;
-
-const HOST_TYPES: readonly unknown[] = ['NORMAL', 'SUPER_SEED', 'STRONG_SEED', 'WEAK_SEED'];
-
-/** proto Host → HostInfo. Throws InvalidError without an id. */
-export function hostFromMessage(h: HostMessage | null | undefined): HostInfo {
-  if (!h || !h.id) throw new InvalidError('host.id is required');
-  const type = HOST_TYPES.includes(h.type) ? (h.type as HostType) : 'NORMAL';
-  return {
-    id: String(h.id),
-    type,
-    hostname: h.hostname ?? '',
-    ip: h.ip ?? '',
-    port: Number(h.port ?? 0),
-    downloadPort: Number(h.download_port ?? 0),
-    idc: h.idc ?? '',
-    location: h.location ?? '',
-    maxTxBandwidth: Number(h.max_tx_bandwidth ?? 0),
-    uploadLimit: Number(h.upload_limit ?? 0),
-    concurrentUploadCount: Number(h.concurrent_upload_count ?? 0),
-    proxyPort: Number(h.proxy_port ?? 0),
-    schedulerClusterId: Number(h.scheduler_cluster_id ?? 0),
-    disableShared: Boolean(h.disable_shared),
-    os: h.os ?? '',
-    platform: h.platform ?? '',
-  };
-}
-
-/** HostInfo → proto Host. */
-export function hostMessage(i: HostInfo): Host__Output {
-  return {
-    id: i.id,
-    type: i.type,
-    hostname: i.hostname,
-    ip: i.ip,
-    port: i.port,
-    download_port: i.downloadPort,
-    idc: i.idc,
-    location: i.location,
-    max_tx_bandwidth: i.maxTxBandwidth,
-    upload_limit: i.uploadLimit,
-    concurrent_upload_count: i.concurrentUploadCount,
-    proxy_port: i.proxyPort,
-    scheduler_cluster_id: i.schedulerClusterId,
-    disable_shared: i.disableShared,
-    os: i.os,
-    platform: i.platform,
-  };
-}
-
-export function peerMessage(p: Peer): Peer__Output {
-  return {
-    id: p.id,
-    host: hostMessage(p.host.info),
-    state: p.state,
-    finished_piece_count: p.finishedPieces.size,
-    task_id: p.task.id,
-    is_finished: p.fsm.is('Succeeded'),
-  };
-}
-
-const NO_BLOCKS = Buffer.alloc(0);
-
-/** A piece's proto message, built once per piece (it never changes) and shared by every answer. */
-function pieceMessage(p: PieceMeta): Piece {
-  return (p.message ??= { number: p.number, parent_id: '', offset: p.offset, length: p.length, digest: p.digest, traffic_type: 'BACK_TO_SOURCE', cost_ms: 0, block_digests: p.blockDigests ?? NO_BLOCKS }) as Piece;
-}
-
-/**
- * proto TaskInfo; `pieces` defaults to every known digest. Answers to a peer carry only the digests
- * it was not sent yet (Task.takeUnsentPieces): agents merge them, so each digest crosses each
- * stream once, and an answer never costs the task's whole piece list.
- */
-export function taskMessage(t: Task, pieces: Iterable<PieceMeta> = t.pieces.values()): TaskInfo {
-  return {
-    id: t.id,
-    content_length: t.contentLength,
-    piece_length: t.pieceLength,
-    piece_count: t.pieceCount,
-    pieces: Array.from(pieces, pieceMessage),
-    state: t.state,
-    peer_count: t.peerCount,
-  };
-}
 
 function labels(peer: Peer): { priority: string; task_type: string; host_type: string } {
   return { priority: peer.priority, task_type: 'STANDARD', host_type: peer.host.isSeed ? 'super' : 'normal' };

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Registry } from 'prom-client';
 import { request } from 'undici';
 import { createLogger } from '../../adapters/log.js';
-import { proxyConfigSchema } from './config.js';
+import { proxyConfigSchema } from '../proxy-config.js';
 import { FILE_CHUNK, type DownloadOptions, type ProxyTaskManager, type TaskStream } from './p2p.js';
 import { startProxy, type RunningProxy } from './server.js';
 

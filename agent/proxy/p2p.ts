@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { parseSize } from '../../adapters/config.js';
 import { IntegrityError, SourceError, UnavailableError } from '../../adapters/errors.js';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from '../proxy-config.js';
 import { DEFAULT_FILTERED_QUERY_PARAMS } from '../../scheduler/protocol/task-id.js';
 import { blobDigest, clientResponseHeaders, DF_HEADER, firstHeader, matchRule, upstreamRequestHeaders } from './upstream.js';
 

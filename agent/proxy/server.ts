@@ -19,7 +19,7 @@ import { SpanKind, SpanStatusCode, contextFromHeaders, inSpan, redactUrl } from 
 import { compileHijackRules, hijackRuleFor, upstreamTls } from '../../adapters/source/client.js';
 import { AccessChecker } from './access.js';
 import { LeafSigner } from './ca.js';
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from '../proxy-config.js';
 import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
 import { serveP2P, wantsP2P, type ProxyTaskManager } from './p2p.js';
 import { relayResponse, upstreamRequest } from './passthrough.js';

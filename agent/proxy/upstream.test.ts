@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { proxyConfigSchema } from './config.js';
+import { proxyConfigSchema } from '../proxy-config.js';
 import { blobDigest, chooseUpstream, registryOrigin, upstreamRequestHeaders } from './upstream.js';
 import { downloadOptions, parseMultiRange, parseRange, wantsP2P } from './p2p.js';
 import type { IncomingMessage } from 'node:http';

@@ -3,7 +3,7 @@
  * paths. Order (Dragonfly dfdaemon `make_registry_mirror_request`): `X-Dragonfly-Registry` header,
  * then the `ns` query parameter containerd adds, then `proxy.registryMirror.addr`.
  */
-import type { ProxyConfig } from './config.js';
+import type { ProxyConfig } from '../proxy-config.js';
 import { InvalidError } from '../../adapters/errors.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus those a proxy must recompute; never forwarded. */

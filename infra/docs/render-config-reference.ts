@@ -234,8 +234,8 @@ const ROLES = [
     schema: agentConfigSchema as z.ZodType,
     sources: [
       { prefix: '', file: 'agent/config.ts', root: 'agentConfigSchema' },
-      { prefix: 'proxy', file: 'agent/proxy/config.ts', root: 'proxyConfigSchema' },
-      { prefix: 'proxy.rules[]', file: 'agent/proxy/config.ts', root: 'proxyRuleSchema' },
+      { prefix: 'proxy', file: 'agent/proxy-config.ts', root: 'proxyConfigSchema' },
+      { prefix: 'proxy.rules[]', file: 'agent/proxy-config.ts', root: 'proxyRuleSchema' },
       { prefix: 'tracing', file: 'adapters/tracing.ts', root: 'tracingConfigSchema' },
     ],
     note: 'A seed peer is an agent with `seedPeer.enable: true`. Ports: 4000 gRPC, 4001 mirror/proxy, 4002 metrics, 4005 pieces.',

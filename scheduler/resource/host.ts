@@ -43,7 +43,7 @@ export class Host {
   /**
    * Bumped whenever this host's upload load may have changed (a child edge of one of its peers
    * added or removed, a child's parent count changed, one of its peers changed state or a child of a
-   * finished one progressed, a re-announce): evaluator.ts hostLoad recomputes only then.
+   * finished one progressed, a re-announce): load.ts hostLoad recomputes only then.
    */
   loadEpoch = 0;
   loadCacheEpoch = -1;

@@ -11,7 +11,7 @@
  * (upload slots on parent hosts) stay consistent.
  */
 import { NotFoundError } from '../../adapters/errors.js';
-import { hostLoad, isUploadFull } from '../evaluator.js';
+import { hostLoad, isUploadFull } from './load.js';
 import { Host, type HostInfo } from './host.js';
 import { Peer } from './peer.js';
 import { Task, type TaskSource } from './task.js';

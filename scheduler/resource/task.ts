@@ -2,7 +2,7 @@
  * A task: one piece of content (one task ID) and everything the scheduler knows about it: its
  * lifecycle, the piece digests read from the origin, and the DAG of its peers.
  */
-import { Dag } from '../dag.js';
+import { Dag } from './dag.js';
 import { StateMachine, TASK_TRANSITIONS, type TaskState } from './fsm.js';
 import { IndexedSet } from './indexed-set.js';
 import type { Peer } from './peer.js';

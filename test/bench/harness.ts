@@ -92,6 +92,49 @@ export function percentile(sorted: number[], p: number): number {
 
 export const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 
+/** The rates a swarm benchmark gives its roles, bytes/s; `seedUploadRate` defaults to `uploadRate`. */
+export interface SwarmRates {
+  originRate: number;
+  uploadRate: number;
+  downloadRate: number;
+  seedUploadRate?: number;
+}
+
+/** A swarm's lower bounds (Kumar–Ross) for N downloaders of F bytes, and the client–server time. */
+export interface LowerBounds {
+  /** F / u_origin: the origin must send every byte once. */
+  termSource: number;
+  /** F / d_min: the slowest downloader must receive every byte. */
+  termDownload: number;
+  /** N·F / (u_origin + Σu_agents + u_seed): every byte must be uploaded N times by someone. */
+  termSystem: number;
+  uTotal: number;
+  /** T_min = max of the three terms, in seconds. */
+  tMin: number;
+  /** D_cs = max(N·F / u_origin, F / d_min): the same N clients straight from the origin. */
+  dcs: number;
+}
+
+export function lowerBounds(F: number, N: number, r: SwarmRates): LowerBounds {
+  const termSource = F / r.originRate;
+  const termDownload = F / r.downloadRate;
+  const uTotal = r.originRate + N * r.uploadRate + (r.seedUploadRate ?? r.uploadRate);
+  const termSystem = (N * F) / uTotal;
+  return {
+    termSource,
+    termDownload,
+    termSystem,
+    uTotal,
+    tMin: Math.max(termSource, termDownload, termSystem),
+    dcs: Math.max((N * F) / r.originRate, termDownload),
+  };
+}
+
+/** The `tMin` object of a swarm benchmark's JSON line. */
+export function tMinReport(b: LowerBounds): Record<string, number> {
+  return { sec: round(b.tMin), fOverUOrigin: round(b.termSource), fOverDMin: round(b.termDownload), nFOverUTotal: round(b.termSystem), uTotalBytesPerSec: b.uTotal };
+}
+
 /**
  * Runs a benchmark's main(): its resolved value is the exit code; on an error (a FlagError: exit 2)
  * or Ctrl-C every role process it started is killed and its temporary directories removed.

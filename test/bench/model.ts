@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { benchFlags, cpuSeconds, flag, FlagError, round, runBench } from './harness.js';
+import { benchFlags, cpuSeconds, flag, FlagError, lowerBounds, round, runBench, tMinReport } from './harness.js';
 import { sourceGet } from '../../adapters/source/client.js';
 import { cliPath } from '../support/cli.js';
 import { startHub } from '../support/hub.js';
@@ -77,12 +77,8 @@ async function main(): Promise<number> {
   const cli = cliPath();
   const N = flags.agents;
   const F = flags.size;
-  const termSource = F / flags.originRate;
-  const termDownload = F / flags.downloadRate;
-  const uTotal = flags.originRate + N * flags.uploadRate + flags.uploadRate;
-  const termSystem = (N * F) / uTotal;
-  const tMin = Math.max(termSource, termDownload, termSystem);
-  const dcs = Math.max((N * F) / flags.originRate, termDownload);
+  const bounds = lowerBounds(F, N, flags);
+  const { tMin, dcs } = bounds;
 
   const hub = await startHub({ cdn: { rate: flags.originRate, burst: flags.originRate / 10, startEmpty: true } });
   const seed = `model-${process.pid}-${Date.now()}`;
@@ -176,7 +172,7 @@ async function main(): Promise<number> {
       originBytes,
       originRatio: round(originBytes / F, 4),
       bytesFromPeersPerAgent: round(fromPeers / N / F, 3),
-      tMin: { sec: round(tMin), fOverUOrigin: round(termSource), fOverDMin: round(termDownload), nFOverUTotal: round(termSystem) },
+      tMin: tMinReport(bounds),
       ratioToTMin: round(timeAll / tMin),
       goals: { originRatio: 1.01, ratioToTMin: 1.3 },
       met: { originRatio: originBytes / F <= 1.01, ratioToTMin: timeAll / tMin <= 1.3 },

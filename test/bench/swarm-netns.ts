@@ -25,7 +25,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchFlags, flag, percentile, round } from './harness.js';
+import { benchFlags, flag, lowerBounds, percentile, round, tMinReport } from './harness.js';
 import { fileSha256, MiB } from '../support/origin.js';
 import { apiGet, apiWarm, cleanupTempDirs, killAll, makeTempDir, portOf, runCli, schedulerConfigFor, spawnRole, type RoleProcess } from '../support/procs.js';
 import { buildImage, pushImage, startRegistry } from '../support/registry.js';
@@ -201,12 +201,8 @@ async function startNsOrigin(host: NetHost): Promise<NsOrigin> {
 async function swarm(flags: Flags, cli: string, bed: Bed): Promise<Record<string, unknown>> {
   const F = flags.size;
   const N = flags.agents;
-  const termSource = F / flags.originRate;
-  const termDownload = F / flags.downloadRate;
-  const uTotal = flags.originRate + N * flags.uploadRate + flags.seedUploadRate;
-  const termSystem = (N * F) / uTotal;
-  const tMin = Math.max(termSource, termDownload, termSystem);
-  const dcs = Math.max((N * F) / flags.originRate, termDownload);
+  const bounds = lowerBounds(F, N, flags);
+  const { tMin, dcs } = bounds;
 
   await bed.network('origin', 0);
   await bed.network('cluster', 1);
@@ -305,7 +301,7 @@ async function swarm(flags: Flags, cli: string, bed: Bed): Promise<Record<string
         digestsOk: failed === 0 && digests.every((d) => d === want),
         originRatio: round(originBytes / F, 4),
         uploads: { seedFileCopies: round(ups[0]! / F, 2), agentsFileCopies: round(ups.slice(1).reduce((a, b) => a + b, 0) / F, 2) },
-        tMin: { sec: round(tMin), fOverUOrigin: round(termSource), fOverDMin: round(termDownload), nFOverUTotal: round(termSystem) },
+        tMin: tMinReport(bounds),
         ratioToTMin: round(timeAll / tMin),
         machine: { cores: availableParallelism(), loadAverage1m: round(load1, 1) },
         baseline,

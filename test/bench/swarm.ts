@@ -27,7 +27,7 @@ import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { cliPath } from '../support/cli.js';
-import { benchFlags, cpuSeconds, flag, percentile, round, runBench } from './harness.js';
+import { benchFlags, cpuSeconds, flag, lowerBounds, percentile, round, runBench, tMinReport } from './harness.js';
 import { startOrigin, fileSha256, TokenBucket, MiB } from '../support/origin.js';
 import { spawnRole, startCluster, apiGet, apiWarm, getThrough, killAll, cleanupTempDirs, scrapeMetric, merge, type Cluster, type RoleProcess } from '../support/procs.js';
 
@@ -122,13 +122,8 @@ async function main(): Promise<number> {
   const N = flags.agents;
 
   // T_min = max(F/u_origin, F/d_min, N·F/(u_origin + Σu_agents + u_seed)) — see the header comment.
-  const termSource = F / flags.originRate;
-  const termDownload = F / flags.downloadRate;
-  const uTotal = flags.originRate + N * flags.uploadRate + flags.seedUploadRate;
-  const termSystem = (N * F) / uTotal;
-  const tMin = Math.max(termSource, termDownload, termSystem);
-  // D_cs = max(N·F/u_origin, F/d_min): the same N clients without P2P.
-  const dcs = Math.max((N * F) / flags.originRate, termDownload);
+  const bounds = lowerBounds(F, N, flags);
+  const { tMin, dcs } = bounds;
 
   // The origin shares the cores with the swarm (it runs in this process): its bucket tolerates
   // 100 ms of its own lateness without losing rate, and is emptied at t0, so the bytes it has sent
@@ -286,11 +281,7 @@ async function main(): Promise<number> {
         perAgentMinMaxFileCopies: [round(agentUploads[0]! / F, 2), round(agentUploads[agentUploads.length - 1]! / F, 2)],
       },
       tMin: {
-        sec: round(tMin),
-        fOverUOrigin: round(termSource),
-        fOverDMin: round(termDownload),
-        nFOverUTotal: round(termSystem),
-        uTotalBytesPerSec: uTotal,
+        ...tMinReport(bounds),
         seed: 'counted as an uploader in the third term (u_total = u_origin + N·u_agent + u_seed); its own download is not timed',
       },
       ratioToTMin: round(timeAll / tMin),

@@ -29,7 +29,7 @@ describe('configuration reference', () => {
   });
 
   it('takes descriptions from the doc comments beside the keys', () => {
-    const comments = docComments('agent/proxy/config.ts');
+    const comments = docComments('agent/proxy-config.ts');
     const doc = comments.get('proxyConfigSchema.disableBackToSource');
     expect(doc).toMatch(/origin/);
     expect(text).toContain(doc!);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../adapters/log.js';
-import { proxyConfigSchema } from '../../agent/proxy/config.js';
+import { proxyConfigSchema } from '../../agent/proxy-config.js';
 import { startProxy, type RunningProxy } from '../../agent/proxy/server.js';
 import { startOrigin, type Origin } from '../support/origin.js';
 import { OriginTaskManager } from './origin-task-manager.js';

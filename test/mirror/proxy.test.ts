@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { Agent as UndiciAgent, request } from 'undici';
 import { createCa, LeafSigner } from '../../agent/proxy/ca.js';
 import { createLogger } from '../../adapters/log.js';
-import { proxyConfigSchema, type ProxyConfig } from '../../agent/proxy/config.js';
+import { proxyConfigSchema, type ProxyConfig } from '../../agent/proxy-config.js';
 import { startProxy, type RunningProxy } from '../../agent/proxy/server.js';
 import { buildImage, fileDigest, onPath, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';

@@ -3,7 +3,7 @@
  * after Dragonfly's dfdaemon `proxy` block. Imported by `agent/config.ts`.
  */
 import { z } from 'zod';
-import { durationSchema, sizeSchema } from '../../adapters/config.js';
+import { durationSchema, sizeSchema } from '../adapters/config.js';
 
 const regexString = z.string().refine((s) => {
   try {

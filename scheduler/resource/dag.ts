@@ -15,8 +15,8 @@
  * on every check; the previous version here walked all of `to`'s descendants, however far above
  * `from` they ranked.
  */
-import { ConflictError, InvalidError, NotFoundError } from '../adapters/errors.js';
-import { IndexedSet } from './resource/indexed-set.js';
+import { ConflictError, InvalidError, NotFoundError } from '../../adapters/errors.js';
+import { IndexedSet } from './indexed-set.js';
 
 /**
  * Most vertices one edge check may visit before refusing the edge (bounds the cost per decision).

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidError } from '../adapters/errors.js';
+import { InvalidError } from '../../adapters/errors.js';
 import { Dag, WALK_LIMIT } from './dag.js';
-import { FakeClock } from '../test/support/fake-clock.js';
+import { FakeClock } from '../../test/support/fake-clock.js';
 
 function dagOf(n: number): Dag<number> {
   const d = new Dag<number>();
