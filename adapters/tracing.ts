@@ -67,6 +67,11 @@ export async function startTracing(config: TracingConfig, serviceName: string, a
 }
 
 
+/** Whether startTracing ran (an endpoint is configured): spans are recorded and exported. */
+export function tracingEnabled(): boolean {
+  return enabled;
+}
+
 /** `trace_id`/`span_id` of the active span, for log lines; empty when none (or tracing is off). */
 export function logFields(): Record<string, string> {
   if (!enabled) return {};
@@ -75,12 +80,17 @@ export function logFields(): Record<string, string> {
 }
 
 type Attrs = Record<string, string | number | boolean | undefined>;
+/** The span `fn` gets while tracing is off: every call on it is a no-op, and isRecording() is false. */
+const NOT_RECORDING = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 const clean = (a: Attrs) => Object.fromEntries(Object.entries(a).filter(([, v]) => v !== undefined)) as Record<string, string | number | boolean>;
 
-/** Runs `fn` in a new active span (child of `parent`, else of the active context); ends it when fn settles. */
-export async function inSpan<T>(name: string, attrs: Attrs, fn: (span: Span) => Promise<T>, parent?: Context, kind = SpanKind.INTERNAL): Promise<T> {
-  if (!enabled) return fn(trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
-  const span = tracer().startSpan(name, { attributes: clean(attrs), kind }, parent ?? context.active());
+/**
+ * Runs `fn` in a new active span (child of `parent`, else of the active context); ends it when fn
+ * settles. `attrs` may be a function, called only when tracing is on (a hot path pays nothing then).
+ */
+export async function inSpan<T>(name: string, attrs: Attrs | (() => Attrs), fn: (span: Span) => Promise<T>, parent?: Context, kind = SpanKind.INTERNAL): Promise<T> {
+  if (!enabled) return fn(NOT_RECORDING);
+  const span = tracer().startSpan(name, { attributes: clean(typeof attrs === 'function' ? attrs() : attrs), kind }, parent ?? context.active());
   try {
     return await context.with(trace.setSpan(parent ?? context.active(), span), () => fn(span));
   } catch (err) {

@@ -102,7 +102,9 @@ export class OriginReader {
     this.deps.metrics.backendRequestTotal.inc({ scheme, method: 'GET' });
     let res;
     try {
-      res = await sourceRead(o.url, o.requestHeaders, range, o.signal);
+      // The origin sees this read's span as its parent (when tracing is on), never the trace
+      // headers of whichever client started the task.
+      res = await sourceRead(o.url, { ...o.requestHeaders, ...tracing.traceHeaders() }, range, o.signal);
     } catch (err) {
       this.deps.metrics.backendRequestFailureTotal.inc({ scheme, method: 'GET' });
       reporter?.failed(errorMessage(err));

@@ -15,7 +15,7 @@ import { Registry } from 'prom-client';
 import { Agent, type Dispatcher } from 'undici';
 import { ConfigError, errorCode, errorMessage } from '../../adapters/errors.js';
 import type { Logger } from '../../adapters/log.js';
-import { SpanKind, SpanStatusCode, contextFromHeaders, inSpan, redactUrl } from '../../adapters/tracing.js';
+import { SpanKind, SpanStatusCode, contextFromHeaders, inSpan, redactUrl, traceHeaders, tracingEnabled } from '../../adapters/tracing.js';
 import { compileHijackRules, hijackRuleFor, upstreamTls } from '../../adapters/source/client.js';
 import { AccessChecker } from './access.js';
 import { LeafSigner } from './ca.js';
@@ -23,7 +23,7 @@ import type { ProxyConfig } from '../proxy-config.js';
 import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
 import { serveP2P, wantsP2P, type ProxyTaskManager } from './p2p.js';
 import { relayResponse, upstreamRequest } from './passthrough.js';
-import { applyRuleRewrite, blobDigest, chooseUpstream, DF_HEADER, upstreamRequestHeaders } from './upstream.js';
+import { applyRuleRewrite, blobDigest, chooseUpstream, DF_HEADER, passTraceContext, upstreamRequestHeaders } from './upstream.js';
 
 export interface StartProxyOptions {
   /** The whole agent configuration; only `proxy` is read. */
@@ -133,7 +133,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     // stream, the parents' piece servers, the origin read) are its descendants.
     await inSpan(
       'agent.proxy.request',
-      { 'http.request.method': req.method, 'url.full': redactUrl(target.href), 'damselfly.route': route, 'damselfly.blob_digest': blobDigest(target.pathname) },
+      () => ({ 'http.request.method': req.method, 'url.full': redactUrl(target.href), 'damselfly.route': route, 'damselfly.blob_digest': blobDigest(target.pathname) }),
       (span) => proxied(req, res, target, dispatcher, route, span),
       contextFromHeaders(req.headers),
       SpanKind.SERVER,
@@ -157,8 +157,10 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
       span.setAttribute('damselfly.result', r.outcome);
       if (r.outcome === 'served') {
         metrics.requests.inc({ route, result: 'ok' });
-        span.setAttributes({ 'damselfly.task_id': r.taskId, 'damselfly.bytes': r.bytes, 'damselfly.from_cache': r.fromCache === true, 'http.response.status_code': res.statusCode, ...(r.peerId ? { 'damselfly.peer_id': r.peerId } : {}) });
-        if (r.fromCache) span.addEvent('served from the agent cache (no download)');
+        if (span.isRecording()) {
+          span.setAttributes({ 'damselfly.task_id': r.taskId, 'damselfly.bytes': r.bytes, 'damselfly.from_cache': r.fromCache === true, 'http.response.status_code': res.statusCode, ...(r.peerId ? { 'damselfly.peer_id': r.peerId } : {}) });
+          if (r.fromCache) span.addEvent('served from the agent cache (no download)');
+        }
         return;
       }
       if (r.outcome === 'source_error') {
@@ -191,7 +193,9 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     try {
       up = await upstreamRequest(target, {
         method: req.method ?? 'GET',
-        headers: upstreamRequestHeaders(req.headers),
+        // Tracing on: the upstream's span hangs below this request's span. Off: the proxy is
+        // transparent and the client's own trace context goes on unchanged.
+        headers: { ...upstreamRequestHeaders(req.headers), ...(tracingEnabled() ? traceHeaders() : passTraceContext(req.headers)) },
         body: hasBody ? req : undefined,
         dispatcher,
         signal: abort.signal,

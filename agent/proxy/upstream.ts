@@ -12,6 +12,9 @@ export const HOP_BY_HOP = new Set([
   'transfer-encoding', 'upgrade', 'host',
 ]);
 
+/** W3C trace context: a client's is never sent on by the P2P path (one origin read serves many clients). */
+export const TRACE_CONTEXT = ['traceparent', 'tracestate'];
+
 export const DF_HEADER = {
   registry: 'x-dragonfly-registry',
   useP2P: 'x-dragonfly-use-p2p',
@@ -129,8 +132,9 @@ export function firstHeader(v: string | string[] | undefined): string | undefine
 
 /**
  * Headers to send upstream: the client's, minus hop-by-hop and the agent's own X-Dragonfly-*
- * control headers (they mean nothing to a registry). `Authorization` is kept: it is the client's
- * credential for exactly this upstream.
+ * control headers (they mean nothing to a registry) and the client's trace context (the caller adds
+ * its own span's, see TRACE_CONTEXT). `Authorization` is kept: it is the client's credential for
+ * exactly this upstream.
  */
 export function upstreamRequestHeaders(headers: Record<string, string | string[] | undefined>, drop: string[] = []): Record<string, string> {
   const out: Record<string, string> = {};
@@ -142,7 +146,7 @@ export function upstreamRequestHeaders(headers: Record<string, string | string[]
   );
   for (const [k, v] of Object.entries(headers)) {
     const key = k.toLowerCase();
-    if (v === undefined || HOP_BY_HOP.has(key) || connectionListed.has(key) || key.startsWith('x-dragonfly-') || drop.includes(key)) continue;
+    if (v === undefined || HOP_BY_HOP.has(key) || connectionListed.has(key) || key.startsWith('x-dragonfly-') || TRACE_CONTEXT.includes(key) || drop.includes(key)) continue;
     out[key] = Array.isArray(v) ? v.join(', ') : v;
   }
   return out;
@@ -163,4 +167,14 @@ export function clientResponseHeaders(headers: Record<string, string | string[] 
 export function blobDigest(pathname: string): string | undefined {
   const m = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(pathname);
   return m?.[1];
+}
+
+/** The client's W3C trace headers, to send on where the agent adds no span of its own. */
+export function passTraceContext(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of TRACE_CONTEXT) {
+    const v = firstHeader(headers[k]);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
 }

@@ -111,6 +111,23 @@ describe.skipIf(!requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missin
     expect(text).toMatch(/dragonfly_client_proxy_traffic_bytes_total\{source="p2p"\} \d+/);
   });
 
+  it('trace context, tracing off: a direct request passes the client\'s traceparent on unchanged; a P2P blob never hands it to the task (one origin read serves many clients)', async () => {
+    const h = await harness();
+    const ns = encodeURIComponent(plain.host);
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    plain.resetCounters();
+    const man = await get(`${h.url}/v2/test/app/manifests/${image.manifestDigest}?ns=${ns}`, { accept: OCI_ACCEPT, traceparent: tp, tracestate: 'vendor=1' });
+    expect(man.status).toBe(200);
+    const seen = plain.requests.find((r) => r.url.includes('/manifests/'));
+    expect(seen?.traceparent, 'the manifest request reached the registry with the client\'s traceparent').toBe(tp);
+    const before = h.tm.calls.length;
+    const blob = await get(`${h.url}/v2/test/app/blobs/${image.blobs[0]}?ns=${ns}`, { traceparent: tp, tracestate: 'vendor=1' });
+    expect(sha(blob.body)).toBe(image.blobs[0]);
+    const call = h.tm.calls.at(-1)!;
+    expect(h.tm.calls.length).toBe(before + 1);
+    expect(Object.keys(call.requestHeaders ?? {}).filter((k) => /^trace(parent|state)$/i.test(k)), 'no client trace context in the task\'s origin headers').toEqual([]);
+  });
+
   it('X-Dragonfly-Registry wins over ns; the configured default is used when neither is given', async () => {
     const h = await harness({ registryMirror: { addr: `http://${htpasswd.host}` } });
     const viaHeader = await get(`${h.url}/v2/test/app/manifests/v1?ns=${encodeURIComponent(htpasswd.host)}`, { 'x-dragonfly-registry': plain.url, accept: OCI_ACCEPT });

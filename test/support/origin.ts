@@ -124,6 +124,8 @@ export interface PathStats {
   gets: number;
   heads: number;
   ranges: number;
+  /** The W3C `traceparent` header of each request that carried one. */
+  traceparents: string[];
 }
 
 export interface OriginStats {
@@ -286,7 +288,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     idleWaiters = [];
     for (const f of w) f();
   };
-  const pathStats = (p: string): PathStats => (stats.byPath[p] ??= { bytes: 0, requests: 0, gets: 0, heads: 0, ranges: 0 });
+  const pathStats = (p: string): PathStats => (stats.byPath[p] ??= { bytes: 0, requests: 0, gets: 0, heads: 0, ranges: 0, traceparents: [] });
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://origin');
@@ -322,6 +324,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     }
     const ps = pathStats(p);
     ps.requests++;
+    if (typeof req.headers.traceparent === 'string') ps.traceparents.push(req.headers.traceparent);
     const size = sizeOf(entry.content);
     const base: Record<string, string> = {
       'accept-ranges': 'bytes',

@@ -44,6 +44,8 @@ export interface RegistryRequest {
   url: string;
   status: number;
   authorization: boolean;
+  /** The W3C traceparent header the front received, if any. */
+  traceparent?: string;
 }
 
 export interface RunningRegistry {
@@ -271,7 +273,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
 
   const front = http.createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
-    const record = (status: number) => state.requests.push({ method: req.method ?? '', url: req.url ?? '', status, authorization: !!req.headers.authorization });
+    const record = (status: number) => state.requests.push({ method: req.method ?? '', url: req.url ?? '', status, authorization: !!req.headers.authorization, ...(typeof req.headers.traceparent === 'string' ? { traceparent: req.headers.traceparent } : {}) });
     if (auth === 'token' && u.pathname === '/token') {
       // Token endpoint (distribution token spec): GET with Basic or anonymous, or the OAuth2 POST form.
       const finish = (body: string) => {

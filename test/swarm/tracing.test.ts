@@ -129,7 +129,13 @@ describe('tracing across agent, scheduler and parents', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(await fileSha256(path.join(out, `${i}.bin`))).toBe(origin.sha256('/trace/file.bin'));
     }
-    expect(origin.stats().byPath['/trace/file.bin']?.bytes).toBe(12 * MiB);
+    const originStats = origin.stats().byPath['/trace/file.bin']!;
+    expect(originStats.bytes).toBe(12 * MiB);
+
+    // The origin read carries the reading peer's back-to-source span as its parent (W3C traceparent).
+    expect(originStats.traceparents.length, 'every origin request carried a traceparent').toBe(originStats.requests);
+    const b2s = await waitFor(() => receiver.spans.find((s) => s.name === 'agent.back_to_source' && `00-${s.traceId}-${s.spanId}-01` === originStats.traceparents.at(-1)), 'the back-to-source span named by the origin request\'s traceparent', 15_000);
+    expect(b2s.attributes['damselfly.fallback_reason']).toBeTruthy();
 
     const root = await waitFor(() => receiver.spans.find((s) => s.name === 'agent.download' && s.host === 'agent-1'), 'agent-1 download span', 15_000);
     expect(root.parentSpanId).toBeUndefined();
@@ -270,6 +276,9 @@ describe('tracing across agent, scheduler and parents', () => {
       expect(direct.attributes['damselfly.served_by']).toBe('upstream');
       expect(Number(direct.attributes['damselfly.bytes'])).toBe(100);
       expect(Number(direct.attributes['http.response.status_code'])).toBe(206);
+      // The registry saw the proxy span as the parent of that request, not the client's span.
+      const upstreamTp = reg.requests.filter((r) => r.url.includes(layer.digest) && r.status === 206).at(-1)?.traceparent;
+      expect(upstreamTp).toBe(`00-${direct.traceId}-${direct.spanId}-01`);
     } finally {
       await reg?.close();
       await image?.cleanup();
