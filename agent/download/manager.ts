@@ -15,9 +15,9 @@ import { taskSizeLevel } from '../../scheduler/protocol/task-size.js';
 import * as tracing from '../../adapters/tracing.js';
 import type { AgentConfig } from '../config.js';
 import type { SchedulerClient } from '../scheduler-client.js';
-import { copyFileDirect } from '../storage/direct-io.js';
-import { DiskFullError, stripCredentials, type StoredTask } from '../storage/store.js';
+import { DiskFullError, isDiskFull, stripCredentials, type StoredTask } from '../storage/store.js';
 import { announceHeld } from './announce.js';
+import { exportCopy, PieceExport } from './export.js';
 import { OriginReader } from './origin.js';
 import { PeerSession, SchedulerLostError } from './peer-session.js';
 import { checkDigest, openTaskStream } from './reader.js';
@@ -204,9 +204,11 @@ export class TaskManager {
 
   /**
    * Downloads the whole task into the cache and places it at `output`, like dfget's output path: no
-   * bytes pass through the caller. `output` is a file of its own (a reflink where the file system
-   * can, else a copy), never a hard link: editing it must not change the cache. The copy counts only
-   * if the cached file still matched its seal after it was made. `onStart` runs once the length is
+   * bytes pass through the caller. `output` is a file of its own, never a hard link: editing it must
+   * not change the cache (export.ts): written piece by piece while the task downloads, or, for a task
+   * already complete, a copy (reflink where the file system can) that counts only if the cached file
+   * still matched its seal after it was made. Nothing is left at `output` when this throws or the
+   * caller's signal aborts. `onStart` runs once the length is
    * known. Throws like download() (IntegrityError when `o.digest` differs), and the file system's
    * error (EEXIST, ENOENT...) when `output` cannot be created.
    */
@@ -215,33 +217,65 @@ export class TaskManager {
     let started = false;
     for (let attempt = 0; ; attempt++) {
       const cached = await this.finishedInCache(id);
-      let stored: StoredTask;
+      let stored!: StoredTask;
       if (cached) {
         stored = cached;
         if (!started) onStart?.({ taskId: id, peerId: stored.meta.peerId, contentLength: stored.meta.contentLength, responseHeaders: stored.meta.responseHeaders });
         this.deps.metrics.downloadTraffic.inc({ type: 'LOCAL_PEER' }, Math.max(0, stored.meta.contentLength));
-      } else {
+      }
+      let streaming: PieceExport | undefined;
+      if (!cached) {
         const task = this.ensure({ ...o, range: undefined });
         await raceAbort(task.contentKnown.promise, o.signal);
         if (!started) onStart?.({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, responseHeaders: task.stored.meta.responseHeaders });
-        await raceAbort(task.finished.promise, o.signal);
+        // The first attempt writes the output while the pieces arrive (export.ts); a retry copies.
+        if (attempt === 0 && task.contentLength > 0) streaming = await PieceExport.start(task.stored, output, this.deps.store.directIO);
+        try {
+          await raceAbort(task.finished.promise, o.signal);
+        } catch (err) {
+          await streaming?.abort();
+          throw err;
+        }
         stored = task.stored;
       }
       started = true;
       stored.inUse++;
       try {
-        await checkDigest(stored, o.digest, o.url);
+        await checkDigest(stored, o.digest, o.url).catch(async (err: unknown) => {
+          await streaming?.abort();
+          throw err;
+        });
         stored.touch();
         const src = this.deps.store.contentPath(id);
         if (stored.meta.contentLength === 0) {
           await fs.writeFile(output, '', { flag: 'wx' });
           return { taskId: id, contentLength: 0 };
         }
-        await exportCopy(src, output, stored.meta.contentLength, this.deps.store.directIO);
-        if (await stored.sealIntact()) return { taskId: id, contentLength: stored.meta.contentLength };
-        // The cached file changed while it was copied: the copy proves nothing; verify and go again.
-        await fs.rm(output, { force: true });
-        if (attempt >= 2) throw new IntegrityError(`cached content of ${stripCredentials(o.url)} keeps changing on disk`);
+        if (streaming) {
+          // Every piece written came verified (from memory as it arrived, or read back and checked).
+          try {
+            await streaming.finish();
+          } catch (err) {
+            await streaming.abort();
+            if (isDiskFull(err)) throw err;
+            this.deps.logger.warn('writing the output as pieces arrived failed; copying the completed task instead', { taskId: id, output, err: errorMessage(err) });
+            continue;
+          }
+        } else {
+          await exportCopy(src, output, stored.meta.contentLength, this.deps.store.directIO);
+          if (!(await stored.sealIntact())) {
+            // The cached file changed while it was copied: the copy proves nothing; verify and go again.
+            await fs.rm(output, { force: true });
+            if (attempt >= 2) throw new IntegrityError(`cached content of ${stripCredentials(o.url)} keeps changing on disk`);
+            continue;
+          }
+        }
+        // A caller that went away while the last bytes were placed gets no file left behind.
+        if (o.signal?.aborted) {
+          await fs.rm(output, { force: true });
+          throw o.signal.reason;
+        }
+        return { taskId: id, contentLength: stored.meta.contentLength };
       } finally {
         stored.inUse--;
       }
@@ -453,21 +487,4 @@ function raceAbort<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
       },
     );
   });
-}
-
-/**
- * An independent copy of a content file at `output`: a reflink where the file system can make one
- * (instant, no bytes copied), else with O_DIRECT on both files when the store uses direct I/O, else
- * through the page cache. `output` must not exist.
- */
-async function exportCopy(src: string, output: string, size: number, directIO: boolean): Promise<void> {
-  try {
-    await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ENOTTY') throw err;
-  }
-  if (directIO && (await copyFileDirect(src, output, size))) return;
-  await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL);
 }

@@ -1,0 +1,147 @@
+/**
+ * Placing a task's bytes in a file of the caller's (`damselfly get`, the local API's output path):
+ * always a file of its own, never a hard link into the cache, so editing it cannot change what the
+ * agent serves.
+ *
+ * - A task still downloading is written out as it arrives (PieceExport): each verified piece, while
+ *   it is still in the piece cache's memory, is written at its offset in the output too (O_DIRECT
+ *   from the same page-aligned buffer when the store uses direct I/O). The second copy of the bytes
+ *   is then spread over the transfer instead of paid after it: bench:swarm with 16 agents placing
+ *   128 MiB each spent ~2 s after the last piece copying 2 GiB at once.
+ * - A task already complete in the cache is copied (exportCopy): a reflink where the file system
+ *   makes one, else O_DIRECT on both files, else through the page cache.
+ *
+ * Every byte in the output was verified: pieces from memory when they arrived, pieces read back
+ * from the content file by leasePiece (digest checked), a copied file by its seal after the copy.
+ */
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import { pieceBounds } from '../../scheduler/protocol/task-id.js';
+import { copyFileDirect, directEligible, O_DIRECT } from '../storage/direct-io.js';
+import type { StoredTask } from '../storage/store.js';
+
+/**
+ * An independent copy of a content file at `output`: a reflink where the file system can make one
+ * (instant, no bytes copied), else with O_DIRECT on both files when the store uses direct I/O, else
+ * through the page cache. `output` must not exist.
+ */
+export async function exportCopy(src: string, output: string, size: number, directIO: boolean): Promise<void> {
+  try {
+    await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ENOTTY') throw err;
+  }
+  if (directIO && (await copyFileDirect(src, output, size))) return;
+  await fs.copyFile(src, output, fsConstants.COPYFILE_EXCL);
+}
+
+/**
+ * Writes the pieces of a task being downloaded into `output` as they finish, in the order they
+ * finish; finish() writes whatever is still missing (pieces held before it started, or skipped)
+ * and closes the file. Any failure leaves the caller to abort() (which removes the file) and fall
+ * back to a copy of the completed task.
+ */
+export class PieceExport {
+  private readonly written: Uint8Array;
+  /** Index into stored.order of the next finished piece to write. */
+  private cursor = 0;
+  private wake?: () => void;
+  private stopped = false;
+  private failure: unknown;
+  private readonly pump: Promise<void>;
+  private readonly unsubscribe: () => void;
+  /** Bytes written with O_DIRECT and through the page cache (for tests and logs). */
+  readonly stats = { directBytes: 0, bufferedBytes: 0 };
+
+  private constructor(
+    private readonly stored: StoredTask,
+    private readonly output: string,
+    private readonly fh: fs.FileHandle,
+    private readonly direct: fs.FileHandle | null,
+  ) {
+    this.written = new Uint8Array(Math.max(0, stored.pieceCount));
+    this.unsubscribe = stored.onPiece(() => {
+      const w = this.wake;
+      this.wake = undefined;
+      w?.();
+    });
+    this.pump = this.run();
+  }
+
+  /** Creates `output` (never overwriting: EEXIST) and starts writing. The task's length must be known. */
+  static async start(stored: StoredTask, output: string, directIO: boolean): Promise<PieceExport> {
+    const fh = await fs.open(output, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o666);
+    let direct: fs.FileHandle | null = null;
+    if (directIO && O_DIRECT !== 0) direct = await fs.open(output, fsConstants.O_WRONLY | O_DIRECT).catch(() => null);
+    return new PieceExport(stored, output, fh, direct);
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (!this.stopped) {
+        const order = this.stored.order;
+        if (this.cursor < order.length) {
+          const n = order[this.cursor++]!;
+          if (!this.written[n]) await this.put(n);
+          continue;
+        }
+        await new Promise<void>((resolve) => (this.wake = resolve));
+      }
+    } catch (err) {
+      this.failure = err;
+    }
+  }
+
+  private async put(n: number): Promise<void> {
+    const { offset, length } = pieceBounds(n, this.stored.meta.contentLength, this.stored.meta.pieceLength);
+    const lease = await this.stored.leasePiece(n);
+    try {
+      const [one] = lease.chunks;
+      if (this.direct && lease.chunks.length === 1 && directEligible(one!, offset, length)) {
+        let put = 0;
+        while (put < length) put += (await this.direct.write(one!, put, length - put, offset + put)).bytesWritten;
+        this.stats.directBytes += length;
+      } else {
+        let pos = offset;
+        for (const c of lease.chunks) {
+          let put = 0;
+          while (put < c.length) put += (await this.fh.write(c, put, c.length - put, pos + put)).bytesWritten;
+          pos += c.length;
+        }
+        this.stats.bufferedBytes += length;
+      }
+    } finally {
+      lease.release();
+    }
+    this.written[n] = 1;
+  }
+
+  /** Call once the task is complete: writes the missing pieces, sets the length, closes. Throws on any failure. */
+  async finish(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.pump;
+    this.unsubscribe();
+    if (this.failure) throw this.failure;
+    for (let n = 0; n < this.written.length; n++) if (!this.written[n]) await this.put(n);
+    await this.fh.truncate(this.stored.meta.contentLength);
+    await this.close();
+  }
+
+  /** Stops writing and removes the output. Never throws. */
+  async abort(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.pump;
+    this.unsubscribe();
+    await this.close().catch(() => undefined);
+    await fs.rm(this.output, { force: true }).catch(() => undefined);
+  }
+
+  private async close(): Promise<void> {
+    await this.direct?.close().catch(() => undefined);
+    await this.fh.close();
+  }
+}
