@@ -1,7 +1,9 @@
 /**
- * Placing a task in the caller's file while it downloads (export.ts): the output is written piece by
- * piece as pieces are verified, is a file of its own, holds exactly the content, and is removed on
- * any failure or when the caller goes away. Real files, a real agent and a rate-limited origin.
+ * Placing a task in the caller's file while it downloads (export.ts): a scratch file in the store is
+ * written piece by piece as pieces are verified and linked to the output only when complete; the
+ * output is a file of its own holding exactly the content, and nothing is left on any failure, when
+ * the caller goes away, or after a crash (load empties the scratch folder). Real files, a real agent
+ * and a rate-limited origin.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -60,12 +62,14 @@ describe('PieceExport', () => {
     const { store, t, bytes, piece, write } = emptyTask(dir, 5);
     await write(0); // held before the export starts
     const out = path.join(dir, 'out.bin');
-    const ex = await PieceExport.start(t, out, store.directIO);
+    const ex = await PieceExport.start(t, out, store.exportsDir, store.directIO);
     await write(3);
     await write(1);
     await tick();
-    // Piece 3 is in the output already, before the task is complete.
-    const fd = openSync(out, 'r');
+    // Piece 3 is in the scratch file already, before the task is complete; the output is not there yet.
+    expect(existsSync(out)).toBe(false);
+    const [part] = readdirSync(store.exportsDir);
+    const fd = openSync(path.join(store.exportsDir, part!), 'r');
     const got = Buffer.alloc(PIECE);
     readSync(fd, got, 0, PIECE, 3 * PIECE);
     closeSync(fd);
@@ -75,6 +79,7 @@ describe('PieceExport', () => {
     await ex.finish();
     expect(readFileSync(out).equals(bytes)).toBe(true);
     expect(statSync(out).nlink).toBe(1);
+    expect(readdirSync(store.exportsDir), 'the scratch file is gone').toEqual([]);
     expect(statSync(out).ino).not.toBe(statSync(store.contentPath(ID)).ino);
     if (store.directIO) expect(ex.stats.directBytes, 'full pieces go O_DIRECT from the pool buffers').toBe(4 * PIECE);
     expect(ex.stats.directBytes + ex.stats.bufferedBytes).toBe(bytes.length);
@@ -94,21 +99,43 @@ describe('PieceExport', () => {
     writeSync(fd, Buffer.from([0x5a ^ 0xff]), 0, 1, PIECE + 5);
     closeSync(fd);
     const out = path.join(dir, 'out.bin');
-    const ex = await PieceExport.start(t, out, true);
+    const ex = await PieceExport.start(t, out, store.exportsDir, true);
     await expect(ex.finish()).rejects.toThrow(/piece 1/);
     await ex.abort();
     expect(existsSync(out)).toBe(false);
+    expect(readdirSync(store.exportsDir)).toEqual([]);
     expect(t.has(1)).toBe(false);
     expect(t.has(0) && t.has(2)).toBe(true);
   });
 
-  it('never overwrites: an existing output is EEXIST and stays as it was', async () => {
+  it('never overwrites: an output that appeared meanwhile is EEXIST and stays as it was', async () => {
     const dir = tmp();
-    const { t, store } = emptyTask(dir, 2);
+    const { t, store, write } = emptyTask(dir, 2);
     const out = path.join(dir, 'taken.bin');
+    const ex = await PieceExport.start(t, out, store.exportsDir, store.directIO);
+    await write(0);
+    await write(1);
     writeFileSync(out, 'mine');
-    await expect(PieceExport.start(t, out, store.directIO)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(ex.finish()).rejects.toMatchObject({ code: 'EEXIST' });
+    await ex.abort();
     expect(readFileSync(out, 'utf8')).toBe('mine');
+    expect(readdirSync(store.exportsDir)).toEqual([]);
+  });
+
+  it('a crash mid-export (the process gone, nothing cleaned) leaves its scratch file only in the store, which load removes', async () => {
+    const dir = tmp();
+    const { store, t, write } = emptyTask(dir, 3);
+    const out = path.join(dir, 'crash.bin');
+    await PieceExport.start(t, out, store.exportsDir, store.directIO); // never finished nor aborted
+    await write(0);
+    await tick();
+    expect(readdirSync(store.exportsDir)).toHaveLength(1);
+    expect(existsSync(out)).toBe(false);
+    await t.flush(); // the task's own metadata was written; the export has none
+    const again = new PieceStore(store.dir, silentLogger);
+    again.load(true);
+    expect(readdirSync(again.exportsDir)).toEqual([]);
+    expect(again.get(ID)?.has(0)).toBe(true);
   });
 });
 
@@ -138,19 +165,25 @@ describe('exportTo while the task downloads', () => {
     return { agent, origin, dir, socket };
   }
 
-  it('the output grows while the origin is still sending, and ends equal to the content', async () => {
+  it('the output is written while the origin is still sending (in the store), appears only complete, and equals the content', async () => {
     const { agent, origin, dir } = await agentWithOrigin();
     const url = origin.add('/x/grow.bin', { size: 24 * MiB + 3, seed: 'grow' });
     const out = path.join(dir, 'grow.bin');
     const done = agent.taskManager.exportTo({ url }, out);
+    const exports = path.join(dir, 'storage', 'content', 'exports');
     let seenWhileRunning = 0;
     for (let i = 0; i < 100 && seenWhileRunning === 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
       const st = agent.taskManager.stat(agent.taskManager.taskIdOf({ url }));
-      if (st && !st.complete && existsSync(out) && statSync(out).size > 0) seenWhileRunning = statSync(out).size;
+      const part = readdirSync(exports)[0];
+      if (st && !st.complete && part) {
+        seenWhileRunning = statSync(path.join(exports, part)).size;
+        expect(existsSync(out), 'no partial output in the caller\'s directory').toBe(false);
+      }
     }
-    expect(seenWhileRunning, 'bytes in the output before the task completed').toBeGreaterThan(0);
+    expect(seenWhileRunning, 'bytes written out before the task completed').toBeGreaterThan(0);
     await done;
+    expect(readdirSync(exports)).toEqual([]);
     expect(await fileSha256(out)).toBe(origin.sha256('/x/grow.bin'));
     expect(statSync(out).nlink).toBe(1);
   }, 30_000);
@@ -163,11 +196,14 @@ describe('exportTo while the task downloads', () => {
     const req = http.get({ socketPath: socket, path: `/v1/download?${q}` });
     const closed = new Promise((r) => req.once('close', r));
     req.on('error', () => undefined);
-    for (let i = 0; i < 100 && !(existsSync(out) && statSync(out).size > 0); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(existsSync(out), 'the agent had started writing the output').toBe(true);
+    const exports = path.join(dir, 'storage', 'content', 'exports');
+    const part = () => readdirSync(exports)[0];
+    for (let i = 0; i < 100 && !(part() && statSync(path.join(exports, part()!)).size > 0); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(part(), 'the agent had started writing the output').toBeDefined();
     req.destroy();
     await closed;
-    for (let i = 0; i < 100 && existsSync(out); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && part(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readdirSync(exports)).toEqual([]);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir).filter((f) => f.includes('gone'))).toEqual([]);
     // The download itself was not the caller's to stop: it completes in the cache.

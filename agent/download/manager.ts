@@ -15,9 +15,9 @@ import { taskSizeLevel } from '../../scheduler/protocol/task-size.js';
 import * as tracing from '../../adapters/tracing.js';
 import type { AgentConfig } from '../config.js';
 import type { SchedulerClient } from '../scheduler-client.js';
-import { DiskFullError, isDiskFull, stripCredentials, type StoredTask } from '../storage/store.js';
+import { DiskFullError, stripCredentials, type StoredTask } from '../storage/store.js';
 import { announceHeld } from './announce.js';
-import { exportCopy, PieceExport } from './export.js';
+import { canLinkInto, exportCopy, PieceExport } from './export.js';
 import { OriginReader } from './origin.js';
 import { PeerSession, SchedulerLostError } from './peer-session.js';
 import { checkDigest, openTaskStream } from './reader.js';
@@ -229,7 +229,8 @@ export class TaskManager {
         await raceAbort(task.contentKnown.promise, o.signal);
         if (!started) onStart?.({ taskId: id, peerId: task.peerId, contentLength: task.contentLength, responseHeaders: task.stored.meta.responseHeaders });
         // The first attempt writes the output while the pieces arrive (export.ts); a retry copies.
-        if (attempt === 0 && task.contentLength > 0) streaming = await PieceExport.start(task.stored, output, this.deps.store.directIO);
+        const scratch = this.deps.store.exportsDir;
+        if (attempt === 0 && task.contentLength > 0 && (await canLinkInto(scratch, output))) streaming = await PieceExport.start(task.stored, output, scratch, this.deps.store.directIO);
         try {
           await raceAbort(task.finished.promise, o.signal);
         } catch (err) {
@@ -257,7 +258,7 @@ export class TaskManager {
             await streaming.finish();
           } catch (err) {
             await streaming.abort();
-            if (isDiskFull(err)) throw err;
+            if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw err;
             this.deps.logger.warn('writing the output as pieces arrived failed; copying the completed task instead', { taskId: id, output, err: errorMessage(err) });
             continue;
           }

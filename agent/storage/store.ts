@@ -61,6 +61,13 @@ export class PieceStore implements StoreContext {
   contentPath(taskId: string): string {
     return path.join(this.dir, 'content', 'tasks', taskId.slice(0, 3), taskId);
   }
+  /**
+   * Where outputs being written while their task downloads live until they are complete and linked
+   * into place (agent/download/export.ts); emptied at load, so a crash leaves nothing half-written.
+   */
+  get exportsDir(): string {
+    return path.join(this.dir, 'content', 'exports');
+  }
   metaPath(taskId: string): string {
     return path.join(this.dir, 'metadata', 'tasks', `${taskId}.json`);
   }
@@ -83,6 +90,8 @@ export class PieceStore implements StoreContext {
     const metaDir = path.join(this.dir, 'metadata', 'tasks');
     mkdirSync(metaDir, { recursive: true });
     mkdirSync(path.join(this.dir, 'content', 'tasks'), { recursive: true });
+    rmSync(this.exportsDir, { recursive: true, force: true }); // outputs a crash left unfinished
+    mkdirSync(this.exportsDir, { recursive: true });
     for (const name of readdirSync(metaDir)) {
       if (!name.endsWith('.json')) {
         rmSync(path.join(metaDir, name), { force: true }); // leftover temp file of an interrupted write
