@@ -8,12 +8,11 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../adapters/log.js';
 import { fileSha256, startOrigin, MiB, type Origin } from '../test/support/origin.js';
 import { requireOrSkip } from '../test/support/require.js';
 import { repoRoot } from '../test/support/cli.js';
-import { createAgent, type Agent } from './agent.js';
-import { parseAgentConfig } from './config.js';
+import { schedulerlessAgent } from '../test/support/local-agent.js';
+import type { Agent } from './agent.js';
 
 const cli = process.env.DAMSELFLY_CLI ?? path.join(repoRoot, 'dist', 'control', 'cli.js');
 const haveCli = existsSync(cli);
@@ -37,19 +36,7 @@ describe.skipIf(!requireOrSkip(haveCli, `compiled CLI at ${cli}`, 'build it or s
     dir = mkdtempSync(path.join(os.tmpdir(), 'damselfly-get-'));
     origin = await startOrigin();
     socket = path.join(dir, 'agent.sock');
-    const any = { ip: '127.0.0.1', port: 0 };
-    agent = createAgent(
-      parseAgentConfig({
-        host: { hostname: 'get-test', ip: '127.0.0.1' },
-        storage: { dir: path.join(dir, 'storage') },
-        scheduler: { addrs: ['127.0.0.1:1'] },
-        upload: { server: any, pieceServer: any },
-        download: { server: { socket } },
-        proxy: { server: any },
-        metrics: { server: any },
-      }),
-      silentLogger,
-    );
+    agent = schedulerlessAgent('get-test', dir, socket);
     await agent.start();
   });
   afterAll(async () => {

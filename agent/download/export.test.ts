@@ -14,8 +14,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../adapters/log.js';
 import { sha256Digest } from '../../scheduler/protocol/task-id.js';
 import { MiB, fileSha256, startOrigin, type Origin } from '../../test/support/origin.js';
-import { createAgent, type Agent } from '../agent.js';
-import { parseAgentConfig } from '../config.js';
+import { schedulerlessAgent } from '../../test/support/local-agent.js';
+import type { Agent } from '../agent.js';
 import { PieceStore } from '../storage/store.js';
 import { PieceExport } from './export.js';
 
@@ -144,19 +144,7 @@ describe('exportTo while the task downloads', () => {
     const dir = tmp();
     const origin = await startOrigin({ rate: 8 * MiB, startEmpty: true });
     const socket = path.join(dir, 'agent.sock');
-    const any = { ip: '127.0.0.1', port: 0 };
-    const agent = createAgent(
-      parseAgentConfig({
-        host: { hostname: 'export-test', ip: '127.0.0.1' },
-        storage: { dir: path.join(dir, 'storage') },
-        scheduler: { addrs: ['127.0.0.1:1'] },
-        upload: { server: any, pieceServer: any },
-        download: { server: { socket } },
-        proxy: { server: any },
-        metrics: { server: any },
-      }),
-      silentLogger,
-    );
+    const agent = schedulerlessAgent('export-test', dir, socket);
     await agent.start();
     cleanups.push(async () => {
       await agent.stop();

@@ -24,6 +24,7 @@ import path from 'node:path';
 import { pieceBounds } from '../../scheduler/protocol/task-id.js';
 import { copyFileDirect, directEligible, O_DIRECT } from '../storage/direct-io.js';
 import type { StoredTask } from '../storage/store.js';
+import { writevAll } from '../storage/stored-task.js';
 
 /**
  * An independent copy of a content file at `output`: a reflink where the file system can make one
@@ -122,12 +123,7 @@ export class PieceExport {
         while (put < length) put += (await this.direct.write(one!, put, length - put, offset + put)).bytesWritten;
         this.stats.directBytes += length;
       } else {
-        let pos = offset;
-        for (const c of lease.chunks) {
-          let put = 0;
-          while (put < c.length) put += (await this.fh.write(c, put, c.length - put, pos + put)).bytesWritten;
-          pos += c.length;
-        }
+        await writevAll(this.fh, lease.chunks, offset);
         this.stats.bufferedBytes += length;
       }
     } finally {

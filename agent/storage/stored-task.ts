@@ -24,7 +24,8 @@ export interface StoreContext {
   writeMeta(meta: TaskMetadata): Promise<void>;
 }
 
-async function writevAll(fh: fs.FileHandle, chunks: Buffer[], position: number): Promise<void> {
+/** Writes `chunks` at `position`, going on after short writes. */
+export async function writevAll(fh: fs.FileHandle, chunks: Buffer[], position: number): Promise<void> {
   let bufs = chunks;
   let pos = position;
   let left = bufs.reduce((n, b) => n + b.length, 0);
