@@ -26,7 +26,7 @@ const RATE = 20 * MB;
 
 function setup(overrides: Record<string, unknown> = {}, seed?: () => Host | undefined, trigger?: (h: Host) => void) {
   const clock = new FakeClock();
-  const cfg = schedulerConfig({ scheduling: { retryInterval: '100ms', retryLimit: 8, retryBackToSourceLimit: 2, backToSourceCount: 1, candidateParentLimit: 4, ...overrides } });
+  const cfg = schedulerConfig({ scheduling: { rejoinGrace: 0, retryInterval: '100ms', retryLimit: 8, retryBackToSourceLimit: 2, backToSourceCount: 1, candidateParentLimit: 4, ...overrides } });
   const w = new World(() => clock.now());
   const s = new Scheduling(w.r, { ...cfg.scheduling, seedPeerEnable: true, seedTriggerTimeout: 1000 }, clock, { triggerSeedPeer: trigger ? (h) => trigger(h) : undefined }, seed ?? (() => undefined));
   return { clock, w, s };

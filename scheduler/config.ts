@@ -39,6 +39,13 @@ export const schedulerConfigSchema = z.strictObject({
       /** Rounds without parents after which the peer is sent back to source (cap allowing). */
       retryBackToSourceLimit: z.number().int().min(0).default(5),
       retryInterval: durationSchema.default(200),
+      /**
+       * For this long after the scheduler starts, a task no known peer holds is not sent to the
+       * origin (nor failed at LEVEL1/2) at once: agents that hold it reconnect within ~2.4 s (gRPC
+       * backoff ≤ 2 s plus jitter) and register again with what they hold; a holder that does ends
+       * the wait. 0 answers at once, as a scheduler that never restarts could.
+       */
+      rejoinGrace: durationSchema.default(3_000),
       /** A piece report older than this marks a parent as stalled. */
       pieceTimeout: durationSchema.default(30_000),
     })

@@ -31,7 +31,7 @@ describe('scheduler over real gRPC streams', () => {
       schedulerConfig({
         server: { ip: '127.0.0.1', port: 0 },
         metrics: { ip: '127.0.0.1', port: 0 },
-        scheduling: { retryInterval: '20ms', retryLimit: 4, retryBackToSourceLimit: 2, backToSourceCount: 1 },
+        scheduling: { rejoinGrace: 0, retryInterval: '20ms', retryLimit: 4, retryBackToSourceLimit: 2, backToSourceCount: 1 },
         seedPeer: { triggerTimeout: '2s' },
       }),
     );
@@ -234,7 +234,7 @@ describe('seed peer trigger', () => {
 
   beforeAll(async () => {
     scheduler = createScheduler(
-      schedulerConfig({ server: { ip: '127.0.0.1', port: 0 }, metrics: { enable: false }, scheduling: { retryInterval: '20ms', retryBackToSourceLimit: 200, retryLimit: 400 }, seedPeer: { triggerTimeout: '3s' } }),
+      schedulerConfig({ server: { ip: '127.0.0.1', port: 0 }, metrics: { enable: false }, scheduling: { rejoinGrace: 0, retryInterval: '20ms', retryBackToSourceLimit: 200, retryLimit: 400 }, seedPeer: { triggerTimeout: '3s' } }),
     );
     const addr = await scheduler.start();
     client = schedulerClient(addr.grpc);

@@ -16,7 +16,7 @@ const RATE = 20 * 1024 * 1024;
 
 function setup(overrides: Record<string, unknown> = {}) {
   const clock = new FakeClock();
-  const cfg = schedulerConfig({ scheduling: { retryInterval: '100ms', retryLimit: 5, retryBackToSourceLimit: 3, backToSourceCount: 1, candidateParentLimit: 4, ...overrides } });
+  const cfg = schedulerConfig({ scheduling: { rejoinGrace: 0, retryInterval: '100ms', retryLimit: 5, retryBackToSourceLimit: 3, backToSourceCount: 1, candidateParentLimit: 4, ...overrides } });
   const w = new World(() => clock.now());
   const s = new Scheduling(w.r, { ...cfg.scheduling, seedPeerEnable: false, seedTriggerTimeout: 1000 }, clock);
   return { clock, w, s };

@@ -7,7 +7,7 @@ import type { Host } from './resource/host.js';
 
 function setup(overrides: Record<string, unknown> = {}, seed?: () => Host | undefined, trigger?: (h: Host) => void) {
   const clock = new FakeClock();
-  const cfg = schedulerConfig({ scheduling: { retryInterval: '100ms', retryLimit: 5, retryBackToSourceLimit: 3, backToSourceCount: 1, candidateParentLimit: 2, ...overrides } });
+  const cfg = schedulerConfig({ scheduling: { rejoinGrace: 0, retryInterval: '100ms', retryLimit: 5, retryBackToSourceLimit: 3, backToSourceCount: 1, candidateParentLimit: 2, ...overrides } });
   const w = new World(() => clock.now());
   const s = new Scheduling(
     w.r,
@@ -275,6 +275,56 @@ describe('scheduling', () => {
       expect(sibling.task.dag.parents('child')).toEqual(new Set(['seed', 'sibling']));
       expect(child.task.backToSourcePeers.has('child')).toBe(false);
     }
+  });
+
+  it('just started, waits out rejoinGrace for the holders to come back before the origin (no rounds spent), and not after it', async () => {
+    // retryLimit × retryInterval (500 ms) is shorter than the grace (1 s): waiting in it is no round.
+    const { w, s, clock } = setup({ rejoinGrace: '1s' });
+    const n = w.peer('n', 'h1', 'Pending', 't1');
+    const lone = w.peer('lone', 'h2', 'Pending', 't2');
+    const l2 = w.peer('l2', 'h3', 'Pending', 't3');
+    l2.priority = 'LEVEL2';
+    const got: Record<string, Decision> = {};
+    for (const p of [n, lone, l2]) s.schedule(p).then((d) => (got[p.id] = d));
+    await clock.advance(600);
+    expect(got).toEqual({});
+    // A holder registers again (its origin read, announced after the restart): n gets it at once.
+    const t0 = clock.now();
+    const back = w.peer('back', 'h0', 'Pending', 't1');
+    back.needBackToSource = true;
+    expect(await s.schedule(back)).toMatchObject({ kind: 'backToSource', reason: 'peer needs back-to-source' });
+    await clock.advance(0);
+    expect(got.n).toMatchObject({ kind: 'normal', parents: [back] });
+    expect(clock.now()).toBe(t0);
+    // Nobody comes back for t2 and t3: the origin (LEVEL2: not found) once the grace is over, not before.
+    await clock.advance(350);
+    expect(got.lone).toBeUndefined();
+    await clock.advance(100);
+    expect(got.lone).toMatchObject({ kind: 'backToSource', reason: expect.stringContaining('no peer') });
+    expect(got.l2).toMatchObject({ kind: 'fail', code: 'NOT_FOUND' });
+    // After the grace, a new task's first peer goes to the origin at once.
+    expect(await s.schedule(w.peer('late', 'h4', 'Pending', 't4'))).toMatchObject({ kind: 'backToSource' });
+  });
+
+  it('at the end of rejoinGrace, asks a seed peer that announced meanwhile rather than sending the peer to the origin', async () => {
+    const triggered: string[] = [];
+    let seedHost: Host | undefined;
+    const { w, s, clock } = setup({ rejoinGrace: '1s' }, () => seedHost, (h) => triggered.push(h.id));
+    const n = w.peer('n', 'h1', 'Pending');
+    expect(s.maybeTriggerSeedPeer(n)).toBe(false); // no seed host known yet, as at its register
+    let d: Decision | undefined;
+    s.schedule(n).then((x) => (d = x));
+    await clock.advance(500);
+    w.host('seed', { type: 'SUPER_SEED' });
+    seedHost = w.r.hosts.get('seed');
+    await clock.advance(600);
+    expect(triggered).toEqual(['seed']);
+    expect(d).toBeUndefined();
+    const sp = w.peer('sp', 'seed', 'BackToSource');
+    n.task.seedTriggeredAt = undefined;
+    n.task.wake();
+    await clock.advance(0);
+    expect(d).toMatchObject({ kind: 'normal', parents: [sp] });
   });
 
   it('answers empty for a zero-length task', async () => {

@@ -60,6 +60,9 @@ export class Scheduling {
   private readonly peerOf: (id: string) => Peer | undefined;
   private readonly load: (h: Host) => number;
 
+  /** Until then (clock time), a task no known peer holds is not yet sent to the origin: see rejoinGrace. */
+  private readonly rejoinUntil: number;
+
   constructor(
     private readonly resources: Resources,
     private readonly opts: Options,
@@ -69,6 +72,7 @@ export class Scheduling {
   ) {
     this.peerOf = (id) => this.resources.peer(id);
     this.load = (h) => hostLoad(h, this.peerOf);
+    this.rejoinUntil = clock.now() + opts.rejoinGrace;
   }
 
   /** Whether a peer of the task other than on `host` holds or is reading the whole content. */
@@ -238,25 +242,46 @@ export class Scheduling {
       }
       return { kind: 'normal', parents: current };
     }
+    // Rounds are counted from here, or from the end of the rejoin grace for a peer that waited it out.
+    let since = now0;
     for (let counted = 0; ; counted++) {
       if (peer.scheduleGeneration !== gen || this.resources.peer(peer.id) !== peer) return { kind: 'cancelled' };
       const now = this.clock.now();
       // Rounds: full waits, or the time spent waiting in retryIntervals, whichever is more. Wake-ups
       // alone do not burn the budget, but no stream of wake-ups can keep a peer waiting forever.
-      const n = Math.max(counted, Math.floor((now - now0) / o.retryInterval));
+      const n = Math.max(counted, Math.floor((now - since) / o.retryInterval));
       if (task.contentLength === 0) return this.applyEmpty(peer);
       if (task.seedTriggeredAt !== undefined && now - task.seedTriggeredAt > o.seedTriggerTimeout && !this.hasSource(task, peer.host)) {
         this.seedPeerFailed(task);
       }
+      const unheld = !peer.needBackToSource && task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host);
+      // Just started: the agents that hold this task may not have come back yet (they reconnect
+      // within ~2.4 s and register again with what they hold); the peer waits for them rather than
+      // taking the origin (or failing at LEVEL1/2) for a task its neighbours hold.
+      if (unheld && now < this.rejoinUntil) {
+        const parents = this.findCandidateParents(peer);
+        const d = parents.length > 0 ? this.applyNormal(peer, parents) : undefined;
+        if (d) return d;
+        const waiter = new AbortController();
+        task.waiters.add(waiter);
+        await this.clock.sleep(Math.min(o.retryInterval, this.rejoinUntil - now), waiter.signal);
+        task.waiters.delete(waiter);
+        since = Math.min(this.clock.now(), this.rejoinUntil);
+        counted = -1;
+        continue;
+      }
       // LEVEL1/LEVEL2 only (see priorityLevel): other peers skip the scan of the task's peers.
       const level = priorityLevel(peer.priority);
-      if ((level === 1 || level === 2) && !peer.needBackToSource && task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
+      if ((level === 1 || level === 2) && unheld) {
         if (level === 1) return { kind: 'fail', reason: 'priority LEVEL1: downloading a task no peer holds is forbidden', code: 'FAILED_PRECONDITION' };
         return { kind: 'fail', reason: 'priority LEVEL2: no peer holds the task, no candidate parents', code: 'NOT_FOUND' };
       }
       if (!disableBackToSource && task.canBackToSource(o.backToSourceCount)) {
         if (peer.needBackToSource) return this.applyBackToSource(peer, 'peer needs back-to-source');
         if (task.seedTriggeredAt === undefined && !this.hasSource(task, peer.host)) {
+          // A seed peer that announced after this peer registered (after a restart, say) still
+          // fetches the task for it; the wait for it is bounded by seedTriggerTimeout.
+          if (this.maybeTriggerSeedPeer(peer)) continue;
           return this.applyBackToSource(peer, 'no peer of the task holds the content yet');
         }
         // A pending seed trigger (younger than seedTriggerTimeout, checked above) will bring a
