@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -77,6 +77,22 @@ describe('gc', () => {
     });
     expect(out).toEqual([id('d'), id('b')]);
     expect([...store.tasks.keys()].sort()).toEqual([id('a'), id('c'), id('e')]);
+    await store.close();
+  });
+
+  it('counts the scratch files of exports in progress against diskThreshold', async () => {
+    const store = await storeWith([
+      { id: id('a'), size: 100, accessedAt: 1 },
+      { id: id('b'), size: 100, accessedAt: 2 },
+    ]);
+    const opts = { store, taskTTL: 1e12, highPercent: 80, lowPercent: 60, diskThreshold: 100_000, evict: (t: string) => store.delete(t), logger: silentLogger, now: () => 10 };
+    // 200 bytes of 100 kB: nothing to do. An output being written beside its task takes 90 kB more.
+    expect(await gcOnce(opts)).toEqual([]);
+    writeFileSync(path.join(store.exportsDir, 'scratch-1'), Buffer.alloc(90_000, 1));
+    expect(store.exportBytes()).toBeGreaterThanOrEqual(90_000);
+    let seen = 0;
+    expect(await gcOnce({ ...opts, onUsage: (u) => (seen = Math.max(seen, u.used)) })).toEqual([id('a'), id('b')]);
+    expect(seen).toBeGreaterThanOrEqual(90_200);
     await store.close();
   });
 

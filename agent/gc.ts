@@ -2,7 +2,8 @@
  * Garbage collection of the piece store: tasks idle longer than taskTTL go, and when disk usage
  * reaches diskHighThresholdPercent idle partial tasks, then the least recently used finished tasks go until usage is at or
  * below diskLowThresholdPercent. Tasks in use (downloading or being read/uploaded) are never evicted.
- * Usage comes from statfs of storage.dir, or from our own bytes against gc.diskThreshold.
+ * Usage comes from statfs of storage.dir, or from our own bytes (tasks, and the scratch files of
+ * exports in progress) against gc.diskThreshold.
  */
 import fs from 'node:fs/promises';
 import type { Logger } from '../adapters/log.js';
@@ -46,7 +47,8 @@ export async function gcOnce(o: GcOptions): Promise<string[]> {
       evicted.push(t.taskId);
     }
   }
-  const ours = () => [...o.store.tasks.values()].reduce((s, t) => s + t.size, 0);
+  // Outputs written while their task downloads take as much again until they are linked into place.
+  const ours = () => [...o.store.tasks.values()].reduce((s, t) => s + t.size, 0) + o.store.exportBytes();
   const usage = o.usage ?? (async () => (o.diskThreshold ? { total: o.diskThreshold, used: ours() } : statfsUsage(o.store.dir)));
   let u = await usage();
   o.onUsage?.(u);

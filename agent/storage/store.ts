@@ -68,6 +68,22 @@ export class PieceStore implements StoreContext {
   get exportsDir(): string {
     return path.join(this.dir, 'content', 'exports');
   }
+  /** Bytes the exports being written hold on disk (their scratch files, allocated blocks). */
+  exportBytes(): number {
+    let n = 0;
+    try {
+      for (const name of readdirSync(this.exportsDir)) {
+        try {
+          n += statSync(path.join(this.exportsDir, name)).blocks * 512;
+        } catch {
+          /* linked into place and removed meanwhile */
+        }
+      }
+    } catch {
+      /* not loaded yet */
+    }
+    return n;
+  }
   metaPath(taskId: string): string {
     return path.join(this.dir, 'metadata', 'tasks', `${taskId}.json`);
   }

@@ -52,4 +52,38 @@ describe.skipIf(!requireOrSkip(isRoot, 'root (to mount a small tmpfs)'))('disk f
     expect(filesUnder(path.join(mnt, 'content')).length).toBe(1);
     expect(readdirSync(out).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   }, 120_000);
+
+  it('the output shares the full file system with storage.dir: the export runs out of space, the get still delivers the file whole, nothing is left behind, and the agent goes on', async () => {
+    const base = makeTempDir('damselfly-diskfull-export-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', base]);
+    mounts.push(base);
+    const storage = path.join(base, 'storage');
+    const out = path.join(base, 'out');
+    mkdirSync(storage);
+    mkdirSync(out);
+    origin = await startOrigin({ rate: 64 * MiB });
+    const cluster = await startCluster({ agents: 1, agent: () => ({ storage: { dir: storage } }) });
+    const agent = cluster.agents[0] as RoleProcess;
+    // 24 MiB fits once, not twice (the store's pieces and the export's scratch file: 48 MiB > 40 MiB).
+    const big = origin.add('/full/export.bin', { size: 24 * MiB, seed: `export-${Date.now()}` });
+    const want = origin.sha256('/full/export.bin');
+    const r = await getThrough(agent, big, path.join(out, 'export.bin'), ['--digest', want]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/no space left on device for storage\.dir/);
+    expect(await fileSha256(path.join(out, 'export.bin'))).toBe(want);
+    // The output directory holds the file and nothing else (no temporary, no half of it); the
+    // store dropped the task and its scratch file, so the disk holds the file once.
+    expect(filesUnder(out)).toEqual([path.join(out, 'export.bin')]);
+    await waitFor(() => filesUnder(storage).length === 0 || undefined, 'the partial task and the scratch file to be freed', 10_000).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: ${filesUnder(storage).join(', ')}`);
+    });
+
+    // The agent goes on: a file that fits twice is served (through it) and exported whole.
+    const small = origin.add('/full/after.bin', { size: 4 * MiB, seed: `after-${Date.now()}` });
+    const r2 = await getThrough(agent, small, path.join(out, 'after.bin'), ['--digest', origin.sha256('/full/after.bin')]);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stderr).not.toMatch(/from the origin directly/);
+    expect(await fileSha256(path.join(out, 'after.bin'))).toBe(origin.sha256('/full/after.bin'));
+    expect(filesUnder(out).sort()).toEqual([path.join(out, 'after.bin'), path.join(out, 'export.bin')]);
+  }, 120_000);
 });
