@@ -89,6 +89,31 @@ export const proxyConfigSchema = z
           .default([{ regx: '.*', insecure: false }]),
       })
       .prefault({}),
+    /**
+     * Hugging Face Hub mirror on this port (agent/proxy/hf-mirror.ts): with
+     * `HF_ENDPOINT=http://127.0.0.1:4001` a Hub client's `/api/...` calls are passed to `endpoint`
+     * and every `.../resolve/{rev}/{path}` file is served as the P2P task of
+     * `hf://OWNER/REPO@COMMIT/PATH` (the task `damselfly get` makes of it). Registry paths (`/v2/`)
+     * are not affected.
+     */
+    hfMirror: z
+      .strictObject({
+        /** false: `/api/...` and resolve paths get no special meaning (they go to the registry mirror's upstream). */
+        enable: z.boolean().default(true),
+        /** The hub the mirror answers for (and reads files from): huggingface.co or another mirror of it. */
+        endpoint: z
+          .string()
+          .regex(/^https?:\/\/[^/?#]+\/*$/, 'expected http(s)://HOST[:PORT]')
+          .default('https://huggingface.co'),
+        /**
+         * A ranged GET of a file the agent does not hold starts the whole file's task in the
+         * background (paced by prefetchRateLimit until a client wants the rest). Hub clients read
+         * files whole: `@huggingface/hub` probes `bytes=0-0` first, huggingface_hub resumes with a
+         * range; the whole task is then the one other agents and `damselfly get` are given.
+         */
+        prefetch: z.boolean().default(true),
+      })
+      .prefault({}),
     /** Download the whole blob in the background after serving a Range request. */
     prefetch: z.boolean().default(false),
     prefetchRateLimit: sizeSchema.default(10 * 1024 ** 3),

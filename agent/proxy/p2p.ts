@@ -123,6 +123,18 @@ export function downloadOptions(target: URL, req: IncomingMessage, config: Proxy
   return opts;
 }
 
+function taskOptions(target: URL, req: IncomingMessage, deps: P2PDeps, range: ParsedRange): DownloadOptions {
+  const opts = downloadOptions(target, req, deps.config, range);
+  if (deps.task) {
+    opts.url = deps.task.url;
+    opts.requestHeaders = { ...deps.task.requestHeaders };
+    // Its ID is that of the URL alone, as `damselfly get` of it computes: no digest from a registry path.
+    delete opts.digest;
+    delete opts.enableTaskIdBasedBlobDigest;
+  }
+  return opts;
+}
+
 /** Resolves with the first chunk (null at end of stream) or rejects with the stream's error. */
 function firstChunk(body: Readable): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
@@ -151,6 +163,19 @@ function firstChunk(body: Readable): Promise<Buffer | null> {
   });
 }
 
+/**
+ * `task`: the task to serve instead of `target`'s URL, with exactly these origin request headers
+ * (the client's are not sent), and headers added to the answer; the Hugging Face mirror
+ * (hf-mirror.ts) serves a resolve URL as the task of its hf:// URL this way.
+ */
+export interface P2PDeps {
+  config: ProxyConfig;
+  taskManager: ProxyTaskManager;
+  onBytes?: (n: number) => void;
+  /** `wholeFirst`: a ranged request starts the whole task in the background first (the task is then a whole one). */
+  task?: { url: string; requestHeaders: Record<string, string>; responseHeaders?: Record<string, string>; wholeFirst?: boolean };
+}
+
 export type P2PResult =
   /** `fromCache`: a complete task the agent already held (no download ran). */
   | { outcome: 'served'; taskId: string; peerId?: string; fromCache?: boolean; bytes: number }
@@ -163,12 +188,7 @@ export type P2PResult =
  * directly; 'source_error' after relaying the origin's non-2xx answer unchanged; 'broken' when the
  * body failed after bytes went out (the socket has been destroyed).
  */
-export async function serveP2P(
-  req: IncomingMessage,
-  res: ServerResponse,
-  target: URL,
-  deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
-): Promise<P2PResult> {
+export async function serveP2P(req: IncomingMessage, res: ServerResponse, target: URL, deps: P2PDeps): Promise<P2PResult> {
   const rangeHeader = firstHeader(req.headers.range);
   const range = parseRange(rangeHeader);
   if (range.kind === 'passthrough') {
@@ -181,7 +201,11 @@ export async function serveP2P(
     }
     return { outcome: 'fallback', reason: multi ? 'multirange' : 'range' };
   }
-  const opts = downloadOptions(target, req, deps.config, range);
+  const opts = taskOptions(target, req, deps, range);
+  if (opts.range && deps.task?.wholeFirst) {
+    const { range: _r, ...whole } = opts;
+    deps.taskManager.prefetch(whole);
+  }
   const abort = new AbortController();
   const onClose = () => {
     if (!res.writableFinished) abort.abort();
@@ -261,9 +285,9 @@ async function serveMultiRange(
   res: ServerResponse,
   target: URL,
   header: string,
-  deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
+  deps: P2PDeps,
 ): Promise<P2PResult | undefined> {
-  const opts = downloadOptions(target, req, deps.config, { kind: 'none' });
+  const opts = taskOptions(target, req, deps, { kind: 'none' });
   const stream = await deps.taskManager.cached!(opts);
   if (!stream) return undefined;
   const file = stream.file;
@@ -301,6 +325,7 @@ async function serveMultiRange(
   headers['accept-ranges'] = 'bytes';
   headers['content-type'] = `multipart/byteranges; boundary=${boundary}`;
   headers['content-length'] = String(body.length);
+  Object.assign(headers, deps.task?.responseHeaders);
   res.writeHead(206, headers);
   res.end(req.method === 'HEAD' ? undefined : body);
   deps.onBytes?.(total);
@@ -314,8 +339,9 @@ async function serveMultiRange(
 }
 
 /** Sends the status and headers for a task's body, and starts the whole-blob prefetch of a ranged request. */
-function writeHead(req: IncomingMessage, res: ServerResponse, stream: TaskStream, opts: DownloadOptions, deps: { config: ProxyConfig; taskManager: ProxyTaskManager }): void {
+function writeHead(req: IncomingMessage, res: ServerResponse, stream: TaskStream, opts: DownloadOptions, deps: P2PDeps): void {
   const headers = clientResponseHeaders(stream.responseHeaders, ['content-length', 'content-range', 'accept-ranges']);
+  Object.assign(headers, deps.task?.responseHeaders);
   headers[DF_HEADER.taskId] = stream.taskId;
   headers['accept-ranges'] = 'bytes';
   if (opts.digest && !headers['docker-content-digest']) headers['docker-content-digest'] = opts.digest;
@@ -405,7 +431,7 @@ async function serveFile(
   stream: TaskStream,
   file: NonNullable<TaskStream['file']>,
   opts: DownloadOptions,
-  deps: { config: ProxyConfig; taskManager: ProxyTaskManager; onBytes?: (n: number) => void },
+  deps: P2PDeps,
 ): Promise<P2PResult> {
   let fd: number | undefined;
   const bufs: Buffer[] = [];

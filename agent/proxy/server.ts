@@ -21,6 +21,7 @@ import { AccessChecker } from './access.js';
 import { LeafSigner } from './ca.js';
 import type { ProxyConfig } from '../proxy-config.js';
 import { proxyMetrics, type ProxyMetrics, type ProxyRoute } from './metrics.js';
+import { isHfMirrorPath, serveHfMirror } from './hf-mirror.js';
 import { serveP2P, wantsP2P, type ProxyTaskManager } from './p2p.js';
 import { relayResponse, upstreamRequest } from './passthrough.js';
 import { applyRuleRewrite, blobDigest, chooseUpstream, DF_HEADER, passTraceContext, upstreamRequestHeaders } from './upstream.js';
@@ -107,6 +108,11 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
     if (!origin && !authorized(req)) {
       metrics.requests.inc({ route: 'direct', result: 'unauthorized' });
       res.writeHead(407, PROXY_CHALLENGE).end('damselfly proxy: proxy authentication required (Proxy-Authorization: Basic)\n');
+      return;
+    }
+    if (!origin && config.hfMirror.enable && raw.startsWith('/') && isHfMirrorPath(raw.split('?')[0]!)) {
+      // A Hugging Face Hub client (HF_ENDPOINT pointing here): not a registry path.
+      await serveHfMirror(req, res, { config, taskManager: opts.taskManager, dispatcher: secure, logger: log, metrics });
       return;
     }
     let target: URL;
