@@ -14,12 +14,13 @@ export const HELP = `usage: damselfly get URL -O FILE [options]
 
 Downloads URL through the local agent (P2P), or straight from the origin when no agent answers.
 FILE is only replaced once the whole content arrived (and matched --digest).
-URL: http(s)://…, s3://BUCKET/KEY, hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH].
+URL: http(s)://…, s3://BUCKET/KEY, hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH],
+     modelscope://[datasets/]OWNER/REPO[@REVISION][/PATH].
 
 options:
   -O, --output FILE              where to write (required; a directory with --recursive)
-  -r, --recursive                download every file below URL (an s3:// prefix, an hf:// repository,
-                                 an http index page) into DIR, in parallel, each file a task of its own; a rerun skips
+  -r, --recursive                download every file below URL (an s3:// prefix, an hf:// or
+                                 modelscope:// repository, an http index page) into DIR, in parallel, each file a task of its own; a rerun skips
                                  files already complete and verified
   --include GLOB                 with -r: only paths matching GLOB (repeatable; * ? [..] **; a glob
                                  without '/' matches the file name at any depth)
@@ -32,6 +33,10 @@ options:
   --storage-session-token T
   --hf-endpoint URL              hf://: hub or mirror (default $HF_ENDPOINT or https://huggingface.co)
   --hf-token TOKEN               hf://: access token (default the agent's $HF_TOKEN)
+  --ms-revision REV              modelscope://: branch, tag or commit (default master; same as URL@REV)
+  --ms-base-url URL              modelscope://: hub or mirror (default $MODELSCOPE_ENDPOINT or
+                                 https://modelscope.cn; also --ms-endpoint)
+  --ms-token TOKEN               modelscope://: access token (default the agent's $MODELSCOPE_API_TOKEN)
   --digest sha256:HEX            check the whole file against this digest
   -H, --header 'Name: value'     request header for the origin (repeatable)
   --tag TAG                      task tag (part of the task ID)
@@ -142,6 +147,10 @@ const OPTIONS = {
   'hf-endpoint': { type: 'string' },
   'hf-base-url': { type: 'string' },
   'hf-token': { type: 'string' },
+  'ms-revision': { type: 'string' },
+  'ms-base-url': { type: 'string' },
+  'ms-endpoint': { type: 'string' },
+  'ms-token': { type: 'string' },
   tag: { type: 'string' },
   application: { type: 'string' },
   'filtered-query-param': { type: 'string', multiple: true },
@@ -162,7 +171,28 @@ const SOURCE_HEADERS = {
   'storage-access-key-secret': 'x-damselfly-s3-secret-access-key',
   'storage-session-token': 'x-damselfly-s3-session-token',
   'hf-token': 'x-damselfly-hf-token',
+  'ms-token': 'x-damselfly-ms-token',
 } as const;
+
+/**
+ * A checked modelscope:// URL with `revision` written in as `@REV` (dfget's --ms-revision): the
+ * revision travels with the URL to the agent and into the task ID. Throws UsageError when the URL
+ * already names another one.
+ */
+function withModelScopeRevision(url: string, revision: string): string {
+  const m = /^(modelscope:\/\/(?:(?:models|datasets)\/)?[^/@?#]+\/[^/@?#]+)(?:@([^/?#]+))?(.*)$/i.exec(url)!;
+  if (m[2] !== undefined) {
+    let written: string;
+    try {
+      written = decodeURIComponent(m[2]);
+    } catch {
+      throw new UsageError(`URL ${url} has a malformed percent-escape`);
+    }
+    if (written !== revision) throw new UsageError(`--ms-revision ${revision} and the URL's @${m[2]} disagree`);
+    return url;
+  }
+  return `${m[1]}@${encodeURIComponent(revision)}${m[3]}`;
+}
 
 /** Parses argv; throws UsageError with a one-line reason naming the flag. */
 export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
@@ -174,6 +204,7 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
   }
   const a: Partial<GetArgs> & { headers: Record<string, string>; filtered: string[]; include: string[]; exclude: string[] } = { headers: {}, filtered: [], include: [], exclude: [], recursive: false, concurrency: 5, disableBackToSource: false, timeoutMs: 2 * 3_600_000, progress: true, json: false };
   const rest: string[] = [];
+  let msRevision: string | undefined;
   // Token by token, in the order given: a later flag overrides an earlier one, and the first bad
   // value is the one reported, as before parseArgs did the lexing.
   for (const t of tokens) {
@@ -225,12 +256,22 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
       case 'storage-access-key-secret':
       case 'storage-session-token':
       case 'hf-token':
+      case 'ms-token':
         a.headers[SOURCE_HEADERS[t.name as keyof typeof SOURCE_HEADERS]] = v;
         break;
       case 'hf-endpoint':
       case 'hf-base-url':
         if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`${arg} ${v} must be http(s)://HOST[:PORT]`);
         a.headers['x-damselfly-hf-endpoint'] = v;
+        break;
+      case 'ms-base-url':
+      case 'ms-endpoint':
+        if (!/^https?:\/\/[^/]+/i.test(v)) throw new UsageError(`${arg} ${v} must be http(s)://HOST[:PORT]`);
+        a.headers['x-damselfly-ms-endpoint'] = v;
+        break;
+      case 'ms-revision':
+        if (!v || /[\s?#]/.test(v)) throw new UsageError(`--ms-revision needs a branch, tag or commit`);
+        msRevision = v;
         break;
       case 'tag':
         a.tag = v;
@@ -285,6 +326,8 @@ export async function parseGetArgs(argv: string[]): Promise<GetArgs | 'help'> {
   }
   if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-s3-')) && schemeOf(rest[0]) !== 's3') throw new UsageError('--storage-* options are for s3:// URLs only (they would be sent to this origin)');
   if (Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-hf-')) && schemeOf(rest[0]) !== 'hf') throw new UsageError('--hf-* options are for hf:// URLs only (they would be sent to this origin)');
+  if ((msRevision || Object.keys(a.headers).some((k) => k.startsWith('x-damselfly-ms-'))) && schemeOf(rest[0]) !== 'modelscope') throw new UsageError('--ms-* options are for modelscope:// URLs only (they would be sent to this origin)');
+  if (msRevision) rest[0] = withModelScopeRevision(rest[0], msRevision);
   if (!a.output) throw new UsageError(a.recursive ? '-O DIR is required' : '-O FILE is required');
   if (!a.recursive && (a.include.length > 0 || a.exclude.length > 0)) throw new UsageError('--include and --exclude need --recursive');
   if (a.recursive && a.digest) throw new UsageError('--digest names one file; it cannot be used with --recursive');

@@ -4,13 +4,14 @@
  * URL and the schemes there are; there is no fallback.
  */
 import { InvalidError } from '../errors.js';
-import type { ByteRange, SourceBackend, SourceEntry, SourceResponse, SourceStat } from './port.js';
+import { safeRelativePath, type ByteRange, type SourceBackend, type SourceEntry, type SourceResponse, type SourceStat } from './port.js';
 
 const LOADERS: Record<string, () => Promise<SourceBackend>> = {
   http: async () => (await import('./http.js')).httpSource,
   https: async () => (await import('./http.js')).httpSource,
   s3: async () => (await import('./s3.js')).s3Source,
   hf: async () => (await import('./hf.js')).hfSource,
+  modelscope: async () => (await import('./modelscope.js')).modelScopeSource,
 };
 
 /** Schemes a download URL may have. */
@@ -24,7 +25,7 @@ export function schemeOf(url: string): string {
 
 /**
  * Checks that a download URL can be read: a known scheme, and for http(s) a parsable URL with a
- * host, for s3:// a bucket, for hf:// owner/repo. Throws InvalidError naming the URL and what was expected.
+ * host, for s3:// a bucket, for hf:// and modelscope:// owner/repo. Throws InvalidError naming the URL and what was expected.
  */
 export function checkSourceUrl(url: string): void {
   const scheme = schemeOf(url);
@@ -41,6 +42,17 @@ export function checkSourceUrl(url: string): void {
     if (!parsed?.hostname) throw new InvalidError(`url ${url} is not valid: expected s3://BUCKET/KEY`);
   } else if (scheme === 'hf') {
     if (!/^hf:\/\/(?:(?:models|datasets|spaces)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?(?:\/[^?#]*)?$/i.test(url)) throw new InvalidError(`url ${url} is not valid: expected hf://[datasets/|spaces/]OWNER/REPO[@REVISION][/PATH]`);
+  } else if (scheme === 'modelscope') {
+    // The same pattern as modelscope.ts (not imported: it loads on first use).
+    const m = /^modelscope:\/\/(?:(?:models|datasets)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?(?:\/([^?#]*))?$/i.exec(url);
+    if (!m) throw new InvalidError(`url ${url} is not valid: expected modelscope://[datasets/]OWNER/REPO[@REVISION][/PATH]`);
+    let p: string;
+    try {
+      p = decodeURIComponent(m[1] ?? '').replace(/\/+$/, '');
+    } catch {
+      throw new InvalidError(`url ${url} has a malformed percent-escape`);
+    }
+    if (p && !safeRelativePath(p)) throw new InvalidError(`url ${url} is not valid: its path has '.', '..' or empty segments (expected modelscope://[datasets/]OWNER/REPO[@REVISION][/PATH])`);
   }
 }
 

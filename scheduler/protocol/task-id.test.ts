@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { DEFAULT_FILTERED_QUERY_PARAMS, blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, hfTaskUrl, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
+import { DEFAULT_FILTERED_QUERY_PARAMS, blobDigestHex, filterUrl, goEncodeQuery, goParseQuery, goQueryEscape, hfTaskUrl, modelScopeTaskUrl, pieceBounds, pieceCount, pieceLengthFor, piecesCovering, taskId, taskIdOf, MIN_PIECE_LENGTH, MAX_PIECE_LENGTH } from './task-id.js';
 
 const MiB = 1024 * 1024;
 
@@ -121,5 +121,25 @@ describe('task IDs of s3:// and hf:// URLs (URL-based, as Dragonfly computes the
   it('hfTaskUrl leaves other URLs alone and decodes an escaped revision', () => {
     expect(hfTaskUrl('https://huggingface.co/org/m1/resolve/main/f')).toBeUndefined();
     expect(hfTaskUrl('hf://org/m1@refs%2Fpr%2F1/f')).toEqual({ url: 'hf://org/m1/f', revision: 'refs/pr/1' });
+  });
+});
+
+describe('task IDs of modelscope:// URLs (Dragonfly: the URL as dfget got it, plus --ms-revision, default master)', () => {
+  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  it('hashes the URL without @revision and the revision as its own part, master by default', () => {
+    expect(taskIdOf('modelscope://qwen/Qwen2-0.5B/config.json')).toBe(sha('modelscope://qwen/Qwen2-0.5B/config.jsonmasterSTANDARD'));
+    expect(taskIdOf('modelscope://qwen/Qwen2-0.5B/config.json')).toBe('fd643b5be1b08f46ad598e9982254ded5767a456a6995e76b823bf2e5c9cabdb'); // sha256sum of the same string
+    // dfget modelscope://qwen/Qwen2-0.5B/config.json --ms-revision v1.0 = our URL with @v1.0
+    expect(taskIdOf('modelscope://qwen/Qwen2-0.5B@v1.0/config.json')).toBe('ba1ebec56e732be569c2abcac6b1b022374cdba57e73de2902ce0ab1e6fcbd35');
+    expect(taskIdOf('modelscope://qwen/Qwen2-0.5B@master/config.json')).toBe(taskIdOf('modelscope://qwen/Qwen2-0.5B/config.json'));
+    const commit = 'b'.repeat(40);
+    expect(taskIdOf(`modelscope://datasets/o/d@${commit}/train/a.jsonl`, { tag: 't', pieceLength: 1024 })).toBe(sha(`modelscope://datasets/o/d/train/a.jsonlt${commit}1024STANDARD`));
+    expect(taskIdOf('modelscope://o/r@v2/f', { revision: 'v3' })).toBe(sha('modelscope://o/r/fv3STANDARD'));
+  });
+  it('differs from hf://: the default revision is master, and a written models/ stays in the hashed URL as Dragonfly keeps it', () => {
+    expect(taskIdOf('modelscope://models/o/r/f')).toBe(sha('modelscope://models/o/r/fmasterSTANDARD'));
+    expect(taskIdOf('modelscope://models/o/r/f')).not.toBe(taskIdOf('modelscope://o/r/f'));
+    expect(modelScopeTaskUrl('hf://o/r/f')).toBeUndefined();
+    expect(modelScopeTaskUrl('modelscope://o/r@release%2Fv1/f')).toEqual({ url: 'modelscope://o/r/f', revision: 'release/v1' });
   });
 });

@@ -64,8 +64,8 @@ export function taskIdOf(url: string, options: TaskIdOptions = {}): string {
     const hex = blobDigestHex(url);
     if (hex) return hex;
   }
-  const hf = hfTaskUrl(url);
-  if (hf) return taskId(hf.url, { ...options, revision: options.revision || hf.revision });
+  const hub = hfTaskUrl(url) ?? modelScopeTaskUrl(url);
+  if (hub) return taskId(hub.url, { ...options, revision: options.revision || hub.revision });
   return taskId(url, options);
 }
 
@@ -89,6 +89,28 @@ export function hfTaskUrl(url: string): { url: string; revision: string } | unde
     }
   }
   return { url: `hf://${m[1]}${m[3] ?? ''}`, revision };
+}
+
+const MS_URL = /^modelscope:\/\/((?:(?:models|datasets)\/)?[^/@?#]+\/[^/@?#]+)(?:@([^/?#]+))?(\/[^?#]*)?$/i;
+
+/**
+ * A modelscope:// URL as Dragonfly hashes it: dfget takes the revision apart (--ms-revision, default
+ * "master") and hashes the URL as written plus the revision, so the URL without `@revision` plus
+ * the revision as its own part. Unlike hfTaskUrl a written `models/` stays (Dragonfly keeps it).
+ * Undefined when `url` is not modelscope://.
+ */
+export function modelScopeTaskUrl(url: string): { url: string; revision: string } | undefined {
+  const m = MS_URL.exec(url);
+  if (!m) return undefined;
+  let revision = 'master';
+  if (m[2]) {
+    try {
+      revision = decodeURIComponent(m[2]);
+    } catch {
+      revision = m[2];
+    }
+  }
+  return { url: `modelscope://${m[1]}${m[3] ?? ''}`, revision };
 }
 
 /** Go's url.QueryEscape: everything but [A-Za-z0-9-_.~] percent-encoded (upper hex), space as '+'. */

@@ -1,7 +1,9 @@
 /**
  * Runs the source-port conformance suite (conformance.ts) against every backend with a real server:
  * http(s) against a static directory origin with nginx-style index pages, s3:// against s3rver,
- * hf:// against the local hub (test/support/hub.ts: API, resolve/, LFS redirects to a signed CDN URL).
+ * hf:// against the local hub (test/support/hub.ts: API, resolve/, LFS redirects to a signed CDN URL),
+ * modelscope:// against the local ModelScope hub (test/support/modelscope-hub.ts: a private repository,
+ * large files redirected to a signed CDN URL).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -14,6 +16,8 @@ import { startDirOrigin, type DirOrigin } from '../support/dir-origin.js';
 import { startS3, type TestS3 } from '../support/s3.js';
 import { startHub, type Hub } from '../support/hub.js';
 import { hfSource } from '../../adapters/source/hf.js';
+import { modelScopeSource } from '../../adapters/source/modelscope.js';
+import { startModelScopeHub, type ModelScopeHub } from '../support/modelscope-hub.js';
 import { sourceConformance } from './conformance.js';
 
 /** A port nothing listens on (bound, then released). */
@@ -99,6 +103,33 @@ describe('source: hf', () => {
       missingUrl: () => 'hf://conf/repo/no/such/file.bin',
       headers,
       unreachable: () => ({ url: 'hf://conf/repo/x', headers: { ...headers, 'x-damselfly-hf-endpoint': `http://127.0.0.1:${dead}` } }),
+      listSizes: true,
+    };
+  });
+});
+
+describe('source: modelscope', () => {
+  let hub: ModelScopeHub;
+  const files: Record<string, Buffer> = {};
+  afterAll(async () => {
+    await hub?.close();
+  });
+  sourceConformance(async () => {
+    hub = await startModelScopeHub({ token: 'ms_test_token' });
+    const dead = await deadPort();
+    const headers = { 'x-damselfly-ms-endpoint': hub.base, 'x-damselfly-ms-token': 'ms_test_token' };
+    return {
+      backend: modelScopeSource,
+      async put(p, body) {
+        files[p] = body;
+        // Every put is a new commit of the whole (private) tree; larger files come from the CDN (302).
+        hub.commit('conf/repo', Object.fromEntries(Object.entries(files).map(([k, v]) => [k, { content: v, lfs: v.length > 50_000 }])), { private: true });
+        return `modelscope://conf/repo/${p.split('/').map(encodeURIComponent).join('/')}`;
+      },
+      dirUrl: (p) => `modelscope://conf/repo/${p}`,
+      missingUrl: () => 'modelscope://conf/repo/no/such/file.bin',
+      headers,
+      unreachable: () => ({ url: 'modelscope://conf/repo/x', headers: { ...headers, 'x-damselfly-ms-endpoint': `http://127.0.0.1:${dead}` } }),
       listSizes: true,
     };
   });
