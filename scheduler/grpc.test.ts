@@ -6,6 +6,8 @@ import { DfdaemonClient } from './dfdaemon-client.js';
 import { loadProto } from './protocol/loader.js';
 import { createScheduler, type Scheduler } from './server.js';
 import { SimPeer, hostMsg, schedulerClient, unaryCall } from '../test/scheduler/support.js';
+import { HELD_TASK_DESCRIPTION } from './protocol/messages.js';
+import { ReportBuilder } from './report.js';
 
 const PL = 4 * 1024 * 1024;
 const digest = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');
@@ -51,6 +53,49 @@ describe('scheduler over real gRPC streams', () => {
     p.register();
     const err = await p.closed();
     expect(err?.code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  it('reports exact traffic per peer, task and host: each piece once, at its own length (a short last piece), held tasks announced again are no traffic', async () => {
+    const t = taskId();
+    const SIZE = 2 * PL + 1000;
+    const lengths = [PL, PL, 1000];
+    const piece = (num: number, parent = '') => ({ piece: { number: num, offset: num * PL, length: lengths[num], digest: digest(`x${num}`), parent_id: parent, traffic_type: parent ? 'REMOTE_PEER' : 'BACK_TO_SOURCE', cost_ms: 3 } });
+    const builder = new ReportBuilder(scheduler.resources, { hostname: 's', ip: '127.0.0.1', clusterId: 1, intervalMs: 1_000 });
+    builder.build(1_000);
+    const src = open('c', t, 'tc');
+    src.register();
+    await src.next('need_back_to_source_response');
+    src.send('download_peer_back_to_source_started_request', { content_length: SIZE, piece_length: PL });
+    for (const num of [0, 1, 1, 2]) src.send('download_piece_back_to_source_finished_request', piece(num)); // piece 1 twice
+    await waitFor(() => scheduler.resources.tasks.get(t)?.pieces.size === 3);
+    const child = open('d', t, 'td');
+    child.register();
+    await child.next('normal_task_response');
+    child.send('download_peer_started_request');
+    for (const num of [0, 1, 2, 2]) child.send('download_piece_finished_request', piece(num, 'tc'));
+    // Host b announces the same task as held (what an agent tells a restarted scheduler): no traffic.
+    const held = open('b', t, 'tb-held');
+    held.register({ need_back_to_source: true });
+    held.send('download_peer_back_to_source_started_request', { description: HELD_TASK_DESCRIPTION, content_length: SIZE, piece_length: PL });
+    for (const num of [0, 1, 2]) held.send('download_piece_back_to_source_finished_request', piece(num));
+    await waitFor(() => scheduler.resources.peer('td')?.finishedPieces.size === 3 && scheduler.resources.peer('tb-held')?.finishedPieces.size === 3);
+
+    const r = builder.build(3_000); // 2 s after the first build
+    const task = r.tasks.find((x) => x.id === t)!;
+    expect(task).toMatchObject({ bytes_from_origin: SIZE, bytes_from_peers: SIZE });
+    const byId = Object.fromEntries(task.peers.map((p) => [p.id, p]));
+    expect(byId.tc).toMatchObject({ bytes_from_origin: SIZE, bytes_from_peers: 0, finished_pieces: 3 });
+    expect(byId.td).toMatchObject({ bytes_from_origin: 0, bytes_from_peers: SIZE, finished_pieces: 3 });
+    expect(byId['tb-held']).toMatchObject({ bytes_from_origin: 0, bytes_from_peers: 0, finished_pieces: 3 });
+    const host = (id: string) => r.hosts.find((h) => h.id === id)!;
+    expect(host('c')).toMatchObject({ upload_rate: Math.round(SIZE / 2), download_rate: Math.round(SIZE / 2) });
+    expect(host('d')).toMatchObject({ upload_rate: 0, download_rate: Math.round(SIZE / 2) });
+    expect(host('b')).toMatchObject({ upload_rate: 0, download_rate: 0 });
+    // The next interval moved nothing: the rates fall to 0, the task keeps its totals.
+    const r2 = builder.build(4_000);
+    expect(r2.hosts.find((h) => h.id === 'c')).toMatchObject({ upload_rate: 0, download_rate: 0 });
+    expect(r2.tasks.find((x) => x.id === t)).toMatchObject({ bytes_from_origin: SIZE, bytes_from_peers: SIZE });
+    for (const p of [src, child, held]) p.call.cancel();
   });
 
   it('sends the first peer to the source, relays digests, caps back-to-source, blocklists and reschedules', async () => {

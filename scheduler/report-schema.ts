@@ -50,6 +50,9 @@ export const reportPeerSchema = z.strictObject({
   state: str(32),
   finished_pieces: count,
   back_to_source: z.boolean(),
+  /** Bytes of the pieces it reported, from parents / from the origin (optional: older schedulers send none). */
+  bytes_from_peers: count.optional(),
+  bytes_from_origin: count.optional(),
 });
 
 export const reportTaskSchema = z.strictObject({

@@ -7,9 +7,7 @@
 import type { Logger } from '../adapters/log.js';
 import { errorMessage } from '../adapters/errors.js';
 import { REPORT_CAPS, type ReportHost, type ReportTask, type SchedulerReport } from './report-schema.js';
-import type { Host } from './resource/host.js';
 import type { Resources } from './resource/resources.js';
-import type { Task } from './resource/task.js';
 
 const HOST_TYPE: Record<string, ReportHost['type']> = { NORMAL: 'normal', SUPER_SEED: 'super', STRONG_SEED: 'strong', WEAK_SEED: 'weak' };
 const IN_FLIGHT = new Set(['Pending', 'Running']);
@@ -43,21 +41,16 @@ export class ReportBuilder {
     this.observe();
     const { resources } = this;
     const elapsedS = this.lastAt > 0 ? Math.max(0.001, (now - this.lastAt) / 1000) : 0;
-    const taskPieceLength = (t: Task) => (t.pieceLength > 0 ? t.pieceLength : 0);
-
-    // Bytes each host holds of its peers' tasks, for its download rate.
-    const held = new Map<string, number>();
-    for (const p of resources.allPeers()) held.set(p.host.id, (held.get(p.host.id) ?? 0) + p.finishedPieces.size * taskPieceLength(p.task));
     const allHosts = resources.hosts.list();
     const hosts: ReportHost[] = [];
     const served = new Map<string, number>();
     const received = new Map<string, number>();
     for (const h of allHosts) {
-      const pieceBytes = avgPieceLength(h, resources);
-      served.set(h.id, h.uploadCount);
-      received.set(h.id, held.get(h.id) ?? 0);
-      const dServed = Math.max(0, h.uploadCount - (this.served.get(h.id) ?? h.uploadCount));
-      const dReceived = Math.max(0, (held.get(h.id) ?? 0) - (this.received.get(h.id) ?? held.get(h.id) ?? 0));
+      // Exact bytes from the piece reports (Host.bytesServed/bytesReceived), per report interval.
+      served.set(h.id, h.bytesServed);
+      received.set(h.id, h.bytesReceived);
+      const dServed = Math.max(0, h.bytesServed - (this.served.get(h.id) ?? h.bytesServed));
+      const dReceived = Math.max(0, h.bytesReceived - (this.received.get(h.id) ?? h.bytesReceived));
       hosts.push({
         id: h.id,
         host_name: h.info.hostname,
@@ -70,7 +63,7 @@ export class ReportBuilder {
         proxy_port: h.info.proxyPort,
         os: h.info.os,
         platform: h.info.platform,
-        upload_rate: elapsedS ? Math.round((dServed * pieceBytes) / elapsedS) : 0,
+        upload_rate: elapsedS ? Math.round(dServed / elapsedS) : 0,
         download_rate: elapsedS ? Math.round(dReceived / elapsedS) : 0,
         concurrent_upload_count: h.concurrentUploadCount,
         upload_limit: h.uploadLimit,
@@ -94,17 +87,11 @@ export class ReportBuilder {
     let running = 0;
     for (const t of allTasks) {
       if (IN_FLIGHT.has(t.state)) running++;
-      const pl = taskPieceLength(t);
-      let fromPeers = 0;
-      let fromOrigin = 0;
       const peers = [];
       for (const p of t.peers()) {
         live.add(p.id);
-        const bytes = p.finishedPieces.size * pl;
         const origin = this.originPeers.has(p.id);
-        if (origin) fromOrigin += bytes;
-        else fromPeers += bytes;
-        peers.push({ id: p.id, host_id: p.host.id, state: p.state, finished_pieces: p.finishedPieces.size, back_to_source: origin, updatedAt: p.updatedAt });
+        peers.push({ id: p.id, host_id: p.host.id, state: p.state, finished_pieces: p.finishedPieces.size, back_to_source: origin, bytes_from_peers: p.bytesFromPeers, bytes_from_origin: p.bytesFromOrigin, updatedAt: p.updatedAt });
       }
       // Running peers first, then the latest: the graph a user wants to see is the live part.
       peers.sort((a, b) => Number(IN_FLIGHT.has(b.state) || b.state === 'BackToSource') - Number(IN_FLIGHT.has(a.state) || a.state === 'BackToSource') || b.updatedAt - a.updatedAt);
@@ -125,8 +112,9 @@ export class ReportBuilder {
         state: t.state,
         peer_count: t.peerCount,
         pieces_known: t.pieces.size,
-        bytes_from_peers: fromPeers,
-        bytes_from_origin: fromOrigin,
+        // Every byte its peers reported, also of peers that left since.
+        bytes_from_peers: t.bytesFromPeers,
+        bytes_from_origin: t.bytesFromOrigin,
         started_at: t.createdAt,
         finished_at: t.state === 'Succeeded' || t.state === 'Failed' ? t.fsm.since : 0,
         updated_at: t.updatedAt,
@@ -166,15 +154,6 @@ export function fitReport(report: SchedulerReport): SchedulerReport {
     size = JSON.stringify(report).length;
   }
   return report;
-}
-
-function avgPieceLength(h: Host, resources: Resources): number {
-  // A host's served pieces are of its own peers' tasks; their piece length is the best estimate.
-  for (const id of h.peers) {
-    const p = resources.peer(id);
-    if (p && p.task.pieceLength > 0) return p.task.pieceLength;
-  }
-  return 4 * 1024 * 1024;
 }
 
 export interface Reporter {

@@ -21,6 +21,7 @@ import type { Resources } from './resource/resources.js';
 import type { PieceMeta, Task } from './resource/task.js';
 import { Scheduling } from './scheduling.js';
 import { hostFromMessage, hostMessage, peerMessage, taskMessage } from './wire.js';
+import { HELD_TASK_DESCRIPTION } from './protocol/messages.js';
 
 /** Pushes of new piece digests to running peers are batched over this window. */
 export const PIECE_PUSH_BATCH_MS = 10;
@@ -53,6 +54,8 @@ export class SchedulerService {
   private readonly pushTimers = new Map<string, NodeJS.Timeout>();
   /** The download each peer registered with (request headers included: never logged). */
   private readonly downloads = new WeakMap<Peer, Partial<Download__Output>>();
+  /** Peers that announce a task their host already held (HELD_TASK_DESCRIPTION): their pieces are no traffic. */
+  private readonly heldAnnounce = new WeakSet<Peer>();
   private readonly seedTriggers = new Set<AbortController>();
   private seedRing: { key: string; ring: HashRing } | undefined;
 
@@ -250,28 +253,36 @@ export class SchedulerService {
         if (!peer.fsm.is('BackToSource')) peer.transition('BackToSource', now);
         task.backToSourcePeers.add(peer.id);
         this.learnLength(task, Number(r.content_length ?? -1), Number(r.piece_length ?? 0));
+        if (r.description === HELD_TASK_DESCRIPTION) this.heldAnnounce.add(peer);
         m.downloadPeerBackToSourceStarted.inc(labels(peer));
         return undefined;
       }
       case 'download_piece_back_to_source_finished_request': {
         const p = req.download_piece_back_to_source_finished_request.piece ?? {};
         const length = Number(p.length ?? 0);
-        peer.finishedPieces.add(Number(p.number));
+        // A held task announced to a (restarted) scheduler moved no bytes: its pieces are no traffic.
+        const held = this.heldAnnounce.has(peer);
+        const moved = this.countPiece(peer, Number(p.number), length, !held);
+        peer.bytesFromOrigin += moved;
+        task.bytesFromOrigin += moved;
         peer.lastPieceAt = now;
         const blocks = p.block_digests && p.block_digests.length > 0 ? Buffer.from(p.block_digests) : undefined;
         if (task.addPiece({ number: Number(p.number), offset: Number(p.offset ?? 0), length, digest: String(p.digest ?? ''), blockDigests: blocks })) this.schedulePush(task);
         m.downloadPieceFinished.inc({ traffic_type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type });
-        m.traffic.inc({ type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type }, length);
+        if (!held) m.traffic.inc({ type: 'BACK_TO_SOURCE', task_type: 'STANDARD', host_type: labels(peer).host_type }, length);
         return undefined;
       }
       case 'download_piece_finished_request': {
         const p = req.download_piece_finished_request.piece ?? {};
         const length = Number(p.length ?? 0);
-        peer.finishedPieces.add(Number(p.number));
+        const moved = this.countPiece(peer, Number(p.number), length, true);
+        peer.bytesFromPeers += moved;
+        task.bytesFromPeers += moved;
         peer.lastPieceAt = now;
         const parent = p.parent_id ? this.resources.peer(String(p.parent_id)) : undefined;
         if (parent) {
           parent.host.uploadCount++;
+          parent.host.bytesServed += moved;
           parent.addUploadCost(Number(p.cost_ms ?? 0), now);
         }
         // A finished parent is charged what its children lack: it frees up as they catch up.
@@ -391,6 +402,20 @@ export class SchedulerService {
     if (this.log.debugEnabled !== false) this.log.debug('peer registered', { taskId, peerId, hostId });
     this.runSchedule(peer, stream, end, Boolean(download.disable_back_to_source));
     return peer;
+  }
+
+  /**
+   * Records a reported piece; returns the bytes it moved (`traffic`): its length, at most the task's
+   * piece length, the first time the peer reports that piece number, else 0 (a repeated report, a
+   * register again after a restart). Counted on the peer's host as received.
+   */
+  private countPiece(peer: Peer, num: number, length: number, traffic: boolean): number {
+    const fresh = !peer.finishedPieces.has(num);
+    peer.finishedPieces.add(num);
+    if (!fresh || !traffic || !(length > 0)) return 0;
+    const bytes = peer.task.pieceLength > 0 ? Math.min(length, peer.task.pieceLength) : length;
+    peer.host.bytesReceived += bytes;
+    return bytes;
   }
 
   private runSchedule(peer: Peer, stream: { send(r: PeerResponse): void }, end: { fail(s: Partial<grpc.StatusObject>): void }, disableBackToSource = false): void {

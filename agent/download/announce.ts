@@ -5,6 +5,7 @@
 import { withTimeout } from '../../adapters/clock.js';
 import { errorMessage } from '../../adapters/errors.js';
 import { encodeDownload } from '../../scheduler/protocol/download.js';
+import { HELD_TASK_DESCRIPTION } from '../../scheduler/protocol/messages.js';
 import { pieceBounds } from '../../scheduler/protocol/task-id.js';
 import type { TaskManagerDeps } from './types.js';
 
@@ -47,7 +48,7 @@ export async function announceHeld(
         const base = { host_id: hostId, task_id: m.taskId, peer_id: m.peerId };
         const download = encodeDownload({ url: m.url, digest: m.digestVerified ? m.digest : undefined, tag: m.tag, application: m.application, pieceLength: m.pieceLength, needBackToSource: true });
         call.write({ ...base, register_peer_request: { download } });
-        call.write({ ...base, download_peer_back_to_source_started_request: { description: 'held', content_length: m.contentLength, piece_length: m.pieceLength } });
+        call.write({ ...base, download_peer_back_to_source_started_request: { description: HELD_TASK_DESCRIPTION, content_length: m.contentLength, piece_length: m.pieceLength } });
         for (const num of s.order) {
           const b = pieceBounds(num, m.contentLength, m.pieceLength);
           call.write({ ...base, download_piece_back_to_source_finished_request: { piece: { number: num, parent_id: '', offset: b.offset, length: b.length, digest: m.pieces[num], traffic_type: 'BACK_TO_SOURCE', cost_ms: 0 } } });

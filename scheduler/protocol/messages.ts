@@ -48,3 +48,10 @@ export type { TaskInfo, TaskInfo__Output } from './generated/damselfly/v2/TaskIn
 export type { TaskPiecesResponse, TaskPiecesResponse__Output } from './generated/damselfly/v2/TaskPiecesResponse.js';
 export type { TrafficType, TrafficType__Output } from './generated/damselfly/v2/TrafficType.js';
 export type { ProtoGrpcType } from './generated/damselfly.js';
+
+/**
+ * The description of the back-to-source start with which an agent announces a task it already holds
+ * to a (restarted) scheduler (agent/download/announce.ts): its piece reports that follow moved no
+ * bytes, so the scheduler counts them as held, not as traffic.
+ */
+export const HELD_TASK_DESCRIPTION = 'held';

@@ -34,6 +34,9 @@ export class Host {
   /** Pieces children reported as received from this host / failed from this host. */
   uploadCount = 0;
   uploadFailedCount = 0;
+  /** Bytes of the pieces children reported as received from this host's peers / this host's peers received (peers and origin). */
+  bytesServed = 0;
+  bytesReceived = 0;
   /** How often the agent says it re-announces; 0 = unknown. */
   announceIntervalMs = 0;
   lastAnnounce: number;

@@ -22,6 +22,12 @@ export class Peer {
   readonly finishedPieces = new PieceSet();
   /** How many of the task's digests (Task.pieceOrder) this peer's stream was sent: each goes once. */
   digestCursor = 0;
+  /**
+   * Bytes of the pieces this peer reported, by where they came from (each piece number counted
+   * once, at the length its report gives): what the reports show, not pieces × piece length.
+   */
+  bytesFromPeers = 0;
+  bytesFromOrigin = 0;
   /** Recent costs (ms) of pieces this peer served to children: a slow parent shows up here. */
   readonly uploadCosts: number[] = [];
   /** When a child last reported a piece served by this peer. */

@@ -57,6 +57,9 @@ export class Task {
   readonly backToSourcePeers = new Set<string>();
   /** Set while a seed peer was asked to download and has not registered yet. */
   seedTriggeredAt: number | undefined;
+  /** Bytes its peers reported receiving, from parents / from the origin (Peer.bytesFromPeers/FromOrigin, summed; kept when peers leave). */
+  bytesFromPeers = 0;
+  bytesFromOrigin = 0;
   seedFailedAt: number | undefined;
   /** Scheduling loops of this task waiting for a parent; woken when one may have appeared. */
   readonly waiters = new Set<AbortController>();

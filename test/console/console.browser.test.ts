@@ -15,6 +15,7 @@ import { agentConfigFor, apiGet, cleanupTempDirs, killAll, makeTempDir, spawnRol
 import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { requireOrSkip } from '../support/require.js';
 import { ROOT_PASSWORD, http, startStack, type Stack } from '../manager/flow.js';
+import { formatSize } from '../../adapters/config.js';
 
 const CHROMIUM = process.env.DAMSELFLY_CHROMIUM ?? '/usr/bin/chromium';
 const tools = registryToolsAvailable();
@@ -150,8 +151,17 @@ describe.skipIf(!ready)('web console in chromium', () => {
     }
     await pg.goto(`${base}/tasks?url=big.bin&state=Succeeded`);
     await expect.poll(() => pg.locator('tr[data-task] .state-Succeeded').count(), { timeout: 15_000 }).toBeGreaterThan(0);
-    const detail = (await http('GET', `${base}/api/v1/tasks/${encodeURIComponent(taskId)}`, { token: stack.jwt })).json;
-    expect(detail.bytes_from_peers + detail.bytes_from_origin).toBeGreaterThan(0);
+    // Exact traffic from the piece reports: four peers (three agents and the seed) each got the
+    // 30 MiB once, and the origin sent it at least once; per peer too, once every report is in.
+    const detailOf = async () => (await http('GET', `${base}/api/v1/tasks/${encodeURIComponent(taskId)}`, { token: stack.jwt })).json;
+    await expect.poll(async () => { const d = await detailOf(); return d.bytes_from_peers + d.bytes_from_origin; }, { timeout: 15_000 }).toBe(4 * 30 * MiB);
+    const detail = await detailOf();
+    expect(detail.bytes_from_origin).toBeGreaterThanOrEqual(30 * MiB);
+    expect(detail.peers.map((p: any) => p.bytes_from_peers + p.bytes_from_origin)).toEqual(detail.peers.map(() => 30 * MiB));
+    await pg.goto(`${base}/tasks/${encodeURIComponent(taskId)}`);
+    await expect.poll(() => pg.locator('#task th', { hasText: 'From origin' }).count()).toBe(1);
+    const cells = await pg.locator('#task table td').allTextContents();
+    for (const p of detail.peers) for (const b of [p.bytes_from_peers, p.bytes_from_origin]) expect(cells).toContain(formatSize(b, ' '));
     await pg.goto(`${base}/schedulers`);
     await expect.poll(() => pg.locator('text=seed').count()).toBeGreaterThan(0);
     await shot(pg, '08-schedulers');

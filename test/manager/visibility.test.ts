@@ -90,6 +90,12 @@ for (const store of backends) describe(`visibility API (${store.name})`, () => {
     t.moveTo('Running', Date.now());
     t.contentLength = 8 * 4 * 1024 * 1024;
     t.pieceLength = 4 * 1024 * 1024;
+    // What the service counts from the piece reports (scheduler/grpc.test.ts tests that counting).
+    seed.bytesFromOrigin = 8 * t.pieceLength;
+    a.bytesFromPeers = 4 * t.pieceLength;
+    b.bytesFromPeers = 2 * t.pieceLength;
+    t.bytesFromOrigin = seed.bytesFromOrigin;
+    t.bytesFromPeers = a.bytesFromPeers + b.bytesFromPeers + t.pieceLength; // and a peer that left
     world.peer('p-c', 'b', 'Succeeded', 'task-2', 1);
     const t2 = world.r.tasks.get('task-2')!;
     t2.moveTo('Running', Date.now());
@@ -136,7 +142,7 @@ for (const store of backends) describe(`visibility API (${store.name})`, () => {
     expect(tasks.json.tasks.map((t: any) => t.id).sort()).toEqual(['task-1', 'task-2']);
     const t1 = tasks.json.tasks.find((t: any) => t.id === 'task-1');
     const MiB4 = 4 * 1024 * 1024;
-    expect(t1).toMatchObject({ state: 'Running', peer_count: 3, content_length: 8 * MiB4, total_piece_count: 8, bytes_from_origin: 8 * MiB4, bytes_from_peers: 6 * MiB4, progress: 1 });
+    expect(t1).toMatchObject({ state: 'Running', peer_count: 3, content_length: 8 * MiB4, total_piece_count: 8, bytes_from_origin: 8 * MiB4, bytes_from_peers: 7 * MiB4, progress: 1 });
     expect((await req('GET', '/api/v1/tasks?state=Running', jwt)).json.tasks.map((t: any) => t.id)).toEqual(['task-1']);
     expect((await req('GET', '/api/v1/tasks/task-2', jwt)).json.finished_at).toBeTruthy();
     expect((await req('GET', '/api/v1/tasks?host=agent-a', jwt)).json.tasks.map((t: any) => t.id)).toEqual(['task-1']);
@@ -161,6 +167,8 @@ for (const store of backends) describe(`visibility API (${store.name})`, () => {
     expect(detail.json.peers.map((p: any) => p.host_name).sort()).toEqual(['agent-a', 'agent-b', 'seed-host']);
     expect(detail.json.edges).toEqual(expect.arrayContaining([{ parent: 'p-seed', child: 'p-a' }, { parent: 'p-a', child: 'p-b' }]));
     expect(detail.json.edges).toHaveLength(2);
+    expect(detail.json.peers.find((p: any) => p.id === 'p-a')).toMatchObject({ bytes_from_peers: 4 * MiB4, bytes_from_origin: 0 });
+    expect(detail.json.peers.find((p: any) => p.id === 'p-seed')).toMatchObject({ bytes_from_peers: 0, bytes_from_origin: 8 * MiB4 });
     expect((await req('GET', '/api/v1/tasks/no-such-task', jwt)).status).toBe(404);
 
     const ov = (await req('GET', '/api/v1/overview', jwt)).json.clusters;

@@ -336,8 +336,8 @@ ${next ? html`<p><a href="/tasks?${nextQ.toString()}" rel="next">Next page</a></
 <div class="stat"><b>${t.peer_count}</b><span>peers</span></div><div class="stat"><b>${fmtBytes(t.content_length)}</b><span>size</span></div>
 <div class="stat"><b>${fmtBytes(t.bytes_from_peers)}</b><span>from peers</span></div><div class="stat"><b>${fmtBytes(t.bytes_from_origin)}</b><span>from origin</span></div></div></div>
 <h2>Parent graph</h2>${graphSvg(t.peers, t.edges, t.total_piece_count)}
-<h2>Peers</h2><div class="table"><table><thead><tr><th scope="col">Peer</th><th scope="col">Host</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Pieces</th><th scope="col">Parents</th></tr></thead>
-<tbody>${(t.peers as any[]).map((p) => html`<tr><td><code>${p.id.slice(0, 24)}</code></td><td>${p.host_name}</td><td>${p.type}</td><td>${state(p.state)}</td><td class="num">${p.finished_pieces}/${t.total_piece_count}</td><td>${(t.edges as any[]).filter((e) => e.child === p.id).map((e) => (t.peers as any[]).find((x) => x.id === e.parent)?.host_name ?? e.parent).join(', ') || (p.back_to_source ? 'origin' : '—')}</td></tr>`)}</tbody></table></div></section>`;
+<h2>Peers</h2><div class="table"><table><thead><tr><th scope="col">Peer</th><th scope="col">Host</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Pieces</th><th scope="col">From peers</th><th scope="col">From origin</th><th scope="col">Parents</th></tr></thead>
+<tbody>${(t.peers as any[]).map((p) => html`<tr><td><code>${p.id.slice(0, 24)}</code></td><td>${p.host_name}</td><td>${p.type}</td><td>${state(p.state)}</td><td class="num">${p.finished_pieces}/${t.total_piece_count}</td><td class="num">${fmtBytes(p.bytes_from_peers)}</td><td class="num">${fmtBytes(p.bytes_from_origin)}</td><td>${(t.edges as any[]).filter((e) => e.child === p.id).map((e) => (t.peers as any[]).find((x) => x.id === e.parent)?.host_name ?? e.parent).join(', ') || (p.back_to_source ? 'origin' : '—')}</td></tr>`)}</tbody></table></div></section>`;
   });
 
   // ------------------------------------------------------------------ jobs
