@@ -98,6 +98,35 @@ describe('scheduler over real gRPC streams', () => {
     for (const p of [src, child, held]) p.call.cancel();
   });
 
+  it('a peer registered for a range that finishes holding every piece is a source: the next peer gets it as parent; one holding part stays partial', async () => {
+    const t = taskId();
+    const ranged = open('a', t, 'r-whole');
+    ranged.register({ range: { start: 0, length: 1 } }); // a client's byte-0 probe, then the whole file
+    await ranged.next('need_back_to_source_response');
+    ranged.send('download_peer_back_to_source_started_request', { content_length: 3 * PL, piece_length: PL });
+    for (const num of [0, 1, 2]) ranged.send('download_piece_back_to_source_finished_request', btsPiece(num));
+    ranged.send('download_peer_back_to_source_finished_request', { content_length: 3 * PL, piece_count: 3 });
+    await waitFor(() => scheduler.resources.peer('r-whole')?.state === 'Succeeded');
+    expect(scheduler.resources.peer('r-whole')!.partial).toBe(false);
+    expect(scheduler.resources.tasks.get(t)!.state).toBe('Succeeded');
+    const next = open('b', t, 'r-next');
+    next.register();
+    const r = await next.next('normal_task_response');
+    expect(r.normal_task_response.candidate_parents.map((p: any) => p.id)).toEqual(['r-whole']);
+
+    const t2 = taskId();
+    const part = open('c', t2, 'r-part');
+    part.register({ range: { start: 0, length: PL } });
+    await part.next('need_back_to_source_response');
+    part.send('download_peer_back_to_source_started_request', { content_length: 3 * PL, piece_length: PL });
+    part.send('download_piece_back_to_source_finished_request', btsPiece(0));
+    part.send('download_peer_back_to_source_finished_request', { content_length: 3 * PL, piece_count: 3 });
+    await waitFor(() => scheduler.resources.peer('r-part')?.state === 'Succeeded');
+    expect(scheduler.resources.peer('r-part')!.partial).toBe(true);
+    expect(scheduler.resources.tasks.get(t2)!.state).not.toBe('Succeeded');
+    for (const p of [ranged, next, part]) p.call.cancel();
+  });
+
   it('sends the first peer to the source, relays digests, caps back-to-source, blocklists and reschedules', async () => {
     const t = taskId();
     const a = open('a', t, 'pa');

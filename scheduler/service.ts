@@ -319,6 +319,7 @@ export class SchedulerService {
         peer.scheduleGeneration++;
         this.resources.deleteParents(peer);
         if (task.backToSourcePeers.delete(peer.id)) task.wake();
+        this.noteWhole(peer);
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         m.downloadPeerFinished.inc(labels(peer));
         m.downloadPeerDuration.observe({ task_size_level: taskSizeLevel(task.contentLength) }, now - peer.createdAt);
@@ -331,6 +332,7 @@ export class SchedulerService {
         this.learnLength(task, Number(r.content_length ?? -1), 0, Number(r.piece_count ?? 0));
         task.backToSourcePeers.delete(peer.id);
         task.wake();
+        this.noteWhole(peer);
         if (!peer.fsm.is('Succeeded')) peer.transition('Succeeded', now);
         // A ranged read from the origin proves nothing about the rest of the content.
         if (!peer.partial) task.moveTo('Succeeded', now);
@@ -402,6 +404,19 @@ export class SchedulerService {
     if (this.log.debugEnabled !== false) this.log.debug('peer registered', { taskId, peerId, hostId });
     this.runSchedule(peer, stream, end, Boolean(download.disable_back_to_source));
     return peer;
+  }
+
+  /**
+   * A peer that registered for a range but finished holding every piece (the agent was asked for
+   * the whole task meanwhile, as a Hub client's byte-0 probe followed by the whole file) is a
+   * source from now on, like any peer that finished the whole task.
+   */
+  private noteWhole(peer: Peer): void {
+    const n = peer.task.pieceCount;
+    if (!peer.partial || n <= 0 || peer.finishedPieces.size < n) return;
+    for (let i = 0; i < n; i++) if (!peer.finishedPieces.has(i)) return;
+    peer.partial = false;
+    peer.task.noteState(peer);
   }
 
   /**

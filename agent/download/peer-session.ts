@@ -188,7 +188,9 @@ export class PeerSession {
   /** The register_peer_request's download of this task. */
   private downloadMessage(needBackToSource: boolean): DownloadMsg {
     const o = this.task.opts;
-    return encodeDownload({ ...o, filteredQueryParams: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS, needBackToSource });
+    // The task started for a range but is wanted whole now (a register again after a restart): whole.
+    const range = this.task.wantAll || this.task.prefetchAll ? undefined : o.range;
+    return encodeDownload({ ...o, range, filteredQueryParams: o.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS, needBackToSource });
   }
 
   /**
