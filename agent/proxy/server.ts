@@ -111,8 +111,18 @@ export async function startProxy(opts: StartProxyOptions): Promise<RunningProxy>
       return;
     }
     if (!origin && config.hfMirror.enable && raw.startsWith('/') && isHfMirrorPath(raw.split('?')[0]!)) {
-      // A Hugging Face Hub client (HF_ENDPOINT pointing here): not a registry path.
-      await serveHfMirror(req, res, { config, taskManager: opts.taskManager, dispatcher: secure, logger: log, metrics });
+      // A Hugging Face Hub client (HF_ENDPOINT pointing here): not a registry path. A span as for
+      // registry requests, so the P2P task it starts (and the hub's CDN read) descend from it.
+      await inSpan(
+        'agent.proxy.request',
+        () => ({ 'http.request.method': req.method, 'url.path': raw.split('?')[0]!, 'damselfly.route': 'hf-mirror' }),
+        async (span) => {
+          await serveHfMirror(req, res, { config, taskManager: opts.taskManager, dispatcher: secure, logger: log, metrics });
+          span.setAttribute('http.response.status_code', res.statusCode);
+        },
+        contextFromHeaders(req.headers),
+        SpanKind.SERVER,
+      );
       return;
     }
     let target: URL;

@@ -61,10 +61,11 @@ function filteredParams(args: Record<string, unknown>): string[] {
   return raw ? raw.split('&').filter(Boolean) : DEFAULT_FILTERED_QUERY_PARAMS;
 }
 
-/** A preheat URL naming a directory: an hf:// repository root, or any source URL ending in '/'. */
+/** A preheat URL naming a directory: an hf:// or modelscope:// repository root, or any source URL ending in '/'. */
 export function isDirectoryUrl(url: string): boolean {
   if (/^hf:\/\/(?:(?:models|datasets|spaces)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?\/?$/i.test(url)) return true;
-  return /^(?:https?|s3|hf):\/\/[^?#]*\/$/i.test(url);
+  if (/^modelscope:\/\/(?:(?:models|datasets)\/)?[^/@?#]+\/[^/@?#]+(?:@[^/?#]+)?\/?$/i.test(url)) return true;
+  return /^(?:https?|s3|hf|modelscope):\/\/[^?#]*\/$/i.test(url);
 }
 
 function taskIdOf(url: string, args: Record<string, unknown>): string {
@@ -119,7 +120,7 @@ async function preheat(scheduler: Scheduler, msg: JobMessage, opts: RunOptions):
     }
   } else {
     const urls = [...((a.urls as string[] | undefined) ?? []), ...(str(a.url) ? [String(a.url)] : [])];
-    // A directory (an hf:// repository, a URL ending in '/') becomes one task per file below it.
+    // A directory (an hf:// or modelscope:// repository, a URL ending in '/') becomes one task per file below it.
     const files: string[] = [];
     for (const url of new Set(urls)) {
       if (!isDirectoryUrl(url)) {

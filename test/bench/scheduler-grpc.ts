@@ -49,7 +49,7 @@ async function main(): Promise<number> {
     }
     await Promise.all(all);
   };
-  const sched = await spawnRole('scheduler', schedulerConfigFor({ metrics: { enable: false }, seedPeer: { enable: false }, scheduling: { retryInterval: '200ms' } }));
+  const sched = await spawnRole('scheduler', schedulerConfigFor({ metrics: { enable: false }, seedPeer: { enable: false }, scheduling: { retryInterval: '200ms', rejoinGrace: 0 } }));
   const addr = String((sched.ready as Record<string, unknown>).grpc);
   const clients = Array.from({ length: channels }, () => schedulerClient(addr));
   const task = createHash('sha256').update(`bench-grpc-${Date.now()}`).digest('hex');

@@ -22,6 +22,38 @@ const tools = registryToolsAvailable();
 const ARTIFACTS = path.join(repoRoot, 'test-artifacts', 'console');
 const ready = requireOrSkip(existsSync(CHROMIUM), 'chromium', `${CHROMIUM} missing`) && requireOrSkip(tools.ok, 'docker-registry/umoci/skopeo', `missing: ${tools.missing.join(', ')}`);
 
+/** Run in the page (a string: the tests' tsconfig has no DOM types): what a keyboard or screen-reader user would miss. */
+const AUDIT_SCRIPT = `(() => {
+  const out = [];
+  const named = (el) => {
+    const aria = (el.getAttribute('aria-label') || '').trim();
+    const by = el.getAttribute('aria-labelledby');
+    const labels = el.labels;
+    return aria !== '' || (by !== null && by.split(' ').every((id) => document.getElementById(id))) || (labels != null && [...labels].some((l) => (l.textContent || '').trim() !== ''));
+  };
+  const what = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.getAttribute('name') ? '[name=' + el.getAttribute('name') + ']' : '');
+  if (document.documentElement.lang !== 'en') out.push('html has no lang');
+  if (!document.title.trim()) out.push('no title');
+  const h1 = document.querySelectorAll('h1').length;
+  if (h1 !== 1) out.push(h1 + ' h1 elements');
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) if (!named(el)) out.push('unlabelled ' + what(el));
+  for (const el of document.querySelectorAll('button, a[href]')) if (!(el.textContent || '').trim() && !named(el) && !el.getAttribute('title')) out.push('nameless ' + what(el));
+  for (const el of document.querySelectorAll('svg')) if (el.getAttribute('aria-hidden') !== 'true' && !(el.getAttribute('role') === 'img' && (named(el) || el.querySelector('title')))) out.push('svg without role=img and a name');
+  for (const el of document.querySelectorAll('table')) if (!el.querySelector('th')) out.push('table without header cells');
+  const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+  for (const id of new Set(ids)) if (ids.filter((x) => x === id).length > 1) out.push('duplicate id ' + id);
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) out.push('scrolls sideways: ' + document.documentElement.scrollWidth + 'px in ' + window.innerWidth + 'px');
+  return out;
+})()`;
+
+/** The focused element (null: none), with where it is, and whether it can be seen. */
+const FOCUS_SCRIPT = `(() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const r = el.getBoundingClientRect();
+  return { key: el.tagName + ':' + (el.textContent || '').trim().slice(0, 20) + ':' + (el.getAttribute('name') || '') + ':' + (el.getAttribute('href') || '') + ':' + Math.round(r.x) + ',' + Math.round(r.y), visible: r.width > 0 && r.height > 0 };
+})()`;
+
 describe.skipIf(!ready)('web console in chromium', () => {
   let browser: Browser;
   let ctx: BrowserContext;
@@ -321,4 +353,39 @@ describe.skipIf(!ready)('web console in chromium', () => {
     await gctx.close();
     expect(cspViolations).toEqual([]);
   }, 30_000);
+
+  it('every page passes an accessibility audit at 1280×800 and at phone width: names for every control, link and graph, a language, a heading, no page-wide sideways scroll, and Tab reaches the controls in order', async () => {
+    const taskId = (await http('GET', `${base}/api/v1/tasks?limit=1`, { token: stack.jwt })).json.tasks[0]?.id as string | undefined;
+    const jobId = (await http('GET', `${base}/oapi/v1/jobs?per_page=1`, { token: stack.pat })).json[0]?.id as number | undefined;
+    expect(taskId && jobId, 'a task and a job from the tests above').toBeTruthy();
+    const pages = ['/', '/clusters', '/clusters/1', '/schedulers', '/peers', '/tasks', `/tasks/${encodeURIComponent(taskId!)}`, '/jobs', `/jobs/${jobId}`, '/tokens', '/users', '/config'];
+    const problems: string[] = [];
+    for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+      await pg.setViewportSize(viewport);
+      for (const p of pages) {
+        await pg.goto(`${base}${p}`);
+        const found = (await pg.evaluate(AUDIT_SCRIPT)) as string[];
+        for (const f of found) problems.push(`${viewport.width}px ${p}: ${f}`);
+        // Tab from the top reaches a control, and each press moves on (no trap) to a visible one.
+        await pg.keyboard.press('Tab');
+        const seen: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const f = (await pg.evaluate(FOCUS_SCRIPT)) as { key: string; visible: boolean } | null;
+          if (!f) {
+            problems.push(`${viewport.width}px ${p}: Tab press ${i + 1} focused nothing`);
+            break;
+          }
+          if (!f.visible) problems.push(`${viewport.width}px ${p}: focus on an invisible element ${f.key}`);
+          if (seen.includes(f.key)) {
+            problems.push(`${viewport.width}px ${p}: focus stuck on ${f.key}`);
+            break;
+          }
+          seen.push(f.key);
+          await pg.keyboard.press('Tab');
+        }
+      }
+    }
+    await pg.setViewportSize({ width: 1280, height: 800 });
+    expect(problems).toEqual([]);
+  }, 90_000);
 });

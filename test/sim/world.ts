@@ -346,7 +346,9 @@ export class World {
     this.audit = o.audit ? [] : undefined;
     this.blockDigests = Buffer.alloc(32 * BLOCKS_PER_PIECE, 7);
     this.origin = new SimHost('origin', o.originRate, Infinity);
-    const config = schedulerConfig({ metrics: { enable: false }, ...(o.scheduler ?? {}) });
+    // A scheduler that has been running (rejoinGrace 0): the swarm starts on it, nobody rejoins.
+    const given = o.scheduler ?? {};
+    const config = schedulerConfig({ metrics: { enable: false }, ...given, scheduling: { rejoinGrace: 0, ...((given.scheduling as Record<string, unknown> | undefined) ?? {}) } });
     const seedByIp = new Map<string, Node>();
     const dfdaemon = {
       get: (addr: { ip: string; port: number }) => ({

@@ -11,7 +11,7 @@
  * OpenTelemetry module, sends no traceparent and exports nothing. With tracing off (no endpoint),
  * nothing is sent anywhere.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
@@ -20,6 +20,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MiB, fileSha256, startOrigin, type Origin } from '../support/origin.js';
 import { apiGet, cleanupTempDirs, killAll, makeTempDir, proxyUrl, runCli, startCluster, waitFor, type Cluster } from '../support/procs.js';
 import { startDirOrigin } from '../support/dir-origin.js';
+import { startHub } from '../support/hub.js';
 import { buildImage, pushImage, registryToolsAvailable, startRegistry, type BuiltImage, type RunningRegistry } from '../support/registry.js';
 import { cliPath } from '../support/cli.js';
 import { pollJob, startStack } from '../manager/flow.js';
@@ -413,6 +414,34 @@ describe('tracing across agent, scheduler and parents', () => {
     await stack.scheduler.stop();
     await stack.manager.stop();
   }, 120_000);
+
+  it('a Hugging Face Hub client through the agent (HF_ENDPOINT): one trace from the client\'s traceparent to the CDN read', async () => {
+    const hub = await startHub();
+    try {
+      hub.commit('models', 'org/traced', { 'model.safetensors': { size: 6 * MiB, seed: `hf-trace-${Date.now()}` } });
+      receiver = await startReceiver();
+      const tracing = { tracing: { endpoint: receiver.url } };
+      cluster = await startCluster({ agents: 1, scheduler: tracing, agent: () => ({ ...tracing, proxy: { hfMirror: { endpoint: hub.base } } }), seedOverrides: tracing });
+      const traceId = randomBytes(16).toString('hex');
+      const parent = randomBytes(8).toString('hex');
+      const r = await fetch(`${proxyUrl(cluster.agents[0]!)}/org/traced/resolve/main/model.safetensors`, { headers: { traceparent: `00-${traceId}-${parent}-01` } });
+      const body = Buffer.from(await r.arrayBuffer());
+      expect(r.status).toBe(200);
+      expect(body.length).toBe(6 * MiB);
+      const req = await waitFor(() => receiver.spans.find((sp) => sp.name === 'agent.proxy.request' && sp.traceId === traceId), 'the mirror request span', 15_000);
+      expect(req.parentSpanId, 'continues the client\'s trace').toBe(parent);
+      expect(req.attributes).toMatchObject({ 'damselfly.route': 'hf-mirror', 'http.response.status_code': 200 });
+      // The P2P task it started descends from it, down to the read of the CDN (by this agent or the seed).
+      const download = await waitFor(() => receiver.spans.find((sp) => sp.name === 'agent.download' && sp.traceId === traceId), 'the task\'s download span in the client\'s trace', 15_000);
+      expect(download.attributes['damselfly.task_id']).toMatch(/^[0-9a-f]{64}$/);
+      const cdn = Object.values(hub.cdn.stats().byPath).flatMap((p) => p.traceparents);
+      expect(cdn.length, 'the CDN read carried a traceparent').toBeGreaterThan(0);
+      expect(cdn.every((tp) => tp.split('-')[1] === traceId), `CDN traceparents ${cdn.join(', ')} in the client's trace ${traceId}`).toBe(true);
+    } finally {
+      await killAll();
+      await hub.close();
+    }
+  }, 90_000);
 
   it('exports nothing when tracing.endpoint is unset', async () => {
     const quiet = await startReceiver();
