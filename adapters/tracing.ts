@@ -307,5 +307,12 @@ export function traceAnnouncePeer(stream: object, handle: () => void): void {
   };
   for (const ev of ['end', 'finish', 'close', 'cancelled']) call.on(ev, () => end());
   call.on('error', (e: unknown) => end(e));
-  context.with(trace.setSpan(context.active(), span), handle);
+  // The handler's message listeners run in the span's context too (a stream's events come from
+  // gRPC's own async context, not from where the listener was added): what a message makes the
+  // scheduler call, such as a seed peer's DownloadTask for the peer that registered, carries the
+  // peer's trace.
+  const ctx = trace.setSpan(context.active(), span);
+  const on = call.on.bind(call);
+  call.on = (event: string, f: (...a: any[]) => void) => on(event, event === 'data' ? context.bind(ctx, f) : f); // eslint-disable-line @typescript-eslint/no-explicit-any
+  context.with(ctx, handle);
 }
