@@ -36,7 +36,8 @@ const AUDIT_SCRIPT = `(() => {
   if (!document.title.trim()) out.push('no title');
   const h1 = document.querySelectorAll('h1').length;
   if (h1 !== 1) out.push(h1 + ' h1 elements');
-  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) if (!named(el)) out.push('unlabelled ' + what(el));
+  // Hidden ones (a username field kept for password managers) are not in the accessibility tree.
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) if (!el.closest('[hidden]') && !named(el)) out.push('unlabelled ' + what(el));
   for (const el of document.querySelectorAll('button, a[href]')) if (!(el.textContent || '').trim() && !named(el) && !el.getAttribute('title')) out.push('nameless ' + what(el));
   for (const el of document.querySelectorAll('svg')) if (el.getAttribute('aria-hidden') !== 'true' && !(el.getAttribute('role') === 'img' && (named(el) || el.querySelector('title')))) out.push('svg without role=img and a name');
   for (const el of document.querySelectorAll('table')) if (!el.querySelector('th')) out.push('table without header cells');

@@ -32,6 +32,7 @@ th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);v
 th{font-size:.85rem;color:var(--muted);font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}
+code{overflow-wrap:anywhere}
 pre{background:#0f172a;color:#e2e8f0;padding:.7rem;border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 form.stack{display:grid;gap:.6rem;max-width:560px}
 form.inline{display:inline}
