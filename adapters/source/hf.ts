@@ -16,6 +16,7 @@
 import { InvalidError, SourceError } from '../errors.js';
 import { sourceGet } from './client.js';
 import { httpSource } from './http.js';
+import { checkEndpoint, encPath, header, hubHeaders as commonHubHeaders } from './hub-common.js';
 import { safeRelativePath, type ByteRange, type SourceBackend, type SourceEntry, type SourceResponse, type SourceStat } from './port.js';
 
 export const HF_HEADERS = { endpoint: 'x-damselfly-hf-endpoint', token: 'x-damselfly-hf-token' } as const;
@@ -49,32 +50,19 @@ export function parseHfUrl(url: string): HfRef {
   }
 }
 
-const encPath = (p: string): string => p.split('/').map(encodeURIComponent).join('/');
-
 /** The hf:// URL of a file (revision and path segments percent-encoded, so parseHfUrl returns them). */
 export function hfUrl(ref: HfRef): string {
   const type = ref.type === 'models' ? '' : `${ref.type}/`;
   return `hf://${type}${ref.repo}${ref.revision ? '@' + encodeURIComponent(ref.revision) : ''}${ref.path ? '/' + encPath(ref.path) : ''}`;
 }
 
-function header(h: Record<string, string>, name: string): string | undefined {
-  for (const [k, v] of Object.entries(h)) if (k.toLowerCase() === name && v) return v;
-  return undefined;
-}
-
 function endpointOf(h: Record<string, string>): string {
-  const ep = (header(h, HF_HEADERS.endpoint) ?? process.env.HF_ENDPOINT ?? HF_DEFAULT_ENDPOINT).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]+/i.test(ep)) throw new InvalidError(`Hugging Face endpoint ${ep} is not valid: expected http(s)://HOST[:PORT]`);
-  return ep;
+  return checkEndpoint(header(h, HF_HEADERS.endpoint) ?? process.env.HF_ENDPOINT ?? HF_DEFAULT_ENDPOINT, 'Hugging Face');
 }
 
 /** The headers sent to the hub: the caller's, less our settings, plus the token as a bearer. */
 function hubHeaders(h: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) if (!k.toLowerCase().startsWith('x-damselfly-hf-')) out[k] = v;
-  const token = header(h, HF_HEADERS.token) ?? process.env.HF_TOKEN;
-  if (token && !header(h, 'authorization')) out.authorization = `Bearer ${token}`;
-  return out;
+  return commonHubHeaders(h, 'x-damselfly-hf-', header(h, HF_HEADERS.token) ?? process.env.HF_TOKEN);
 }
 
 /** The hub URL a file resolves at. */

@@ -21,6 +21,7 @@
 import { InvalidError, SourceError } from '../errors.js';
 import { sourceGet } from './client.js';
 import { httpSource } from './http.js';
+import { checkEndpoint, encPath, header, hubHeaders as commonHubHeaders } from './hub-common.js';
 import { safeRelativePath, type ByteRange, type SourceBackend, type SourceEntry, type SourceResponse, type SourceStat } from './port.js';
 
 export const MS_HEADERS = { endpoint: 'x-damselfly-ms-endpoint', token: 'x-damselfly-ms-token' } as const;
@@ -62,33 +63,20 @@ export function parseModelScopeUrl(url: string): MsRef {
   }
 }
 
-const encPath = (p: string): string => p.split('/').map(encodeURIComponent).join('/');
-
 /** The modelscope:// URL of a ref (revision and path segments percent-encoded, so parseModelScopeUrl returns them). */
 export function modelScopeUrl(ref: MsRef): string {
   const type = ref.type === 'datasets' ? 'datasets/' : ref.typeWritten ? 'models/' : '';
   return `modelscope://${type}${ref.repo}${ref.revision ? '@' + encodeURIComponent(ref.revision) : ''}${ref.path ? '/' + encPath(ref.path) : ''}`;
 }
 
-function header(h: Record<string, string>, name: string): string | undefined {
-  for (const [k, v] of Object.entries(h)) if (k.toLowerCase() === name && v) return v;
-  return undefined;
-}
-
 function endpointOf(h: Record<string, string>): string {
   const domain = process.env.MODELSCOPE_DOMAIN?.trim();
-  const ep = (header(h, MS_HEADERS.endpoint) ?? (process.env.MODELSCOPE_ENDPOINT || undefined) ?? (domain ? `https://${domain}` : MS_DEFAULT_ENDPOINT)).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]+/i.test(ep)) throw new InvalidError(`ModelScope endpoint ${ep} is not valid: expected http(s)://HOST[:PORT]`);
-  return ep;
+  return checkEndpoint(header(h, MS_HEADERS.endpoint) ?? (process.env.MODELSCOPE_ENDPOINT || undefined) ?? (domain ? `https://${domain}` : MS_DEFAULT_ENDPOINT), 'ModelScope');
 }
 
 /** The headers sent to the hub: the caller's, less our settings, plus the token as a bearer. */
 function hubHeaders(h: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) if (!k.toLowerCase().startsWith('x-damselfly-ms-')) out[k] = v;
-  const token = header(h, MS_HEADERS.token) ?? process.env.MODELSCOPE_API_TOKEN;
-  if (token && !header(h, 'authorization')) out.authorization = `Bearer ${token}`;
-  return out;
+  return commonHubHeaders(h, 'x-damselfly-ms-', header(h, MS_HEADERS.token) ?? process.env.MODELSCOPE_API_TOKEN);
 }
 
 /** The hub URL a file resolves at (Dragonfly's build_download_url). */
